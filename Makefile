@@ -1,0 +1,55 @@
+# Two commands matter: `make demo` (the main job) and `make test` (the whole suite).
+# Everything else here is a building block of those two or a developer convenience.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+STATE_DIR ?= state/emulators
+
+.PHONY: demo test venv lint emulators seed reset-emulators lock bench clean
+
+$(STAMP): requirements/lock.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements/lock.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## The main job: local emulators with demo data and the Prospect-to-cash sync.
+demo: $(STAMP)
+	$(BIN)/python -m emulators demo --state-dir $(STATE_DIR)
+
+## The whole test suite (lint first: a ruff error fails the build like a test does).
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## Both emulators and the token service in the foreground; first stdout line is JSON.
+emulators: $(STAMP)
+	$(BIN)/python -m emulators serve --state-dir $(STATE_DIR)
+
+SCALE ?= demo
+seed: $(STAMP)
+	$(BIN)/python -m emulators seed --state-dir $(STATE_DIR) --scale $(SCALE)
+
+reset-emulators: $(STAMP)
+	$(BIN)/python -m emulators reset --state-dir $(STATE_DIR)
+
+## Re-resolve requirements/lock.txt after a change to pyproject.toml.
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --quiet -o requirements/lock.txt
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) state .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Table and entity definitions served by the emulators (names, types, lengths, keys)."""
