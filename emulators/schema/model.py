@@ -43,6 +43,10 @@ class Field:
     State, Status) with their labels. `attribute_type` is the Dataverse attribute type
     name (String, Memo, Money, Picklist, ...), used for EntityDefinitions; F&O leaves it
     empty. `read_only` columns are computed or system-set and refused on write.
+    `default` is the wire value the service fills in on create when the request omits
+    the field (Dataverse `statecode`, F&O zero decimals); `auto_number` is a Dataverse
+    `AutoNumberFormat` (e.g. `QUO-{SEQNUM:5}-{RANDSTRING:6}`) the service uses to fill
+    an omitted number column. Either makes a required field optional in requests.
     """
 
     name: str
@@ -57,6 +61,8 @@ class Field:
     precision: int | None = None
     scale: int | None = None
     description: str = ""
+    default: object = None
+    auto_number: str | None = None
 
 
 @dataclass(frozen=True)
