@@ -1,0 +1,1 @@
+"""Emulated Finance and Operations OData service, served at `/data/`."""

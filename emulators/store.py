@@ -1,0 +1,579 @@
+"""SQLite storage of one emulated service: one table per entity set.
+
+Columns come from the catalog (`emulators.schema.model`): one per field, one per Dataverse
+lookup (the GUID) plus `<column>__set` (target entity set) for polymorphic lookups, and a
+hidden `__rowid` that keeps insertion order (stable paging, tie-breaker of every ORDER BY).
+Values are stored in a form that compares and sorts correctly in SQL, so the OData layer
+can translate `$filter`/`$orderby` straight into WHERE / ORDER BY:
+
+    strings TEXT · Int32/Int64/F&O enums INTEGER · Decimal/Double REAL · Boolean INTEGER 0/1
+    DateTimeOffset TEXT `YYYY-MM-DDTHH:MM:SSZ` (UTC) · Date TEXT · Guid lowercase TEXT
+
+The server is one asyncio loop and the store has one connection. A transaction that spans
+an `await` (a `$batch` change set) must use `async with store.atomic()`, which serialises
+such transactions; writing from another task while one is open raises `StoreBusy` instead
+of silently joining (and maybe rolling back with) somebody else's change set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from emulators.schema.model import Catalog, EdmType, Table
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+ROWID = "__rowid"
+_SQL_TYPES = {
+    EdmType.STRING: "TEXT",
+    EdmType.INT32: "INTEGER",
+    EdmType.INT64: "INTEGER",
+    EdmType.DECIMAL: "REAL",
+    EdmType.DOUBLE: "REAL",
+    EdmType.BOOLEAN: "INTEGER",
+    EdmType.DATETIMEOFFSET: "TEXT",
+    EdmType.DATE: "TEXT",
+    EdmType.GUID: "TEXT",
+    EdmType.ENUM: "INTEGER",
+}
+_LOOKUP = "lookup"  # pseudo type of a lookup GUID column
+_LOOKUP_SET = "lookup_set"
+
+
+class StoreError(Exception):
+    """Base class of the store's errors."""
+
+
+class KeyExists(StoreError):
+    """A row with the same primary key (or alternate key `key_name`) already exists."""
+
+    def __init__(self, entity_set: str, key: Mapping[str, Any], key_name: str = "primary") -> None:
+        self.entity_set = entity_set
+        self.key = dict(key)
+        self.key_name = key_name
+        super().__init__(f"{entity_set}: a row with {key_name} key {self.key} already exists")
+
+
+class NotFound(StoreError):
+    """No row has the given key."""
+
+    def __init__(self, entity_set: str, key: Mapping[str, Any]) -> None:
+        self.entity_set = entity_set
+        self.key = dict(key)
+        super().__init__(f"{entity_set}: no row with key {self.key}")
+
+
+class UnknownColumn(StoreError):
+    """A row names a column the entity set does not have."""
+
+
+class StoreBusy(StoreError):
+    """Another task holds an open transaction on this store (use `atomic()`)."""
+
+
+@dataclass(frozen=True)
+class _TableInfo:
+    table: Table
+    columns: tuple[str, ...]  # storage order, without __rowid
+    types: dict[str, Any]  # column -> EdmType or lookup pseudo type
+    booleans: frozenset[str]
+
+
+def quote(identifier: str) -> str:
+    """SQL-quote a column or table name (entity sets and F&O fields are mixed case)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def format_datetime(value: datetime) -> str:
+    """The stored DateTimeOffset form: UTC, second precision, `Z` suffix."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Store:
+    """SQLite-backed rows of every entity set of one service catalog.
+
+    :param path: database file (created with the schema on first use), or ``":memory:"``.
+    :param catalog: the service's tables; their fields, lookups and keys define the columns.
+    """
+
+    def __init__(self, path: Path | str, catalog: Catalog) -> None:
+        self.path = str(path)
+        self.catalog = catalog
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        if self.path != ":memory:":
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA temp_store=MEMORY")
+        self._conn.execute("PRAGMA cache_size=-65536")
+        self._tables: dict[str, _TableInfo] = {}
+        self._depth = 0
+        self._owner: object | None = None
+        self._lock: asyncio.Lock | None = None
+        for table in catalog.tables.values():
+            self._tables[table.entity_set] = self._describe(table)
+        self._create_schema()
+
+    # -- schema ------------------------------------------------------------------------
+
+    def _describe(self, table: Table) -> _TableInfo:
+        types: dict[str, Any] = {f.name: f.type for f in table.fields}
+        for lookup in table.lookups:
+            if lookup.column in types:
+                continue
+            types[lookup.column] = _LOOKUP
+            if len(set(lookup.targets.values())) > 1:
+                types[f"{lookup.column}__set"] = _LOOKUP_SET
+        booleans = frozenset(name for name, kind in types.items() if kind == EdmType.BOOLEAN)
+        return _TableInfo(table=table, columns=tuple(types), types=types, booleans=booleans)
+
+    def _create_schema(self) -> None:
+        with self.transaction():
+            for info in self._tables.values():
+                name = info.table.entity_set
+                existing = {row["name"] for row in self._conn.execute(f"PRAGMA table_info({quote(name)})")}
+                if not existing:
+                    cols = ", ".join(f"{quote(c)} {self._sql_type(info.types[c])}" for c in info.columns)
+                    self._conn.execute(
+                        f"CREATE TABLE {quote(name)} ({quote(ROWID)} INTEGER PRIMARY KEY AUTOINCREMENT"
+                        + (f", {cols}" if cols else "")
+                        + ")"
+                    )
+                else:  # catalog grew since the file was made: add the new columns
+                    for column in info.columns:
+                        if column not in existing:
+                            self._conn.execute(
+                                f"ALTER TABLE {quote(name)} ADD COLUMN {quote(column)} "
+                                f"{self._sql_type(info.types[column])}"
+                            )
+                self._create_indexes(info)
+
+    def _create_indexes(self, info: _TableInfo) -> None:
+        table = info.table
+        base = re.sub(r"\W", "_", table.entity_set)
+        if table.key:
+            self._conn.execute(
+                f"CREATE UNIQUE INDEX IF NOT EXISTS {quote(f'ux_{base}_key')} ON {quote(table.entity_set)} "
+                f"({', '.join(quote(c) for c in table.key)})"
+            )
+        # Dataverse alternate keys are uniqueness constraints; F&O secondary indexes are not.
+        unique = "UNIQUE " if self.catalog.service == "dataverse" else ""
+        for alt in table.alternate_keys:
+            index = f"ix_{base}_{re.sub(r'[^0-9A-Za-z_]', '_', alt.name)}"
+            self._conn.execute(
+                f"CREATE {unique}INDEX IF NOT EXISTS {quote(index)} "
+                f"ON {quote(table.entity_set)} ({', '.join(quote(c) for c in alt.columns)})"
+            )
+        for lookup in table.lookups:
+            self._conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {quote(f'ix_{base}_{lookup.column}')} "
+                f"ON {quote(table.entity_set)} ({quote(lookup.column)})"
+            )
+
+    @staticmethod
+    def _sql_type(kind: Any) -> str:
+        return _SQL_TYPES.get(kind, "TEXT")
+
+    def table(self, entity_set: str) -> Table:
+        return self._info(entity_set).table
+
+    def columns(self, entity_set: str) -> tuple[str, ...]:
+        """Storage columns of an entity set, in storage order (without `__rowid`)."""
+        return self._info(entity_set).columns
+
+    def _info(self, entity_set: str) -> _TableInfo:
+        try:
+            return self._tables[entity_set]
+        except KeyError:
+            raise StoreError(f"unknown entity set {entity_set!r}") from None
+
+    # -- values ------------------------------------------------------------------------
+
+    def to_storage(self, entity_set: str, column: str, value: Any) -> Any:
+        """Convert a Python or wire value to the stored form (also for SQL parameters)."""
+        info = self._info(entity_set)
+        if column == ROWID:
+            return value
+        try:
+            kind = info.types[column]
+        except KeyError:
+            raise UnknownColumn(f"{entity_set} has no column {column!r}") from None
+        return _to_storage(kind, value)
+
+    def _row_out(self, info: _TableInfo, row: sqlite3.Row) -> dict[str, Any]:
+        out = dict(row)
+        for column in info.booleans:
+            if out.get(column) is not None:
+                out[column] = bool(out[column])
+        return out
+
+    def _key(self, info: _TableInfo, key: Any) -> dict[str, Any]:
+        names = info.table.key
+        if isinstance(key, Mapping):
+            if set(key) != set(names):
+                raise StoreError(
+                    f"{info.table.entity_set}: key must give exactly {list(names)}, got {list(key)}"
+                )
+            values = [key[n] for n in names]
+        elif isinstance(key, (tuple, list)):
+            if len(key) != len(names):
+                raise StoreError(f"{info.table.entity_set}: key must have {len(names)} parts")
+            values = list(key)
+        else:
+            if len(names) != 1:
+                raise StoreError(f"{info.table.entity_set}: composite key {list(names)} needs all parts")
+            values = [key]
+        return {n: _to_storage(info.types[n], v) for n, v in zip(names, values, strict=True)}
+
+    @staticmethod
+    def _where(columns: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        parts, params = [], []
+        for column, value in columns.items():
+            if value is None:
+                parts.append(f"{quote(column)} IS NULL")
+            else:
+                parts.append(f"{quote(column)} = ?")
+                params.append(value)
+        return " AND ".join(parts) or "1=1", params
+
+    # -- transactions ------------------------------------------------------------------
+
+    @staticmethod
+    def _current_task() -> object | None:
+        try:
+            return asyncio.current_task()
+        except RuntimeError:  # no running loop: plain synchronous use (seeding, tests)
+            return None
+
+    def _check_writer(self) -> None:
+        if self._depth and self._owner is not self._current_task():
+            raise StoreBusy("another request holds an open transaction; use `async with store.atomic()`")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Atomic unit; nested calls become savepoints that roll back on their own.
+
+        Never `await` inside it (use `atomic()` for that).
+        """
+        self._check_writer()
+        depth = self._depth
+        savepoint = f"sp{depth}"
+        if depth == 0:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._owner = self._current_task()
+        else:
+            self._conn.execute(f"SAVEPOINT {savepoint}")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if depth == 0:
+                self._owner = None
+                self._conn.execute("ROLLBACK")
+            else:
+                self._conn.execute(f"ROLLBACK TO {savepoint}")
+                self._conn.execute(f"RELEASE {savepoint}")
+            raise
+        else:
+            self._depth -= 1
+            if depth == 0:
+                self._owner = None
+                self._conn.execute("COMMIT")
+            else:
+                self._conn.execute(f"RELEASE {savepoint}")
+
+    @contextlib.asynccontextmanager
+    async def atomic(self) -> AsyncIterator[None]:
+        """Transaction that may span awaits; concurrent ones wait for each other.
+
+        Nested use inside the same task becomes a savepoint.
+        """
+        if self._depth and self._owner is self._current_task():
+            with self.transaction():
+                yield
+            return
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            with self.transaction():
+                yield
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
+    # -- writes ------------------------------------------------------------------------
+
+    def _prepare(self, info: _TableInfo, row: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = [c for c in row if c not in info.types]
+        if unknown:
+            raise UnknownColumn(f"{info.table.entity_set} has no column(s) {unknown}")
+        prepared = {c: _to_storage(info.types[c], v) for c, v in row.items()}
+        key = info.table.key
+        if len(key) == 1 and info.types.get(key[0]) == EdmType.GUID and prepared.get(key[0]) is None:
+            prepared[key[0]] = str(uuid.uuid4())
+        return prepared
+
+    def insert(self, entity_set: str, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Insert one row; returns it with every column (missing ones None).
+
+        A single GUID primary key left empty is generated. Raises `KeyExists`.
+        """
+        self._check_writer()
+        info = self._info(entity_set)
+        prepared = self._prepare(info, row)
+        cols = list(prepared)
+        sql = (
+            f"INSERT INTO {quote(entity_set)} ({', '.join(quote(c) for c in cols)}) "
+            f"VALUES ({', '.join('?' for _ in cols)})"
+        )
+        try:
+            self._conn.execute(sql, [prepared[c] for c in cols])
+        except sqlite3.IntegrityError as exc:
+            raise self._conflict(info, prepared) from exc
+        full = dict.fromkeys(info.columns)
+        full.update(prepared)
+        for column in info.booleans:
+            if full[column] is not None:
+                full[column] = bool(full[column])
+        return full
+
+    def _conflict(self, info: _TableInfo, prepared: Mapping[str, Any]) -> KeyExists:
+        table = info.table
+        key = {c: prepared.get(c) for c in table.key}
+        candidates = [("primary", table.key)] + [(a.name, a.columns) for a in table.alternate_keys]
+        for name, columns in candidates:
+            values = {c: prepared.get(c) for c in columns}
+            if any(v is None for v in values.values()):
+                continue
+            where, params = self._where(values)
+            if self._conn.execute(
+                f"SELECT 1 FROM {quote(table.entity_set)} WHERE {where}", params
+            ).fetchone():
+                return KeyExists(table.entity_set, values, name)
+        return KeyExists(table.entity_set, key)
+
+    def insert_many(self, entity_set: str, rows: Iterable[Mapping[str, Any]], chunk_size: int = 5000) -> int:
+        """Bulk insert (seeding): one statement for every row, executed in chunks.
+
+        Every row is stored with all columns (missing ones NULL). Runs in one transaction
+        (a savepoint when already inside one): a duplicate key raises `KeyExists` and
+        nothing is inserted.
+        """
+        self._check_writer()
+        info = self._info(entity_set)
+        columns = info.columns
+        sql = (
+            f"INSERT INTO {quote(entity_set)} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})"
+        )
+        total = 0
+        with self.transaction():
+            chunk: list[list[Any]] = []
+            for row in rows:
+                prepared = self._prepare(info, row)
+                chunk.append([prepared.get(c) for c in columns])
+                if len(chunk) >= chunk_size:
+                    total += self._execute_many(info, sql, chunk)
+                    chunk = []
+            if chunk:
+                total += self._execute_many(info, sql, chunk)
+        return total
+
+    def _execute_many(self, info: _TableInfo, sql: str, chunk: list[list[Any]]) -> int:
+        try:
+            self._conn.executemany(sql, chunk)
+        except sqlite3.IntegrityError as exc:
+            # Find the offending row for a useful message (rare path; the chunk rolls back).
+            seen: set[tuple[Any, ...]] = set()
+            positions = [info.columns.index(c) for c in info.table.key]
+            for values in chunk:
+                key = tuple(values[p] for p in positions)
+                prepared = dict(zip(info.columns, values, strict=True))
+                if key in seen:
+                    raise KeyExists(
+                        info.table.entity_set, dict(zip(info.table.key, key, strict=True))
+                    ) from exc
+                seen.add(key)
+                where, params = self._where(dict(zip(info.table.key, key, strict=True)))
+                sql_exists = f"SELECT 1 FROM {quote(info.table.entity_set)} WHERE {where}"
+                if self._conn.execute(sql_exists, params).fetchone():
+                    raise self._conflict(info, prepared) from exc
+            raise KeyExists(info.table.entity_set, {}, "alternate") from exc
+        return len(chunk)
+
+    def update(self, entity_set: str, key: Any, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Change columns of an existing row; returns the updated row. Raises `NotFound`."""
+        self._check_writer()
+        info = self._info(entity_set)
+        key_values = self._key(info, key)
+        prepared = self._prepare_changes(info, changes)
+        if prepared:
+            where, params = self._where(key_values)
+            sets = ", ".join(f"{quote(c)} = ?" for c in prepared)
+            try:
+                cursor = self._conn.execute(
+                    f"UPDATE {quote(entity_set)} SET {sets} WHERE {where}", [*prepared.values(), *params]
+                )
+            except sqlite3.IntegrityError as exc:
+                current = self.get(entity_set, key) or {}
+                raise self._conflict(info, {**current, **prepared}) from exc
+            if cursor.rowcount == 0:
+                raise NotFound(entity_set, key_values)
+        row = self.get(entity_set, key)
+        if row is None:
+            raise NotFound(entity_set, key_values)
+        return row
+
+    def _prepare_changes(self, info: _TableInfo, changes: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = [c for c in changes if c not in info.types]
+        if unknown:
+            raise UnknownColumn(f"{info.table.entity_set} has no column(s) {unknown}")
+        return {c: _to_storage(info.types[c], v) for c, v in changes.items()}
+
+    def delete(self, entity_set: str, key: Any) -> None:
+        """Delete one row. Raises `NotFound`."""
+        self._check_writer()
+        info = self._info(entity_set)
+        key_values = self._key(info, key)
+        where, params = self._where(key_values)
+        cursor = self._conn.execute(f"DELETE FROM {quote(entity_set)} WHERE {where}", params)
+        if cursor.rowcount == 0:
+            raise NotFound(entity_set, key_values)
+
+    def reset(self, entity_set: str | None = None) -> None:
+        """Delete every row (of one entity set or all), keeping the schema."""
+        self._check_writer()
+        names = [entity_set] if entity_set else list(self._tables)
+        with self.transaction():
+            for name in names:
+                self._info(name)
+                self._conn.execute(f"DELETE FROM {quote(name)}")
+                self._conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (name,))
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get(self, entity_set: str, key: Any, columns: Sequence[str] | None = None) -> dict[str, Any] | None:
+        """The row with this primary key (scalar, tuple in key order, or mapping), or None."""
+        info = self._info(entity_set)
+        where, params = self._where(self._key(info, key))
+        rows = self._select(info, where, params, columns=columns, limit=1)
+        return rows[0] if rows else None
+
+    def find_by(
+        self, entity_set: str, columns: Mapping[str, Any], limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows whose columns equal the given values (None matches NULL), insertion order."""
+        info = self._info(entity_set)
+        converted = {}
+        for column, value in columns.items():
+            if column not in info.types:
+                raise UnknownColumn(f"{entity_set} has no column {column!r}")
+            converted[column] = _to_storage(info.types[column], value)
+        where, params = self._where(converted)
+        return self._select(info, where, params, limit=limit)
+
+    def query(
+        self,
+        entity_set: str,
+        where_sql: str = "",
+        params: Sequence[Any] = (),
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        columns: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rows matching a WHERE fragment (with `?` params), ordered, paged, projected.
+
+        `order_by` is SQL (`'"name" DESC'`) or a list of such terms; `__rowid` is always
+        the last tie-breaker so pages are stable. `columns` may include `__rowid`.
+        """
+        info = self._info(entity_set)
+        return self._select(info, where_sql or "1=1", list(params), order_by, limit, offset, columns)
+
+    def count(self, entity_set: str, where_sql: str = "", params: Sequence[Any] = ()) -> int:
+        self._info(entity_set)
+        sql = f"SELECT COUNT(*) FROM {quote(entity_set)} WHERE {where_sql or '1=1'}"
+        return int(self._conn.execute(sql, list(params)).fetchone()[0])
+
+    def counts(self) -> dict[str, int]:
+        """Row count of every entity set (admin endpoint, demo, tests)."""
+        return {name: self.count(name) for name in self._tables}
+
+    def _select(
+        self,
+        info: _TableInfo,
+        where: str,
+        params: Sequence[Any],
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        columns: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        if columns is None:
+            projection = ", ".join(quote(c) for c in info.columns)
+        else:
+            bad = [c for c in columns if c != ROWID and c not in info.types]
+            if bad:
+                raise UnknownColumn(f"{info.table.entity_set} has no column(s) {bad}")
+            projection = ", ".join(quote(c) for c in columns) or quote(ROWID)
+        terms = [order_by] if isinstance(order_by, str) else list(order_by or [])
+        terms.append(quote(ROWID))
+        sql = (
+            f"SELECT {projection} FROM {quote(info.table.entity_set)} WHERE {where} "
+            f"ORDER BY {', '.join(terms)}"
+        )
+        args = list(params)
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            args += [-1 if limit is None else int(limit), int(offset)]
+        return [self._row_out(info, row) for row in self._conn.execute(sql, args)]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Escape hatch for read-only SQL the typed methods cannot express (aggregates)."""
+        return self._conn.execute(sql, list(params)).fetchall()
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _to_storage(kind: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind in (EdmType.BOOLEAN,):
+        if isinstance(value, str):
+            return 1 if value.lower() == "true" else 0
+        return 1 if value else 0
+    if kind in (EdmType.INT32, EdmType.INT64, EdmType.ENUM):
+        return int(value) if isinstance(value, (bool, Decimal, float)) else value
+    if kind in (EdmType.DECIMAL, EdmType.DOUBLE):
+        return float(value) if isinstance(value, (Decimal, int)) and not isinstance(value, bool) else value
+    if kind == EdmType.DATETIMEOFFSET:
+        if isinstance(value, datetime):
+            return format_datetime(value)
+        if isinstance(value, str):
+            try:
+                return format_datetime(datetime.fromisoformat(value.replace("Z", "+00:00")))
+            except ValueError:
+                return value  # left for validation to reject
+        return value
+    if kind == EdmType.DATE:
+        if isinstance(value, datetime):
+            return value.date().isoformat()
+        return value.isoformat() if isinstance(value, date) else value
+    if kind in (EdmType.GUID, _LOOKUP):
+        return str(value).lower() if isinstance(value, (uuid.UUID, str)) else value
+    return value
