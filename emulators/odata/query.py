@@ -802,16 +802,35 @@ class _Compiler:
         return _Operand(operand.kind, operand.type_name, f"(-{sql})", params)
 
     def logical(self, node: BinaryNode) -> _Operand:
-        left, right = self.compile(node.left), self.compile(node.right)
-        for side in (left, right):
-            if side.kind not in (EdmType.BOOLEAN, None):
+        """Compile a whole ``a or b or c ...`` chain at once.
+
+        Clients filter on hundreds of keys with long ``or`` chains; the parser builds them
+        left-deep, so walking the spine iteratively keeps both Python's recursion and
+        SQLite's expression depth (1000) flat, and ``(a OR b OR c)`` means the same.
+        """
+        operands: list[Node] = []
+        current: Node = node
+        while isinstance(current, BinaryNode) and current.op == node.op:
+            operands.append(current.right)
+            current = current.left
+        operands.append(current)
+        operands.reverse()
+        compiled = [self.compile(operand_node) for operand_node in operands]
+        # Report the first failing pair the way the binder meets them: innermost first.
+        boolean = _Operand(EdmType.BOOLEAN, EdmType.BOOLEAN.value)
+        for index in range(1, len(compiled)):
+            left = compiled[0] if index == 1 else boolean
+            right = compiled[index]
+            if left.kind not in (EdmType.BOOLEAN, None) or right.kind not in (EdmType.BOOLEAN, None):
                 raise self.incompatible(left, right, node.op)
-        lsql, lparams = self.bind(left, EdmType.BOOLEAN, None)
-        rsql, rparams = self.bind(right, EdmType.BOOLEAN, None)
-        keyword = "AND" if node.op == "and" else "OR"
-        return _Operand(
-            EdmType.BOOLEAN, EdmType.BOOLEAN.value, f"({lsql} {keyword} {rsql})", lparams + rparams
-        )
+        sqls: list[str] = []
+        params: list[Any] = []
+        for operand in compiled:
+            sql, operand_params = self.bind(operand, EdmType.BOOLEAN, None)
+            sqls.append(sql)
+            params.extend(operand_params)
+        keyword = " AND " if node.op == "and" else " OR "
+        return _Operand(EdmType.BOOLEAN, EdmType.BOOLEAN.value, _balanced(sqls, keyword), params)
 
     def comparable(self, left: _Operand, right: _Operand, op: str) -> EdmType | None:
         """Check ODL's promotion rules; return the common type literals are bound to."""
@@ -1058,6 +1077,20 @@ class _Compiler:
             f"({osql}{collate} IN ({', '.join(sqls)}))",
             oparams + params,
         )
+
+
+_CHAIN_CHUNK = 64
+
+
+def _balanced(terms: list[str], keyword: str) -> str:
+    """Join terms with AND/OR in parenthesised chunks.
+
+    SQLite parses even a flat ``a OR b OR c`` as a left-deep tree and refuses trees
+    deeper than 1000, so long chains are grouped; parameters keep their order.
+    """
+    while len(terms) > _CHAIN_CHUNK:
+        terms = [f"({keyword.join(terms[i : i + _CHAIN_CHUNK])})" for i in range(0, len(terms), _CHAIN_CHUNK)]
+    return f"({keyword.join(terms)})"
 
 
 def like_pattern(value: str) -> str:

@@ -455,6 +455,17 @@ def test_dataverse_filters_select_the_right_rows(
     assert dv_ids(accounts_db, text, aliases=aliases) == expected
 
 
+def test_long_or_chains_compile_flat(accounts_db: sqlite3.Connection) -> None:
+    """Hundreds of keys in one filter must neither recurse deeply nor nest SQL past SQLite's limit."""
+    terms = " or ".join(f"numberofemployees eq {n}" for n in range(3000))
+    where, params = compile_filter(terms, dataverse_resolver, dialect="dataverse")
+    assert params == list(range(3000))
+    rows = accounts_db.execute(f"SELECT id FROM accounts WHERE {where}", params).fetchall()
+    assert {row[0] for row in rows} == {1, 2, 3, 5}
+    chained = " and ".join(["creditonhold ne false"] * 1500)
+    assert dv_ids(accounts_db, chained) == {2, 5}
+
+
 def test_literals_are_bound_never_interpolated() -> None:
     hostile = "x'); DROP TABLE accounts; --"
     where, params = compile_filter(
@@ -493,6 +504,11 @@ def test_literals_are_bound_never_interpolated() -> None:
             "A binary operator with incompatible types was detected. Found operand types 'Edm.Boolean' and "
             "'Edm.Decimal' for operator kind 'And'.",
         ),
+        (
+            "revenue and name eq 'a' and creditonhold",
+            "Found operand types 'Edm.Decimal' and 'Edm.Boolean' for operator kind 'And'.",
+        ),
+        ("creditonhold or revenue gt 1 or name", "Found operand types 'Edm.Boolean' and 'Edm.String'"),
         (
             "not name",
             "A unary operator with an incompatible type was detected. Found operand type 'Edm.String' for "
