@@ -157,8 +157,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 counts = client.get(f"{endpoints['admin'][service]}/tables").raise_for_status().json()
                 url = endpoints[f"{service}_url"]
                 print(f"{service} at {url}: {sum(counts.values())} rows")
+                width = max((len(name) for name in counts), default=0)
                 for entity_set, count in sorted(counts.items()):
-                    print(f"  {entity_set:40s} {count:>10}")
+                    print(f"  {entity_set:{width}s} {count:>10}")
         print(f"Entra ID authority: {endpoints['authority']} (client id {endpoints['client_id']})")
         print(f"CA bundle: {endpoints['ca_bundle']}")
         return 0

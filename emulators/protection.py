@@ -48,6 +48,8 @@ REQUESTS_CODE = "0x80072322"
 EXECUTION_CODE = "0x80072321"
 CONCURRENCY_CODE = "0x80072326"
 ADMIN_PREFIX = "/_admin"
+# Faults that replace the response; `slow` only delays it and can combine with none of them.
+FATAL_FAULTS = frozenset({"revoke_token", "reset", "unavailable", "throttle"})
 
 
 @dataclass(frozen=True)
@@ -161,11 +163,13 @@ class FaultInjector:
         if faults.seed != self._seed:
             self._seed = faults.seed
             self._random.seed(faults.seed)
-        fired = []
+        fired: list[str] = []
         for kind in faults.KINDS:
             rule = getattr(faults, kind)
             if not rule.applies_to(method, path):
                 continue
+            if kind in FATAL_FAULTS and any(k in FATAL_FAULTS for k in fired):
+                continue  # one failure per request; later countdowns stay for later requests
             if rule.next_n > 0:
                 rule.next_n -= 1
                 fired.append(kind)

@@ -159,6 +159,16 @@ class _Server(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         yield
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Idle keep-alive TLS connections would wait for the client's close_notify until the
+        # graceful timeout; drop them at once (clients reconnect), let busy ones finish.
+        for connection in list(self.server_state.connections):
+            cycle = getattr(connection, "cycle", None)
+            transport = getattr(connection, "transport", None)
+            if transport is not None and (cycle is None or cycle.response_complete):
+                transport.abort()
+        await super().shutdown(sockets)
+
 
 class EmulatorProcess:
     """Builds and runs the three services; `run()` returns after SIGTERM/SIGINT."""

@@ -131,9 +131,8 @@ class Store:
     def _describe(self, table: Table) -> _TableInfo:
         types: dict[str, Any] = {f.name: f.type for f in table.fields}
         for lookup in table.lookups:
-            if lookup.column in types:
-                continue
-            types[lookup.column] = _LOOKUP
+            # Catalogs may also declare the lookup column as a GUID field; it is one column.
+            types.setdefault(lookup.column, _LOOKUP)
             if len(set(lookup.targets.values())) > 1:
                 types[f"{lookup.column}__set"] = _LOOKUP_SET
         booleans = frozenset(name for name, kind in types.items() if kind == EdmType.BOOLEAN)

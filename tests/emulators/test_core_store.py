@@ -317,3 +317,19 @@ def test_reading_raw_sqlite_sees_committed_rows(tmp_path: Path) -> None:
     assert other.execute("SELECT name FROM accounts").fetchall() == [("visible",)]
     other.close()
     store.close()
+
+
+def test_lookup_declared_as_a_field_still_gets_its_set_column(tmp_path: Path) -> None:
+    catalog = Catalog(service="dataverse")
+    catalog.add(
+        Table(
+            logical_name="contact",
+            entity_set="contacts",
+            key=("contactid",),
+            fields=(Field("contactid", EdmType.GUID), Field("parentcustomerid", EdmType.GUID)),
+            lookups=(Lookup("parentcustomerid", {"a": "accounts", "c": "contacts"}),),
+        )
+    )
+    store = Store(tmp_path / "c.sqlite", catalog)
+    assert store.columns("contacts") == ("contactid", "parentcustomerid", "parentcustomerid__set")
+    store.close()

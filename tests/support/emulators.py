@@ -8,6 +8,7 @@ goes to a file whose tail is shown when something fails, so a broken start expla
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import json
 import os
@@ -178,7 +179,14 @@ def catalogs_available() -> bool:
 
 
 def seed_available() -> bool:
-    return importlib.util.find_spec("emulators.seed") is not None
+    """True once `emulators.seed.seed_store` exists (the seed module is written separately)."""
+    if importlib.util.find_spec("emulators.seed") is None:
+        return False
+    try:
+        module = importlib.import_module("emulators.seed")
+    except ImportError:
+        return False
+    return callable(getattr(module, "seed_store", None))
 
 
 def serve_command(state_dir: Path, *extra: str) -> list[str]:
