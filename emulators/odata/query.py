@@ -43,8 +43,10 @@ FNO: Dialect = "fno"
 FNO_ENUM_NAMESPACE = "Microsoft.Dynamics.DataEntities"
 DATAVERSE_NAMESPACE = "Microsoft.Dynamics.CRM"
 
-# Deep enough for any real filter, shallow enough to never hit Python's recursion limit.
-MAX_DEPTH = 100
+# Grammar levels entered while parsing (about seven per parenthesis): ~55 nested
+# parentheses, far beyond real filters. Anything deeper is a 400, like ODL's limit.
+MAX_DEPTH = 400
+_TOO_DEEP = "Recursion depth exceeded allowed limit."
 
 
 # ---------------------------------------------------------------------------
@@ -436,7 +438,7 @@ class _Parser:
     def enter(self) -> None:
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise self.error("Recursion depth exceeded allowed limit.")
+            raise self.error(_TOO_DEEP)
 
     def leave(self) -> None:
         self.depth -= 1
@@ -651,7 +653,10 @@ def parse_filter(text: str, dialect: Dialect, *, aliases: Mapping[str, str] | No
     dialect = _check_dialect(dialect)
     if not text.strip():
         raise query_error(dialect, f"Expression expected at position {len(text)} in '{text}'.")
-    return _Parser(text, dialect, aliases).parse()
+    try:
+        return _Parser(text, dialect, aliases).parse()
+    except RecursionError:
+        raise query_error(dialect, _TOO_DEEP) from None
 
 
 # ---------------------------------------------------------------------------
@@ -780,7 +785,14 @@ class _Compiler:
 
     # operators ------------------------------------------------------------
     def unary(self, node: UnaryNode) -> _Operand:
-        operand = self.compile(node.operand)
+        # Fold chains of the same operator: `not not x` is x (also under three-valued
+        # logic) and `- - x` is x, so long chains cost no SQL nesting.
+        count = 0
+        inner: Node = node
+        while isinstance(inner, UnaryNode) and inner.op == node.op:
+            count += 1
+            inner = inner.operand
+        operand = self.compile(inner)
         if node.op == "not":
             if operand.kind not in (EdmType.BOOLEAN, None):
                 raise self.error(
@@ -788,12 +800,16 @@ class _Compiler:
                     f"'{operand.type_name}' for operator kind 'Not'."
                 )
             sql, params = self.bind(operand, EdmType.BOOLEAN, None)
+            if count % 2 == 0:
+                return _Operand(EdmType.BOOLEAN, EdmType.BOOLEAN.value, sql, params)
             return _Operand(EdmType.BOOLEAN, EdmType.BOOLEAN.value, f"(NOT {sql})", params)
         if operand.kind not in (*_NUMERIC, None):
             raise self.error(
                 "A unary operator with an incompatible type was detected. Found operand type "
                 f"'{operand.type_name}' for operator kind 'Negate'."
             )
+        if count % 2 == 0:
+            return operand
         if isinstance(operand.literal, LiteralNode) and operand.literal.kind is not None:
             lit = operand.literal
             negated = LiteralNode(lit.kind, -lit.value, f"-{lit.text}", node.position)
@@ -1080,6 +1096,21 @@ class _Compiler:
 
 
 _CHAIN_CHUNK = 64
+# SQLite's parser stack (about 100 entries) overflows near 90 nested parentheses, or
+# near 47 when each level is a NOT; 45 is safe for any mix and far beyond real filters.
+MAX_SQL_NESTING = 45
+
+
+def _nesting(sql: str) -> int:
+    """Deepest parenthesis nesting of generated SQL (its only quoted text has no parentheses)."""
+    depth = deepest = 0
+    for char in sql:
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    return deepest
 
 
 def _balanced(terms: list[str], keyword: str) -> str:
@@ -1163,7 +1194,13 @@ def compile_filter(
     dialect = _check_dialect(dialect)
     if isinstance(node, str):
         node = parse_filter(node, dialect, aliases=aliases)
-    return _Compiler(resolver, dialect, enums or {}).compile_predicate(node)
+    try:
+        sql, params = _Compiler(resolver, dialect, enums or {}).compile_predicate(node)
+    except RecursionError:
+        raise query_error(dialect, _TOO_DEEP) from None
+    if _nesting(sql) > MAX_SQL_NESTING:
+        raise query_error(dialect, _TOO_DEEP)
+    return sql, params
 
 
 # ---------------------------------------------------------------------------

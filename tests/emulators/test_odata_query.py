@@ -455,6 +455,38 @@ def test_dataverse_filters_select_the_right_rows(
     assert dv_ids(accounts_db, text, aliases=aliases) == expected
 
 
+@pytest.mark.parametrize("depth", [40, 300, 5000])
+def test_deep_nesting_parses_or_fails_cleanly(accounts_db: sqlite3.Connection, depth: int) -> None:
+    """Deep but sane nesting works; absurd nesting is a 400, never a RecursionError."""
+    nested = "(" * depth + "creditonhold eq true" + ")" * depth
+    negated = "not " * (depth * 2) + "creditonhold"
+    if depth == 40:
+        assert dv_ids(accounts_db, nested) == {2, 5}
+        assert dv_ids(accounts_db, negated) == {2, 5}
+        assert dv_ids(accounts_db, "not " + negated) == {1, 4}
+        return
+    for text in (nested, negated):
+        with pytest.raises(ODataError, match=r"Recursion depth exceeded allowed limit\."):
+            compile_filter(text, dataverse_resolver, dialect="dataverse")
+
+
+def test_sql_nesting_stays_within_what_sqlite_parses(customers_db: sqlite3.Connection) -> None:
+    """Constructs that do nest in SQL are refused cleanly before SQLite's parser would choke."""
+    sane = "PaymentTermsBaseDays" + " add 1" * 40 + " eq 70"
+    assert fno_ids(customers_db, sane) == {1}
+    absurd = "PaymentTermsBaseDays" + " add 1" * 60 + " eq 90"
+    with pytest.raises(ODataError, match=r"Recursion depth exceeded allowed limit\."):
+        compile_filter(absurd, fno_resolver, dialect="fno", enums=ENUMS)
+
+    def alternating(levels: int) -> str:
+        return "not (" * levels + "dataAreaId eq 'usmf'" + " and PaymentTermsBaseDays gt 0)" * levels
+
+    where, params = compile_filter(alternating(20), fno_resolver, dialect="fno", enums=ENUMS)
+    customers_db.execute(f"SELECT id FROM customers WHERE {where}", params).fetchall()
+    with pytest.raises(ODataError, match=r"Recursion depth exceeded allowed limit\."):
+        compile_filter(alternating(30), fno_resolver, dialect="fno", enums=ENUMS)
+
+
 def test_long_or_chains_compile_flat(accounts_db: sqlite3.Connection) -> None:
     """Hundreds of keys in one filter must neither recurse deeply nor nest SQL past SQLite's limit."""
     terms = " or ".join(f"numberofemployees eq {n}" for n in range(3000))
