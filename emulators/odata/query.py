@@ -1349,7 +1349,9 @@ def parse_query_options(
 
     ``$``-prefixed names are system options and must be known to the service; ``@``
     names are Dataverse parameter aliases; anything else (``cross-company``, ``tag``)
-    lands in ``custom`` for the caller.
+    lands in ``custom`` for the caller. Pass every pair (Starlette:
+    ``request.query_params.multi_items()``) so a repeated option is refused as it is
+    by the real services; a plain mapping has already dropped the duplicates.
     """
     dialect = _check_dialect(dialect)
     pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
