@@ -22,7 +22,7 @@ import contextlib
 import re
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -79,6 +79,15 @@ class UnknownColumn(StoreError):
 
 class StoreBusy(StoreError):
     """Another task holds an open transaction on this store (use `atomic()`)."""
+
+
+@dataclass(frozen=True)
+class _BulkPlan:
+    names: tuple[str, ...]  # the row keys this plan was made for
+    columns: tuple[str, ...]  # inserted columns (names, plus a generated key)
+    converters: list[tuple[int, Callable[[Any], Any]]]
+    sql: str
+    auto_key_position: int | None
 
 
 @dataclass(frozen=True)
@@ -350,69 +359,121 @@ class Store:
                 full[column] = bool(full[column])
         return full
 
-    def _conflict(self, info: _TableInfo, prepared: Mapping[str, Any]) -> KeyExists:
+    def _conflict(
+        self, info: _TableInfo, prepared: Mapping[str, Any], exclude_rowid: int | None = None
+    ) -> KeyExists:
+        """Which key of `prepared` is taken by an existing row (other than `exclude_rowid`)."""
         table = info.table
-        key = {c: prepared.get(c) for c in table.key}
-        candidates = [("primary", table.key)] + [(a.name, a.columns) for a in table.alternate_keys]
-        for name, columns in candidates:
+        for name, columns in self._unique_keys(info):
             values = {c: prepared.get(c) for c in columns}
             if any(v is None for v in values.values()):
                 continue
             where, params = self._where(values)
-            if self._conn.execute(
-                f"SELECT 1 FROM {quote(table.entity_set)} WHERE {where}", params
-            ).fetchone():
+            if exclude_rowid is not None:
+                where += f" AND {quote(ROWID)} != ?"
+                params.append(exclude_rowid)
+            sql = f"SELECT 1 FROM {quote(table.entity_set)} WHERE {where}"
+            if self._conn.execute(sql, params).fetchone():
                 return KeyExists(table.entity_set, values, name)
-        return KeyExists(table.entity_set, key)
+        return KeyExists(table.entity_set, {c: prepared.get(c) for c in table.key})
+
+    def _unique_keys(self, info: _TableInfo) -> list[tuple[str, tuple[str, ...]]]:
+        keys = [("primary", info.table.key)] if info.table.key else []
+        if self.catalog.service == "dataverse":
+            keys += [(a.name, a.columns) for a in info.table.alternate_keys]
+        return keys
 
     def insert_many(self, entity_set: str, rows: Iterable[Mapping[str, Any]], chunk_size: int = 5000) -> int:
-        """Bulk insert (seeding): one statement for every row, executed in chunks.
+        """Bulk insert (seeding a million rows): `executemany` in chunks, one transaction.
 
-        Every row is stored with all columns (missing ones NULL). Runs in one transaction
-        (a savepoint when already inside one): a duplicate key raises `KeyExists` and
-        nothing is inserted.
+        Consecutive rows naming the same columns share one statement, so only the columns
+        the generator fills are bound. Inside another transaction it becomes a savepoint;
+        a duplicate key raises `KeyExists` and nothing of this call is inserted.
         """
         self._check_writer()
         info = self._info(entity_set)
-        columns = info.columns
-        sql = (
-            f"INSERT INTO {quote(entity_set)} ({', '.join(quote(c) for c in columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)})"
-        )
+        key = info.table.key
+        auto_key = key[0] if len(key) == 1 and info.types.get(key[0]) == EdmType.GUID else None
         total = 0
         with self.transaction():
+            plan: _BulkPlan | None = None
             chunk: list[list[Any]] = []
             for row in rows:
-                prepared = self._prepare(info, row)
-                chunk.append([prepared.get(c) for c in columns])
+                names = tuple(row)
+                if plan is None or names != plan.names:
+                    if chunk and plan is not None:
+                        total += self._execute_many(info, plan, chunk)
+                        chunk = []
+                    plan = self._bulk_plan(info, names, auto_key)
+                values = [row[name] for name in names]
+                for position, convert in plan.converters:
+                    if values[position] is not None:
+                        values[position] = convert(values[position])
+                if plan.auto_key_position is not None:
+                    if plan.auto_key_position == len(values):
+                        values.append(None)
+                    if values[plan.auto_key_position] is None:
+                        values[plan.auto_key_position] = str(uuid.uuid4())
+                chunk.append(values)
                 if len(chunk) >= chunk_size:
-                    total += self._execute_many(info, sql, chunk)
+                    total += self._execute_many(info, plan, chunk)
                     chunk = []
-            if chunk:
-                total += self._execute_many(info, sql, chunk)
+            if chunk and plan is not None:
+                total += self._execute_many(info, plan, chunk)
         return total
 
-    def _execute_many(self, info: _TableInfo, sql: str, chunk: list[list[Any]]) -> int:
+    def _bulk_plan(self, info: _TableInfo, names: tuple[str, ...], auto_key: str | None) -> _BulkPlan:
+        unknown = [c for c in names if c not in info.types]
+        if unknown:
+            raise UnknownColumn(f"{info.table.entity_set} has no column(s) {unknown}")
+        columns = list(names)
+        auto_position = None
+        if auto_key is not None:
+            if auto_key not in names:
+                columns.append(auto_key)
+            auto_position = columns.index(auto_key)
+        converters = [
+            (i, convert) for i, name in enumerate(names) if (convert := _CONVERTERS.get(info.types[name]))
+        ]
+        sql = (
+            f"INSERT INTO {quote(info.table.entity_set)} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})"
+        )
+        return _BulkPlan(
+            names=names,
+            columns=tuple(columns),
+            converters=converters,
+            sql=sql,
+            auto_key_position=auto_position,
+        )
+
+    def _execute_many(self, info: _TableInfo, plan: _BulkPlan, chunk: list[list[Any]]) -> int:
+        self._conn.execute("SAVEPOINT bulk_chunk")
         try:
-            self._conn.executemany(sql, chunk)
+            self._conn.executemany(plan.sql, chunk)
         except sqlite3.IntegrityError as exc:
-            # Find the offending row for a useful message (rare path; the chunk rolls back).
-            seen: set[tuple[Any, ...]] = set()
-            positions = [info.columns.index(c) for c in info.table.key]
-            for values in chunk:
-                key = tuple(values[p] for p in positions)
-                prepared = dict(zip(info.columns, values, strict=True))
-                if key in seen:
-                    raise KeyExists(
-                        info.table.entity_set, dict(zip(info.table.key, key, strict=True))
-                    ) from exc
-                seen.add(key)
-                where, params = self._where(dict(zip(info.table.key, key, strict=True)))
-                sql_exists = f"SELECT 1 FROM {quote(info.table.entity_set)} WHERE {where}"
-                if self._conn.execute(sql_exists, params).fetchone():
-                    raise self._conflict(info, prepared) from exc
-            raise KeyExists(info.table.entity_set, {}, "alternate") from exc
+            self._conn.execute("ROLLBACK TO bulk_chunk")
+            self._conn.execute("RELEASE bulk_chunk")
+            raise self._bulk_conflict(info, plan, chunk) from exc
+        self._conn.execute("RELEASE bulk_chunk")
         return len(chunk)
+
+    def _bulk_conflict(self, info: _TableInfo, plan: _BulkPlan, chunk: list[list[Any]]) -> KeyExists:
+        """Name the first row of a failed chunk that repeats a key (rare path, for the message)."""
+        seen: dict[str, set[tuple[Any, ...]]] = {}
+        for values in chunk:
+            prepared = dict(zip(plan.columns, values, strict=True))
+            for name, columns in self._unique_keys(info):
+                key = tuple(prepared.get(c) for c in columns)
+                if any(v is None for v in key):
+                    continue
+                if key in seen.setdefault(name, set()):
+                    return KeyExists(info.table.entity_set, dict(zip(columns, key, strict=True)), name)
+                seen[name].add(key)
+            conflict = self._conflict(info, prepared)
+            if conflict.key_name != "primary" or self.get(info.table.entity_set, conflict.key) is not None:
+                return conflict
+        return KeyExists(info.table.entity_set, {}, "unknown")
 
     def update(self, entity_set: str, key: Any, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Change columns of an existing row; returns the updated row. Raises `NotFound`."""
@@ -428,8 +489,9 @@ class Store:
                     f"UPDATE {quote(entity_set)} SET {sets} WHERE {where}", [*prepared.values(), *params]
                 )
             except sqlite3.IntegrityError as exc:
-                current = self.get(entity_set, key) or {}
-                raise self._conflict(info, {**current, **prepared}) from exc
+                current = self.get(entity_set, key, columns=[*info.columns, ROWID]) or {}
+                rowid = current.pop(ROWID, None)
+                raise self._conflict(info, {**current, **prepared}, exclude_rowid=rowid) from exc
             if cursor.rowcount == 0:
                 raise NotFound(entity_set, key_values)
         row = self.get(entity_set, key)
@@ -549,30 +611,60 @@ class Store:
         self._conn.close()
 
 
+def _to_int(value: Any) -> Any:
+    return int(value) if isinstance(value, (bool, Decimal, float)) else value
+
+
+def _to_real(value: Any) -> Any:
+    return float(value) if isinstance(value, (Decimal, int)) and not isinstance(value, bool) else value
+
+
+def _to_bool(value: Any) -> Any:
+    if isinstance(value, str):
+        return 1 if value.lower() == "true" else 0
+    return 1 if value else 0
+
+
+def _to_datetime(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_datetime(value)
+    if isinstance(value, str):
+        if len(value) == 20 and value.endswith("Z") and value[10] == "T":
+            return value  # already the stored form
+        try:
+            return format_datetime(datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            return value  # left for validation to reject
+    return value
+
+
+def _to_date(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _to_guid(value: Any) -> Any:
+    return str(value).lower() if isinstance(value, (uuid.UUID, str)) else value
+
+
+# Conversion to the stored form per column kind; strings need none.
+_CONVERTERS: dict[Any, Callable[[Any], Any]] = {
+    EdmType.INT32: _to_int,
+    EdmType.INT64: _to_int,
+    EdmType.ENUM: _to_int,
+    EdmType.DECIMAL: _to_real,
+    EdmType.DOUBLE: _to_real,
+    EdmType.BOOLEAN: _to_bool,
+    EdmType.DATETIMEOFFSET: _to_datetime,
+    EdmType.DATE: _to_date,
+    EdmType.GUID: _to_guid,
+    _LOOKUP: _to_guid,
+}
+
+
 def _to_storage(kind: Any, value: Any) -> Any:
     if value is None:
         return None
-    if kind in (EdmType.BOOLEAN,):
-        if isinstance(value, str):
-            return 1 if value.lower() == "true" else 0
-        return 1 if value else 0
-    if kind in (EdmType.INT32, EdmType.INT64, EdmType.ENUM):
-        return int(value) if isinstance(value, (bool, Decimal, float)) else value
-    if kind in (EdmType.DECIMAL, EdmType.DOUBLE):
-        return float(value) if isinstance(value, (Decimal, int)) and not isinstance(value, bool) else value
-    if kind == EdmType.DATETIMEOFFSET:
-        if isinstance(value, datetime):
-            return format_datetime(value)
-        if isinstance(value, str):
-            try:
-                return format_datetime(datetime.fromisoformat(value.replace("Z", "+00:00")))
-            except ValueError:
-                return value  # left for validation to reject
-        return value
-    if kind == EdmType.DATE:
-        if isinstance(value, datetime):
-            return value.date().isoformat()
-        return value.isoformat() if isinstance(value, date) else value
-    if kind in (EdmType.GUID, _LOOKUP):
-        return str(value).lower() if isinstance(value, (uuid.UUID, str)) else value
-    return value
+    convert = _CONVERTERS.get(kind)
+    return convert(value) if convert is not None else value

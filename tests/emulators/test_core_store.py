@@ -333,3 +333,38 @@ def test_lookup_declared_as_a_field_still_gets_its_set_column(tmp_path: Path) ->
     store = Store(tmp_path / "c.sqlite", catalog)
     assert store.columns("contacts") == ("contactid", "parentcustomerid", "parentcustomerid__set")
     store.close()
+
+
+def test_bulk_conflicts_name_the_key(store: Store) -> None:
+    store.insert("accounts", {"name": "existing", "accountnumber": "TAKEN"})
+    with pytest.raises(KeyExists) as against_existing:
+        store.insert_many("accounts", [{"name": "a", "accountnumber": "FREE"}, {"accountnumber": "TAKEN"}])
+    assert (against_existing.value.key_name, against_existing.value.key) == (
+        "accountnumber_key",
+        {"accountnumber": "TAKEN"},
+    )
+    same_id = str(uuid.uuid4())
+    with pytest.raises(KeyExists) as within_batch:
+        store.insert_many("accounts", [{"accountid": same_id}, {"accountid": same_id.upper()}])
+    assert (within_batch.value.key_name, within_batch.value.key) == ("primary", {"accountid": same_id})
+    assert store.count("accounts") == 1
+
+
+def test_bulk_rows_may_name_different_columns(store: Store) -> None:
+    rows = [{"name": "a"}, {"name": "b", "donotemail": True}, {"numberofemployees": 3.0}, {"name": "d"}]
+    assert store.insert_many("accounts", rows) == 4
+    stored = store.query("accounts", columns=["name", "donotemail", "numberofemployees"])
+    assert stored == [
+        {"name": "a", "donotemail": None, "numberofemployees": None},
+        {"name": "b", "donotemail": True, "numberofemployees": None},
+        {"name": None, "donotemail": None, "numberofemployees": 3},
+        {"name": "d", "donotemail": None, "numberofemployees": None},
+    ]
+
+
+def test_update_into_a_taken_alternate_key(store: Store) -> None:
+    store.insert("accounts", {"name": "a", "accountnumber": "ONE"})
+    other = store.insert("accounts", {"name": "b", "accountnumber": "TWO"})
+    with pytest.raises(KeyExists) as taken:
+        store.update("accounts", other["accountid"], {"accountnumber": "ONE"})
+    assert taken.value.key_name == "accountnumber_key"
