@@ -16,6 +16,7 @@ from emulators.seed import BATCH_SIZE, generate, seed_store
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from pathlib import Path
 
     from emulators.schema.model import Catalog, Table
 
@@ -323,3 +324,16 @@ def test_seed_store_writes_every_batch_to_its_service() -> None:
         for entity_set, rows in store.inserted.items():
             assert entity_set in CATALOGS[service].tables
             assert counts[entity_set] == len(rows)
+
+
+def test_demo_loads_into_the_real_store(tmp_path: Path) -> None:
+    from emulators.store import Store
+
+    stores = {
+        "dataverse": Store(tmp_path / "dataverse.sqlite", dataverse.CATALOG),
+        "fno": Store(tmp_path / "fno.sqlite", fno.CATALOG),
+    }
+    counts = seed_store(stores, "demo")
+    for entity_set, written in counts.items():
+        service = "dataverse" if entity_set in dataverse.CATALOG.tables else "fno"
+        assert stores[service].count(entity_set) == written, entity_set
