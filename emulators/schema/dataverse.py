@@ -36,8 +36,6 @@ NONE = Required.NONE
 APP = Required.APPLICATION
 SYSTEM = Required.SYSTEM
 
-LOOKUP_ATTRIBUTE_TYPES = frozenset({"Lookup", "Customer", "Owner"})
-
 
 def metadata_id(logical_name: str) -> str:
     """Stable `MetadataId` of a table (uuid5, so it survives restarts and reseeding)."""

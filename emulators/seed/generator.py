@@ -805,40 +805,46 @@ class Generator:
         }
 
     def _account_rows(self) -> Iterator[dict[str, object]]:
+        # The hottest loop of a scale run: fill a copy of the template column by column.
+        template = self.template("dataverse", "accounts")
+        per_company = [
+            (
+                ref.CURRENCIES[company.currency][2],
+                self.currency_id(company.currency),
+                self.owner(company),
+            )
+            for company in ref.COMPANIES
+        ]
         for i in range(self.plan.accounts):
             account = self.account(i)
-            company = account.company
-            rate = ref.CURRENCIES[company.currency][2]
-            address = self._address(
-                "address1_", account.country, account.street, account.city, account.state, account.zip
-            )
-            invoice = self._address(
-                "address2_", account.country, account.street, account.city, account.state, account.zip
-            )
-            yield self.row(
-                "dataverse",
-                "accounts",
-                {
-                    "accountid": account.guid,
-                    "name": account.name,
-                    "accountnumber": account.number,
-                    "emailaddress1": account.email,
-                    "telephone1": account.phone,
-                    "websiteurl": f"https://www.{account.email.split('@')[1]}",
-                    "numberofemployees": account.employees,
-                    "creditlimit": account.credit_limit,
-                    "creditlimit_base": _money(account.credit_limit / rate),
-                    "exchangerate": rate,
-                    "customertypecode": 3,
-                    "address1_addresstypecode": 3,
-                    **address,
-                    **invoice,
-                    "address2_addresstypecode": 1,
-                    "transactioncurrencyid": self.currency_id(company.currency),
-                    **self.owner(company),
-                    **self.audit(account.created, account.modified),
-                },
-            )
+            rate, currency_id, owner = per_company[i % 2]
+            row = dict(template)
+            row["accountid"] = account.guid
+            row["name"] = account.name
+            row["accountnumber"] = account.number
+            row["emailaddress1"] = account.email
+            row["telephone1"] = account.phone
+            row["websiteurl"] = "https://www." + account.email.split("@", 1)[1]
+            row["numberofemployees"] = account.employees
+            row["creditlimit"] = account.credit_limit
+            row["creditlimit_base"] = _money(account.credit_limit / rate)
+            row["exchangerate"] = rate
+            row["customertypecode"] = 3
+            state = account.state or None
+            for prefix, kind in (("address1_", 3), ("address2_", 1)):
+                row[prefix + "line1"] = account.street
+                row[prefix + "city"] = account.city
+                row[prefix + "stateorprovince"] = state
+                row[prefix + "postalcode"] = account.zip
+                row[prefix + "country"] = account.country
+                row[prefix + "addresstypecode"] = kind
+            row["transactioncurrencyid"] = currency_id
+            row.update(owner)
+            row["createdon"] = timestamp(account.created)
+            row["modifiedon"] = timestamp(account.modified)
+            self._version += 1
+            row["versionnumber"] = 1_000_000 + self._version
+            yield row
 
     def accounts(self) -> Iterator[Batch]:
         yield from self._chunked("dataverse", "accounts", self._account_rows())
