@@ -1,17 +1,84 @@
-"""Provider metadata read by Airflow's ProvidersManager through the entry point."""
+"""Provider metadata read by Airflow's ProvidersManager through the entry point.
+
+Airflow 3.2+ reads connection form fields declaratively from here (``conn-fields`` and
+``ui-field-behaviour``) without importing the hooks; the hook-level
+``get_connection_form_widgets``/``get_ui_field_behaviour`` methods are deprecated there
+and need Flask-AppBuilder/WTForms, which Airflow 3 no longer ships.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+_STRING = {"type": ["string", "null"]}
+
+
+def _common_fields() -> dict[str, Any]:
+    return {
+        "tenant_id": {
+            "label": "Tenant ID",
+            "description": "Entra ID tenant (directory) id of the app registration.",
+            "schema": dict(_STRING),
+        },
+        "authority_host": {
+            "label": "Authority host",
+            "description": "Entra ID authority host; change it for sovereign clouds "
+            "(e.g. https://login.microsoftonline.us).",
+            "schema": {**_STRING, "default": "https://login.microsoftonline.com"},
+        },
+        "ca_bundle": {
+            "label": "CA bundle path",
+            "description": "Optional PEM file to trust instead of the system store (TLS stays verified).",
+            "schema": dict(_STRING),
+        },
+    }
+
+
+def _behaviour(host_label: str, host_placeholder: str) -> dict[str, Any]:
+    return {
+        "hidden-fields": ["schema", "port", "extra"],
+        "relabeling": {"host": host_label, "login": "Client ID", "password": "Client secret"},
+        "placeholders": {
+            "host": host_placeholder,
+            "login": "Application (client) id of the app registration",
+            "password": "Client secret of the app registration",
+            "tenant_id": "00000000-0000-0000-0000-000000000000",
+            "authority_host": "https://login.microsoftonline.com",
+            "ca_bundle": "/etc/ssl/certs/company-ca.pem",
+        },
+    }
+
 
 def get_provider_info() -> dict[str, Any]:
     """Describe this package to Airflow so its connection types reach the UI."""
+    fno_fields = _common_fields()
+    fno_fields["default_company"] = {
+        "label": "Default company",
+        "description": "Legal entity (dataAreaId) read when a task names none, e.g. usmf.",
+        "schema": dict(_STRING),
+    }
+    fno_behaviour = _behaviour("Environment URL", "https://contoso.operations.dynamics.com")
+    fno_behaviour["placeholders"]["default_company"] = "usmf"
     return {
         "package-name": "airflow-provider-prospect-to-cash",
         "name": "Dynamics 365 Prospect to cash",
         "description": "Hooks, operators and DAGs that synchronize Dynamics 365 Sales (Dataverse) "
         "and Dynamics 365 Finance and Operations.",
         "versions": ["0.1.0"],
-        "connection-types": [],
+        "connection-types": [
+            {
+                "connection-type": "dynamics_dataverse",
+                "hook-class-name": "prospect_to_cash.hooks.dataverse.DataverseHook",
+                "hook-name": "Dynamics 365 Dataverse",
+                "conn-fields": _common_fields(),
+                "ui-field-behaviour": _behaviour("Environment URL", "https://contoso.crm.dynamics.com"),
+            },
+            {
+                "connection-type": "dynamics_fno",
+                "hook-class-name": "prospect_to_cash.hooks.fno.FinanceOperationsHook",
+                "hook-name": "Dynamics 365 Finance and Operations",
+                "conn-fields": fno_fields,
+                "ui-field-behaviour": fno_behaviour,
+            },
+        ],
     }

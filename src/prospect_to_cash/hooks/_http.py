@@ -1,0 +1,446 @@
+"""The HTTP layer shared by both hooks: one pooled client, retries, adaptive concurrency.
+
+Every request to Dynamics goes through `ODataSession.send`, which
+
+* adds the bearer token (refreshed before expiry, and once more after a 401);
+* holds a slot of the `AdaptiveLimiter` while the request is in flight, so the number of
+  concurrent requests follows the service (``x-ms-dop-hint``, 429s) instead of a constant;
+* retries 429, 502, 503, 504 and connection errors with exponential backoff and jitter,
+  never sooner than ``Retry-After`` says;
+* retries a request that is not idempotent only when the failure proves the service did
+  not apply it (429, or a connection that never got established); after a failure that
+  leaves this open it raises `AmbiguousWriteError` so the caller can read before it resends.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import random
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from prospect_to_cash.hooks.errors import (
+    AmbiguousWriteError,
+    DynamicsAuthError,
+    DynamicsTransportError,
+    parse_error,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+
+    from prospect_to_cash.hooks._auth import TokenProvider
+
+log = logging.getLogger(__name__)
+
+# Statuses worth retrying. 429 is a refusal before any work; 502/503/504 come from
+# gateways and front ends, and a write behind them may or may not have been applied.
+THROTTLED = 429
+RETRYABLE_STATUSES = frozenset({THROTTLED, 502, 503, 504})
+# Connection failures that happen before the request reaches the service.
+NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Failures after the request (or part of it) left: the service may have applied it.
+AMBIGUOUS_ERRORS: tuple[type[Exception], ...] = (
+    httpx.ReadTimeout,
+    httpx.WriteTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When to retry and how long to wait.
+
+    :param max_attempts: attempts per request, the first one included.
+    :param backoff_base: first backoff in seconds; doubles per attempt.
+    :param backoff_max: ceiling of one backoff.
+    :param throttle_wait: wait after a 429 that carries no ``Retry-After`` (Microsoft's
+        F&O sample waits 30 s).
+    :param max_retry_after: longest ``Retry-After`` honoured before giving up; a service
+        asking for more is not coming back within this task.
+    """
+
+    max_attempts: int = 8
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    throttle_wait: float = 30.0
+    max_retry_after: float = 900.0
+
+    def should_retry(
+        self,
+        attempt: int,
+        *,
+        status: int | None = None,
+        error: Exception | None = None,
+        idempotent: bool = True,
+    ) -> bool:
+        """Whether attempt ``attempt`` (1-based) may be followed by another.
+
+        :param status: the response status, when there was a response.
+        :param error: the transport exception, when there was none.
+        :param idempotent: whether repeating the request is harmless.
+        """
+        if attempt >= self.max_attempts:
+            return False
+        if error is not None:
+            if isinstance(error, NOT_SENT_ERRORS):
+                return True
+            return idempotent and isinstance(error, AMBIGUOUS_ERRORS)
+        if status == THROTTLED:
+            return True
+        return idempotent and status in RETRYABLE_STATUSES
+
+    def delay(
+        self,
+        attempt: int,
+        *,
+        retry_after: float | None = None,
+        throttled: bool = False,
+        rng: random.Random | None = None,
+    ) -> float:
+        """Seconds to sleep before attempt ``attempt + 1``.
+
+        ``Retry-After`` is a floor, never shortened; a little jitter on top keeps parallel
+        workers from returning in the same instant. Without it: exponential backoff with
+        "equal jitter" (half fixed, half random), so every retry really waits.
+        """
+        rng = rng or random
+        if retry_after is not None:
+            return retry_after + rng.uniform(0, min(1.0, 0.1 * retry_after + 0.05))
+        if throttled:
+            return self.throttle_wait + rng.uniform(0, 1.0)
+        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+@dataclass
+class LimiterStats:
+    """What the limiter saw, for progress logs and tests."""
+
+    throttles: int = 0
+    decreases: int = 0
+    successes: int = 0
+    peak_in_flight: int = 0
+    history: list[float] = field(default_factory=list)
+
+
+class AdaptiveLimiter:
+    """A concurrency limit that adapts: additive increase, multiplicative decrease (AIMD).
+
+    Every success raises the limit by ``1 / limit`` (about one more slot per round of
+    requests); a 429 halves it, at most once per ``cooldown`` seconds so a burst of 429s
+    from requests that were already in flight counts as one signal, and pauses every new
+    request until ``Retry-After`` has passed (service protection is per user, so one
+    throttled request means all are). The ``x-ms-dop-hint`` header sets the ceiling: the
+    service's own recommendation for parallel requests.
+
+    :param initial: starting limit; modest, the service tells us when we may go faster.
+    :param minimum: the limit never drops below this.
+    :param maximum: hard ceiling whatever the hint says.
+    :param cooldown: seconds between two decreases.
+    :param clock: monotonic clock, replaceable in tests.
+    :param sleep: sleep function, replaceable in tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        initial: int = 2,
+        minimum: int = 1,
+        maximum: int = 16,
+        cooldown: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 1 <= minimum <= maximum:
+            raise ValueError("need 1 <= minimum <= maximum")
+        self.minimum = minimum
+        self.maximum = maximum
+        self.ceiling = maximum
+        self.limit = float(min(max(initial, minimum), maximum))
+        self.cooldown = cooldown
+        self.in_flight = 0
+        self.paused_until = 0.0
+        self.stats = LimiterStats()
+        self._last_decrease = -math.inf
+        self._clock = clock
+        self._condition = threading.Condition()
+
+    @property
+    def allowed(self) -> int:
+        """Requests allowed in flight right now."""
+        return max(self.minimum, min(int(self.limit), self.ceiling))
+
+    def acquire(self) -> None:
+        """Block until a slot is free and no throttling pause is running."""
+        with self._condition:
+            while True:
+                wait = self.paused_until - self._clock()
+                if wait <= 0 and self.in_flight < self.allowed:
+                    self.in_flight += 1
+                    self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight)
+                    return
+                self._condition.wait(timeout=wait if wait > 0 else 1.0)
+
+    def release(
+        self,
+        *,
+        throttled: bool = False,
+        retry_after: float | None = None,
+        dop_hint: int | None = None,
+        success: bool = True,
+    ) -> None:
+        """Give the slot back and learn from how the request went."""
+        with self._condition:
+            self.in_flight = max(self.in_flight - 1, 0)
+            if dop_hint is not None and dop_hint > 0:
+                self.ceiling = max(self.minimum, min(self.maximum, dop_hint))
+                self.limit = min(self.limit, float(self.ceiling))
+            if throttled:
+                self.stats.throttles += 1
+                now = self._clock()
+                if now - self._last_decrease >= self.cooldown:
+                    self.limit = max(float(self.minimum), self.limit / 2)
+                    self._last_decrease = now
+                    self.stats.decreases += 1
+                if retry_after:
+                    self.paused_until = max(self.paused_until, now + retry_after)
+            elif success:
+                self.stats.successes += 1
+                self.limit = min(float(self.ceiling), self.limit + 1 / max(self.limit, 1.0))
+            self.stats.history.append(self.limit)
+            if len(self.stats.history) > 1000:
+                del self.stats.history[:500]
+            self._condition.notify_all()
+
+    def wait_for_pause(self) -> None:
+        """Sleep out a throttling pause without holding a slot."""
+        with self._condition:
+            while (wait := self.paused_until - self._clock()) > 0:
+                self._condition.wait(timeout=wait)
+
+
+def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """Verification always on: system trust, or the given CA bundle on top of nothing else."""
+    if ca_bundle:
+        return ssl.create_default_context(cafile=ca_bundle)
+    return ssl.create_default_context()
+
+
+class ODataSession:
+    """One pooled, authenticated HTTP client for one environment.
+
+    :param base_url: the service root (``.../api/data/v9.2/`` or ``.../data/``).
+    :param tokens: where bearer tokens come from.
+    :param default_headers: OData headers every request carries.
+    :param ca_bundle: CA bundle for TLS verification (system trust when None).
+    :param timeout: httpx timeout; reads get long because a batch can take minutes.
+    :param retry: retry policy.
+    :param limiter: adaptive concurrency limiter shared by all requests of the hook.
+    :param transport: httpx transport override (tests).
+    :param logger: logger for retry and throttle messages.
+    :param sleep: sleep function (tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        tokens: TokenProvider,
+        default_headers: Mapping[str, str],
+        ca_bundle: str | None = None,
+        timeout: httpx.Timeout | None = None,
+        retry: RetryPolicy | None = None,
+        limiter: AdaptiveLimiter | None = None,
+        transport: httpx.BaseTransport | None = None,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.tokens = tokens
+        self.retry = retry or RetryPolicy()
+        self.limiter = limiter or AdaptiveLimiter()
+        self.log = logger or log
+        self._sleep = sleep
+        self._rng = random.Random()
+        pool = max(self.limiter.maximum + 2, 4)
+        self.client = httpx.Client(
+            headers=dict(default_headers),
+            timeout=timeout or httpx.Timeout(connect=15.0, read=300.0, write=120.0, pool=600.0),
+            verify=ssl_context(ca_bundle),
+            transport=transport,
+            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def url(self, path: str) -> str:
+        """Absolute URL of a path relative to the service root."""
+        if path.startswith(("https://", "http://")):
+            return path
+        return self.base_url + path.lstrip("/")
+
+    def _sleep_for(self, seconds: float) -> None:
+        if seconds > 0:
+            self._sleep(seconds)
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        idempotent: bool = True,
+    ) -> httpx.Response:
+        """Send one request with retries; return the final response, whatever its status.
+
+        :raises DynamicsAuthError: no token, or a second 401 right after a fresh token.
+        :raises AmbiguousWriteError: a non-idempotent request failed after it may have been
+            applied; the caller must find out before sending it again.
+        :raises DynamicsTransportError: connection errors outlasted the retry policy.
+        """
+        target = self.url(url)
+        attempt = 0
+        refreshed = False
+        while True:
+            attempt += 1
+            token = self.tokens.token()
+            request_headers = dict(headers or {})
+            request_headers["Authorization"] = f"Bearer {token}"
+            self.limiter.wait_for_pause()
+            self.limiter.acquire()
+            response: httpx.Response | None = None
+            try:
+                response = self.client.request(method, target, headers=request_headers, content=content)
+                response.read()
+            except httpx.TransportError as exc:
+                self.limiter.release(success=False)
+                if self.retry.should_retry(attempt, error=exc, idempotent=idempotent):
+                    delay = self.retry.delay(attempt, rng=self._rng)
+                    self.log.warning(
+                        "%s %s failed (%s: %s); retry %d in %.1f s",
+                        method,
+                        _short(target),
+                        type(exc).__name__,
+                        exc,
+                        attempt,
+                        delay,
+                    )
+                    self._sleep_for(delay)
+                    continue
+                if not idempotent and isinstance(exc, AMBIGUOUS_ERRORS):
+                    raise AmbiguousWriteError(
+                        f"{method} {_short(target)} failed after it may have reached the service: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+                raise DynamicsTransportError(
+                    f"{method} {_short(target)} failed after {attempt} attempt(s): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            status = response.status_code
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            throttled = status == THROTTLED
+            # A pause longer than the policy accepts is not waited for: the call gives up.
+            pause = retry_after if throttled and (retry_after or 0) <= self.retry.max_retry_after else None
+            self.limiter.release(
+                throttled=throttled,
+                retry_after=pause,
+                dop_hint=_int_or_none(response.headers.get("x-ms-dop-hint")),
+                success=status < 500 and not throttled,
+            )
+            if status == 401:
+                if refreshed:
+                    error = parse_error(status, response.content, response.headers.get("Content-Type"))
+                    raise DynamicsAuthError(
+                        f"{method} {_short(target)}: the service refused a fresh token: {error.message}"
+                    )
+                self.tokens.invalidate(token)
+                refreshed = True
+                self.log.info(
+                    "%s %s answered 401; fetching a new token and retrying once", method, _short(target)
+                )
+                continue
+            if status in RETRYABLE_STATUSES:
+                if retry_after is not None and retry_after > self.retry.max_retry_after:
+                    return response
+                if self.retry.should_retry(attempt, status=status, idempotent=idempotent):
+                    delay = self.retry.delay(
+                        attempt, retry_after=retry_after, throttled=throttled, rng=self._rng
+                    )
+                    self.log.warning(
+                        "%s %s answered %d%s; retry %d in %.1f s",
+                        method,
+                        _short(target),
+                        status,
+                        f" (Retry-After {retry_after:g} s)" if retry_after is not None else "",
+                        attempt,
+                        delay,
+                    )
+                    self._sleep_for(delay)
+                    continue
+                if not idempotent and not throttled:
+                    raise AmbiguousWriteError(
+                        f"{method} {_short(target)} answered {status}; the service may have applied it"
+                    )
+            return response
+
+    def get_json_pages(
+        self, url: str, *, headers: Mapping[str, str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """GET a collection and follow ``@odata.nextLink`` to the end, one payload per page."""
+        from prospect_to_cash.hooks.errors import DynamicsAPIError
+        from prospect_to_cash.hooks.odata import resolve_next_link
+
+        next_url: str | None = self.url(url)
+        while next_url:
+            response = self.send("GET", next_url, headers=headers)
+            if response.status_code != 200:
+                error = parse_error(
+                    response.status_code, response.content, response.headers.get("Content-Type")
+                )
+                raise DynamicsAPIError.from_error(error, _short(next_url))
+            payload = response.json()
+            link = payload.get("@odata.nextLink")
+            yield payload
+            next_url = resolve_next_link(next_url, link) if link else None
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _short(url: str, limit: int = 200) -> str:
+    """A URL trimmed for log lines (filters can be long)."""
+    return url if len(url) <= limit else url[: limit - 1] + "…"

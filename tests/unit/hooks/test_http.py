@@ -1,0 +1,391 @@
+"""Retry decisions, Retry-After, the AIMD limiter and the session's transport mechanics."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import threading
+import time
+
+import httpx
+import pytest
+
+from prospect_to_cash.hooks._http import AdaptiveLimiter, ODataSession, RetryPolicy, parse_retry_after
+from prospect_to_cash.hooks.errors import AmbiguousWriteError, DynamicsAuthError, DynamicsTransportError
+
+ROOT = "https://org.crm.dynamics.com/api/data/v9.2/"
+THROTTLE_BODY = {
+    "error": {
+        "code": "0x80072322",
+        "message": "Number of requests exceeded the limit of 6000 over time window of 300 seconds.",
+    }
+}
+
+
+class FakeTokens:
+    """Stands in for msal: numbered tokens, records invalidations."""
+
+    def __init__(self) -> None:
+        self.issued = 0
+        self.current: str | None = None
+        self.invalidated: list[str] = []
+
+    def token(self) -> str:
+        if self.current is None:
+            self.issued += 1
+            self.current = f"token-{self.issued}"
+        return self.current
+
+    def invalidate(self, rejected: str) -> None:
+        self.invalidated.append(rejected)
+        if self.current == rejected:
+            self.current = None
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def json_response(status: int, body: object, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(
+        status,
+        headers={
+            "Content-Type": "application/json; odata.metadata=minimal",
+            "OData-Version": "4.0",
+            **(headers or {}),
+        },
+        content=json.dumps(body).encode(),
+    )
+
+
+def make_session(handler, *, sleeps: list[float] | None = None, policy: RetryPolicy | None = None):
+    """A session on a mock transport whose sleeps only advance a fake clock."""
+    tokens = FakeTokens()
+    recorded = sleeps if sleeps is not None else []
+    clock = FakeClock()
+
+    def sleep(seconds: float) -> None:
+        recorded.append(seconds)
+        clock.now += seconds
+
+    session = ODataSession(
+        base_url=ROOT,
+        tokens=tokens,  # type: ignore[arg-type]
+        default_headers={"Accept": "application/json"},
+        retry=policy or RetryPolicy(max_attempts=4),
+        limiter=AdaptiveLimiter(initial=2, maximum=8, clock=clock),
+        transport=httpx.MockTransport(handler),
+        sleep=sleep,
+    )
+    return session, tokens
+
+
+class TestRetryAfter:
+    @pytest.mark.parametrize(("value", "expected"), [("7", 7.0), (" 2.5 ", 2.5), ("0", 0.0), ("-3", 0.0)])
+    def test_seconds(self, value: str, expected: float) -> None:
+        assert parse_retry_after(value) == expected
+
+    def test_http_date(self) -> None:
+        now = time.time()
+        value = email.utils.formatdate(now + 30, usegmt=True)
+        assert parse_retry_after(value, now=now) == pytest.approx(30, abs=1)
+
+    @pytest.mark.parametrize("value", [None, "", "soon", "nan"])
+    def test_unusable(self, value: str | None) -> None:
+        assert parse_retry_after(value) is None
+
+
+class TestRetryPolicy:
+    policy = RetryPolicy(max_attempts=3)
+
+    @pytest.mark.parametrize(
+        ("status", "idempotent", "expected"),
+        [
+            (429, True, True),
+            (429, False, True),  # a 429 is refused before any work: safe even for a create
+            (503, True, True),
+            (503, False, False),  # a gateway error may hide an applied write
+            (504, False, False),
+            (502, True, True),
+            (500, True, False),
+            (400, True, False),
+            (412, True, False),
+        ],
+    )
+    def test_status_decisions(self, status: int, idempotent: bool, expected: bool) -> None:
+        assert self.policy.should_retry(1, status=status, idempotent=idempotent) is expected
+
+    @pytest.mark.parametrize(
+        ("error", "idempotent", "expected"),
+        [
+            (httpx.ConnectError("refused"), False, True),  # never reached the service
+            (httpx.ConnectTimeout("slow"), False, True),
+            (httpx.RemoteProtocolError("reset"), True, True),
+            (httpx.RemoteProtocolError("reset"), False, False),
+            (httpx.ReadTimeout("slow"), False, False),
+            (httpx.ReadError("reset"), True, True),
+        ],
+    )
+    def test_error_decisions(self, error: Exception, idempotent: bool, expected: bool) -> None:
+        assert self.policy.should_retry(1, error=error, idempotent=idempotent) is expected
+
+    def test_attempts_are_bounded(self) -> None:
+        assert self.policy.should_retry(2, status=429) is True
+        assert self.policy.should_retry(3, status=429) is False
+
+    def test_retry_after_is_a_floor(self) -> None:
+        rng = random.Random(1)
+        delays = [self.policy.delay(1, retry_after=5.0, rng=rng) for _ in range(200)]
+        assert min(delays) >= 5.0
+        assert max(delays) <= 5.0 + 0.55
+
+    def test_backoff_grows_with_jitter(self) -> None:
+        policy = RetryPolicy(backoff_base=1.0, backoff_max=8.0)
+        rng = random.Random(2)
+        for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)]:
+            samples = [policy.delay(attempt, rng=rng) for _ in range(100)]
+            assert all(ceiling / 2 <= s <= ceiling for s in samples)
+            assert len({round(s, 6) for s in samples}) > 50  # jittered, not constant
+
+    def test_throttle_without_header_waits_the_default(self) -> None:
+        assert 30.0 <= RetryPolicy().delay(1, throttled=True, rng=random.Random(3)) <= 31.0
+
+
+class TestAdaptiveLimiter:
+    def test_additive_increase_up_to_the_ceiling(self) -> None:
+        limiter = AdaptiveLimiter(initial=2, maximum=6, clock=FakeClock())
+        for _ in range(200):
+            limiter.acquire()
+            limiter.release()
+        assert limiter.allowed == 6
+
+    def test_increase_is_gradual(self) -> None:
+        limiter = AdaptiveLimiter(initial=2, maximum=50, clock=FakeClock())
+        allowed = []
+        for _ in range(3):
+            limiter.acquire()
+            limiter.release()
+            allowed.append(limiter.allowed)
+        assert allowed == [2, 2, 3]  # 2 -> 2.5 -> 2.9 -> 3.24: about one slot per round of requests
+
+    def test_throttle_halves_once_per_cooldown_and_pauses(self) -> None:
+        clock = FakeClock()
+        limiter = AdaptiveLimiter(initial=8, maximum=16, cooldown=2.0, clock=clock)
+        for _ in range(6):  # a burst of 429s from requests already in flight
+            limiter.acquire()
+        for _ in range(5):
+            limiter.release(throttled=True, retry_after=3.0)
+        assert limiter.allowed == 4
+        assert limiter.stats.throttles == 5
+        assert limiter.stats.decreases == 1
+        assert limiter.paused_until == 3.0
+        clock.now = 1.0  # within the cooldown: another 429 does not halve again
+        limiter.release(throttled=True, retry_after=1.0)
+        assert limiter.allowed == 4
+        clock.now = 3.0  # pause over, cooldown over
+        limiter.acquire()
+        limiter.release(throttled=True, retry_after=1.0)
+        assert limiter.allowed == 2
+        assert limiter.paused_until == 4.0
+
+    def test_recovers_after_throttling_stops(self) -> None:
+        clock = FakeClock()
+        limiter = AdaptiveLimiter(initial=8, maximum=8, clock=clock)
+        limiter.acquire()
+        limiter.release(throttled=True, retry_after=1.0)
+        assert limiter.allowed == 4
+        clock.now = 5.0
+        for _ in range(40):
+            limiter.acquire()
+            limiter.release()
+        assert limiter.allowed == 8
+
+    def test_never_below_minimum(self) -> None:
+        clock = FakeClock()
+        limiter = AdaptiveLimiter(initial=2, minimum=1, maximum=4, cooldown=0.0, clock=clock)
+        for step in range(10):
+            clock.now = float(step)
+            limiter.acquire()
+            limiter.release(throttled=True)
+        assert limiter.allowed == 1
+
+    def test_dop_hint_sets_the_ceiling(self) -> None:
+        limiter = AdaptiveLimiter(initial=2, maximum=16, clock=FakeClock())
+        limiter.acquire()
+        limiter.release(dop_hint=4)
+        for _ in range(100):
+            limiter.acquire()
+            limiter.release(dop_hint=4)
+        assert limiter.allowed == 4
+        limiter.acquire()
+        limiter.release(dop_hint=64)  # the hard maximum still wins
+        assert limiter.ceiling == 16
+
+    def test_concurrency_is_really_bounded(self) -> None:
+        limiter = AdaptiveLimiter(initial=3, maximum=3)
+        active = 0
+        peak = 0
+        lock = threading.Lock()
+
+        def work() -> None:
+            nonlocal active, peak
+            limiter.acquire()
+            with lock:
+                active += 1
+                peak = max(peak, active)
+            time.sleep(0.01)
+            with lock:
+                active -= 1
+            limiter.release(success=False)
+
+        threads = [threading.Thread(target=work) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert peak == 3
+        assert limiter.stats.peak_in_flight == 3
+
+    def test_acquire_waits_out_a_pause(self) -> None:
+        limiter = AdaptiveLimiter(initial=2, maximum=2)
+        limiter.acquire()
+        limiter.release(throttled=True, retry_after=0.2)
+        started = time.monotonic()
+        limiter.acquire()
+        assert time.monotonic() - started >= 0.18
+
+
+class TestSession:
+    def test_429_honours_retry_after_then_succeeds(self) -> None:
+        calls: list[httpx.Request] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            calls.append(request)
+            if len(calls) < 3:
+                return json_response(429, THROTTLE_BODY, {"Retry-After": "7"})
+            return json_response(200, {"value": []}, {"x-ms-dop-hint": "4"})
+
+        sleeps: list[float] = []
+        session, _ = make_session(handler, sleeps=sleeps)
+        response = session.send("GET", "accounts?$select=name")
+        assert response.status_code == 200
+        assert len(calls) == 3
+        assert len(sleeps) == 2
+        assert all(7.0 <= s <= 8.0 for s in sleeps)
+        assert session.limiter.stats.throttles == 2
+        assert session.limiter.ceiling == 4
+        assert calls[0].url == httpx.URL(ROOT + "accounts?$select=name")
+        assert calls[0].headers["Authorization"] == "Bearer token-1"
+
+    def test_429_is_retried_for_a_create_too(self) -> None:
+        answers = iter([json_response(429, THROTTLE_BODY, {"Retry-After": "1"}), httpx.Response(204)])
+        session, _ = make_session(lambda request: next(answers))
+        assert session.send("POST", "$batch", content=b"x", idempotent=False).status_code == 204
+
+    def test_retry_after_beyond_the_limit_is_returned_not_slept(self) -> None:
+        sleeps: list[float] = []
+        session, _ = make_session(
+            lambda request: json_response(429, THROTTLE_BODY, {"Retry-After": "3600"}),
+            sleeps=sleeps,
+            policy=RetryPolicy(max_attempts=5, max_retry_after=600),
+        )
+        assert session.send("GET", "accounts").status_code == 429
+        assert sleeps == []
+
+    def test_connection_reset_on_a_read_is_retried(self) -> None:
+        calls = 0
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+            return json_response(200, {"value": []})
+
+        sleeps: list[float] = []
+        session, _ = make_session(handler, sleeps=sleeps)
+        assert session.send("GET", "accounts").status_code == 200
+        assert calls == 2
+        assert len(sleeps) == 1
+        assert 0.5 <= sleeps[0] <= 1.0
+
+    def test_connection_reset_on_a_create_is_ambiguous(self) -> None:
+        calls = 0
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            nonlocal calls
+            calls += 1
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+        session, _ = make_session(handler)
+        with pytest.raises(AmbiguousWriteError, match="may have reached the service"):
+            session.send("POST", "$batch", content=b"x", idempotent=False)
+        assert calls == 1
+
+    def test_connect_error_on_a_create_is_retried(self) -> None:
+        calls = 0
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise httpx.ConnectError("Connection refused")
+            return httpx.Response(204)
+
+        session, _ = make_session(handler)
+        assert session.send("POST", "$batch", content=b"x", idempotent=False).status_code == 204
+
+    def test_gateway_error_on_a_create_is_ambiguous(self) -> None:
+        session, _ = make_session(lambda request: httpx.Response(504, text="Gateway Timeout"))
+        with pytest.raises(AmbiguousWriteError, match="504"):
+            session.send("POST", "$batch", content=b"x", idempotent=False)
+
+    def test_persistent_connection_errors_give_up(self) -> None:
+        def handler(request: httpx.Request) -> httpx.Response:
+            raise httpx.ConnectError("Connection refused")
+
+        sleeps: list[float] = []
+        session, _ = make_session(handler, sleeps=sleeps)
+        with pytest.raises(DynamicsTransportError, match="after 4 attempt"):
+            session.send("GET", "accounts")
+        assert len(sleeps) == 3
+
+    def test_401_refreshes_the_token_once(self) -> None:
+        seen: list[str] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(request.headers["Authorization"])
+            if len(seen) == 1:
+                return httpx.Response(
+                    401,
+                    headers={"WWW-Authenticate": "Bearer authorization_uri=https://login/x/oauth2/authorize"},
+                    content=b'{"error":{"code":"","message":"The user is not authenticated."}}',
+                )
+            return json_response(200, {"value": []})
+
+        session, tokens = make_session(handler)
+        assert session.send("GET", "accounts").status_code == 200
+        assert seen == ["Bearer token-1", "Bearer token-2"]
+        assert tokens.invalidated == ["token-1"]
+
+    def test_second_401_raises(self) -> None:
+        session, _ = make_session(
+            lambda request: httpx.Response(401, content=b'{"error":{"code":"","message":"Token expired"}}')
+        )
+        with pytest.raises(DynamicsAuthError, match="refused a fresh token"):
+            session.send("GET", "accounts")
+
+    def test_paging_follows_next_links_on_the_same_origin_only(self) -> None:
+        def handler(request: httpx.Request) -> httpx.Response:
+            return json_response(200, {"value": [{"a": 1}], "@odata.nextLink": "https://evil.example/steal"})
+
+        session, _ = make_session(handler)
+        pages = session.get_json_pages("accounts")
+        assert next(pages)["value"] == [{"a": 1}]
+        with pytest.raises(ValueError, match="another origin"):
+            next(pages)
