@@ -1,0 +1,97 @@
+"""Dead letters: every row that did not reach the target, with the reason, as Parquet.
+
+Two files per task and run: ``deadletter/rejected.parquet`` (the transform refused the row:
+missing key, value-map miss, dangling lookup, held back behind its header, ...) and
+``deadletter/failed.parquet`` (the service refused the write). Nothing is retried from
+here: a failed row is simply still different on the next run and is planned again.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+
+from prospect_to_cash.sync.values import py
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from prospect_to_cash.sync.staging import TaskStaging
+
+REJECTED, FAILED = "rejected", "failed"
+
+SCHEMA = pa.schema(
+    [
+        ("template", pa.string()),
+        ("task", pa.string()),
+        ("legal_entity", pa.string()),
+        ("run_id", pa.string()),
+        ("stage", pa.string()),
+        ("ref", pa.string()),
+        ("source_key", pa.string()),
+        ("reason", pa.string()),
+        ("status", pa.int64()),
+        ("error_code", pa.string()),
+        ("row", pa.string()),
+        ("recorded_at", pa.string()),
+    ]
+)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _records_frame(staging: TaskStaging, stage: str, records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    stamp = _now()
+    rows = []
+    for record in records:
+        row = record.get("row")
+        rows.append(
+            {
+                "template": staging.template,
+                "task": staging.task,
+                "legal_entity": staging.company,
+                "run_id": staging.run_id,
+                "stage": stage,
+                "ref": py(record.get("ref")),
+                "source_key": py(record.get("source_key")),
+                "reason": py(record.get("reason")),
+                "status": py(record.get("status")),
+                "error_code": py(record.get("error_code")),
+                "row": row
+                if isinstance(row, str) or row is None
+                else json.dumps(row, default=str, sort_keys=True),
+                "recorded_at": stamp,
+            }
+        )
+    return pd.DataFrame(rows, columns=SCHEMA.names)
+
+
+def write_rejected(staging: TaskStaging, records: Iterable[dict[str, Any]]) -> str:
+    """Rows the transform refused (stage ``transform``). Always writes the file, empty or
+    not, so a rerun replaces the previous attempt's list."""
+    return staging.write_frame("deadletter", REJECTED, _records_frame(staging, "transform", records), SCHEMA)
+
+
+def write_failed(staging: TaskStaging, records: Iterable[dict[str, Any]]) -> str:
+    """Rows the service refused (stage ``load`` or ``second_pass``)."""
+    frame = _records_frame(staging, "load", records)
+    for position, record in enumerate(records if isinstance(records, list) else []):
+        frame.at[position, "stage"] = record.get("stage", "load")
+    return staging.write_frame("deadletter", FAILED, frame, SCHEMA)
+
+
+def read(staging: TaskStaging) -> pd.DataFrame:
+    """Both dead-letter files of a task, for reports and tests."""
+    frames = [
+        staging.read_frame("deadletter", name)
+        for name in (REJECTED, FAILED)
+        if staging.exists("deadletter", name)
+    ]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCHEMA.names)

@@ -1,0 +1,87 @@
+"""Normalization: one meaning of "same value" across both services."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+import pandas as pd
+import pytest
+
+from prospect_to_cash.sync.values import (
+    ConversionError,
+    deterministic_id,
+    natural_key,
+    normalize,
+    values_equal,
+)
+
+
+@pytest.mark.parametrize("blank", [None, "", "   ", float("nan"), pd.NA, pd.NaT])
+def test_every_blank_is_none_for_strings(blank: object) -> None:
+    assert normalize(blank, "string") is None
+
+
+def test_decimals_compare_at_the_target_scale() -> None:
+    assert normalize("3.3300", "decimal", system="dataverse") == normalize(
+        3.33, "decimal", system="dataverse"
+    )
+    assert normalize(3.335, "decimal", scale=2) == 3.34
+    assert normalize(0.1 + 0.2, "decimal", scale=2) == 0.3
+
+
+def test_fno_fills_numbers_and_dates_instead_of_null() -> None:
+    assert normalize(None, "decimal", system="fno") == 0.0
+    assert normalize(float("nan"), "int", system="fno") == 0
+    assert normalize(None, "datetime", system="fno") == "1900-01-01T12:00:00Z"
+    assert normalize(None, "decimal", system="dataverse") is None
+
+
+def test_datetimes_become_utc_seconds() -> None:
+    expected = "2024-01-05T09:30:00Z"
+    assert normalize("2024-01-05T10:30:00+01:00", "datetime") == expected
+    assert normalize("2024-01-05T09:30:00.000Z", "datetime") == expected
+    assert normalize(datetime(2024, 1, 5, 9, 30, tzinfo=timezone.utc), "datetime") == expected
+    assert normalize(pd.Timestamp("2024-01-05 09:30", tz="UTC"), "datetime") == expected
+
+
+def test_dates_from_either_service_agree() -> None:
+    assert normalize("2024-01-15T12:00:00Z", "date") == "2024-01-15"
+    assert normalize("2024-01-15", "date") == "2024-01-15"
+
+
+def test_guids_are_lowercase_canonical() -> None:
+    assert (
+        normalize("{6F1C3A52-8B7E-5D0A-9C41-2E6A0B7D9F13}", "guid") == "6f1c3a52-8b7e-5d0a-9c41-2e6a0b7d9f13"
+    )
+
+
+def test_bools_and_options_and_strings() -> None:
+    assert normalize("true", "bool") is True
+    assert normalize(0, "bool") is False
+    assert normalize("1", "option") == 1
+    assert normalize(2.0, "int") == 2
+    assert normalize(12.0, "string") == "12"
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind"), [("abc", "decimal"), ("1.5", "int"), ("maybe", "bool"), ("x", "guid")]
+)
+def test_unreadable_values_raise(raw: str, kind: str) -> None:
+    with pytest.raises(ConversionError):
+        normalize(raw, kind)
+
+
+def test_values_equal_treats_none_only_as_none() -> None:
+    assert values_equal(None, None)
+    assert not values_equal(None, 0)
+    assert not values_equal(0.0, None)
+    assert values_equal(1.5, 1.5)
+
+
+def test_natural_key_and_deterministic_id_are_stable() -> None:
+    assert natural_key(["SO-1", 3.0, None]) == "SO-1|3|"
+    first = deterministic_id("salesorders", "SO-1")
+    assert first == deterministic_id("salesorders", "SO-1")
+    assert first != deterministic_id("invoices", "SO-1")
+    assert uuid.UUID(first).version == 5
