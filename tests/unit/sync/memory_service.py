@@ -155,13 +155,23 @@ class MemoryService:
     """One service (``dataverse`` or ``fno``) with ``iter_pages``, ``write``, ``get_metadata``."""
 
     def __init__(
-        self, system: str, tables: dict[str, MemoryTable], *, fail_after_writes: int | None = None
+        self,
+        system: str,
+        tables: dict[str, MemoryTable],
+        *,
+        fail_after_writes: int | None = None,
+        lose_answer_of_call: int | None = None,
     ) -> None:
+        """:param fail_after_writes: calls of ``write`` after this many raise before writing
+        (a worker killed between batches).
+        :param lose_answer_of_call: that call applies its operations, then raises (the
+        service did the work but the answer never arrived)."""
         self.system = system
         self.tables = tables
         self.writes: list[WriteOperation] = []
         self.write_calls = 0
         self.fail_after_writes = fail_after_writes
+        self.lose_answer_of_call = lose_answer_of_call
         self.reads: list[tuple[str, str | None]] = []
 
     # reading ------------------------------------------------------------------------------
@@ -272,7 +282,13 @@ class MemoryService:
         self.write_calls += 1
         if self.fail_after_writes is not None and self.write_calls > self.fail_after_writes:
             raise ConnectionError("simulated crash between batches")
-        for operation in list(operations):
+        operations = list(operations)
+        if self.write_calls == self.lose_answer_of_call:
+            for operation in operations:
+                self.writes.append(operation)
+                self._write_one(operation)
+            raise ConnectionError("simulated connection reset after the service applied the batch")
+        for operation in operations:
             self.writes.append(operation)
             yield self._write_one(operation)
 
