@@ -100,8 +100,7 @@ class TokenProvider:
                     # Instance discovery asks login.microsoftonline.com about the authority;
                     # it has nothing to say about a private or emulated one.
                     instance_discovery=host in MICROSOFT_AUTHORITY_HOSTS,
-                    verify=self._ca_bundle or True,
-                    timeout=30,
+                    http_client=PinnedTrustHttpClient(self._ca_bundle or True),
                 )
             except ValueError as exc:
                 raise DynamicsAuthError(f"cannot use authority {self.authority}: {exc}") from exc
@@ -127,7 +126,8 @@ class TokenProvider:
             app = self._app
             if app is not None:
                 cache = app.token_cache
-                for entry in cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
+                # search() is a generator over the cache itself: copy before removing.
+                for entry in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
                     if entry.get("secret") == rejected:
                         cache.remove_at(entry)
 
@@ -156,6 +156,37 @@ class TokenProvider:
         self.tokens_acquired += 1
         log.debug("Token for %s acquired; valid %.0f s", self.scopes[0], lifetime)
         return token
+
+
+class PinnedTrustHttpClient:
+    """The requests session msal talks to Entra ID through, with the CA bundle pinned per call.
+
+    msal sets ``session.verify``, but requests lets ``REQUESTS_CA_BUNDLE`` /
+    ``CURL_CA_BUNDLE`` from the environment override a session-level setting; passing
+    ``verify=`` on every call is the only way the configured bundle really applies.
+    Proxies from the environment still work.
+    """
+
+    def __init__(self, verify: str | bool, timeout: float = 30.0) -> None:
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        self._verify = verify
+        self._timeout = timeout
+        self._session = requests.Session()
+        adapter = HTTPAdapter(max_retries=1)
+        self._session.mount("https://", adapter)
+
+    def get(self, url: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self._timeout)
+        return self._session.get(url, verify=self._verify, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self._timeout)
+        return self._session.post(url, verify=self._verify, **kwargs)
+
+    def close(self) -> None:
+        self._session.close()
 
 
 _registry: dict[tuple[str, ...], TokenProvider] = {}

@@ -13,7 +13,7 @@ from prospect_to_cash.hooks._auth import TokenProvider
 from prospect_to_cash.hooks._http import RetryPolicy
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 SECRET = "Hx7~unit-test-client-secret-0123456789"
 DATAVERSE = "https://org.crm.dynamics.com"
@@ -29,8 +29,8 @@ class FakeMsalApp:
         self.token_cache = self
         self.cached: list[dict[str, Any]] = []
 
-    def search(self, credential_type: Any) -> list[dict[str, Any]]:
-        return list(self.cached)
+    def search(self, credential_type: Any) -> Iterator[dict[str, Any]]:
+        yield from self.cached  # a live generator, like msal's
 
     def remove_at(self, entry: dict[str, Any]) -> None:
         self.cached.remove(entry)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from airflow.sdk.log import redact
@@ -10,18 +10,21 @@ from airflow.sdk.log import redact
 from prospect_to_cash.hooks._auth import TokenProvider
 from prospect_to_cash.hooks.errors import DynamicsAuthError
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 SECRET = "Zq8~client-secret-value-not-for-logs"
 
 
 class FakeCache:
     def __init__(self) -> None:
-        self.entries: list[dict[str, Any]] = []
+        self.entries: dict[str, dict[str, Any]] = {}  # msal keeps a dict, too
 
-    def search(self, credential_type: Any) -> list[dict[str, Any]]:
-        return list(self.entries)
+    def search(self, credential_type: Any) -> Iterator[dict[str, Any]]:
+        yield from self.entries.values()  # a live generator over the dict, like msal's
 
     def remove_at(self, entry: dict[str, Any]) -> None:
-        self.entries.remove(entry)
+        del self.entries[entry["secret"]]
 
 
 class FakeApp:
@@ -44,9 +47,10 @@ class FakeApp:
             return self.error
         # Like msal: serve from its own cache while the token is there.
         if self.token_cache.entries:
-            return {"access_token": self.token_cache.entries[0]["secret"], "expires_in": self.lifetime}
+            cached = next(iter(self.token_cache.entries))
+            return {"access_token": cached, "expires_in": self.lifetime}
         token = f"eyJ.token-number-{self.calls}.sig"
-        self.token_cache.entries.append({"secret": token})
+        self.token_cache.entries[token] = {"secret": token}
         return {"access_token": token, "expires_in": self.lifetime, "token_type": "Bearer"}
 
 
@@ -78,7 +82,7 @@ def test_app_is_built_with_scope_authority_and_trust() -> None:
     assert tokens.scopes == ["https://org.crm.dynamics.com/.default"]
     assert app.kwargs["authority"] == "https://login.microsoftonline.com/tenant-1"
     assert app.kwargs["client_credential"] == SECRET
-    assert app.kwargs["verify"] == "/tmp/ca.pem"
+    assert app.kwargs["http_client"]._verify == "/tmp/ca.pem"
     assert app.kwargs["instance_discovery"] is True
 
 
@@ -86,7 +90,7 @@ def test_private_authority_skips_instance_discovery() -> None:
     tokens = provider(Clock(), authority="https://localhost:8440/tenant-1")
     tokens.token()
     assert FakeApp.instances[0].kwargs["instance_discovery"] is False
-    assert FakeApp.instances[0].kwargs["verify"] is True
+    assert FakeApp.instances[0].kwargs["http_client"]._verify is True
 
 
 def test_token_is_cached_until_shortly_before_expiry() -> None:
@@ -156,3 +160,26 @@ def test_secret_and_tokens_are_registered_with_the_masker() -> None:
     assert redact(f"Authorization: Bearer {token}") == "Authorization: Bearer ***"
     assert SECRET not in repr(tokens)
     assert token not in repr(tokens)
+
+
+def test_ca_bundle_wins_over_requests_environment_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """requests lets REQUESTS_CA_BUNDLE override a session's verify; the pinned client must not."""
+    import requests
+
+    from prospect_to_cash.hooks._auth import PinnedTrustHttpClient
+
+    seen: dict[str, Any] = {}
+
+    def fake_send(self: Any, request: Any, **kwargs: Any) -> Any:
+        seen["verify"] = kwargs.get("verify")
+        response = requests.Response()
+        response.status_code = 200
+        return response
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", fake_send)
+    client = PinnedTrustHttpClient(str(tmp_path / "emulator-ca.pem"))
+    client.get("https://localhost:8440/tenant/v2.0/.well-known/openid-configuration")
+    assert seen["verify"] == str(tmp_path / "emulator-ca.pem")
