@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from airflow.sdk.log import mask_secret
+
 from prospect_to_cash.hooks.errors import DynamicsConnectionConfigError
 
 if TYPE_CHECKING:
@@ -125,6 +127,8 @@ def config_from_connection(
         missing.append("extra default_company")
     if missing:
         raise DynamicsConnectionConfigError(f"connection {conn_id!r} is missing: {', '.join(missing)}")
+    # Secrets backends mask what they hand out; a connection built any other way may not be.
+    mask_secret(str(conn.password))
     schema = conn.schema if getattr(conn, "schema", None) in ("https", "http") else None
     environment_url = environment_url_from(conn.host, conn.port, schema)
     authority_host = normalize_https_url(

@@ -96,19 +96,23 @@ class TestFromEnvironment:
         assert config.authority == "https://localhost:8440/t"
 
     def test_the_secret_is_masked_once_read(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import uuid
+
         from airflow.sdk.log import redact
 
+        secret = f"never-seen-before-{uuid.uuid4().hex}"
+        assert redact(f"x {secret} y") == f"x {secret} y"
         set_conn(
             monkeypatch,
             "dv_mask",
             conn_type="dynamics_dataverse",
             host="https://org.crm.dynamics.com",
             login="c",
-            password=SECRET + "-masked",
+            password=secret,
             extra={"tenant_id": "t"},
         )
         DataverseHook(dataverse_conn_id="dv_mask").config  # noqa: B018 - reading is what masks
-        assert redact(f"x {SECRET}-masked y") == "x *** y"
+        assert redact(f"x {secret} y") == "x *** y"
 
 
 class FakeConnection:

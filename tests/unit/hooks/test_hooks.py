@@ -250,6 +250,63 @@ class TestWrites:
         assert "If-Match: *" in update
         assert json.loads(update.split("\r\n\r\n", 1)[1]) == {"name": "Müller"}
 
+    def test_one_bad_record_in_a_changeset_is_isolated(self, make_hook: Callable[..., Any]) -> None:
+        """Dataverse answers a failed change set with HTTP 400 and one error part for the whole set."""
+        batches: list[int] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            parts = parse_batch(request)
+            batches.append(len(parts))
+            bodies = [p.get_payload(decode=True).decode("utf-8") for p in parts]
+            if any('"BAD"' in body for body in bodies):
+                error = {"error": {"code": "0x80044331", "message": "A validation error occurred."}}
+                return multipart(
+                    "batchresponse_e",
+                    "--batchresponse_e\nContent-Type: application/http\nContent-Transfer-Encoding: binary\n\n"
+                    "HTTP/1.1 400 Bad Request\nContent-Type: application/json; odata.metadata=minimal\n"
+                    f"OData-Version: 4.0\n\n{json.dumps(error)}\n--batchresponse_e--\n",
+                    status=400,
+                )
+            answer = [
+                "--batchresponse_ok",
+                "Content-Type: multipart/mixed; boundary=changesetresponse_ok",
+                "",
+            ]
+            for part in parts:
+                answer += [
+                    "--changesetresponse_ok",
+                    "Content-Type: application/http",
+                    "Content-Transfer-Encoding: binary",
+                    f"Content-ID: {part['Content-ID']}",
+                    "",
+                    "HTTP/1.1 204 No Content",
+                    "OData-Version: 4.0",
+                    "",
+                    "",
+                ]
+            answer += ["--changesetresponse_ok--", "--batchresponse_ok--", ""]
+            return multipart("batchresponse_ok", "\n".join(answer))
+
+        hook = make_hook("dataverse", handler)
+        ops = [
+            WriteOperation(
+                WriteKind.UPSERT,
+                "accounts",
+                {"accountid": f"00000000-0000-0000-0000-{n:012d}"},
+                {"name": "BAD" if n == 5 else f"Account {n}"},
+                f"r{n}",
+            )
+            for n in range(8)
+        ]
+        outcomes = {o.ref: o for o in hook.write(ops, batch_size=8, bulk=False)}
+        assert len(outcomes) == 8
+        assert [ref for ref, o in outcomes.items() if not o.ok] == ["r5"]
+        assert outcomes["r5"].status == 400
+        assert outcomes["r5"].error_code == "0x80044331"
+        assert outcomes["r5"].message == "A validation error occurred."
+        assert all(o.status == 204 for ref, o in outcomes.items() if ref != "r5")
+        assert batches == [8, 4, 4, 2, 1, 1, 2]  # halves, depth first: log2(n) extra requests
+
     def test_operations_that_cannot_be_sent_fail_without_a_request(
         self, make_hook: Callable[..., Any]
     ) -> None:
