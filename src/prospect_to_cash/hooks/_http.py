@@ -28,10 +28,12 @@ import httpx
 
 from prospect_to_cash.hooks.errors import (
     AmbiguousWriteError,
+    DynamicsAPIError,
     DynamicsAuthError,
     DynamicsTransportError,
     parse_error,
 )
+from prospect_to_cash.hooks.odata import resolve_next_link
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -417,9 +419,6 @@ class ODataSession:
         self, url: str, *, headers: Mapping[str, str] | None = None
     ) -> Iterator[dict[str, Any]]:
         """GET a collection and follow ``@odata.nextLink`` to the end, one payload per page."""
-        from prospect_to_cash.hooks.errors import DynamicsAPIError
-        from prospect_to_cash.hooks.odata import resolve_next_link
-
         next_url: str | None = self.url(url)
         while next_url:
             response = self.send("GET", next_url, headers=headers)

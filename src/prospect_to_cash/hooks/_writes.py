@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -82,9 +81,6 @@ class UnitResult:
     splittable: bool = True
 
 
-Sender = "Callable[[list[PreparedWrite]], UnitResult]"
-
-
 def outcome_for(
     item: PreparedWrite,
     status: int,
@@ -111,18 +107,12 @@ def failure(op: WriteOperation, code: str, message: str) -> WriteOutcome:
     return WriteOutcome(ref=op.ref, ok=False, status=0, error_code=code, message=message, attempts=0)
 
 
-def _json_body(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
-
-
 class WriteEngine:
     """Runs units of prepared writes in parallel and yields one outcome per operation.
 
     :param session: the hook's HTTP session (retries, token, limiter).
     :param batch_url: the ``$batch`` URL of the service.
     :param logger: where progress goes (INFO).
-    :param item_outcome: turns a successful change set response part into an outcome;
-        lets each service read its own headers (Dataverse ``OData-EntityId``).
     :param progress_interval: seconds between INFO progress lines.
     """
 
@@ -138,7 +128,6 @@ class WriteEngine:
         self.batch_url = batch_url
         self.log = logger or log
         self.progress_interval = progress_interval
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ change sets
 
@@ -378,4 +367,4 @@ class WriteEngine:
 
 def json_body(data: Any) -> bytes:
     """Serialize a request body the way both services expect (UTF-8 JSON)."""
-    return _json_body(data)
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")

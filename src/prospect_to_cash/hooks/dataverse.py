@@ -30,7 +30,7 @@ from prospect_to_cash.hooks._writes import (
 from prospect_to_cash.hooks.base import DynamicsBaseHook
 from prospect_to_cash.hooks.batch import BatchRequest
 from prospect_to_cash.hooks.errors import InvalidKeyError, ServiceError, parse_error
-from prospect_to_cash.hooks.odata import entity_id_from_url, entity_path, is_guid, query_string, select_option
+from prospect_to_cash.hooks.odata import entity_path, is_guid, query_string, select_option
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
 
 if TYPE_CHECKING:
@@ -347,8 +347,3 @@ def _entity_set_types(metadata: str) -> dict[str, str]:
         if name and entity_type:
             result[name] = entity_type.rsplit(".", 1)[-1]
     return result
-
-
-def entity_id_of(location: str | None) -> str | None:
-    """The GUID at the end of an ``OData-EntityId`` header (re-exported for callers)."""
-    return entity_id_from_url(location)
