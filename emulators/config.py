@@ -144,13 +144,42 @@ class EntraConfig:
         _positive(self.token_lifetime_seconds, "entra.token_lifetime_seconds")
 
 
+#: F&O's documented maximum (and default) server-driven page size.
+FNO_MAX_PAGE_SIZE = 10_000
+
+
+@dataclass
+class FnoServiceConfig(ServiceConfig):
+    """F&O settings: the shared ones plus company context and paging.
+
+    Real F&O gives each Entra application a user whose default company is the one a query
+    sees without `cross-company=true`; `client_companies` maps a client id (token `appid`)
+    to that company, `default_company` covers every other client.
+    """
+
+    default_company: str = "usmf"
+    client_companies: dict[str, str] = field(default_factory=dict)
+    # Server-driven page size (`Prefer: odata.maxpagesize` may lower it, never raise it).
+    page_size: int = FNO_MAX_PAGE_SIZE
+
+    def validate(self) -> None:
+        super().validate()
+        for where, company in [("default_company", self.default_company)] + [
+            (f"client_companies.{client}", company) for client, company in self.client_companies.items()
+        ]:
+            if not 1 <= len(company) <= 4:
+                raise ConfigError(f"{where} must be a company id of 1 to 4 characters, got {company!r}")
+        if not 1 <= self.page_size <= FNO_MAX_PAGE_SIZE:
+            raise ConfigError(f"page_size must be between 1 and {FNO_MAX_PAGE_SIZE}, got {self.page_size}")
+
+
 def _dataverse_defaults() -> ServiceConfig:
     return ServiceConfig(cost=CostConfig(request_latency_ms=10.0, operation_ms=1.0), dop_hint=4)
 
 
-def _fno_defaults() -> ServiceConfig:
+def _fno_defaults() -> FnoServiceConfig:
     # F&O OData is the slower of the two services per operation.
-    return ServiceConfig(cost=CostConfig(request_latency_ms=20.0, operation_ms=2.0), dop_hint=0)
+    return FnoServiceConfig(cost=CostConfig(request_latency_ms=20.0, operation_ms=2.0), dop_hint=0)
 
 
 @dataclass
@@ -159,7 +188,7 @@ class EmulatorConfig:
 
     entra: EntraConfig = field(default_factory=EntraConfig)
     dataverse: ServiceConfig = field(default_factory=_dataverse_defaults)
-    fno: ServiceConfig = field(default_factory=_fno_defaults)
+    fno: FnoServiceConfig = field(default_factory=_fno_defaults)
 
     def validate(self) -> None:
         self.entra.validate()
@@ -204,6 +233,13 @@ def _coerce(current: Any, hint: Any, value: Any, where: str) -> Any:
         if value is None:
             return None
         origin = typing.get_origin(hint)
+    if origin is dict:
+        key_type, value_type = typing.get_args(hint)
+        if not isinstance(value, dict) or not all(
+            isinstance(k, key_type) and isinstance(v, value_type) for k, v in value.items()
+        ):
+            raise ConfigError(f"{where} must be an object of {value_type.__name__} values")
+        return dict(value)
     if origin is list:
         (item,) = typing.get_args(hint)
         if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
