@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -110,8 +110,11 @@ class CompanyPair:
     business_unit: str | None = None
     business_unit_id: str | None = None
     owner: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+    value_maps: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The pair as the DAG layer fans out over it (JSON-serializable)."""
         return {
             "legal_entity": self.legal_entity,
             "business_unit": self.business_unit,
@@ -126,6 +129,7 @@ class Environment:
 
     data: dict[str, Any]
     sources: tuple[str, ...]
+    legal_entity: str | None = None  # set when company overlays were applied
 
     @property
     def company_pairs(self) -> list[CompanyPair]:
@@ -138,6 +142,15 @@ class Environment:
         known = ", ".join(p.legal_entity for p in self.company_pairs)
         raise MappingError(
             f"legal entity {legal_entity!r} has no company pair in {', '.join(self.sources)} (known: {known})"
+        )
+
+    def for_company(self, legal_entity: str) -> Environment:
+        """These settings as one company sees them: its pair's ``defaults`` and
+        ``value_maps`` laid over the shared ones (a German entity has its own warehouse)."""
+        pair = self.company_pair(legal_entity)
+        overlay = {"defaults": pair.defaults, "value_maps": pair.value_maps}
+        return Environment(
+            data=deep_merge(self.data, overlay), sources=self.sources, legal_entity=pair.legal_entity
         )
 
     def value_map(self, name: str) -> ValueMap:

@@ -475,12 +475,15 @@ def load_template(
     mappings_dir: str | Path | None = None,
     environment: Environment | None = None,
     environment_file: str | Path | None = None,
+    legal_entity: str | None = None,
 ) -> Template:
     """Load, validate and compile one template mapping.
 
     :param name_or_path: a template name (``accounts``) or a YAML path.
     :param environment: already loaded settings; otherwise ``environment.yaml`` of the
         mapping directory plus ``environment_file`` / ``P2C_ENVIRONMENT_FILE``.
+    :param legal_entity: compile for this company: its pair's defaults and value maps
+        override the shared ones (``env:`` values are fixed when the mapping compiles).
     """
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml"):
@@ -493,6 +496,8 @@ def load_template(
         raise MappingError(f"no mapping file {path}")
     if environment is None:
         environment = load_environment(directory, environment_file)
+    if legal_entity is not None and (environment.legal_entity or "").casefold() != legal_entity.casefold():
+        environment = environment.for_company(legal_entity)
     problems = _Problems(path.name)
     try:
         document = yaml.safe_load(path.read_text())

@@ -121,18 +121,25 @@ class _Context:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+def resolve_template(template: str | Template, legal_entity: str, options: dict[str, Any]) -> Template:
+    """The template compiled for this company (its pair's defaults and value maps)."""
+    if not isinstance(template, str):
+        environment = template.environment
+        if environment is not None and (environment.legal_entity or "").casefold() == legal_entity.casefold():
+            return template
+        template = template.path
+    return load_template(
+        template,
+        mappings_dir=options.get("mappings_dir"),
+        environment_file=options.get("environment_file"),
+        legal_entity=legal_entity,
+    )
+
+
 def _context(
     template: str | Template, task: str, legal_entity: str, run_id: str, options: dict[str, Any]
 ) -> _Context:
-    loaded = (
-        template
-        if not isinstance(template, str)
-        else load_template(
-            template,
-            mappings_dir=options.get("mappings_dir"),
-            environment_file=options.get("environment_file"),
-        )
-    )
+    loaded = resolve_template(template, legal_entity, options)
     assert loaded.environment is not None
     pair = loaded.environment.company_pair(legal_entity)
     hooks = options.get("hooks") or SyncHooks(
@@ -866,15 +873,7 @@ def run_task(
 ) -> dict[str, Any]:
     """Extract, snapshot, transform and load one task; returns the load's result plus
     the staging paths of every step."""
-    loaded = (
-        template
-        if not isinstance(template, str)
-        else load_template(
-            template,
-            mappings_dir=options.get("mappings_dir"),
-            environment_file=options.get("environment_file"),
-        )
-    )
+    loaded = resolve_template(template, legal_entity, options)
     common = {"legal_entity": legal_entity, "run_id": run_id, **options}
     extracted = extract(
         loaded,
@@ -913,15 +912,7 @@ def run_template(
     :param check_metadata: compare the mapping with both services' ``$metadata`` first
         and stop before anything is read or written when they disagree.
     """
-    loaded = (
-        template
-        if not isinstance(template, str)
-        else load_template(
-            template,
-            mappings_dir=options.get("mappings_dir"),
-            environment_file=options.get("environment_file"),
-        )
-    )
+    loaded = resolve_template(template, legal_entity, options)
     hooks = options.pop("hooks", None) or SyncHooks(
         dataverse_conn_id=options.get("dataverse_conn_id", "dynamics_dataverse_default"),
         fno_conn_id=options.get("fno_conn_id", "dynamics_fno_default"),

@@ -29,3 +29,11 @@ def write_template(directory: Path, document: dict) -> Path:
     path = directory / f"{document['template']}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
+
+
+@pytest.fixture
+def unscoped(tmp_path: Path) -> Path:
+    """An environment override with one company pair and no business-unit scoping."""
+    path = tmp_path / "unscoped.yaml"
+    path.write_text(yaml.safe_dump({"company_pairs": [{"legal_entity": "usmf", "business_unit": None}]}))
+    return path

@@ -172,3 +172,11 @@ def test_invalid_environment_is_reported(mappings_dir: Path, tmp_path: Path) -> 
 def test_unknown_legal_entity_is_a_clear_error() -> None:
     with pytest.raises(MappingError, match="legal entity 'xxxx' has no company pair"):
         load_environment(SHIPPED).company_pair("xxxx")
+
+
+def test_company_pair_overrides_defaults_for_its_company() -> None:
+    usmf = load_template("accounts", mappings_dir=SHIPPED, legal_entity="usmf").task("customers")
+    demf = load_template("accounts", mappings_dir=SHIPPED, legal_entity="DEMF").task("customers")
+    assert (usmf.field("WarehouseId").constant, usmf.field("LanguageId").constant) == ("13", "en-us")
+    assert (demf.field("WarehouseId").constant, demf.field("LanguageId").constant) == ("11", "de")
+    assert demf.field("CustomerGroupId").constant == "10"  # shared default still applies

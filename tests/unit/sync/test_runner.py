@@ -58,6 +58,12 @@ def accounts_services(rows: list[dict[str, Any]], **fno_options: Any) -> tuple[M
     return sales, fno
 
 
+@pytest.fixture(autouse=True)
+def _unscoped_environment(unscoped: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One company pair, no business-unit scoping, unless a test says otherwise."""
+    monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(unscoped))
+
+
 def run_accounts(
     sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, run_id: str, **kw: Any
 ) -> dict:
@@ -319,7 +325,7 @@ def product_services(**sales_options: Any) -> tuple[MemoryService, MemoryService
                 key=("uomscheduleid",), rows=[{"uomscheduleid": group, "name": "Default Unit"}]
             ),
             "uoms": MemoryTable(
-                key=("uomid",), rows=[{"uomid": unit, "name": "Primary Unit", "_uomscheduleid_value": group}]
+                key=("uomid",), rows=[{"uomid": unit, "name": "Each", "_uomscheduleid_value": group}]
             ),
             "pricelevels": MemoryTable(
                 key=("pricelevelid",),
@@ -396,7 +402,10 @@ class TestProductsToDataverse:
         assert len(sales.tables["products"].rows) == 3  # products themselves were loaded first
 
 
-def test_business_unit_scopes_dataverse_reads(mappings_dir: Path, staging_root: ObjectStoragePath) -> None:
+def test_business_unit_scopes_dataverse_reads(
+    mappings_dir: Path, staging_root: ObjectStoragePath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("P2C_ENVIRONMENT_FILE")
     environment = yaml.safe_load((mappings_dir / "environment.yaml").read_text())
     unit = str(uuid.uuid4())
     environment["company_pairs"] = [{"legal_entity": "usmf", "business_unit": "Contoso US"}]

@@ -213,8 +213,8 @@ class TestProducts:
         "tgt_currencies": [{"transactioncurrencyid": USD, "isocurrencycode": "USD"}],
         "tgt_unit_groups": [{"uomscheduleid": group, "name": "Default Unit"}],
         "tgt_units": [
-            {"uomid": unit, "name": "Primary Unit", "_uomscheduleid_value": group},
-            {"uomid": str(uuid.uuid4()), "name": "Primary Unit", "_uomscheduleid_value": str(uuid.uuid4())},
+            {"uomid": unit, "name": "Each", "_uomscheduleid_value": group},
+            {"uomid": str(uuid.uuid4()), "name": "Each", "_uomscheduleid_value": str(uuid.uuid4())},
         ],
         "tgt_price_lists": [
             {"pricelevelid": price_b, "name": "Zeta USD", "_transactioncurrencyid_value": USD},
@@ -384,7 +384,7 @@ class TestOrdersFromFno:
                 "tgt_orders": orders,
                 "tgt_products": [{"productid": product, "productnumber": "P-1"}],
                 "tgt_unit_groups": [{"uomscheduleid": group, "name": "Default Unit"}],
-                "tgt_units": [{"uomid": unit, "name": "Primary Unit", "_uomscheduleid_value": group}],
+                "tgt_units": [{"uomid": unit, "name": "Each", "_uomscheduleid_value": group}],
                 "tgt_currencies": self.header_refs["tgt_currencies"],
             },
             upstream={"order_headers": header_outcome},
@@ -443,7 +443,7 @@ class TestOrdersToFno:
             references={
                 "src_orders": [{"salesorderid": self.order_id, "ordernumber": "ORD-1"}],
                 "src_products": [{"productid": self.product_id, "productnumber": "P-1"}],
-                "src_units": [{"uomid": self.unit_id, "name": "Primary Unit"}],
+                "src_units": [{"uomid": self.unit_id, "name": "Each"}],
                 "tgt_headers": [{"SalesOrderNumber": "ORD-1"}],
                 "tgt_products": [{"ProductNumber": "P-1"}],
             },
