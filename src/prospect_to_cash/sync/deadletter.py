@@ -57,7 +57,7 @@ def _records_frame(staging: TaskStaging, stage: str, records: Iterable[dict[str,
                 "task": staging.task,
                 "legal_entity": staging.company,
                 "run_id": staging.run_id,
-                "stage": stage,
+                "stage": record.get("stage", stage),
                 "ref": py(record.get("ref")),
                 "source_key": py(record.get("source_key")),
                 "reason": py(record.get("reason")),
@@ -79,11 +79,8 @@ def write_rejected(staging: TaskStaging, records: Iterable[dict[str, Any]]) -> s
 
 
 def write_failed(staging: TaskStaging, records: Iterable[dict[str, Any]]) -> str:
-    """Rows the service refused (stage ``load`` or ``second_pass``)."""
-    frame = _records_frame(staging, "load", records)
-    for position, record in enumerate(records if isinstance(records, list) else []):
-        frame.at[position, "stage"] = record.get("stage", "load")
-    return staging.write_frame("deadletter", FAILED, frame, SCHEMA)
+    """Rows the service refused (stage ``load`` or ``second_pass``, per record)."""
+    return staging.write_frame("deadletter", FAILED, _records_frame(staging, "load", records), SCHEMA)
 
 
 def read(staging: TaskStaging) -> pd.DataFrame:
