@@ -135,10 +135,10 @@ class Source:
 
 
 class _Rollback(Exception):
-    """Abort a change set; the failing part's reply is the change set's answer."""
+    """Abort a change set; the failing part's answer becomes the change set's answer."""
 
-    def __init__(self, reply: Reply) -> None:
-        self.reply = reply
+    def __init__(self, answer: OperationResponse) -> None:
+        self.answer = answer
 
 
 class DataverseService:
@@ -274,6 +274,13 @@ class DataverseService:
             if name == "$count":
                 self._only(call, "GET", path)
                 return self.count(call, source, table)
+        if len(segments) == 2 and first.key is not None and segments[1].key is None:
+            key = resolve_row_key(table, parse_key(first.key))
+            if call.method in ("PUT", "DELETE"):
+                self._writable(source, call, path)
+                return self.put_property(call, table, key, segments[1].name)
+            if call.method == "GET":
+                return self.get_property(call, source, table, key, segments[1].name)
         raise errors.segment_not_found(segments[1].name if len(segments) > 1 else first.name)
 
     def _only(self, call: Call, method: str, path: str) -> None:
@@ -720,7 +727,7 @@ class DataverseService:
     def _written(self, call: Call, table: Table, row: dict[str, Any], *, created: bool) -> Reply:
         row_id = str(row[table.key[0]])
         url = self.entity_url(table, row_id)
-        headers = [("OData-EntityId", url)]
+        headers = [("Location", url), ("OData-EntityId", url)] if created else [("OData-EntityId", url)]
         prefs = call.prefs
         if prefs.return_representation:
             options = self._options(call)
@@ -797,6 +804,41 @@ class DataverseService:
         except NotFound:
             raise self._missing(table, key) from None
         self.ctx.record_write("delete")
+        return Reply.empty(204)
+
+    def get_property(self, call: Call, source: Source, table: Table, key: RowKey, name: str) -> Reply:
+        """``GET <set>(<key>)/<property>`` → ``{"value": …}``."""
+        prop = property_map(table).get(name)
+        if prop is None:
+            raise errors.segment_not_found(name)
+        self.ctx.charge_operations(1)
+        row = self.find(source, table, key)
+        if row is None:
+            raise self._missing(table, key)
+        entity = Renderer(source.catalog, table, [prop], call.prefs, self._names(source)).render([row])[0]
+        context = f"{self.root}$metadata#{table.entity_set}({row[table.key[0]]})/{name}"
+        return Reply.json(200, {"@odata.context": context, "value": entity[name]})
+
+    def put_property(self, call: Call, table: Table, key: RowKey, name: str) -> Reply:
+        """``PUT <set>(<key>)/<property>`` with ``{"value": …}``, or ``DELETE`` to clear it."""
+        prop = property_map(table).get(name)
+        if prop is None or prop.lookup is not None:
+            raise errors.segment_not_found(name)
+        if call.method == "PUT":
+            body = self._body(call, table)
+            if not isinstance(body, dict) or "value" not in body:
+                raise errors.payload_error(
+                    table.entity_set, "A 'value' property was expected in the payload."
+                )
+            value = body["value"]
+        else:
+            value = None
+        self.ctx.charge_operations(1)
+        existing = self.find(self.data, table, key)
+        if existing is None:
+            raise self._missing(table, key)
+        self._apply_update(call, table, existing, {name: value})
+        self.ctx.record_write("update")
         return Reply.empty(204)
 
     # -- bulk messages -----------------------------------------------------------------
@@ -918,11 +960,10 @@ class DataverseService:
                         for part in item.requests:
                             answer = self._part(part, references)
                             if answer.failed:
-                                raise _Rollback(Reply(answer.status, answer.headers, answer.body))
+                                raise _Rollback(answer)
                             answers.append(answer)
                 except _Rollback as failure:
-                    failed = answers_failure(failure.reply, item.requests[len(answers)].content_id)
-                    keep_going = writer.add(failed)
+                    keep_going = writer.add(failure.answer)
                 else:
                     keep_going = writer.add(ChangeSetResponse(answers))
             else:
@@ -1136,10 +1177,6 @@ def _operation(reply: Reply, content_id: str | None) -> OperationResponse:
     return OperationResponse(reply.status, list(reply.headers), reply.body, content_id)
 
 
-def answers_failure(reply: Reply, content_id: str | None) -> OperationResponse:
-    return _operation(reply, content_id)
-
-
 def create_app(ctx: ServiceContext) -> Starlette:
     """The Dataverse Web API as an ASGI app (the core wraps it in auth and protection)."""
     service = DataverseService(ctx)
@@ -1152,22 +1189,14 @@ def create_app(ctx: ServiceContext) -> Starlette:
         if request.method == "GET" and len(raw_path) + len(query_string) + 1 > MAX_GET_URL:
             reply = Reply.error(errors.url_too_long(len(raw_path) + len(query_string) + 1))
             return _response(reply)
-        path = scope["path"]
+        path = raw_path.decode("latin-1")
         if not path.startswith(root_path) and path + "/" != root_path:
-            return _response(Reply.error(errors.segment_not_found(path)))
+            return _response(Reply.error(errors.segment_not_found(unquote(path))))
         relative = path[len(root_path) :] if path.startswith(root_path) else ""
+        query = query_string.decode("latin-1")
         headers = Headers((key, value) for key, value in request.headers.items())
-        body = await request.body()
-        call = Call(
-            request.method,
-            relative,
-            parse_qsl(query_string.decode("latin-1"), keep_blank_values=True),
-            headers,
-            body,
-        )
-        if call.path == "$batch" and call.method == "POST":
-            return _response(service.batch(call))
-        return _response(service.handle(call))
+        url = f"{relative}?{query}" if query else relative
+        return _response(await service.dispatch(request.method, url, headers, await request.body()))
 
     app = Starlette(routes=[Route("/{path:path}", endpoint, methods=ALL_METHODS)])
     app.state.service = service

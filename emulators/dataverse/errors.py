@@ -172,11 +172,12 @@ def cannot_convert(entity_set: str, value: object, edm_type: str) -> ODataError:
 
 
 def string_too_long(logical_name: str, column: str, max_length: int) -> ODataError:
+    """Two spaces after "occurred." as in the documented batch error example."""
     return ODataError(
         400,
         STRING_TOO_LONG,
-        f"A validation error occurred. The length of the '{column}' attribute of the '{logical_name}' entity "
-        f"exceeded the maximum allowed length of '{max_length}'.",
+        f"A validation error occurred.  The length of the '{column}' attribute of the '{logical_name}' "
+        f"entity exceeded the maximum allowed length of '{max_length}'.",
     )
 
 
