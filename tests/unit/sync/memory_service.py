@@ -35,6 +35,8 @@ class MemoryTable:
     lookups: dict[str, tuple[str, str]] = field(default_factory=dict)  # nav -> (column, target set)
     rows: list[dict[str, Any]] = field(default_factory=list)
     company_specific: bool = False
+    read_only: set[str] = field(default_factory=set)  # computed/system columns: refused on write
+    wire_lookups: set[str] = field(default_factory=set)  # columns read as _<column>_value
 
 
 _TOKEN = re.compile(
@@ -161,6 +163,7 @@ class MemoryService:
         *,
         fail_after_writes: int | None = None,
         lose_answer_of_call: int | None = None,
+        page_size: int = 2,
     ) -> None:
         """:param fail_after_writes: calls of ``write`` after this many raise before writing
         (a worker killed between batches).
@@ -172,6 +175,7 @@ class MemoryService:
         self.write_calls = 0
         self.fail_after_writes = fail_after_writes
         self.lose_answer_of_call = lose_answer_of_call
+        self.page_size = page_size  # small by default so tests exercise paging
         self.reads: list[tuple[str, str | None]] = []
 
     # reading ------------------------------------------------------------------------------
@@ -183,7 +187,7 @@ class MemoryService:
         filter: str | None = None,
         orderby: str | None = None,
         companies: list[str] | None = None,
-        page_size: int = 2,
+        page_size: int | None = None,
     ) -> Any:
         table = self.tables[entity_set]
         self.reads.append((entity_set, filter))
@@ -201,8 +205,9 @@ class MemoryService:
         if not rows:
             yield pd.DataFrame({c: pd.Series([], dtype=object) for c in select})
             return
-        for start in range(0, len(rows), page_size):
-            chunk = rows[start : start + page_size]
+        size = page_size or self.page_size
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
             yield pd.DataFrame({c: [r.get(c) for r in chunk] for c in select}, columns=select)
 
     def get_metadata(self) -> str:
@@ -233,6 +238,8 @@ class MemoryService:
                     return f"{target_set}({match.group(2)}) does not exist"
                 row[f"_{column}_value"] = match.group(2).lower()
                 continue
+            if name in table.read_only:
+                return f"The property '{name}' is read-only"
             if table.fields is not None and name not in table.fields and name not in table.key:
                 return f"The property '{name}' does not exist on type '{self.system}'"
             row[name] = copy.deepcopy(value)

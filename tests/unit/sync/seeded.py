@@ -1,0 +1,77 @@
+"""The emulators' demo world (emulators/seed/STORY.md) in in-memory services.
+
+The seed generator yields rows in the emulator store's representation; this turns them
+into what the services show on the wire (Dataverse booleans, ``_<lookup>_value`` columns;
+F&O enum member names) and declares each table's writable properties and navigation
+properties from the emulator catalogs, so writes are checked like the service would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emulators.odata.csdl import build_csdl
+from emulators.schema.dataverse import CATALOG as DATAVERSE
+from emulators.schema.fno import CATALOG as FNO
+from emulators.schema.model import Catalog, EdmType
+from emulators.seed import generate
+from prospect_to_cash.sync.metadata_check import parse_csdl
+from tests.unit.sync.memory_service import MemoryService, MemoryTable
+
+
+def _tables(catalog: Catalog) -> dict[str, MemoryTable]:
+    metadata = parse_csdl(build_csdl(catalog))
+    tables = {}
+    for entity_set, table in catalog.tables.items():
+        writable = {f.name for f in table.fields if not f.read_only}
+        lookups = {
+            nav: (lookup.column, target) for lookup in table.lookups for nav, target in lookup.targets.items()
+        }
+        tables[entity_set] = MemoryTable(
+            key=table.key,
+            fields=writable,
+            read_only={f.name for f in table.fields if f.read_only},
+            lookups=lookups,
+            company_specific=table.company_specific,
+            wire_lookups={
+                name[1:-6]
+                for name in metadata.entity_sets[entity_set].properties
+                if name.startswith("_") and name.endswith("_value")
+            },
+        )
+    return tables
+
+
+def _wire_row(
+    catalog: Catalog, entity_set: str, row: dict[str, Any], wire_lookups: set[str]
+) -> dict[str, Any]:
+    table = catalog.tables[entity_set]
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        if name.endswith("__set"):
+            continue
+        if name in wire_lookups:
+            out[f"_{name}_value"] = value
+            continue
+        column = table.field(name)
+        if column is not None and value is not None:
+            if column.type == EdmType.BOOLEAN:
+                value = bool(value)
+            elif column.type == EdmType.ENUM and column.enum_type:
+                members = {v: k for k, v in catalog.enums[column.enum_type].members.items()}
+                value = members[value]
+        out[name] = value
+    return out
+
+
+def seeded_services() -> tuple[MemoryService, MemoryService]:
+    """(Sales, F&O) holding the demo seed."""
+    catalogs = {"dataverse": DATAVERSE, "fno": FNO}
+    tables = {"dataverse": _tables(DATAVERSE), "fno": _tables(FNO)}
+    for service, entity_set, rows in generate("demo"):
+        table = tables[service][entity_set]
+        table.rows.extend(_wire_row(catalogs[service], entity_set, row, table.wire_lookups) for row in rows)
+    return (
+        MemoryService("dataverse", tables["dataverse"], page_size=500),
+        MemoryService("fno", tables["fno"], page_size=500),
+    )
