@@ -656,7 +656,9 @@ class FnoService:
         status, content_type, payload = writer.render()
         return Reply(status, payload, [("Content-Type", content_type), ("OData-Version", "4.0")])
 
-    async def _changeset(self, changeset: ChangeSet) -> ChangeSetResponse | OperationResponse:
+    async def _changeset(self, changeset: ChangeSet) -> ChangeSetResponse:
+        """Run a change set atomically. A failed one is answered by its failing operation
+        alone, still wrapped in a change-set part, as captured from F&O *(3p)*."""
         references: dict[str, str] = {}
         responses: list[OperationResponse] = []
         failed: OperationResponse | None = None
@@ -673,7 +675,7 @@ class FnoService:
                         references[request.content_id] = location
         except _Rollback:
             assert failed is not None
-            return failed
+            return ChangeSetResponse([failed])
         return ChangeSetResponse(responses)
 
     async def _part(self, request: BatchRequest, references: dict[str, str] | None) -> OperationResponse:
