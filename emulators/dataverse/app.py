@@ -1166,10 +1166,10 @@ def _expansions(expand: str | None) -> list[tuple[str, QueryOptions]]:
 
 
 def _project(items: list[dict[str, Any]], options: QueryOptions) -> list[dict[str, Any]]:
-    """Apply a metadata ``$select`` (keeping ``@odata.type`` and ``MetadataId`` like the service)."""
+    """Apply a metadata ``$select``, keeping ``@odata.type``, ``MetadataId`` and what ``$expand`` added."""
     if options.select is None:
         return items
-    keep = {*options.select, "@odata.type", "MetadataId"}
+    keep = {*options.select, "@odata.type", "MetadataId", *(name for name, _ in _expansions(options.expand))}
     return [{k: v for k, v in item.items() if k in keep} for item in items]
 
 
