@@ -555,7 +555,10 @@ class FnoService:
         data = self._json_object(body)
         if view.company_specific:
             given = data.get("dataAreaId")
-            data["dataAreaId"] = given.lower() if isinstance(given, str) and given else self.caller_company()
+            if given is None or given == "":
+                data["dataAreaId"] = self.caller_company()  # F&O writes into the caller's company
+            elif isinstance(given, str):
+                data["dataAreaId"] = given.lower()
         lines = self._check_payload(view, data, for_create=True)
         values = self._storage_values(view, data)
         storage_table = self.catalog.tables[view.storage]
