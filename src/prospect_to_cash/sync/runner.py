@@ -156,6 +156,16 @@ def _context(
     return _Context(loaded, loaded.task(task), pair, staging, hooks, run_id, options)
 
 
+def company_pairs(
+    *, mappings_dir: str | None = None, environment_file: str | None = None
+) -> list[dict[str, Any]]:
+    """The company pairs of the environment, for the DAG layer to fan out over
+    (``[{"legal_entity": "usmf", "business_unit": "Contoso US", ...}, ...]``)."""
+    from prospect_to_cash.sync.environment import load_environment
+
+    return [pair.to_dict() for pair in load_environment(mappings_dir, environment_file).company_pairs]
+
+
 # -- reading -----------------------------------------------------------------------------------
 
 

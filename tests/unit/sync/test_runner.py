@@ -430,3 +430,12 @@ def test_business_unit_scopes_dataverse_reads(
     )
     assert result["counts"]["created"] == 1
     assert [r["CustomerAccount"] for r in fno.tables["CustomersV3"].rows] == ["ACC-1"]
+
+
+def test_company_pairs_for_the_dag_fan_out(unscoped: Path) -> None:
+    from prospect_to_cash import sync
+
+    assert sync.company_pairs(environment_file=str(unscoped)) == [
+        {"legal_entity": "usmf", "business_unit": None, "business_unit_id": None, "owner": None}
+    ]
+    assert sync.run_template is run_template
