@@ -1,0 +1,286 @@
+"""Builds one P2C DAG from its run book, so the seven DAG files stay a page of prose each.
+
+Shape of every DAG (``<step>`` = one task of the mapping file, in file order)::
+
+    wait_for_<upstream DAG> ... ─┐
+                                 ├─> check_mapping ─┐
+                                 └─> company_pairs ─┴─> sync[pair] (mapped, one per pair):
+                                        <step 1>.extract -> .transform -> .load
+                                     -> <step 2>.extract -> .transform -> .load ... -> report
+
+``sync`` is a mapped task group over the company pairs: pair *i*'s load waits only for
+pair *i*'s transform, and one company's failure does not stop another's. Steps run one
+after the other inside a pair, so lines are read, planned and loaded after their headers
+are in the target.
+
+Parsing does no I/O: the steps and entity sets are declared in the DAG file (a test
+checks them against the mapping files), the schedule comes from constants or the
+``P2C_SCHEDULE`` environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import DAG, CronDataIntervalTimetable, TaskGroup, get_current_context, task, task_group
+
+from prospect_to_cash.dags.assets import entity_asset
+from prospect_to_cash.dags.params import (
+    COMPANIES,
+    DRY_RUN,
+    FULL_REFRESH,
+    WINDOW_END,
+    WINDOW_START,
+    param_value,
+    sync_params,
+)
+from prospect_to_cash.dags.run_order import RunOrderSensor
+from prospect_to_cash.dags.steps import (
+    SYSTEM_LABELS,
+    SyncStep,
+    TemplateSpec,
+    asset_event_extra,
+    check_mapping,
+    extract_step,
+    load_step,
+    report_step,
+    select_company_pairs,
+    sync_window,
+    transform_step,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.sdk import Asset
+
+#: Cron expression (UTC) shared by all seven DAGs; the run order needs one schedule for all.
+SCHEDULE_VARIABLE = "P2C_SCHEDULE"
+DEFAULT_SCHEDULE = "0 0 * * *"
+#: The earliest data interval a backfill can ask for.
+START_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
+OWNER = "prospect-to-cash"
+GROUP_ID = "sync"
+COMMON_TAGS = ("prospect-to-cash", "dynamics-365")
+_SHORT_NAMES = {"dataverse": "sales", "fno": "fno"}
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": OWNER,
+    "retries": 2,
+    "retry_delay": timedelta(minutes=2),
+    "execution_timeout": timedelta(hours=3),
+}
+
+
+def shared_schedule() -> CronDataIntervalTimetable:
+    """The one timetable of every P2C DAG: data intervals (so a run knows which changes it
+    owns and backfills mean something), on ``P2C_SCHEDULE`` or daily at 00:00 UTC."""
+    return CronDataIntervalTimetable(os.environ.get(SCHEDULE_VARIABLE) or DEFAULT_SCHEDULE, timezone="UTC")
+
+
+def _company_label(pair: dict[str, Any]) -> None:
+    """Name the mapped task instance after its company (``map_index_template``)."""
+    get_current_context()["p2c_company"] = pair["legal_entity"]  # type: ignore[literal-required]
+
+
+def _run_book(spec: TemplateSpec) -> str:
+    source, target = SYSTEM_LABELS[spec.source_system], SYSTEM_LABELS[spec.target_system]
+    rows = "\n".join(
+        f"| {index} | `{step.name}` | {source} `{step.source}` | {target} `{step.target}` |"
+        for index, step in enumerate(spec.steps, start=1)
+    )
+    waits = ", ".join(f"`{dag_id}`" for dag_id in spec.upstream) or "nothing (first in the run order)"
+    return f"""
+
+---
+#### Run book (generated from the DAG file)
+| # | step (mapping task) | reads | writes |
+|---|---|---|---|
+{rows}
+
+* **Template**: `include/mappings/{spec.template}.yaml` (+ `environment.yaml` for company pairs,
+  defaults and value maps).
+* **Waits for**: {waits}, for the same data interval (Param `wait_for_upstream`).
+* **Schedule**: `{os.environ.get(SCHEDULE_VARIABLE) or DEFAULT_SCHEDULE}` (UTC, shared by all P2C DAGs);
+  a run reads the Sales rows changed in its data interval (F&O entities have no change
+  timestamp and are read whole). `max_active_runs=1`.
+* **Results**: task `{GROUP_ID}.report` (one per company) logs a count table and writes
+  `<staging>/{spec.template}/<run_id>/<company>/summary.json`. Rows that did not reach the
+  target are in `<staging>/{spec.template}/<run_id>/<company>/<step>/deadletter/rejected.parquet`
+  (refused by the mapping: missing key, unknown code, parent not synced yet) and
+  `failed.parquet` (refused by the service), each with the reason. They are not retried from
+  there: fix the cause and the next run (or a full refresh) picks them up. Each load publishes
+  an asset event on its target entity with the counts and dead-letter paths in `extra`.
+"""
+
+
+def template_dag(
+    *,
+    dag_id: str,
+    template: str,
+    title: str,
+    source_system: str,
+    target_system: str,
+    steps: Sequence[SyncStep],
+    upstream: Sequence[str] = (),
+    doc_md: str | None = None,
+    tags: Sequence[str] = (),
+    dataverse_conn_id: str = "dynamics_dataverse_default",
+    fno_conn_id: str = "dynamics_fno_default",
+) -> DAG:
+    """One P2C DAG: run-order sensors, preflight, then the template's steps per company pair.
+
+    :param template: the mapping file's name (``include/mappings/<template>.yaml``).
+    :param steps: the mapping file's tasks in file order, with their entity sets.
+    :param upstream: DAG ids that must succeed for the same data interval first.
+    """
+    if not steps:
+        raise ValueError(f"{dag_id}: a template DAG needs at least one step")
+    spec = TemplateSpec(
+        dag_id=dag_id,
+        template=template,
+        title=title,
+        source_system=source_system,
+        target_system=target_system,
+        steps=tuple(steps),
+        upstream=tuple(upstream),
+        dataverse_conn_id=dataverse_conn_id,
+        fno_conn_id=fno_conn_id,
+    )
+    direction = f"{_SHORT_NAMES[source_system]}-to-{_SHORT_NAMES[target_system]}"
+    with DAG(
+        dag_id=dag_id,
+        dag_display_name=f"P2C: {title}",
+        description=f"{title}: {SYSTEM_LABELS[source_system]} -> {SYSTEM_LABELS[target_system]}",
+        schedule=shared_schedule(),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        params=sync_params(),
+        tags=sorted({*COMMON_TAGS, direction, template, *tags}),
+        doc_md=(doc_md or f"### {title}") + _run_book(spec),
+    ) as dag:
+        waits = [
+            RunOrderSensor(
+                task_id=f"wait_for_{upstream_id}", upstream_dag_id=upstream_id, execution_timeout=None
+            )
+            for upstream_id in spec.upstream
+        ]
+
+        @task(task_id="check_mapping")
+        def check_mapping_task() -> dict[str, Any]:
+            return check_mapping(spec)
+
+        @task(task_id="company_pairs")
+        def company_pairs_task(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+            return select_company_pairs(param_value(params, COMPANIES, []))
+
+        @task(task_id="extract", map_index_template="{{ p2c_company }}")
+        def extract(
+            step: str,
+            pair: dict[str, Any],
+            params: dict[str, Any] | None = None,
+            run_id: str | None = None,
+            data_interval_start: datetime | None = None,
+            data_interval_end: datetime | None = None,
+        ) -> dict[str, Any]:
+            _company_label(pair)
+            window = sync_window(
+                data_interval_start,
+                data_interval_end,
+                param_value(params, WINDOW_START),
+                param_value(params, WINDOW_END),
+            )
+            return extract_step(
+                spec,
+                step,
+                pair,
+                run_id=run_id,
+                window=window,
+                full_refresh=bool(param_value(params, FULL_REFRESH, False)),
+            )
+
+        @task(task_id="transform", map_index_template="{{ p2c_company }}")
+        def transform(
+            step: str, pair: dict[str, Any], extracted: dict[str, Any], run_id: str | None = None
+        ) -> dict[str, Any]:
+            _company_label(pair)
+            return transform_step(spec, step, pair, run_id=run_id)
+
+        @task(task_id="load", map_index_template="{{ p2c_company }}")
+        def load(
+            step: str,
+            pair: dict[str, Any],
+            extracted: dict[str, Any],
+            transformed: dict[str, Any],
+            params: dict[str, Any] | None = None,
+            run_id: str | None = None,
+            outlet_events: Any = None,
+        ) -> dict[str, Any]:
+            _company_label(pair)
+            loaded = load_step(
+                spec,
+                step,
+                pair,
+                transformed,
+                run_id=run_id,
+                dry_run=bool(param_value(params, DRY_RUN, False)),
+                window=extracted.get("window"),
+            )
+            if outlet_events is not None:
+                outlet_events[_target_asset(spec, step)].extra = asset_event_extra(loaded)
+            return loaded
+
+        @task(task_id="report", map_index_template="{{ p2c_company }}")
+        def report(
+            pair: dict[str, Any],
+            loads: list[dict[str, Any]],
+            params: dict[str, Any] | None = None,
+            run_id: str | None = None,
+        ) -> dict[str, Any]:
+            _company_label(pair)
+            return report_step(
+                spec, pair, loads, run_id=run_id, dry_run=bool(param_value(params, DRY_RUN, False))
+            )
+
+        @task_group(group_id=GROUP_ID)
+        def sync(pair: dict[str, Any]) -> None:
+            previous = None
+            loads = []
+            for step in spec.steps:
+                with TaskGroup(group_id=step.name, tooltip=f"{step.source} -> {step.target}"):
+                    extracted = extract.override(inlets=[_source_asset(spec, step.name)])(step.name, pair)
+                    transformed = transform(step.name, pair, extracted)
+                    loaded = load.override(outlets=[_target_asset(spec, step.name)])(
+                        step.name, pair, extracted, transformed
+                    )
+                if previous is not None:
+                    previous >> extracted
+                previous = loaded
+                loads.append(loaded)
+            report(pair, loads)
+
+        checked = check_mapping_task()
+        pairs = company_pairs_task()
+        for wait in waits:
+            wait >> [checked, pairs]
+        checked >> sync.expand(pair=pairs)
+    return dag
+
+
+def _step(spec: TemplateSpec, name: str) -> SyncStep:
+    for step in spec.steps:
+        if step.name == name:
+            return step
+    raise KeyError(name)
+
+
+def _source_asset(spec: TemplateSpec, name: str) -> Asset:
+    return entity_asset(spec.source_system, _step(spec, name).source, spec.conn_id(spec.source_system))
+
+
+def _target_asset(spec: TemplateSpec, name: str) -> Asset:
+    return entity_asset(spec.target_system, _step(spec, name).target, spec.conn_id(spec.target_system))

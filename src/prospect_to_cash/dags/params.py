@@ -1,0 +1,99 @@
+"""The run-time knobs every P2C DAG offers in the trigger form, the REST API and backfills.
+
+Each is an :class:`airflow.sdk.Param` with a JSON-schema type, so a wrong value is
+refused when the run is created, not halfway through a sync. Backfills pass the same
+values through ``--dag-run-conf`` (CLI) or the backfill dialog (UI).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import Param
+
+FULL_REFRESH = "full_refresh"
+DRY_RUN = "dry_run"
+COMPANIES = "companies"
+WINDOW_START = "window_start"
+WINDOW_END = "window_end"
+WAIT_FOR_UPSTREAM = "wait_for_upstream"
+
+_TIMESTAMP = {"type": ["null", "string"], "format": "date-time"}
+
+
+def sync_params() -> dict[str, Param]:
+    """A fresh set of Params (each DAG needs its own objects)."""
+    return {
+        FULL_REFRESH: Param(
+            False,
+            type="boolean",
+            title="Full refresh",
+            description=(
+                "Read every source row the template's filter allows instead of only the rows "
+                "changed in the run's data interval (Dataverse modifiedon). F&O sources have no "
+                "change timestamp and are always read whole. Rows already in the target are "
+                "compared, so a full refresh writes only what differs."
+            ),
+        ),
+        DRY_RUN: Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description=(
+                "Extract, snapshot and plan, but write nothing to the target. The load tasks "
+                "report the planned creates/updates/rejects with samples, and their asset events "
+                "carry dry_run=true."
+            ),
+        ),
+        COMPANIES: Param(
+            [],
+            type="array",
+            items={"type": "string", "minLength": 1},
+            uniqueItems=True,
+            title="Companies",
+            description=(
+                "F&O legal entities (dataAreaId, e.g. usmf) to sync, a subset of the company pairs "
+                "in include/mappings/environment.yaml. Empty: every configured pair."
+            ),
+        ),
+        WINDOW_START: Param(
+            None,
+            **_TIMESTAMP,
+            title="Window start (UTC)",
+            description=(
+                "Override the start of the change window (ISO 8601, e.g. 2026-11-01T00:00:00Z). "
+                "Empty: the run's data interval start. Ignored with a full refresh."
+            ),
+        ),
+        WINDOW_END: Param(
+            None,
+            **_TIMESTAMP,
+            title="Window end (UTC, exclusive)",
+            description=(
+                "Override the end of the change window (exclusive). Empty: the run's data "
+                "interval end. Ignored with a full refresh."
+            ),
+        ),
+        WAIT_FOR_UPSTREAM: Param(
+            True,
+            type="boolean",
+            title="Wait for upstream DAGs",
+            description=(
+                "Start only after the prerequisite P2C DAGs (see the DAG docs) succeeded for the same "
+                "data interval. Switch off for an ad-hoc run that must not wait; rows whose parents "
+                "are missing in the target are then rejected to the dead-letter file, not written "
+                "half-done, and a later run picks them up."
+            ),
+        ),
+    }
+
+
+def param_value(params: Any, name: str, default: Any = None) -> Any:
+    """A param from the task context's ``params`` (a mapping or None in unit tests)."""
+    if params is None:
+        return default
+    try:
+        value = params[name]
+    except KeyError:
+        return default
+    return default if value is None else value

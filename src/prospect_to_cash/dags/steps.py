@@ -1,0 +1,365 @@
+"""What each task of a P2C DAG does, as plain functions the DAG factory wraps in ``@task``.
+
+They take explicit arguments (no Airflow context), so they can be tested without a
+scheduler. Each calls one step of the sync engine for one company pair and returns a
+small JSON-serializable dict: staging paths and counts, never rows, never secrets.
+Configuration errors (a wrong mapping file, an unknown company, a mapping that no longer
+matches the services' ``$metadata``) raise :class:`AirflowFailException`: retrying cannot
+fix them, so the task fails at once with the engine's message.
+
+Heavy imports (pandas, pyarrow, the engine) happen inside the functions so that parsing
+a DAG file stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+log = logging.getLogger(__name__)
+
+SYSTEM_LABELS = {"dataverse": "Sales (Dataverse)", "fno": "Finance and Operations"}
+
+
+@dataclass(frozen=True)
+class SyncStep:
+    """One task of a mapping file, in the words of the DAG: which entity set feeds which.
+
+    :param name: the task name in ``include/mappings/<template>.yaml``.
+    :param source: the source entity set the task reads.
+    :param target: the target entity set the task writes (its asset).
+    """
+
+    name: str
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """Everything a P2C DAG needs to know about its template, fixed at parse time."""
+
+    dag_id: str
+    template: str
+    title: str
+    source_system: str
+    target_system: str
+    steps: tuple[SyncStep, ...]
+    upstream: tuple[str, ...] = ()
+    dataverse_conn_id: str = "dynamics_dataverse_default"
+    fno_conn_id: str = "dynamics_fno_default"
+    extra_options: dict[str, Any] = field(default_factory=dict)
+
+    def conn_id(self, system: str) -> str:
+        return self.dataverse_conn_id if system == "dataverse" else self.fno_conn_id
+
+    @property
+    def engine_options(self) -> dict[str, Any]:
+        """Keyword options every engine call gets (connection ids, test overrides)."""
+        return {
+            "dataverse_conn_id": self.dataverse_conn_id,
+            "fno_conn_id": self.fno_conn_id,
+            **self.extra_options,
+        }
+
+
+@contextlib.contextmanager
+def fail_fast_on_configuration_errors() -> Iterator[None]:
+    """Turn the engine's configuration errors into a no-retry task failure."""
+    from prospect_to_cash.sync.errors import DataError, MappingError, MetadataMismatch
+
+    try:
+        yield
+    except (MappingError, MetadataMismatch, DataError) as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def _iso(value: datetime | str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    else:
+        moment = value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sync_window(
+    data_interval_start: datetime | str | None,
+    data_interval_end: datetime | str | None,
+    window_start: datetime | str | None = None,
+    window_end: datetime | str | None = None,
+) -> dict[str, str | None]:
+    """The change window a run reads: the Params' override where given, else the run's
+    data interval. Both ends None (a manual run without a logical date) reads everything
+    the template's filter allows."""
+    try:
+        start = _iso(window_start) or _iso(data_interval_start)
+        end = _iso(window_end) or _iso(data_interval_end)
+    except ValueError as exc:
+        raise AirflowFailException(f"window_start/window_end must be ISO 8601 timestamps: {exc}") from exc
+    if start and end and start >= end:
+        raise AirflowFailException(f"empty change window: start {start} is not before end {end}")
+    return {"start": start, "end": end}
+
+
+# -- preflight ----------------------------------------------------------------------------
+
+
+def select_company_pairs(requested: Sequence[str] | None) -> list[dict[str, Any]]:
+    """The company pairs of ``environment.yaml`` to run: all, or the ``companies`` Param's
+    subset. An unknown legal entity fails the run rather than syncing less than asked."""
+    from prospect_to_cash.sync.environment import load_environment
+
+    with fail_fast_on_configuration_errors():
+        environment = load_environment()
+    pairs = environment.company_pairs
+    if not pairs:
+        raise AirflowFailException(f"no company_pairs configured in {' + '.join(environment.sources)}")
+    if requested:
+        wanted = {name.strip().casefold() for name in requested}
+        known = {pair.legal_entity.casefold() for pair in pairs}
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise AirflowFailException(
+                f"companies {unknown} have no company pair; configured: "
+                + ", ".join(p.legal_entity for p in pairs)
+            )
+        pairs = [pair for pair in pairs if pair.legal_entity.casefold() in wanted]
+    selected = [pair.to_dict() for pair in pairs]
+    log.info(
+        "Company pairs to sync: %s",
+        ", ".join(f"{p['legal_entity']} <-> {p['business_unit'] or '(all of Sales)'}" for p in selected),
+    )
+    return selected
+
+
+def check_mapping(spec: TemplateSpec) -> dict[str, Any]:
+    """Validate the mapping file offline, then against both services' ``$metadata``, before
+    any company reads or writes a row."""
+    from prospect_to_cash.sync.mapping import load_template
+    from prospect_to_cash.sync.metadata_check import check_template
+    from prospect_to_cash.sync.runner import SyncHooks
+
+    with fail_fast_on_configuration_errors():
+        template = load_template(spec.template)
+        names = [task.name for task in template.tasks]
+        declared = [step.name for step in spec.steps]
+        if names != declared:
+            raise AirflowFailException(
+                f"{spec.dag_id} runs tasks {declared}, but {template.path} defines {names}; "
+                "update the DAG file together with the mapping file"
+            )
+        hooks = SyncHooks(dataverse_conn_id=spec.dataverse_conn_id, fno_conn_id=spec.fno_conn_id)
+        check_template(template, hooks, raise_on_problems=True)
+    log.info("%s matches both services' $metadata (%d task(s))", template.path, len(names))
+    return {"template": spec.template, "mapping": template.path, "tasks": names}
+
+
+# -- per company pair: extract, transform, load, report -----------------------------------
+
+
+def extract_step(
+    spec: TemplateSpec,
+    step: str,
+    pair: dict[str, Any],
+    *,
+    run_id: str,
+    window: dict[str, str | None],
+    full_refresh: bool,
+) -> dict[str, Any]:
+    """Read the source rows of the window and a snapshot of the target into staging."""
+    from prospect_to_cash.sync import runner
+
+    common = {"legal_entity": pair["legal_entity"], "run_id": run_id, **spec.engine_options}
+    with fail_fast_on_configuration_errors():
+        extracted = runner.extract(
+            spec.template,
+            step,
+            data_interval_start=window["start"],
+            data_interval_end=window["end"],
+            full_refresh=full_refresh,
+            **common,
+        )
+        snapped = runner.snapshot(spec.template, step, **common)
+    return {
+        "template": spec.template,
+        "task": step,
+        "legal_entity": pair["legal_entity"],
+        "window": window,
+        "full_refresh": full_refresh,
+        "source": {"path": extracted["path"], "rows": extracted["read"]},
+        "target": {"path": snapped["path"], "rows": snapped["rows"]},
+        "staging": extracted["staging"],
+    }
+
+
+def transform_step(spec: TemplateSpec, step: str, pair: dict[str, Any], *, run_id: str) -> dict[str, Any]:
+    """Map, look up, validate and diff; rejected rows go to the dead-letter file."""
+    from prospect_to_cash.sync import runner
+
+    with fail_fast_on_configuration_errors():
+        planned = runner.transform(
+            spec.template, step, legal_entity=pair["legal_entity"], run_id=run_id, **spec.engine_options
+        )
+    return {
+        "template": spec.template,
+        "task": step,
+        "legal_entity": pair["legal_entity"],
+        "counts": planned["counts"],
+        "paths": planned["paths"],
+    }
+
+
+def load_step(
+    spec: TemplateSpec,
+    step: str,
+    pair: dict[str, Any],
+    transformed: dict[str, Any],
+    *,
+    run_id: str,
+    dry_run: bool,
+    window: dict[str, str | None] | None = None,
+) -> dict[str, Any]:
+    """Write the plan (or, in a dry run, only report it). Returns counts and the paths of
+    the dead-letter files: ``rejected`` (refused by the transform) and ``failed`` (refused
+    by the service)."""
+    from prospect_to_cash.sync import runner
+
+    with fail_fast_on_configuration_errors():
+        loaded = runner.load(
+            spec.template,
+            step,
+            legal_entity=pair["legal_entity"],
+            run_id=run_id,
+            dry_run=dry_run,
+            **spec.engine_options,
+        )
+    if dry_run:
+        # the samples are row values: they go to the task log for review, not to XCom
+        log.info(
+            "Dry run sample of the plan (full plan under %s):\n%s",
+            transformed["paths"].get("summary"),
+            json.dumps(loaded.get("samples", {}), indent=2, default=str),
+        )
+    paths = loaded.get("paths", {})
+    return {
+        "template": spec.template,
+        "task": step,
+        "legal_entity": pair["legal_entity"],
+        "run_id": run_id,
+        "dry_run": dry_run,
+        "window": window,
+        "counts": {name: int(value) for name, value in loaded["counts"].items()},
+        "deadletter": {
+            "rejected": transformed["paths"].get("rejected"),
+            "failed": paths.get("failed"),
+        },
+        "plan": transformed["paths"].get("summary"),
+        "outcome": paths.get("outcome"),
+    }
+
+
+def asset_event_extra(loaded: dict[str, Any]) -> dict[str, Any]:
+    """What the load task attaches to its target asset's event: enough to read the run's
+    result from the asset view without opening the logs."""
+    return {
+        "template": loaded["template"],
+        "task": loaded["task"],
+        "legal_entity": loaded["legal_entity"],
+        "run_id": loaded["run_id"],
+        "dry_run": loaded["dry_run"],
+        "window": loaded.get("window"),
+        "counts": loaded["counts"],
+        "deadletter": loaded["deadletter"],
+    }
+
+
+COUNT_ORDER = (
+    "read",
+    "skipped",
+    "created",
+    "updated",
+    "unchanged",
+    "rejected",
+    "failed",
+    "second_pass_updated",
+    "second_pass_failed",
+)
+
+
+def report_step(
+    spec: TemplateSpec,
+    pair: dict[str, Any],
+    loads: Sequence[dict[str, Any]],
+    *,
+    run_id: str,
+    dry_run: bool,
+) -> dict[str, Any]:
+    """Sum the company's counts over the template's tasks, write ``summary.json`` next to
+    the staging of the run and log one table an operator can read at a glance."""
+    from prospect_to_cash.sync.staging import as_path, write_run_summary
+
+    totals: dict[str, int] = dict.fromkeys(COUNT_ORDER, 0)
+    for loaded in loads:
+        for name, value in loaded["counts"].items():
+            totals[name] = totals.get(name, 0) + int(value)
+    dead_letters = [
+        {"task": loaded["task"], "kind": kind, "path": path, "rows": loaded["counts"].get(kind, 0)}
+        for loaded in loads
+        for kind, path in loaded["deadletter"].items()
+        if path and loaded["counts"].get(kind, 0)
+    ]
+    summary = {
+        "template": spec.template,
+        "dag_id": spec.dag_id,
+        "legal_entity": pair["legal_entity"],
+        "business_unit": pair.get("business_unit"),
+        "run_id": run_id,
+        "dry_run": dry_run,
+        "finished_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "window": loads[0].get("window") if loads else None,
+        "counts": totals,
+        "tasks": {
+            loaded["task"]: {"counts": loaded["counts"], "deadletter": loaded["deadletter"]}
+            for loaded in loads
+        },
+        "dead_letters": dead_letters,
+    }
+    summary_path = write_run_summary(
+        as_path(spec.extra_options.get("staging_root")), spec.template, run_id, pair["legal_entity"], summary
+    )
+    header = ["task", *COUNT_ORDER]
+    rows = [[loaded["task"], *(str(loaded["counts"].get(c, 0)) for c in COUNT_ORDER)] for loaded in loads]
+    rows.append(["TOTAL", *(str(totals[c]) for c in COUNT_ORDER)])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    table = "\n".join("  ".join(cell.rjust(widths[i]) for i, cell in enumerate(r)) for r in [header, *rows])
+    log.info(
+        "%s%s for %s:\n%s\nsummary: %s",
+        spec.title,
+        " (DRY RUN, nothing written)" if dry_run else "",
+        pair["legal_entity"],
+        table,
+        summary_path,
+    )
+    for item in dead_letters:
+        log.warning("%s: %d %s row(s) in %s", item["task"], item["rows"], item["kind"], item["path"])
+    return {
+        "legal_entity": pair["legal_entity"],
+        "dry_run": dry_run,
+        "counts": totals,
+        "summary": summary_path,
+        "dead_letters": dead_letters,
+    }

@@ -1,0 +1,253 @@
+"""The DAG support module without a scheduler: windows, company selection, the run-order
+sensor's decisions, asset naming and the per-company report."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+
+from prospect_to_cash.dags import RunOrderSensor, SyncStep, TemplateSpec, entity_asset, entity_uri
+from prospect_to_cash.dags.run_order import same_data_interval
+from prospect_to_cash.dags.steps import asset_event_extra, report_step, select_company_pairs, sync_window
+
+UTC = timezone.utc
+D1, D2 = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
+
+
+# -- windows ------------------------------------------------------------------------------------
+
+
+def test_window_is_the_data_interval_by_default() -> None:
+    assert sync_window(D1, D2) == {"start": "2026-11-01T00:00:00Z", "end": "2026-11-02T00:00:00Z"}
+
+
+def test_window_params_override_either_end() -> None:
+    assert sync_window(D1, D2, "2026-10-01T00:00:00Z", None) == {
+        "start": "2026-10-01T00:00:00Z",
+        "end": "2026-11-02T00:00:00Z",
+    }
+    assert sync_window(D1, D2, None, "2026-11-01T12:00:00+02:00")["end"] == "2026-11-01T10:00:00Z"
+
+
+def test_window_without_logical_date_is_open() -> None:
+    assert sync_window(None, None) == {"start": None, "end": None}
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [("2026-11-02T00:00:00Z", "2026-11-01T00:00:00Z"), ("not a date", None), (D2, D2)],
+)
+def test_bad_windows_fail_without_retry(start: Any, end: Any) -> None:
+    with pytest.raises(AirflowFailException):
+        sync_window(D1, D2, start, end)
+
+
+# -- company pairs ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def three_companies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    override = tmp_path / "environment.override.yaml"
+    override.write_text(
+        yaml.safe_dump(
+            {
+                "company_pairs": [
+                    {"legal_entity": "usmf", "business_unit": "Contoso US"},
+                    {"legal_entity": "demf", "business_unit": "Contoso Europe"},
+                    {"legal_entity": "gbsi", "business_unit": None},
+                ]
+            }
+        )
+    )
+    monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(override))
+
+
+def test_all_configured_pairs_by_default(three_companies: None) -> None:
+    pairs = select_company_pairs([])
+    assert [p["legal_entity"] for p in pairs] == ["usmf", "demf", "gbsi"]
+    assert pairs[0]["business_unit"] == "Contoso US"
+    json.dumps(pairs)  # goes through XCom
+
+
+def test_companies_param_selects_a_subset_case_insensitively(three_companies: None) -> None:
+    assert [p["legal_entity"] for p in select_company_pairs(["DEMF", "gbsi"])] == ["demf", "gbsi"]
+
+
+def test_unknown_company_fails_instead_of_syncing_less(three_companies: None) -> None:
+    with pytest.raises(AirflowFailException, match="xxmf"):
+        select_company_pairs(["usmf", "xxmf"])
+
+
+def test_shipped_environment_pairs_usmf_and_demf(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("P2C_ENVIRONMENT_FILE", raising=False)
+    assert [p["legal_entity"] for p in select_company_pairs(None)] == ["usmf", "demf"]
+
+
+# -- run order sensor ---------------------------------------------------------------------------
+
+
+def _context(**values: Any) -> dict[str, Any]:
+    base = {
+        "params": {"wait_for_upstream": True},
+        "logical_date": D1,
+        "data_interval_start": D1,
+        "data_interval_end": D2,
+        "ti": SimpleNamespace(),
+        "dag_run": SimpleNamespace(run_after=D2),
+    }
+    base.update(values)
+    return base
+
+
+def test_sensor_defers_on_the_upstream_run_of_the_same_data_interval() -> None:
+    sensor = RunOrderSensor(task_id="wait_for_p2c_accounts", upstream_dag_id="p2c_accounts")
+    # a manual run's logical date is the interval's end; it must still wait for the
+    # upstream run whose logical date is the interval start
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(_context(logical_date=D2))
+    trigger = deferred.value.trigger
+    assert trigger.external_dag_id == "p2c_accounts"
+    assert trigger.logical_dates == [D1]
+    assert trigger.failed_states == ["failed"]
+    assert trigger.allowed_states == ["success"]
+
+
+def test_sensor_switched_off_by_param_succeeds_without_waiting() -> None:
+    sensor = RunOrderSensor(task_id="wait_for_p2c_accounts", upstream_dag_id="p2c_accounts")
+    assert sensor.execute(_context(params={"wait_for_upstream": False})) is None
+
+
+def test_sensor_without_logical_date_explains_instead_of_waiting_forever() -> None:
+    sensor = RunOrderSensor(task_id="wait_for_p2c_accounts", upstream_dag_id="p2c_accounts")
+    with pytest.raises(AirflowFailException, match="wait_for_upstream=false"):
+        sensor.execute(_context(logical_date=None, data_interval_start=None))
+
+
+def test_sensor_fails_fast_without_retry_when_upstream_failed() -> None:
+    sensor = RunOrderSensor(task_id="wait_for_p2c_accounts", upstream_dag_id="p2c_accounts")
+    with pytest.raises(AirflowFailException, match="p2c_accounts failed"):
+        sensor.execute_complete(_context(), {"status": "failed"})
+    sensor.execute_complete(_context(), {"status": "success"})
+
+
+def test_rescheduling_sensor_polls_the_same_interval_and_fails_fast() -> None:
+    counts = {"failed": 0, "success": 0}
+    asked: list[Any] = []
+
+    def get_dr_count(dag_id: str, logical_dates: list[datetime], states: list[str]) -> int:
+        asked.append((dag_id, logical_dates, states))
+        return counts[states[0]]
+
+    sensor = RunOrderSensor(
+        task_id="wait_for_p2c_accounts", upstream_dag_id="p2c_accounts", deferrable=False, poke_interval=5
+    )
+    context = _context(
+        logical_date=D2,
+        ti=SimpleNamespace(get_dr_count=get_dr_count, get_first_reschedule_date=lambda _: None),
+    )
+    assert sensor.poke(context) is False
+    counts["success"] = 1
+    assert sensor.poke(context) is True
+    assert {tuple(dates) for _, dates, _ in asked} == {(D1,)}
+    counts["failed"] = 1
+    with pytest.raises(AirflowFailException):
+        sensor.execute(context)
+
+
+def test_same_data_interval_falls_back_to_logical_date() -> None:
+    assert same_data_interval(D2, data_interval_start=D1) == D1
+    assert same_data_interval(D2) == D2
+
+
+def test_run_order_timeouts_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("P2C_RUN_ORDER_POKE_SECONDS", "3")
+    monkeypatch.setenv("P2C_RUN_ORDER_TIMEOUT_SECONDS", "90")
+    sensor = RunOrderSensor(task_id="w", upstream_dag_id="p2c_accounts")
+    assert (sensor.poke_interval, sensor.timeout) == (3, 90)
+    monkeypatch.setenv("P2C_RUN_ORDER_POKE_SECONDS", "soon")
+    with pytest.raises(ValueError, match="P2C_RUN_ORDER_POKE_SECONDS"):
+        RunOrderSensor(task_id="w", upstream_dag_id="p2c_accounts")
+
+
+# -- assets -------------------------------------------------------------------------------------
+
+
+def test_entity_assets_name_system_connection_and_entity_set() -> None:
+    asset = entity_asset("fno", "CustomersV3")
+    assert asset.uri == "fno://dynamics_fno_default/CustomersV3"
+    assert asset.name == asset.uri
+    assert entity_uri("dataverse", "accounts", "prod_sales") == "dataverse://prod_sales/accounts"
+    with pytest.raises(ValueError, match="unknown system"):
+        entity_uri("sap", "accounts")
+    with pytest.raises(ValueError, match="entity set"):
+        entity_uri("fno", "data/CustomersV3")
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def _load_result(task: str, **counts: int) -> dict[str, Any]:
+    full = dict.fromkeys(("read", "skipped", "created", "updated", "unchanged", "rejected", "failed"), 0)
+    full.update(counts)
+    return {
+        "template": "sales_orders_sales_to_fno",
+        "task": task,
+        "legal_entity": "usmf",
+        "run_id": "scheduled__2026-11-01T00:00:00+00:00",
+        "dry_run": False,
+        "window": {"start": "2026-11-01T00:00:00Z", "end": "2026-11-02T00:00:00Z"},
+        "counts": full,
+        "deadletter": {"rejected": f"file:///s/{task}/deadletter/rejected.parquet", "failed": None},
+    }
+
+
+def test_report_sums_counts_writes_summary_and_lists_dead_letters(tmp_path: Path) -> None:
+    spec = TemplateSpec(
+        dag_id="p2c_sales_orders_sales_to_fno",
+        template="sales_orders_sales_to_fno",
+        title="Sales orders (Sales to Fin and Ops)",
+        source_system="dataverse",
+        target_system="fno",
+        steps=(SyncStep("order_headers", "salesorders", "CDSSalesOrderHeaders"),),
+        extra_options={"staging_root": str(tmp_path)},
+    )
+    loads = [
+        _load_result("order_headers", read=3, created=2, rejected=1),
+        _load_result("order_lines", read=9, created=6, rejected=3),
+    ]
+    result = report_step(spec, {"legal_entity": "usmf"}, loads, run_id=loads[0]["run_id"], dry_run=False)
+    assert result["counts"]["read"] == 12
+    assert result["counts"]["created"] == 8
+    assert result["counts"]["rejected"] == 4
+    assert [(d["task"], d["kind"], d["rows"]) for d in result["dead_letters"]] == [
+        ("order_headers", "rejected", 1),
+        ("order_lines", "rejected", 3),
+    ]
+    summary_path = Path(result["summary"].removeprefix("file://"))
+    assert summary_path.is_relative_to(tmp_path)
+    summary = json.loads(summary_path.read_text())
+    assert summary["counts"] == result["counts"]
+    assert set(summary["tasks"]) == {"order_headers", "order_lines"}
+    json.dumps(result)  # XCom-safe
+
+
+def test_asset_event_extra_is_small_and_has_counts_and_dead_letters() -> None:
+    extra = asset_event_extra({**_load_result("order_headers", created=2), "plan": "x", "outcome": "y"})
+    assert set(extra) == {
+        "template",
+        "task",
+        "legal_entity",
+        "run_id",
+        "dry_run",
+        "window",
+        "counts",
+        "deadletter",
+    }
+    assert extra["counts"]["created"] == 2
