@@ -694,3 +694,15 @@ def build_plan(task: Task, inputs: TransformInputs) -> Plan:
     """Transform and diff one task. Raises :class:`DataError` when a lookup declared
     ``on_missing: fail`` misses (the task must fail visibly, not drop rows)."""
     return _Transformer(task, inputs).run()
+
+
+def snapshot_frame(task: Task, snapshot: pd.DataFrame, legal_entity: str = "") -> pd.DataFrame:
+    """Raw target rows as the diff sees them: normalized written fields under their target
+    names, plus the natural key (``__ref``) and the primary id (``__id``).
+
+    Public so that a report comparing the plan with the target (reconciliation) shows the
+    very values the diff compared, instead of normalizing a second way. F&O rows of other
+    companies are dropped when ``legal_entity`` is given.
+    """
+    inputs = TransformInputs(source=pd.DataFrame(), snapshot=snapshot, legal_entity=legal_entity)
+    return _Transformer(task, inputs)._snapshot_frame()
