@@ -321,7 +321,13 @@ class DataverseHook(DynamicsBaseHook):
 
 
 def _means_unsupported(error: ServiceError, message: str) -> bool:
-    """Whether a bulk call failed because the table does not support the message at all."""
+    """Whether a bulk call failed because the table does not support the message at all.
+
+    Dataverse answers 400 with "The 'CreateMultiple' method does not support entities of
+    type 'account'. MessageProcessorCache returned MessageProcessor.Empty." for a table
+    without the message; a bad record inside ``Targets`` is also a 400, so the text has
+    to name the message and say it is unsupported for the table.
+    """
     text = error.message.lower()
     if error.status in (404, 405, 501):
         return True
@@ -329,10 +335,10 @@ def _means_unsupported(error: ServiceError, message: str) -> bool:
         error.status == 400
         and message.lower() in text
         and (
-            "not supported" in text
+            "does not support entities of type" in text
+            or "messageprocessor.empty" in text
+            or "not supported" in text
             or "not enabled" in text
-            or "not implemented" in text
-            or "not found" in text
         )
     )
 
