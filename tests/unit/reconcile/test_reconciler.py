@@ -1,0 +1,172 @@
+"""The reconciliation end to end over in-memory services (the engine's test stand-ins):
+the shipped accounts mapping, a real load first, then drift on both sides."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+from airflow.sdk import ObjectStoragePath
+
+from prospect_to_cash.hooks.errors import DynamicsTransportError
+from prospect_to_cash.reconcile import reconcile, run_reconciliation
+from prospect_to_cash.reconcile.report import rows_of, validate
+from prospect_to_cash.sync.errors import MappingError
+from prospect_to_cash.sync.runner import SyncHooks, run_template
+from tests.unit.sync.memory_service import MemoryService, MemoryTable
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+USD = str(uuid.uuid4())
+
+
+def account(number: str | None, name: str) -> dict[str, Any]:
+    return {
+        "accountid": str(uuid.uuid4()),
+        "accountnumber": number,
+        "name": name,
+        "statecode": 0,
+        "modifiedon": "2026-11-01T08:00:00Z",
+        "_transactioncurrencyid_value": USD,
+    }
+
+
+@pytest.fixture(autouse=True)
+def one_company(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "one-company.yaml"
+    path.write_text(yaml.safe_dump({"company_pairs": [{"legal_entity": "usmf", "business_unit": None}]}))
+    monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(path))
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> ObjectStoragePath:
+    return ObjectStoragePath(f"file://{tmp_path / 'staging'}")
+
+
+def services(rows: list[dict[str, Any]]) -> tuple[MemoryService, MemoryService]:
+    sales = MemoryService(
+        "dataverse",
+        {
+            "accounts": MemoryTable(key=("accountid",), rows=rows),
+            "transactioncurrencies": MemoryTable(
+                key=("transactioncurrencyid",),
+                rows=[{"transactioncurrencyid": USD, "isocurrencycode": "USD"}],
+            ),
+        },
+    )
+    fno = MemoryService(
+        "fno", {"CustomersV3": MemoryTable(key=("dataAreaId", "CustomerAccount"), company_specific=True)}
+    )
+    return sales, fno
+
+
+def drifted(root: ObjectStoragePath) -> tuple[MemoryService, MemoryService]:
+    """Loaded once by the engine, then changed behind its back on both sides."""
+    rows = [account("A1", "Alpine"), account("A2", "Contoso"), account(None, "No number")]
+    sales, fno = services(rows)
+    run_template(
+        "accounts",
+        legal_entity="usmf",
+        run_id="load",
+        staging_root=root,
+        hooks=SyncHooks(sales, fno),
+        check_metadata=False,
+    )
+    rows[1]["name"] = "Contoso Ltd"  # changed in Sales since
+    rows.append(account("A3", "Fabrikam"))  # new in Sales
+    customers = fno.tables["CustomersV3"].rows
+    template = next(r for r in customers if r["CustomerAccount"] == "A1")
+    for number, changes in {
+        "Z9": {},  # externally maintained, no account: orphan
+        "F1": {"IsExternallyMaintained": "No"},  # F&O's own customer: not ours
+        "P1": {"PartyType": "Person"},  # a contact's customer: the contacts template's scope
+    }.items():
+        customers.append({**copy.deepcopy(template), "CustomerAccount": number, **changes})
+    other = {**copy.deepcopy(template), "dataAreaId": "demf", "CustomerAccount": "Z8"}
+    customers.append(other)  # another company's row: not in usmf's scope
+    return sales, fno
+
+
+def test_every_row_classified_nothing_written(root: ObjectStoragePath) -> None:
+    sales, fno = drifted(root)
+    writes = len(fno.writes)
+    document = reconcile(
+        ["accounts"], hooks=SyncHooks(sales, fno), check_metadata=False, staging_root=root, run_id="rec"
+    )
+    validate(document)
+    assert len(fno.writes) == writes
+    found = {(row["status"], row["key"]) for _, _, _, row in rows_of(document)}
+    assert found == {
+        ("in_sync", "A1"),
+        ("different", "A2"),
+        ("missing", "A3"),
+        ("rejected", None),
+        ("orphaned", "Z9"),
+    }
+    different = next(row for _, _, _, row in rows_of(document) if row["status"] == "different")
+    assert different["differences"] == [
+        {"field": "OrganizationName", "expected": "Contoso Ltd", "actual": "Contoso"}
+    ]
+    assert document["totals"] == {"in_sync": 1, "missing": 1, "different": 1, "orphaned": 1, "rejected": 1}
+    (section,) = document["templates"][0]["sections"]
+    assert section["company"] == "usmf"
+    assert section["tasks"][0]["counts"]["read"] == 4
+    assert document["errors"] == []
+    # the engine's own staging layout, under the reconciliation's run id
+    assert (root / "accounts" / "rec" / "usmf" / "customers" / "plan" / "summary.json").exists()
+
+
+class _Broken:
+    """A hook that cannot read one entity set (the service is down for it)."""
+
+    def __init__(self, hook: MemoryService, entity_set: str) -> None:
+        self.hook, self.entity_set = hook, entity_set
+
+    def iter_pages(self, entity_set: str, **kwargs: Any) -> Any:
+        if entity_set == self.entity_set:
+            raise DynamicsTransportError(f"{entity_set}: connection reset")
+        return self.hook.iter_pages(entity_set, **kwargs)
+
+
+def test_a_failing_template_is_reported_and_its_orphans_are_not_guessed(root: ObjectStoragePath) -> None:
+    sales, fno = drifted(root)
+    document = reconcile(
+        ["accounts"],
+        hooks=SyncHooks(sales, _Broken(fno, "CustomersV3")),
+        check_metadata=False,
+        staging_root=root,
+    )
+    validate(document)
+    assert [(e["template"], e["company"], e["task"]) for e in document["errors"]] == [
+        ("accounts", "usmf", "customers")
+    ]
+    assert "connection reset" in document["errors"][0]["message"]
+    assert document["totals"] == {"in_sync": 0, "missing": 0, "different": 0, "orphaned": 0, "rejected": 0}
+    assert document["templates"][0]["sections"][0]["errors"]
+
+
+def test_run_reconciliation_returns_paths_and_counts_only(root: ObjectStoragePath, tmp_path: Path) -> None:
+    sales, fno = drifted(root)
+    result = run_reconciliation(
+        ["accounts"],
+        output_dir=tmp_path / "out",
+        hooks=SyncHooks(sales, fno),
+        check_metadata=False,
+        staging_root=root,
+    )
+    assert set(result) == {"run_id", "generated_at", "totals", "errors", "paths"}
+    assert result["errors"] == 0
+    assert (tmp_path / "out" / "report.html").is_file()
+    assert all(isinstance(p, str) for p in result["paths"].values())
+
+
+def test_unknown_companies_and_templates_are_refused(root: ObjectStoragePath) -> None:
+    sales, fno = services([])
+    with pytest.raises(MappingError, match="xxxx"):
+        reconcile(["accounts"], ["xxxx"], hooks=SyncHooks(sales, fno), staging_root=root)
+    with pytest.raises(MappingError, match="unknown templates"):
+        reconcile(["invoicez"], hooks=SyncHooks(sales, fno), staging_root=root)
