@@ -1,0 +1,128 @@
+"""``python -m bench``: run the benchmark and (re)write docs/benchmarks.md.
+
+python -m bench [--scale 10000] [--scenarios products,accounts] [--contenders naive,sdk,ours]
+                [--naive-limit 700] [--sdk-limit 0] [--sdk-batch 1000] [--cost-model scaled-limits]
+                [--work-dir state/bench] [--no-dag-parse] [--dag-runs 5]
+python -m bench memory --scale 1000000 --scenarios accounts     # this package only, no cost model
+python -m bench report                                          # re-render from bench/results/
+
+Every run stores its figures in ``bench/results/<name>.json`` and re-renders the report
+from all stored results, so the document is always generated, never edited by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import costmodel, dagparse, measure, report
+from bench.scenarios import SCENARIOS
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+log = logging.getLogger("bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("mode", nargs="?", default="load", choices=["load", "memory", "report"])
+    parser.add_argument("--scale", type=int, default=10_000, help="rows per large table (seed --scale)")
+    parser.add_argument("--scenarios", default="products,accounts", help=f"any of {', '.join(SCENARIOS)}")
+    parser.add_argument(
+        "--contenders", default="naive,sdk,ours", help="naive, sdk, ours (the ceiling is computed)"
+    )
+    parser.add_argument(
+        "--naive-limit",
+        type=int,
+        default=700,
+        help="records the naive loader writes (0 = all); rest projected",
+    )
+    parser.add_argument(
+        "--sdk-limit", type=int, default=0, help="products the SDK loads (0 = all); rest projected"
+    )
+    parser.add_argument("--sdk-batch", type=int, default=1000, help="records per SDK CreateMultiple call")
+    parser.add_argument("--cost-model", default=None, choices=sorted(costmodel.MODELS))
+    parser.add_argument("--work-dir", type=Path, default=ROOT / "state" / "bench")
+    parser.add_argument(
+        "--results-name", default=None, help="file name under bench/results/ (default from mode/scale)"
+    )
+    parser.add_argument("--no-rerun", action="store_true", help="skip the no-change rerun of this package")
+    parser.add_argument("--no-dag-parse", action="store_true")
+    parser.add_argument("--dag-runs", type=int, default=3)
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where result files are stored")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work directory (databases, staging, logs)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s bench: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    results_dir: Path = args.results_dir
+    results_dir.mkdir(parents=True, exist_ok=True)
+    if args.mode == "report":
+        report.write(args.output, results_dir)
+        log.info("wrote %s", args.output)
+        return 0
+    scenarios = [SCENARIOS[name] for name in args.scenarios.split(",") if name]
+    model_name = args.cost_model or ("free" if args.mode == "memory" else "scaled-limits")
+    model = costmodel.MODELS[model_name]
+    contenders = ["ours"] if args.mode == "memory" else [c for c in args.contenders.split(",") if c]
+    work = args.work_dir / f"{args.mode}-{args.scale}"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    results: dict[str, Any] = {
+        "mode": args.mode,
+        "command": command.strip(),
+        "scale": args.scale,
+        "cost_model": model.to_dict(),
+        "machine": measure.machine(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "options": {
+            "naive_limit": args.naive_limit,
+            "sdk_limit": args.sdk_limit,
+            "sdk_batch": args.sdk_batch,
+        },
+        "scenarios": {},
+    }
+    for scenario in scenarios:
+        log.info("%s: seeding %d rows per large table", scenario.template, args.scale)
+        results["scenarios"][scenario.template] = measure.run_scenario(
+            scenario,
+            scale=args.scale,
+            work=work / scenario.template,
+            model=model,
+            contenders=contenders,
+            naive_limit=args.naive_limit,
+            sdk_limit=args.sdk_limit,
+            sdk_batch=args.sdk_batch,
+            rerun=not args.no_rerun and args.mode == "load",
+        )
+    if args.mode == "load" and not args.no_dag_parse:
+        log.info("timing DAG-file parsing (%d fresh interpreters per file)", args.dag_runs)
+        results["dag_parse"] = dagparse.time_all(args.dag_runs, work / "airflow-home")
+    results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    name = args.results_name or f"{args.mode}-{args.scale}"
+    (results_dir / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    report.write(args.output, results_dir)
+    log.info("wrote %s and %s", results_dir / f"{name}.json", args.output)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""One contender's run, in its own process: ``python -m bench.contender SPEC OUT``.
+
+The harness starts this module as a subprocess so that its peak memory (``ru_maxrss``
+of exactly this child, read with ``os.wait4``) belongs to one contender alone. The spec
+(JSON) names the contender, the scenario and the emulators' endpoints; the Airflow
+connections come from ``AIRFLOW_CONN_*`` variables the harness set. The result (JSON)
+holds the wall time of the load itself, measured after imports, and the contender's own
+counts; the harness adds the emulators' counters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.scenarios import SCENARIOS
+
+
+def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
+    """The template for every company pair through the real engine, hooks and connections."""
+    from airflow.sdk import ObjectStoragePath
+
+    from prospect_to_cash.sync.runner import SyncHooks, run_template
+
+    scenario = SCENARIOS[spec["scenario"]]
+    hooks = SyncHooks(dataverse_conn_id=spec["conn_ids"]["dataverse"], fno_conn_id=spec["conn_ids"]["fno"])
+    root = ObjectStoragePath(f"file://{spec['staging']}")
+    totals: dict[str, int] = {}
+    started = time.perf_counter()
+    for company in scenario.companies:
+        result = run_template(
+            scenario.template, legal_entity=company, run_id=spec["run_id"], hooks=hooks, staging_root=root
+        )
+        for name, value in result["counts"].items():
+            totals[name] = totals.get(name, 0) + int(value)
+    seconds = time.perf_counter() - started
+    written = totals.get("created", 0) + totals.get("updated", 0) + totals.get("second_pass_updated", 0)
+    throttles = sum(
+        hook.session.limiter.stats.throttles
+        for hook in (hooks.dataverse, hooks.fno)
+        if hook is not None and "session" in hook.__dict__
+    )
+    return {"seconds": seconds, "counts": totals, "written": written, "client_throttled": throttles}
+
+
+def run_baseline(spec: dict[str, Any]) -> dict[str, Any]:
+    """The naive loader or the SDK on the same rows (see `bench.loaders`)."""
+    from bench import loaders
+
+    scenario = SCENARIOS[spec["scenario"]]
+    endpoints = spec["endpoints"]
+    stats = loaders.Stats()
+    http = loaders.Http(endpoints)
+    started = time.perf_counter()
+    try:
+        records = loaders.LOADERS[scenario.template](http, stats, scenario.companies)
+        available = len(records)
+        limit = spec.get("limit")
+        if limit:
+            records = records[:limit]
+        read_seconds = time.perf_counter() - started
+        write_started = time.perf_counter()
+        requests_before = stats.requests
+        if spec["contender"] == "naive":
+            if scenario.template == "products":
+                loaders.naive_products(http, stats, records)
+            else:
+                loaders.naive_customers(http, stats, records)
+        else:
+            loaders.sdk_products(endpoints, stats, records, spec["sdk_batch"])
+        write_seconds = time.perf_counter() - write_started
+        write_requests = stats.requests - requests_before
+    finally:
+        http.close()
+    return {
+        "seconds": time.perf_counter() - started,
+        "read_seconds": read_seconds,
+        "write_seconds": write_seconds,
+        "records_available": available,
+        "records_loaded": len(records),
+        "written": stats.written,
+        "failed": stats.failed,
+        "client_throttled": stats.throttled,
+        "client_requests": stats.requests,
+        "write_requests": write_requests,
+        "throttle_wait_s": stats.throttle_wait_s,
+        "first_errors": stats.first_errors,
+    }
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[0]).read_text())
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    for name in ("airflow", "prospect_to_cash", "httpx", "azure"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    runner = run_ours if spec["contender"] == "ours" else run_baseline
+    cpu_started = time.process_time()
+    result = runner(spec)
+    result["load_cpu_s"] = time.process_time() - cpu_started
+    Path(argv[1]).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
