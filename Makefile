@@ -48,8 +48,9 @@ reset-emulators: $(STAMP)
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --quiet -o requirements/lock.txt
 
+## Initial-load benchmark (writes docs/benchmarks.md); e.g. make bench BENCH_ARGS="--scale 100000".
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) state .pytest_cache .ruff_cache
