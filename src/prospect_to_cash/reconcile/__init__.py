@@ -9,15 +9,16 @@ See docs/reconciliation.md.
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
-
-from prospect_to_cash.reconcile.classify import LABELS, STATUSES
-from prospect_to_cash.reconcile.reconciler import reconcile
-from prospect_to_cash.reconcile.report import render_html, validate, write_report
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
+
+    from prospect_to_cash.reconcile.classify import LABELS, STATUSES
+    from prospect_to_cash.reconcile.reconciler import reconcile
+    from prospect_to_cash.reconcile.report import render_html, validate, write_report
 
 __all__ = [
     "LABELS",
@@ -28,6 +29,23 @@ __all__ = [
     "validate",
     "write_report",
 ]
+
+#: Imported on first use, so that parsing the DAG file (which imports ``.dag``) stays
+#: free of pandas and the engine.
+_LAZY = {
+    "LABELS": "classify",
+    "STATUSES": "classify",
+    "reconcile": "reconciler",
+    "render_html": "report",
+    "validate": "report",
+    "write_report": "report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f"prospect_to_cash.reconcile.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_reconciliation(
@@ -45,6 +63,9 @@ def run_reconciliation(
     :param options: passed to :func:`reconcile` (``run_id``, ``hooks``, ``mappings_dir``,
         ``environment_file``, ``dataverse_conn_id``, ``fno_conn_id``, ``scopes_file``, ...).
     """
+    from prospect_to_cash.reconcile.reconciler import reconcile
+    from prospect_to_cash.reconcile.report import write_report
+
     document = reconcile(templates, companies, staging_root=staging_root, **options)
     paths = write_report(document, staging_root=staging_root, output_dir=output_dir)
     return {
