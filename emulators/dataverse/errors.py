@@ -121,7 +121,7 @@ def invalid_key(logical_name: str) -> ODataError:
 
 
 def dangerous_path(character: str) -> ODataError:
-    """A key value with one of `/ < > * % & : \\ ? +` (inferred: ASP.NET's request path check)."""
+    """A key value with one of `/ # < > * % & : \\ ? +` (inferred: ASP.NET's request path check)."""
     return ODataError(
         400, "", f"A potentially dangerous Request.Path value was detected from the client ({character})."
     )

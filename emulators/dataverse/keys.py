@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from emulators.schema.model import Table
 
 #: Characters Dataverse cannot take in an alternate key value used in a URL
-#: (powerapps-docs "Define alternate keys using Power Apps").
-FORBIDDEN_KEY_CHARACTERS = frozenset("/<>*%&:\\?+")
+#: (powerapps-docs "Define alternate keys using Power Apps": / # < > * % & : \ ? +).
+FORBIDDEN_KEY_CHARACTERS = frozenset("/#<>*%&:\\?+")
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _GUID_RE = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
