@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 _KEY_SAFE = "'(),="
 # Characters left as they are inside a query option value.
 _QUERY_SAFE = "'(),:$/@*"
-# Dataverse refuses these in alternate key values, even percent-encoded.
-DATAVERSE_FORBIDDEN_KEY_CHARACTERS = frozenset("/<>*%&:\\?+")
+# Dataverse refuses these in alternate key values, even percent-encoded (powerapps-docs
+# "Define alternate keys using Power Apps": / # < > * % & : \ ? +).
+DATAVERSE_FORBIDDEN_KEY_CHARACTERS = frozenset("/#<>*%&:\\?+")
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _ENTITY_ID = re.compile(
@@ -100,7 +101,7 @@ def format_key_value(value: Any) -> str:
 def check_dataverse_key_value(column: str, value: Any) -> None:
     """Raise `InvalidKeyError` when Dataverse would refuse ``value`` in an alternate key.
 
-    Dataverse rejects ``/ < > * % & : \\ ? +`` in alternate key values whatever the
+    Dataverse rejects ``/ # < > * % & : \\ ? +`` in alternate key values whatever the
     encoding, so a row keyed that way can only be addressed by its primary key.
     """
     if not isinstance(value, str):
