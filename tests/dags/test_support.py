@@ -3,6 +3,7 @@ sensor's decisions, asset naming and the per-company report."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,7 +15,7 @@ import yaml
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
 from prospect_to_cash.dags import RunOrderSensor, SyncStep, TemplateSpec, entity_asset, entity_uri
-from prospect_to_cash.dags.run_order import same_data_interval
+from prospect_to_cash.dags.run_order import SameIntervalTrigger, candidate_dates
 from prospect_to_cash.dags.steps import asset_event_extra, report_step, select_company_pairs, sync_window
 
 UTC = timezone.utc
@@ -106,22 +107,60 @@ def _context(**values: Any) -> dict[str, Any]:
     return base
 
 
-def test_sensor_defers_on_the_upstream_run_of_the_same_data_interval() -> None:
+class FakeRuns:
+    """The Task SDK's ``get_dr_count`` over a dict {(dag_id, logical_date): state}."""
+
+    def __init__(self, runs: dict[tuple[str, datetime], str] | None = None) -> None:
+        self.runs = runs or {}
+        self.asked: list[tuple[str, tuple[datetime, ...], tuple[str, ...]]] = []
+
+    def __call__(self, dag_id: str, logical_dates: list[datetime], states: list[str], **_: Any) -> int:
+        self.asked.append((dag_id, tuple(logical_dates), tuple(states)))
+        return sum(
+            1
+            for (d, date), state in self.runs.items()
+            if d == dag_id and date in logical_dates and state in states
+        )
+
+    def ti(self) -> SimpleNamespace:
+        return SimpleNamespace(get_dr_count=self, get_first_reschedule_date=lambda _: None)
+
+
+def test_sensor_defers_until_the_upstream_run_of_the_same_data_interval() -> None:
+    runs = FakeRuns({("p2c_accounts", D2): "success"})  # a *later* interval's scheduled run
     sensor = RunOrderSensor(task_id="wait_for_p2c_accounts", upstream_dag_id="p2c_accounts")
-    # a manual run's logical date is the interval's end; it must still wait for the
-    # upstream run whose logical date is the interval start
     with pytest.raises(TaskDeferred) as deferred:
-        sensor.execute(_context(logical_date=D2))
+        sensor.execute(_context(ti=runs.ti()))
     trigger = deferred.value.trigger
-    assert trigger.external_dag_id == "p2c_accounts"
-    assert trigger.logical_dates == [D1]
-    assert trigger.failed_states == ["failed"]
-    assert trigger.allowed_states == ["success"]
+    assert isinstance(trigger, SameIntervalTrigger)
+    assert (trigger.upstream_dag_id, trigger.logical_dates) == ("p2c_accounts", [D1])
+    assert deferred.value.timeout.total_seconds() == sensor.timeout
 
 
-def test_sensor_switched_off_by_param_succeeds_without_waiting() -> None:
+def test_sensor_does_not_defer_when_the_upstream_already_succeeded() -> None:
+    runs = FakeRuns({("p2c_accounts", D1): "success"})
     sensor = RunOrderSensor(task_id="wait_for_p2c_accounts", upstream_dag_id="p2c_accounts")
-    assert sensor.execute(_context(params={"wait_for_upstream": False})) is None
+    assert sensor.execute(_context(ti=runs.ti())) is None
+
+
+def test_manual_run_accepts_the_scheduled_or_a_manual_upstream_of_its_interval() -> None:
+    # a manual run with logical date D2 covers [D1, D2), like the scheduled run at D1
+    manual = _context(logical_date=D2, data_interval_start=D1)
+    assert candidate_dates(D2, D1) == [D1, D2]
+    sensor = RunOrderSensor(task_id="w", upstream_dag_id="p2c_accounts", deferrable=False)
+    for upstream_date in (D1, D2):
+        runs = FakeRuns({("p2c_accounts", upstream_date): "success"})
+        assert sensor.poke({**manual, "ti": runs.ti()}) is True
+    assert sensor.poke({**manual, "ti": FakeRuns().ti()}) is False
+    # a scheduled run (logical date == interval start) only accepts that one date
+    assert candidate_dates(D1, D1) == [D1]
+
+
+def test_sensor_switched_off_by_param_succeeds_without_looking() -> None:
+    runs = FakeRuns()
+    sensor = RunOrderSensor(task_id="wait_for_p2c_accounts", upstream_dag_id="p2c_accounts")
+    assert sensor.execute(_context(params={"wait_for_upstream": False}, ti=runs.ti())) is None
+    assert runs.asked == []
 
 
 def test_sensor_without_logical_date_explains_instead_of_waiting_forever() -> None:
@@ -130,40 +169,63 @@ def test_sensor_without_logical_date_explains_instead_of_waiting_forever() -> No
         sensor.execute(_context(logical_date=None, data_interval_start=None))
 
 
-def test_sensor_fails_fast_without_retry_when_upstream_failed() -> None:
+@pytest.mark.parametrize("deferrable", [True, False])
+def test_sensor_fails_fast_without_retry_when_upstream_failed(deferrable: bool) -> None:
+    runs = FakeRuns({("p2c_accounts", D1): "failed"})
+    sensor = RunOrderSensor(
+        task_id="wait_for_p2c_accounts", upstream_dag_id="p2c_accounts", deferrable=deferrable
+    )
+    with pytest.raises(AirflowFailException, match="p2c_accounts failed"):
+        sensor.execute(_context(ti=runs.ti()))
+
+
+def test_trigger_completion_events() -> None:
     sensor = RunOrderSensor(task_id="wait_for_p2c_accounts", upstream_dag_id="p2c_accounts")
+    sensor.execute_complete(_context(), {"status": "success"})
     with pytest.raises(AirflowFailException, match="p2c_accounts failed"):
         sensor.execute_complete(_context(), {"status": "failed"})
-    sensor.execute_complete(_context(), {"status": "success"})
+    with pytest.raises(AirflowFailException, match="unexpected"):
+        sensor.execute_complete(_context(), None)
 
 
-def test_rescheduling_sensor_polls_the_same_interval_and_fails_fast() -> None:
-    counts = {"failed": 0, "success": 0}
-    asked: list[Any] = []
-
-    def get_dr_count(dag_id: str, logical_dates: list[datetime], states: list[str]) -> int:
-        asked.append((dag_id, logical_dates, states))
-        return counts[states[0]]
-
+def test_rescheduling_sensor_polls_until_success() -> None:
+    runs = FakeRuns()
     sensor = RunOrderSensor(
         task_id="wait_for_p2c_accounts", upstream_dag_id="p2c_accounts", deferrable=False, poke_interval=5
     )
-    context = _context(
-        logical_date=D2,
-        ti=SimpleNamespace(get_dr_count=get_dr_count, get_first_reschedule_date=lambda _: None),
-    )
+    context = _context(ti=runs.ti())
     assert sensor.poke(context) is False
-    counts["success"] = 1
+    runs.runs[("p2c_accounts", D1)] = "running"
+    assert sensor.poke(context) is False
+    runs.runs[("p2c_accounts", D1)] = "success"
     assert sensor.poke(context) is True
-    assert {tuple(dates) for _, dates, _ in asked} == {(D1,)}
-    counts["failed"] = 1
-    with pytest.raises(AirflowFailException):
-        sensor.execute(context)
+    assert {dates for _, dates, _ in runs.asked} == {(D1,)}
 
 
-def test_same_data_interval_falls_back_to_logical_date() -> None:
-    assert same_data_interval(D2, data_interval_start=D1) == D1
-    assert same_data_interval(D2) == D2
+def test_trigger_polls_in_the_triggerer_and_serializes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    runs = FakeRuns()
+    calls = {"n": 0}
+
+    def count(**kwargs: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] > 4:  # the upstream finishes after two polls
+            runs.runs[("p2c_accounts", D1)] = "success"
+        return runs(**kwargs)
+
+    monkeypatch.setattr(RuntimeTaskInstance, "get_dr_count", staticmethod(count))
+    trigger = SameIntervalTrigger("p2c_accounts", [D1, D2], poke_interval=0.01)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "prospect_to_cash.dags.run_order.SameIntervalTrigger"
+    rebuilt = SameIntervalTrigger(**kwargs)
+
+    async def first_event() -> Any:
+        async for event in rebuilt.run():
+            return event.payload
+        return None
+
+    assert asyncio.run(first_event()) == {"status": "success"}
 
 
 def test_run_order_timeouts_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,6 +309,7 @@ def test_asset_event_extra_is_small_and_has_counts_and_dead_letters() -> None:
         "run_id",
         "dry_run",
         "window",
+        "full_refresh",
         "counts",
         "deadletter",
     }

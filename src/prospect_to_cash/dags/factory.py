@@ -229,6 +229,7 @@ def template_dag(
                 run_id=run_id,
                 dry_run=bool(param_value(params, DRY_RUN, False)),
                 window=extracted.get("window"),
+                full_refresh=bool(extracted.get("full_refresh")),
             )
             if outlet_events is not None:
                 outlet_events[_target_asset(spec, step)].extra = asset_event_extra(loaded)

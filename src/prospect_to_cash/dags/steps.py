@@ -121,24 +121,23 @@ def sync_window(
 def select_company_pairs(requested: Sequence[str] | None) -> list[dict[str, Any]]:
     """The company pairs of ``environment.yaml`` to run: all, or the ``companies`` Param's
     subset. An unknown legal entity fails the run rather than syncing less than asked."""
-    from prospect_to_cash.sync.environment import load_environment
+    from prospect_to_cash.sync import company_pairs
 
     with fail_fast_on_configuration_errors():
-        environment = load_environment()
-    pairs = environment.company_pairs
+        pairs = company_pairs()
     if not pairs:
-        raise AirflowFailException(f"no company_pairs configured in {' + '.join(environment.sources)}")
+        raise AirflowFailException("no company_pairs configured in environment.yaml (or its override)")
     if requested:
         wanted = {name.strip().casefold() for name in requested}
-        known = {pair.legal_entity.casefold() for pair in pairs}
+        known = {pair["legal_entity"].casefold() for pair in pairs}
         unknown = sorted(wanted - known)
         if unknown:
             raise AirflowFailException(
                 f"companies {unknown} have no company pair; configured: "
-                + ", ".join(p.legal_entity for p in pairs)
+                + ", ".join(p["legal_entity"] for p in pairs)
             )
-        pairs = [pair for pair in pairs if pair.legal_entity.casefold() in wanted]
-    selected = [pair.to_dict() for pair in pairs]
+        pairs = [pair for pair in pairs if pair["legal_entity"].casefold() in wanted]
+    selected = list(pairs)
     log.info(
         "Company pairs to sync: %s",
         ", ".join(f"{p['legal_entity']} <-> {p['business_unit'] or '(all of Sales)'}" for p in selected),
@@ -232,6 +231,7 @@ def load_step(
     run_id: str,
     dry_run: bool,
     window: dict[str, str | None] | None = None,
+    full_refresh: bool = False,
 ) -> dict[str, Any]:
     """Write the plan (or, in a dry run, only report it). Returns counts and the paths of
     the dead-letter files: ``rejected`` (refused by the transform) and ``failed`` (refused
@@ -262,6 +262,7 @@ def load_step(
         "run_id": run_id,
         "dry_run": dry_run,
         "window": window,
+        "full_refresh": full_refresh,
         "counts": {name: int(value) for name, value in loaded["counts"].items()},
         "deadletter": {
             "rejected": transformed["paths"].get("rejected"),
@@ -282,6 +283,7 @@ def asset_event_extra(loaded: dict[str, Any]) -> dict[str, Any]:
         "run_id": loaded["run_id"],
         "dry_run": loaded["dry_run"],
         "window": loaded.get("window"),
+        "full_refresh": loaded.get("full_refresh", False),
         "counts": loaded["counts"],
         "deadletter": loaded["deadletter"],
     }

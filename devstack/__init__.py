@@ -1,0 +1,1 @@
+"""Local development stacks: Airflow against the emulators (tests, demo)."""

@@ -1,0 +1,597 @@
+"""A local Airflow 3 against the emulators: for the DAG tests and for ``make demo``.
+
+Two ways to run the P2C DAGs on this machine, both in a throw-away ``AIRFLOW_HOME`` with
+SQLite and no network beyond loopback:
+
+* :func:`run_dag_tests` runs ``dag.test()`` for one or more DAG runs in a subprocess
+  (Airflow reads ``AIRFLOW_HOME`` once per process, so each home gets its own process)
+  and returns each run's task states, return values and asset events as JSON.
+* :class:`AirflowStack` starts the real thing: ``api-server`` (the execution API the
+  workers report to, and the REST API this class drives), ``scheduler`` with the
+  LocalExecutor, ``dag-processor`` and ``triggerer`` (the run-order sensors defer), each
+  its own process group with its log in ``<home>/logs/<component>.log``. Runs are
+  created through the public REST API (``/api/v2``): triggers, backfills, unpausing,
+  and read back the same way.
+
+Connections reach the tasks as ``AIRFLOW_CONN_*`` JSON environment variables built by
+:func:`connection_env` from the emulators' JSON line; the client secret only ever lives
+in the child processes' environment and is never printed.
+
+Usage (tests)::
+
+    home = prepare_home(tmp / "airflow", template=migrated)   # migrate once, copy per test
+    env = airflow_env(home, staging_root=tmp / "staging", connections=connection_env(endpoints))
+    with AirflowStack(home, env) as stack:
+        stack.wait_for_dags(["p2c_accounts"])
+        stack.unpause("p2c_accounts")
+        run = stack.trigger("p2c_accounts", conf={"full_refresh": True})
+        stack.wait_for_run("p2c_accounts", run["dag_run_id"])
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+DAGS_FOLDER = ROOT / "dags"
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+FINISHED = ("success", "failed")
+DEFAULT_CONN_IDS = {"dataverse": "dynamics_dataverse_default", "fno": "dynamics_fno_default"}
+
+
+class StackError(RuntimeError):
+    """Something in the local Airflow did not come up or did not finish in time."""
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+def _endpoint(endpoints: Any, name: str) -> Any:
+    if isinstance(endpoints, dict):
+        return endpoints[name]
+    return getattr(endpoints, name)
+
+
+def connection_env(
+    endpoints: Any,
+    *,
+    conn_ids: Mapping[str, str] | None = None,
+    default_company: str = "usmf",
+) -> dict[str, str]:
+    """``AIRFLOW_CONN_*`` JSON variables for both services, from the emulators' JSON line
+    (an ``EmulatorEndpoints`` or the parsed dict): host = environment URL, login/password
+    = client id/secret, extras ``tenant_id``, ``authority_host``, ``ca_bundle``."""
+    ids = {**DEFAULT_CONN_IDS, **(conn_ids or {})}
+    authority = str(_endpoint(endpoints, "authority"))
+    variables = {}
+    for service, conn_id in ids.items():
+        extra: dict[str, Any] = {
+            "tenant_id": _endpoint(endpoints, "tenant_id"),
+            "authority_host": authority.rsplit("/", 1)[0],
+            "ca_bundle": _endpoint(endpoints, "ca_bundle"),
+        }
+        if service == "fno":
+            extra["default_company"] = default_company
+        variables[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
+            {
+                "conn_type": "dynamics_dataverse" if service == "dataverse" else "dynamics_fno",
+                "host": _endpoint(endpoints, f"{service}_url"),
+                "login": _endpoint(endpoints, "client_id"),
+                "password": _endpoint(endpoints, "client_secret"),
+                "extra": extra,
+            }
+        )
+    return variables
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def airflow_env(
+    home: Path,
+    *,
+    dags_folder: Path = DAGS_FOLDER,
+    staging_root: Path | str | None = None,
+    connections: Mapping[str, str] | None = None,
+    api_port: int | None = None,
+    parallelism: int = 4,
+    use_job_schedule: bool = True,
+    extra: Mapping[str, str] | None = None,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of every Airflow process of one local installation.
+
+    Inherited ``AIRFLOW_*`` and ``P2C_*`` variables are dropped so nothing of the caller's
+    own Airflow leaks in. ``use_job_schedule=False`` keeps the scheduler from creating
+    runs by itself (tests create them through backfills and triggers; the DAGs keep their
+    time-based schedule either way).
+    """
+    home = Path(home).resolve()
+    port = api_port or free_port()
+    env = {
+        k: v
+        for k, v in (os.environ if base is None else base).items()
+        if not k.startswith(("AIRFLOW_", "AIRFLOW__", "P2C_", "_AIRFLOW"))
+    }
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(Path(dags_folder).resolve()),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(use_job_schedule),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
+        }
+    )
+    if staging_root is not None:
+        text = str(staging_root)
+        env["P2C_STAGING_ROOT"] = text if "://" in text else f"file://{Path(text).resolve()}"
+    env.update(connections or {})
+    env.update(extra or {})
+    return env
+
+
+def migrate(home: Path, timeout: float = 300) -> Path:
+    """``airflow db migrate`` into ``home`` (SQLite); returns the home."""
+    home = Path(home)
+    home.mkdir(parents=True, exist_ok=True)
+    env = airflow_env(home)
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise StackError(f"airflow db migrate failed ({result.returncode}):\n{_tail(result.stderr)}")
+    return home
+
+
+def prepare_home(home: Path, *, template: Path | None = None) -> Path:
+    """A fresh AIRFLOW_HOME; with ``template`` (an already migrated home) its database is
+    copied, which takes milliseconds instead of a migration."""
+    home = Path(home)
+    home.mkdir(parents=True, exist_ok=True)
+    if template is None:
+        return migrate(home)
+    shutil.copy2(Path(template) / "airflow.db", home / "airflow.db")
+    return home
+
+
+def _tail(text: str, lines: int = 60) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _file_tail(path: Path, lines: int = 60) -> str:
+    try:
+        return _tail(path.read_text(errors="replace"), lines)
+    except OSError:
+        return f"({path} missing)"
+
+
+# -- dag.test() in a subprocess -----------------------------------------------------------------
+
+
+@dataclass
+class DagTestRun:
+    """One ``dag.test()`` request."""
+
+    dag_id: str
+    logical_date: str | None = None
+    conf: dict[str, Any] = field(default_factory=dict)
+
+
+def run_dag_tests(
+    env: Mapping[str, str], runs: Sequence[DagTestRun], *, timeout: float = 900, workdir: Path | None = None
+) -> list[dict[str, Any]]:
+    """Run ``dag.test()`` for each request in order, in one subprocess with ``env``;
+    returns one result per run (see :func:`_collect`). The Airflow output goes to
+    ``<workdir>/dag-test-<n>.log``; its tail is in the exception when the process fails."""
+    home = Path(env["AIRFLOW_HOME"])
+    workdir = Path(workdir or home)
+    index = len(list(workdir.glob("dag-test-*.log")))
+    log_path = workdir / f"dag-test-{index}.log"
+    request_path = workdir / f"dag-test-{index}.json"
+    result_path = workdir / f"dag-test-{index}.result.json"
+    request_path.write_text(json.dumps([run.__dict__ for run in runs]))
+    with log_path.open("w") as log_file:
+        try:
+            completed = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "devstack.airflow_stack",
+                    "dag-test",
+                    str(request_path),
+                    str(result_path),
+                ],
+                env=dict(env),
+                cwd=ROOT,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise StackError(f"dag.test() did not finish in {timeout}s:\n{_file_tail(log_path)}") from exc
+    if completed.returncode != 0 or not result_path.exists():
+        raise StackError(f"dag.test() process failed ({completed.returncode}):\n{_file_tail(log_path, 120)}")
+    return json.loads(result_path.read_text())
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(timezone.utc).isoformat() if value else None
+
+
+def _collect(dag_run: Any) -> dict[str, Any]:
+    """State, task instances, return values and asset events of one finished run.
+    (Runs inside the dag-test subprocess; reading the metadata database is fine for
+    development tooling, never for DAG or task code.)"""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        tis = session.scalars(
+            select(TaskInstance).where(
+                TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id
+            )
+        ).all()
+        xcoms = session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == dag_run.dag_id,
+                XComModel.run_id == dag_run.run_id,
+                XComModel.key == "return_value",
+            )
+        ).all()
+        events = session.execute(
+            select(AssetEvent, AssetModel.uri)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetEvent.source_dag_id == dag_run.dag_id, AssetEvent.source_run_id == dag_run.run_id)
+        ).all()
+        return {
+            "dag_id": dag_run.dag_id,
+            "run_id": dag_run.run_id,
+            "state": str(dag_run.state),
+            "logical_date": _iso(dag_run.logical_date),
+            "data_interval": [_iso(dag_run.data_interval_start), _iso(dag_run.data_interval_end)],
+            "tasks": [
+                {
+                    "task_id": ti.task_id,
+                    "map_index": ti.map_index,
+                    "state": str(ti.state),
+                    "start": _iso(ti.start_date),
+                    "end": _iso(ti.end_date),
+                    "rendered_map_index": ti.rendered_map_index,
+                }
+                for ti in tis
+            ],
+            "returns": [
+                {"task_id": x.task_id, "map_index": x.map_index, "value": XComModel.deserialize_value(x)}
+                for x in xcoms
+            ],
+            "asset_events": [
+                {
+                    "uri": uri,
+                    "extra": event.extra,
+                    "task_id": event.source_task_id,
+                    "map_index": event.source_map_index,
+                }
+                for event, uri in events
+            ],
+        }
+
+
+def _dag_test_main(request_path: Path, result_path: Path) -> int:
+    from airflow.dag_processing.dagbag import DagBag
+
+    requests = json.loads(Path(request_path).read_text())
+    bag = DagBag(dag_folder=os.environ.get("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS_FOLDER)))
+    if bag.import_errors:
+        print(f"import errors: {bag.import_errors}", file=sys.stderr)
+        return 2
+    results = []
+    for request in requests:
+        dag = bag.get_dag(request["dag_id"])
+        if dag is None:
+            print(f"no DAG {request['dag_id']!r}", file=sys.stderr)
+            return 2
+        logical_date = (
+            datetime.fromisoformat(request["logical_date"]) if request.get("logical_date") else None
+        )
+        dag_run = dag.test(logical_date=logical_date, run_conf=request.get("conf") or None)
+        results.append(_collect(dag_run))
+    Path(result_path).write_text(json.dumps(results, default=str))
+    return 0
+
+
+# -- the real stack -----------------------------------------------------------------------------
+
+
+class AirflowStack:
+    """api-server + scheduler + dag-processor + triggerer of one AIRFLOW_HOME.
+
+    A context manager: ``__exit__`` stops every process it started (SIGTERM to each
+    process group, SIGKILL after ``stop_timeout``).
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        env: Mapping[str, str],
+        *,
+        components: Iterable[str] = COMPONENTS,
+        start_timeout: float = 180,
+        stop_timeout: float = 20,
+    ) -> None:
+        self.home = Path(home)
+        self.env = dict(env)
+        self.components = tuple(components)
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self.base_url = self.env["AIRFLOW__API__BASE_URL"]
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.log_dir = self.home / "logs"
+        self._http = httpx.Client(base_url=f"{self.base_url}/api/v2", timeout=30)
+
+    # lifecycle -------------------------------------------------------------------------------
+
+    def __enter__(self) -> AirflowStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for component in self.components:
+            args = [sys.executable, "-m", "airflow", component]
+            if component == "api-server":
+                args += ["--host", "127.0.0.1", "--port", self.env["AIRFLOW__API__PORT"], "--workers", "1"]
+            with (self.log_dir / f"{component}.log").open("wb") as log_file:
+                self.processes[component] = subprocess.Popen(
+                    args,
+                    env=self.env,
+                    cwd=self.home,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        try:
+            self.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self._http.close()
+
+    def _check_alive(self) -> None:
+        for component, process in self.processes.items():
+            if process.poll() is not None:
+                tail = self.diagnostics(components=[component])
+                raise StackError(f"airflow {component} exited with {process.returncode}\n{tail}")
+
+    def wait_healthy(self) -> dict[str, Any]:
+        """Until the API answers and every started component reports a fresh heartbeat."""
+        wanted = {"scheduler", "triggerer", "dag_processor"} & {c.replace("-", "_") for c in self.components}
+        deadline = time.monotonic() + self.start_timeout
+        health: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                response = self._http.get("/monitor/health")
+                if response.status_code == 200:
+                    health = response.json()
+                    if all(health.get(name, {}).get("status") == "healthy" for name in wanted):
+                        return health
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        raise StackError(f"Airflow not healthy within {self.start_timeout}s: {health}\n{self.diagnostics()}")
+
+    # REST API --------------------------------------------------------------------------------
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise StackError(f"{method} {path} -> {response.status_code}: {response.text}")
+        return response.json() if response.content else None
+
+    def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 120) -> None:
+        """Until the dag-processor has parsed and serialized each DAG."""
+        pending = set(dag_ids)
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            self._check_alive()
+            for dag_id in sorted(pending):
+                response = self._http.get(f"/dags/{dag_id}/details")
+                if response.status_code == 200:
+                    pending.discard(dag_id)
+            if pending:
+                time.sleep(1)
+        if pending:
+            errors = self._http.get("/importErrors").text
+            raise StackError(f"DAGs not parsed within {timeout}s: {sorted(pending)}; import errors: {errors}")
+
+    def unpause(self, dag_id: str) -> None:
+        self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(
+        self, dag_id: str, *, conf: dict[str, Any] | None = None, logical_date: str | None = None
+    ) -> Any:
+        return self.api(
+            "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": logical_date, "conf": conf or {}}
+        )
+
+    def backfill(
+        self,
+        dag_id: str,
+        from_date: str,
+        to_date: str,
+        *,
+        conf: dict[str, Any] | None = None,
+        reprocess_behavior: str = "none",
+    ) -> Any:
+        """What ``airflow backfill create`` and the UI's backfill dialog do."""
+        return self.api(
+            "POST",
+            "/backfills",
+            json={
+                "dag_id": dag_id,
+                "from_date": from_date,
+                "to_date": to_date,
+                "run_backwards": False,
+                "dag_run_conf": conf or {},
+                "reprocess_behavior": reprocess_behavior,
+                "max_active_runs": 1,
+            },
+        )
+
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return self.api("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "run_after"})[
+            "dag_runs"
+        ]
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})[
+            "task_instances"
+        ]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
+        item = self.api(
+            "GET",
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value",
+            params={"map_index": map_index, "deserialize": True, "stringify": False},
+        )
+        return item["value"]
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
+        response = self._http.get(
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+            params={"map_index": map_index, "full_content": True},
+            headers={"Accept": "text/plain"},
+        )
+        return response.text
+
+    def wait_for_runs(
+        self, dag_id: str, count: int, *, timeout: float = 600, poll: float = 2
+    ) -> list[dict[str, Any]]:
+        """Until ``dag_id`` has at least ``count`` runs and all are finished."""
+        deadline = time.monotonic() + timeout
+        runs: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            self._check_alive()
+            runs = self.dag_runs(dag_id)
+            if len(runs) >= count and all(r["state"] in FINISHED for r in runs):
+                return runs
+            time.sleep(poll)
+        raise StackError(
+            f"{dag_id}: runs not finished within {timeout}s: "
+            f"{[(r['dag_run_id'], r['state']) for r in runs]}\n{self.diagnostics()}"
+        )
+
+    def wait_for_run(
+        self, dag_id: str, run_id: str, *, timeout: float = 600, poll: float = 2
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        run: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            self._check_alive()
+            run = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+            if run["state"] in FINISHED:
+                return run
+            time.sleep(poll)
+        raise StackError(
+            f"{dag_id} {run_id} not finished within {timeout}s: {run.get('state')}\n{self.diagnostics()}"
+        )
+
+    def failed_task_logs(self, dag_id: str, run_id: str, lines: int = 60) -> str:
+        """The log tails of a run's failed task instances (for assertion messages)."""
+        parts = []
+        for ti in self.task_instances(dag_id, run_id):
+            if ti["state"] in ("failed", "upstream_failed") and ti["try_number"]:
+                text = self.task_log(dag_id, run_id, ti["task_id"], ti["try_number"], ti["map_index"])
+                parts.append(f"--- {ti['task_id']}[{ti['map_index']}] ---\n{_tail(text, lines)}")
+        return "\n".join(parts) or "(no failed task instances)"
+
+    def diagnostics(self, components: Iterable[str] | None = None, lines: int = 40) -> str:
+        """The tails of the component logs, for a failure message."""
+        return "\n".join(
+            f"--- {component}.log ---\n{_file_tail(self.log_dir / f'{component}.log', lines)}"
+            for component in (components or self.components)
+        )
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.airflow_stack", description=__doc__.splitlines()[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    dag_test = commands.add_parser("dag-test", help="run dag.test() for the runs in a JSON request file")
+    dag_test.add_argument("request", type=Path)
+    dag_test.add_argument("result", type=Path)
+    arguments = parser.parse_args(argv)
+    if arguments.command == "dag-test":
+        return _dag_test_main(arguments.request, arguments.result)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
