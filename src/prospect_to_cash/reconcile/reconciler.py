@@ -171,26 +171,30 @@ class _Reconciliation:
     # -- engine dry run per template, company and task -----------------------------------
     def run(self) -> None:
         for name in self.templates:
-            checked = not self.check_metadata
-            for company in self.companies:
-                loaded = load_template(
+            loaded = {
+                company: load_template(
                     name,
                     mappings_dir=self.options.get("mappings_dir"),
                     environment_file=self.options.get("environment_file"),
                     legal_entity=company,
                 )
+                for company in self.companies
+            }
+            if self.check_metadata and loaded:
                 try:
-                    if not checked:
-                        self._check(loaded)
-                        checked = True
+                    self._check(next(iter(loaded.values())))
                 except _errors_caught() as exc:
-                    self._fail(loaded, company, None, exc, loaded.tasks)
-                    break
-                for position, task in enumerate(loaded.tasks):
+                    # the mapping does not fit the services: no company can be reconciled
+                    for company, template in loaded.items():
+                        self._fail(template, company, None, exc, template.tasks)
+                    continue
+            for company, template in loaded.items():
+                for position, task in enumerate(template.tasks):
                     try:
-                        self.runs.append(self._task(loaded, task, company))
+                        self.runs.append(self._task(template, task, company))
                     except _errors_caught() as exc:
-                        self._fail(loaded, company, task, exc, loaded.tasks[position:])
+                        # later tasks (lines) need this one's plan: stop this company here
+                        self._fail(template, company, task, exc, template.tasks[position:])
                         break
         self._find_orphans()
 

@@ -170,3 +170,33 @@ def test_unknown_companies_and_templates_are_refused(root: ObjectStoragePath) ->
         reconcile(["accounts"], ["xxxx"], hooks=SyncHooks(sales, fno), staging_root=root)
     with pytest.raises(MappingError, match="unknown templates"):
         reconcile(["invoicez"], hooks=SyncHooks(sales, fno), staging_root=root)
+
+
+class _NoMetadata:
+    """A service whose ``$metadata`` cannot be read (reads of rows would still work)."""
+
+    def __init__(self, hook: MemoryService) -> None:
+        self.hook = hook
+
+    def iter_pages(self, entity_set: str, **kwargs: Any) -> Any:
+        return self.hook.iter_pages(entity_set, **kwargs)
+
+    def get_metadata(self) -> str:
+        raise DynamicsTransportError("$metadata: service unavailable")
+
+
+def test_a_metadata_failure_is_reported_for_every_company(
+    root: ObjectStoragePath, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "two-companies.yaml"
+    pairs = [{"legal_entity": c, "business_unit": None} for c in ("usmf", "demf")]
+    path.write_text(yaml.safe_dump({"company_pairs": pairs}))
+    monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(path))
+    sales, fno = services([account("A1", "Alpine")])
+    document = reconcile(
+        ["accounts"], hooks=SyncHooks(_NoMetadata(sales), _NoMetadata(fno)), staging_root=root
+    )
+    validate(document)
+    assert sorted(e["company"] for e in document["errors"]) == ["demf", "usmf"]
+    assert all("service unavailable" in e["message"] for e in document["errors"])
+    assert fno.reads == []  # nothing read once the mapping could not be checked
