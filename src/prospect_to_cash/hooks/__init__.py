@@ -46,6 +46,9 @@ Writes, and why a retry never applies a record twice
       present means the earlier attempt landed (reported ok, "already present"); absent
       means it is sent again. The same read-back guards Dataverse creates and deletes of
       both services (a delete whose row is gone counts as done).
+    * A unit interrupted again and again is given up after a few rounds: its records that
+      the read-back cannot settle come back failed with ``error_code="interrupted"``, so
+      every operation still has exactly one outcome.
 """
 
 from __future__ import annotations

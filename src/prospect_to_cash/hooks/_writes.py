@@ -14,6 +14,10 @@ Retrying a unit is safe by construction:
   whose row exists and a delete whose row is gone are reported as done, and only the
   rest is sent again. A failure that proves nothing was applied (429, connection refused)
   is retried as is by the HTTP layer.
+
+Every operation gets exactly one outcome: a unit still interrupted after
+``MAX_AMBIGUOUS_ROUNDS`` resends is read back one last time and its unsettled records fail
+with ``error_code="interrupted"`` rather than aborting the whole call.
 """
 
 from __future__ import annotations
@@ -258,6 +262,27 @@ class WriteEngine:
             )
         return [item for item in items if id(item) not in done_ids], settled
 
+    def _give_up(self, items: list[PreparedWrite], exc: Exception, attempts: int) -> list[WriteOutcome]:
+        """Outcomes for a unit whose every attempt was interrupted: one each, never a raise.
+
+        The rows are read back once more, so a create that did land on the last attempt is
+        still reported done; the others fail with ``error_code="interrupted"`` and say
+        whether they are known not to be applied (read back) or may be (updates, upserts),
+        instead of an exception that would lose every other unit's outcomes too.
+        """
+        remaining, outcomes = self._settle_ambiguous(items)
+        self.log.warning(
+            "Giving up on %d write(s) after %d interrupted attempts (%s)", len(remaining), attempts, exc
+        )
+        for item in remaining:
+            if item.verify is not None:
+                state = "the row was read back: not applied"
+            else:
+                state = "it may or may not have been applied; sending it again is safe"
+            error = ServiceError(0, "interrupted", f"{attempts} attempts were interrupted ({exc}); {state}")
+            outcomes.append(outcome_for(item, 0, ok=False, error=error))
+        return outcomes
+
     # ------------------------------------------------------------------ units
 
     def run_unit(
@@ -277,7 +302,8 @@ class WriteEngine:
                 result = sender(part)
             except AmbiguousWriteError as exc:
                 if ambiguous_rounds >= MAX_AMBIGUOUS_ROUNDS:
-                    raise
+                    outcomes.extend(self._give_up(part, exc, ambiguous_rounds + 1))
+                    continue
                 self.log.warning("%s; reading %d row(s) back before resending", exc, len(part))
                 stack.append((part, ambiguous_rounds + 1))
                 continue
