@@ -2,8 +2,9 @@
 
 python -m bench [--scale 10000] [--scenarios products,accounts] [--contenders naive,sdk,ours]
                 [--naive-limit 700] [--sdk-limit 0] [--sdk-batch 1000] [--cost-model scaled-limits]
-                [--work-dir state/bench] [--no-dag-parse] [--dag-runs 5]
+                [--work-dir state/bench] [--no-dag-parse] [--dag-runs 3]
 python -m bench memory --scale 1000000 --scenarios accounts     # this package only, no cost model
+python -m bench profile --scale 10000 --scenarios products      # this package only, under cProfile
 python -m bench report                                          # re-render from bench/results/
 
 Every run stores its figures in ``bench/results/<name>.json`` and re-renders the report
@@ -32,7 +33,7 @@ log = logging.getLogger("bench")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", default="load", choices=["load", "memory", "report"])
+    parser.add_argument("mode", nargs="?", default="load", choices=["load", "memory", "profile", "report"])
     parser.add_argument("--scale", type=int, default=10_000, help="rows per large table (seed --scale)")
     parser.add_argument("--scenarios", default="products,accounts", help=f"any of {', '.join(SCENARIOS)}")
     parser.add_argument(
@@ -77,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = [SCENARIOS[name] for name in args.scenarios.split(",") if name]
     model_name = args.cost_model or ("free" if args.mode == "memory" else "scaled-limits")
     model = costmodel.MODELS[model_name]
-    contenders = ["ours"] if args.mode == "memory" else [c for c in args.contenders.split(",") if c]
+    contenders = (
+        ["ours"] if args.mode in ("memory", "profile") else [c for c in args.contenders.split(",") if c]
+    )
     work = args.work_dir / f"{args.mode}-{args.scale}"
     if work.exists():
         shutil.rmtree(work)
@@ -109,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             sdk_limit=args.sdk_limit,
             sdk_batch=args.sdk_batch,
             rerun=not args.no_rerun and args.mode == "load",
+            profile=args.mode == "profile",
         )
     if args.mode == "load" and not args.no_dag_parse:
         log.info("timing DAG-file parsing (%d fresh interpreters per file)", args.dag_runs)

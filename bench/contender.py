@@ -24,9 +24,11 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     """The template for every company pair through the real engine, hooks and connections."""
     from airflow.sdk import ObjectStoragePath
 
+    from prospect_to_cash.sync import runner
     from prospect_to_cash.sync.runner import SyncHooks, run_template
 
     scenario = SCENARIOS[spec["scenario"]]
+    phases = _time_phases(runner)
     hooks = SyncHooks(dataverse_conn_id=spec["conn_ids"]["dataverse"], fno_conn_id=spec["conn_ids"]["fno"])
     root = ObjectStoragePath(f"file://{spec['staging']}")
     totals: dict[str, int] = {}
@@ -44,7 +46,41 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
         for hook in (hooks.dataverse, hooks.fno)
         if hook is not None and "session" in hook.__dict__
     )
-    return {"seconds": seconds, "counts": totals, "written": written, "client_throttled": throttles}
+    return {
+        "seconds": seconds,
+        "counts": totals,
+        "written": written,
+        "client_throttled": throttles,
+        "phases": {name: round(value, 2) for name, value in phases.items()},
+    }
+
+
+def _time_phases(runner: Any) -> dict[str, float]:
+    """Wrap the engine's step functions to add up wall time per step (extract, snapshot, ...).
+
+    ``run_task`` calls the steps through the module's globals, so wrapping the module
+    attributes sees every call; the metadata check is timed the same way.
+    """
+    from prospect_to_cash.sync import metadata_check
+
+    totals: dict[str, float] = {}
+
+    def wrap(module: Any, name: str, label: str) -> None:
+        original = getattr(module, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                totals[label] = totals.get(label, 0.0) + time.perf_counter() - started
+
+        setattr(module, name, timed)
+
+    for step in ("extract", "snapshot", "transform", "load"):
+        wrap(runner, step, step)
+    wrap(metadata_check, "check_template", "metadata check")
+    return totals
 
 
 def run_baseline(spec: dict[str, Any]) -> dict[str, Any]:
@@ -92,15 +128,44 @@ def run_baseline(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _top_functions(profiler: Any, count: int) -> list[dict[str, Any]]:
+    """The functions with the most own time (where the CPU went), for the report."""
+    import pstats
+
+    stats = pstats.Stats(profiler)
+    rows = []
+    for (filename, line, function), (_, calls, own, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
+        short = filename.split("site-packages/")[-1].split("/work/main/")[-1]
+        rows.append(
+            {
+                "function": f"{short}:{line}({function})",
+                "calls": calls,
+                "own_s": round(own, 3),
+                "cumulative_s": round(cumulative, 3),
+            }
+        )
+    rows.sort(key=lambda row: row["own_s"], reverse=True)
+    return rows[:count]
+
+
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     for name in ("airflow", "prospect_to_cash", "httpx", "azure"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    runner = run_ours if spec["contender"] == "ours" else run_baseline
+    run = run_ours if spec["contender"] == "ours" else run_baseline
+    profiler = None
+    if spec.get("profile"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     cpu_started = time.process_time()
-    result = runner(spec)
+    result = run(spec)
     result["load_cpu_s"] = time.process_time() - cpu_started
+    if profiler is not None:
+        profiler.disable()
+        result["profile"] = _top_functions(profiler, 25)
     Path(argv[1]).write_text(json.dumps(result, indent=2))
     return 0
 

@@ -128,6 +128,7 @@ def run_contender(
     limit: int = 0,
     sdk_batch: int = 1000,
     rerun: bool = False,
+    profile: bool = False,
 ) -> dict[str, Any]:
     """One contender on a private copy of the seeded data, under the cost model."""
     state = work / contender / "state"
@@ -144,6 +145,7 @@ def run_contender(
             "run_id": "initial",
             "limit": limit,
             "sdk_batch": sdk_batch,
+            "profile": profile,
         }
         _reset(running)
         emulator_cpu = _cpu(running.process.pid)
@@ -224,6 +226,7 @@ def run_scenario(
     sdk_limit: int,
     sdk_batch: int,
     rerun: bool,
+    profile: bool = False,
 ) -> dict[str, Any]:
     """Seed once, run every contender on a copy, compute the ceiling and the ratios."""
     seeded = work / "seeded"
@@ -253,6 +256,7 @@ def run_scenario(
             limit=limit,
             sdk_batch=sdk_batch,
             rerun=rerun and contender == "ours",
+            profile=profile,
         )
         summary = summarize(raw[contender], scenario, source_rows)
         summary["raw"] = {k: v for k, v in raw[contender].items() if k not in ("counters", "rerun")}
