@@ -215,18 +215,23 @@ def country_ok(value: Any) -> bool:
     return blank(value) or str(value).casefold() in value_map("country_to_iso")
 
 
-def test_accounts_become_externally_maintained_customers(synced: SyncedWorld) -> None:
-    customers = {(c["dataAreaId"], c["CustomerAccount"]): c for c in synced.after.fno["CustomersV3"]}
-    existed = {(c["dataAreaId"], c["CustomerAccount"]) for c in synced.before.fno["CustomersV3"]}
+def expected_accounts(accounts: list[dict[str, Any]], companies: dict[str, str]) -> dict[str, Any]:
+    """Per company: the accounts the template must sync (active, with an account number no
+    other active account of the company shares, known country and payment terms codes),
+    and the numbers shared by several accounts (rejected, never merged)."""
     terms = value_map("payment_terms")
-    synced_total = 0
-    for company, accounts in by_company(synced, synced.before.sales["accounts"]).items():
-        active = [a for a in accounts if a["statecode"] == 0]
-        numbers = defaultdict(int)
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for account in accounts:
+        company = companies.get(account["_owningbusinessunit_value"])
+        if company and account["statecode"] == 0:
+            grouped[company].append(account)
+    result = {}
+    for company, active in grouped.items():
+        numbers: dict[str, int] = defaultdict(int)
         for account in active:
             if not blank(account["accountnumber"]):
                 numbers[account["accountnumber"]] += 1
-        expected = [
+        synced = [
             a
             for a in active
             if not blank(a["accountnumber"])
@@ -235,18 +240,27 @@ def test_accounts_become_externally_maintained_customers(synced: SyncedWorld) ->
             and country_ok(a["address2_country"])
             and (a["paymenttermscode"] is None or str(a["paymenttermscode"]) in terms)
         ]
-        assert expected, company
-        synced_total += len(expected)
-        for account in expected:
+        result[company] = {"synced": synced, "shared": {n for n, c in numbers.items() if c > 1}}
+    return result
+
+
+def test_accounts_become_externally_maintained_customers(synced: SyncedWorld) -> None:
+    customers = {(c["dataAreaId"], c["CustomerAccount"]): c for c in synced.after.fno["CustomersV3"]}
+    existed = {(c["dataAreaId"], c["CustomerAccount"]) for c in synced.before.fno["CustomersV3"]}
+    expected = expected_accounts(synced.before.sales["accounts"], synced.companies)
+    assert set(expected) == set(COMPANIES)
+    for company, wanted in expected.items():
+        assert wanted["synced"], company
+        for account in wanted["synced"]:
             customer = customers.get((company, account["accountnumber"]))
             assert customer is not None, f"{company}: {account['accountnumber']} not in CustomersV3"
             assert customer["OrganizationName"] == account["name"]
             assert same_text(customer["PrimaryContactPhone"], account["telephone1"])
             assert customer["IsExternallyMaintained"] == "Yes"
-        for number, count in numbers.items():
-            if count > 1 and (company, number) not in existed:
+        for number in wanted["shared"]:
+            if (company, number) not in existed:
                 assert (company, number) not in customers, f"duplicate number {number} was merged"
-    assert synced_total == 72  # emulators/seed/STORY.md: accounts.sync
+    assert sum(len(w["synced"]) for w in expected.values()) == 72  # emulators/seed/STORY.md
 
 
 def test_products_become_externally_maintained_sales_products_with_prices(synced: SyncedWorld) -> None:
@@ -432,3 +446,39 @@ def test_rejected_rows_are_in_the_dead_letter_files_with_reasons(synced: SyncedW
         assert all(row["reason"] and row["legal_entity"] == company for row in table)
         reasons = " ".join(row["reason"] for row in table).casefold()
         assert "atlantis" in reasons
+
+
+def test_dry_run_plans_without_writing(demo_world: DemoWorld) -> None:
+    reader = demo_world.reader
+    before = reader.rows("fno", "CustomersV3", FNO_READS["CustomersV3"])
+    existing = {(c["dataAreaId"], c["CustomerAccount"]) for c in before}
+    expected = expected_accounts(
+        reader.rows("dataverse", "accounts", SALES_READS["accounts"]), business_units(reader)
+    )
+    with demo_world.running.admin("fno") as admin:
+        admin.reset_counters()
+
+    (run,) = demo_world.dag_test(
+        DagTestRun("p2c_accounts", LOGICAL_DATE, {"dry_run": True, "full_refresh": True})
+    )
+
+    assert run["state"] == "success"
+    assert demo_world.counters("fno")["operations_written_total"] == 0
+    after = reader.rows("fno", "CustomersV3", FNO_READS["CustomersV3"])
+    assert sorted(after, key=str) == sorted(before, key=str), "a dry run changed CustomersV3"
+    reports = {
+        r["value"]["legal_entity"]: r["value"] for r in run["returns"] if r["task_id"] == "sync.report"
+    }
+    assert set(reports) == set(COMPANIES)
+    for company, result in reports.items():
+        assert result["dry_run"] is True
+        new = [a for a in expected[company]["synced"] if (company, a["accountnumber"]) not in existing]
+        counts = result["counts"]
+        assert counts["to_create"] == len(new), company
+        planned = counts["to_create"] + counts["to_update"] + counts["unchanged"]
+        assert planned == len(expected[company]["synced"]), company
+        assert counts.get("created", 0) == counts.get("updated", 0) == 0
+    assert {e["extra"]["dry_run"] for e in run["asset_events"]} == {True}
+    loads = [r["value"] for r in run["returns"] if r["task_id"] == "sync.customers.load"]
+    assert loads
+    assert all("samples" not in value for value in loads), "row samples stay out of XCom"

@@ -300,6 +300,8 @@ COUNT_ORDER = (
     "second_pass_updated",
     "second_pass_failed",
 )
+#: A dry run reports the plan's own counts: nothing was created, this much would be.
+DRY_RUN_COUNT_ORDER = ("read", "skipped", "to_create", "to_update", "unchanged", "rejected", "second_pass")
 
 
 def report_step(
@@ -314,7 +316,8 @@ def report_step(
     the staging of the run and log one table an operator can read at a glance."""
     from prospect_to_cash.sync.staging import as_path, write_run_summary
 
-    totals: dict[str, int] = dict.fromkeys(COUNT_ORDER, 0)
+    order = DRY_RUN_COUNT_ORDER if dry_run else COUNT_ORDER
+    totals: dict[str, int] = dict.fromkeys(order, 0)
     for loaded in loads:
         for name, value in loaded["counts"].items():
             totals[name] = totals.get(name, 0) + int(value)
@@ -343,9 +346,9 @@ def report_step(
     summary_path = write_run_summary(
         as_path(spec.extra_options.get("staging_root")), spec.template, run_id, pair["legal_entity"], summary
     )
-    header = ["task", *COUNT_ORDER]
-    rows = [[loaded["task"], *(str(loaded["counts"].get(c, 0)) for c in COUNT_ORDER)] for loaded in loads]
-    rows.append(["TOTAL", *(str(totals[c]) for c in COUNT_ORDER)])
+    header = ["task", *order]
+    rows = [[loaded["task"], *(str(loaded["counts"].get(c, 0)) for c in order)] for loaded in loads]
+    rows.append(["TOTAL", *(str(totals.get(c, 0)) for c in order)])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     table = "\n".join("  ".join(cell.rjust(widths[i]) for i, cell in enumerate(r)) for r in [header, *rows])
     log.info(
