@@ -351,7 +351,7 @@ def test_tokens_revoked_between_pages_are_replaced_once_each(
 # ---------------------------------------------------------------------------- a large stream
 
 LARGE_ROWS = 200_000
-DESCRIPTION = "Large account stream " * 30  # ~630 characters: ~130 MB of rows in all
+DESCRIPTION = "Large account stream " * 30  # ~630 characters: ~140 MB of rows in all
 RSS_GROWTH_LIMIT = 40 * 1024 * 1024
 
 
