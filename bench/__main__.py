@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--results-name", default=None, help="file name under bench/results/ (default from mode/scale)"
     )
     parser.add_argument("--no-rerun", action="store_true", help="skip the no-change rerun of this package")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="memory mode: plan without writing (extract, snapshot, transform)",
+    )
     parser.add_argument("--no-dag-parse", action="store_true")
     parser.add_argument("--dag-runs", type=int, default=3)
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     contenders = (
         ["ours"] if args.mode in ("memory", "profile") else [c for c in args.contenders.split(",") if c]
     )
-    work = args.work_dir / f"{args.mode}-{args.scale}"
+    work = args.work_dir / f"{args.mode}-{args.scale}{'-dry-run' if args.dry_run else ''}"
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -93,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "cost_model": model.to_dict(),
         "machine": measure.machine(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "dry_run": args.dry_run,
         "options": {
             "naive_limit": args.naive_limit,
             "sdk_limit": args.sdk_limit,
@@ -113,12 +119,13 @@ def main(argv: list[str] | None = None) -> int:
             sdk_batch=args.sdk_batch,
             rerun=not args.no_rerun and args.mode == "load",
             profile=args.mode == "profile",
+            dry_run=args.dry_run,
         )
     if args.mode == "load" and not args.no_dag_parse:
         log.info("timing DAG-file parsing (%d fresh interpreters per file)", args.dag_runs)
         results["dag_parse"] = dagparse.time_all(args.dag_runs, work / "airflow-home")
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    name = args.results_name or f"{args.mode}-{args.scale}"
+    name = args.results_name or f"{args.mode}-{args.scale}{'-dry-run' if args.dry_run else ''}"
     (results_dir / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     report.write(args.output, results_dir)
     log.info("wrote %s and %s", results_dir / f"{name}.json", args.output)

@@ -33,9 +33,14 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     root = ObjectStoragePath(f"file://{spec['staging']}")
     totals: dict[str, int] = {}
     started = time.perf_counter()
-    for company in scenario.companies:
+    for company in scenario.companies:  # one run per company pair, as the DAG fans out
         result = run_template(
-            scenario.template, legal_entity=company, run_id=spec["run_id"], hooks=hooks, staging_root=root
+            scenario.template,
+            legal_entity=company,
+            run_id=spec["run_id"],
+            hooks=hooks,
+            staging_root=root,
+            dry_run=bool(spec.get("dry_run")),
         )
         for name, value in result["counts"].items():
             totals[name] = totals.get(name, 0) + int(value)

@@ -129,6 +129,7 @@ def run_contender(
     sdk_batch: int = 1000,
     rerun: bool = False,
     profile: bool = False,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """One contender on a private copy of the seeded data, under the cost model."""
     state = work / contender / "state"
@@ -146,6 +147,7 @@ def run_contender(
             "limit": limit,
             "sdk_batch": sdk_batch,
             "profile": profile,
+            "dry_run": dry_run,
         }
         _reset(running)
         emulator_cpu = _cpu(running.process.pid)
@@ -227,6 +229,7 @@ def run_scenario(
     sdk_batch: int,
     rerun: bool,
     profile: bool = False,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Seed once, run every contender on a copy, compute the ceiling and the ratios."""
     seeded = work / "seeded"
@@ -257,6 +260,7 @@ def run_scenario(
             sdk_batch=sdk_batch,
             rerun=rerun and contender == "ours",
             profile=profile,
+            dry_run=dry_run,
         )
         summary = summarize(raw[contender], scenario, source_rows)
         summary["raw"] = {k: v for k, v in raw[contender].items() if k not in ("counters", "rerun")}
@@ -267,7 +271,7 @@ def run_scenario(
             contender,
             {k: summary[k] for k in ("seconds", "written", "throttled")},
         )
-    if "ours" in out["contenders"]:
+    if "ours" in out["contenders"] and not dry_run:
         ours = out["contenders"]["ours"]
         workloads = [
             costmodel.Workload(scenario.target_service, written=ours["written"]),
