@@ -445,8 +445,13 @@ class AirflowStack:
 
     # REST API --------------------------------------------------------------------------------
 
-    def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
+    def api(self, method: str, path: str, *, attempts: int = 10, **kwargs: Any) -> Any:
+        """One REST call; a 503 (SQLite busy: "Database is locked") is retried with backoff."""
+        for attempt in range(attempts):
+            response = self._http.request(method, path, **kwargs)
+            if response.status_code != 503 or attempt == attempts - 1:
+                break
+            time.sleep(min(0.5 * 2**attempt, 5))
         if response.status_code >= 400:
             raise StackError(f"{method} {path} -> {response.status_code}: {response.text}")
         return response.json() if response.content else None

@@ -1,0 +1,261 @@
+"""Run order with the real scheduler: api-server, scheduler (LocalExecutor), dag-processor and
+triggerer in a temp AIRFLOW_HOME (SQLite), against a fresh emulator instance.
+
+The story, for one company pair (usmf, through an environment override):
+
+1. A Sales order ``O`` whose customer account ``C`` changed the same day ``D`` as the order;
+   ``C`` is removed from F&O, as if the accounts sync had not delivered it yet.
+2. An ad-hoc run of the Sales -> F&O orders DAG with ``wait_for_upstream=false`` and the
+   window of ``D``: ``O`` is rejected as a dangling lookup (dead-letter file) and its lines
+   are held back; nothing of ``O`` reaches F&O.
+3. A backfill of the orders DAG for ``D`` is created first: its run-order sensors defer,
+   no extract starts. Then backfills of accounts (three daily intervals), products and
+   contacts. Contacts waits for accounts and products, orders for all three; every run
+   succeeds; each accounts run reads only its own interval's accounts.
+4. ``C`` is back in F&O, and the orders run of ``D`` lands ``O`` with all its lines.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from devstack.airflow_stack import AirflowStack, StackError, airflow_env, connection_env, prepare_home
+from tests.conftest import TEST_CONFIG
+from tests.dags.conftest import ODataReader, business_units
+from tests.support.emulators import start_emulators
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ORDERS = "p2c_sales_orders_sales_to_fno"
+UPSTREAM = ("p2c_accounts", "p2c_products", "p2c_contacts")
+DAYS = ("2026-11-01", "2026-11-02", "2026-11-03")
+ACTIVE = 647390000
+
+
+def _day(timestamp: str) -> str:
+    return timestamp[:10]
+
+
+def _at(day: str) -> str:
+    return f"{day}T00:00:00Z"
+
+
+def _next(day: str) -> str:
+    return (datetime.fromisoformat(day) + timedelta(days=1)).date().isoformat()
+
+
+def _moment(value: str | None) -> datetime:
+    assert value, "timestamp missing"
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _pick_order(reader: ODataReader, usmf_unit: str) -> dict[str, Any]:
+    """An activated usmf order whose customer is an account that is already in F&O and
+    changed on the same day as the order."""
+    accounts = {
+        a["accountid"]: a
+        for a in reader.rows(
+            "dataverse",
+            "accounts",
+            ["accountid", "accountnumber", "modifiedon"],
+            f"statecode eq 0 and _owningbusinessunit_value eq {usmf_unit}",
+        )
+    }
+    in_fno = {
+        c["CustomerAccount"]
+        for c in reader.rows("fno", "CustomersV3", ["dataAreaId", "CustomerAccount"])
+        if c["dataAreaId"] == "usmf"
+    }
+    orders = reader.rows(
+        "dataverse",
+        "salesorders",
+        ["salesorderid", "ordernumber", "modifiedon", "_customerid_value"],
+        f"statecode eq 0 and msdynce_processingstatus eq {ACTIVE}"
+        " and msdynce_hasexternallymaintainedproductsonly eq true and msdynce_ismaintainedexternally ne true"
+        f" and _owningbusinessunit_value eq {usmf_unit}",
+    )
+    for order in sorted(orders, key=lambda o: o["ordernumber"]):
+        account = accounts.get(order["_customerid_value"])
+        if (
+            account
+            and account["accountnumber"] in in_fno
+            and _day(account["modifiedon"]) == _day(order["modifiedon"])
+            and _day(order["modifiedon"]) in DAYS
+        ):
+            lines = reader.rows(
+                "dataverse",
+                "salesorderdetails",
+                ["sequencenumber"],
+                f"_salesorderid_value eq {order['salesorderid']}",
+            )
+            return {
+                **order,
+                "customer": account["accountnumber"],
+                "day": _day(order["modifiedon"]),
+                "lines": lines,
+            }
+    raise AssertionError("the demo world has no usmf order whose customer account changed the same day")
+
+
+def _fno_order(reader: ODataReader, number: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    headers = reader.rows(
+        "fno", "CDSSalesOrderHeaders", ["dataAreaId", "SalesOrderNumber"], f"SalesOrderNumber eq '{number}'"
+    )
+    lines = reader.rows(
+        "fno",
+        "CDSSalesOrderLines",
+        ["dataAreaId", "SalesOrderNumber", "LineCreationSequenceNumber"],
+        f"SalesOrderNumber eq '{number}'",
+    )
+    return headers, lines
+
+
+def _tasks(stack: AirflowStack, dag_id: str, run_id: str) -> dict[tuple[str, int], dict[str, Any]]:
+    return {(t["task_id"], t["map_index"]): t for t in stack.task_instances(dag_id, run_id)}
+
+
+def _run_for(stack: AirflowStack, dag_id: str, day: str) -> dict[str, Any]:
+    runs = [
+        r for r in stack.dag_runs(dag_id) if r["run_type"] == "backfill" and _day(r["logical_date"]) == day
+    ]
+    assert len(runs) == 1, (dag_id, day, runs)
+    return runs[0]
+
+
+def _wait_for_state(
+    stack: AirflowStack, dag_id: str, task_id: str, state: str, timeout: float = 240
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = [r for r in stack.dag_runs(dag_id) if r["run_type"] == "backfill"]
+        for run in runs:
+            task = _tasks(stack, dag_id, run["dag_run_id"]).get((task_id, -1))
+            if task and task["state"] == state:
+                return run
+        time.sleep(1)
+    raise StackError(f"{dag_id}.{task_id} never reached {state}\n{stack.diagnostics()}")
+
+
+def test_downstream_waits_for_upstream_and_a_dangling_order_lands_later(
+    tmp_path: Path, airflow_template_home: Path
+) -> None:
+    running = start_emulators(tmp_path / "emulators", "--seed", "demo", config=TEST_CONFIG)
+    reader = ODataReader(running.endpoints)
+    try:
+        _scenario(tmp_path, airflow_template_home, running, reader)
+    finally:
+        reader.close()
+        running.stop()
+
+
+def _scenario(tmp_path: Path, template_home: Path, running: Any, reader: ODataReader) -> None:
+    units = {company: unit for unit, company in business_units(reader).items()}
+    order = _pick_order(reader, units["usmf"])
+    day = order["day"]
+    reader.delete("fno", "CustomersV3", f"dataAreaId='usmf',CustomerAccount='{order['customer']}'")
+
+    override = tmp_path / "usmf-only.yaml"
+    override.write_text(
+        yaml.safe_dump({"company_pairs": [{"legal_entity": "usmf", "business_unit": "Contoso US"}]})
+    )
+    home = prepare_home(tmp_path / "airflow", template=template_home)
+    env = airflow_env(
+        home,
+        staging_root=tmp_path / "staging",
+        connections=connection_env(running.endpoints),
+        use_job_schedule=False,  # runs come from the trigger and the backfills below
+        extra={
+            "P2C_ENVIRONMENT_FILE": str(override),
+            "P2C_RUN_ORDER_POKE_SECONDS": "2",
+            "P2C_RUN_ORDER_TIMEOUT_SECONDS": "900",
+        },
+    )
+    with AirflowStack(home, env) as stack:
+        stack.wait_for_dags([ORDERS, *UPSTREAM])
+        for dag_id in (ORDERS, *UPSTREAM):
+            stack.unpause(dag_id)
+
+        # 2. ad-hoc run without the run order: the order is dead-lettered, not half-written
+        adhoc = stack.trigger(
+            ORDERS, conf={"wait_for_upstream": False, "window_start": _at(day), "window_end": _at(_next(day))}
+        )
+        finished = stack.wait_for_run(ORDERS, adhoc["dag_run_id"], timeout=420)
+        assert finished["state"] == "success", stack.failed_task_logs(ORDERS, adhoc["dag_run_id"])
+        headers, lines = _fno_order(reader, order["ordernumber"])
+        assert headers == [], "an order without its customer reached F&O"
+        assert lines == [], "order lines without their header reached F&O"
+        summary = stack.xcom(ORDERS, adhoc["dag_run_id"], "sync.report", 0)
+        dead = {(d["task"], d["kind"]): d["path"] for d in summary["dead_letters"]}
+        rejected = pq.read_table(dead[("order_headers", "rejected")].removeprefix("file://")).to_pylist()
+        (row,) = [r for r in rejected if order["ordernumber"] in (r["source_key"] or "") + (r["ref"] or "")]
+        assert "OrderingCustomerAccountNumber" in row["reason"] or order["customer"] in row["reason"], row
+        held = pq.read_table(dead[("order_lines", "rejected")].removeprefix("file://")).to_pylist()
+        assert order["lines"], "the chosen order has lines"
+        held_for_order = [r for r in held if order["ordernumber"] in (r["row"] or "") + (r["reason"] or "")]
+        assert len(held_for_order) == len(order["lines"]), held
+
+        # 3. the downstream backfill first: it must wait
+        stack.backfill(ORDERS, _at(day), _at(day))
+        waiting = _wait_for_state(stack, ORDERS, "wait_for_p2c_accounts", "deferred")
+        time.sleep(5)
+        early = _tasks(stack, ORDERS, waiting["dag_run_id"])
+        assert early[("sync.order_headers.extract", -1)]["state"] is None, (
+            "orders started before its upstream"
+        )
+        assert stack.dag_runs("p2c_accounts") == [], "no accounts run exists yet"
+
+        stack.backfill("p2c_accounts", _at(DAYS[0]), _at(DAYS[-1]))  # three intervals
+        stack.backfill("p2c_products", _at(day), _at(day))
+        stack.backfill("p2c_contacts", _at(day), _at(day))
+        for dag_id, count in (("p2c_accounts", 3), ("p2c_products", 1), ("p2c_contacts", 1), (ORDERS, 2)):
+            runs = stack.wait_for_runs(dag_id, count, timeout=900)
+            failed = [r["dag_run_id"] for r in runs if r["state"] != "success"]
+            assert not failed, "\n".join(stack.failed_task_logs(dag_id, run_id) for run_id in failed)
+
+        # the waits: each downstream run started its work only after its upstream runs ended
+        ended = {dag_id: _moment(_run_for(stack, dag_id, day)["end_date"]) for dag_id in UPSTREAM}
+        orders_run = _run_for(stack, ORDERS, day)
+        orders_tasks = _tasks(stack, ORDERS, orders_run["dag_run_id"])
+        first_extract = _moment(orders_tasks[("sync.order_headers.extract", 0)]["start_date"])
+        assert first_extract >= max(ended.values())
+        sensor_started = _moment(orders_tasks[("wait_for_p2c_accounts", -1)]["start_date"])
+        assert sensor_started < ended["p2c_accounts"], "the orders sensor did not have to wait"
+        contacts_tasks = _tasks(stack, "p2c_contacts", _run_for(stack, "p2c_contacts", day)["dag_run_id"])
+        contacts_extract = _moment(contacts_tasks[("sync.contact_persons.extract", 0)]["start_date"])
+        assert contacts_extract >= max(ended["p2c_accounts"], ended["p2c_products"])
+
+        # the backfill over three intervals: each run read exactly its own day's accounts
+        changed_per_day: dict[str, int] = defaultdict(int)
+        for account in reader.rows(
+            "dataverse",
+            "accounts",
+            ["modifiedon"],
+            f"statecode eq 0 and _owningbusinessunit_value eq {units['usmf']}",
+        ):
+            changed_per_day[_day(account["modifiedon"])] += 1
+        for each in DAYS:
+            run = _run_for(stack, "p2c_accounts", each)
+            assert (run["data_interval_start"], run["data_interval_end"]) == (_at(each), _at(_next(each)))
+            result = stack.xcom("p2c_accounts", run["dag_run_id"], "sync.report", 0)
+            assert result["counts"]["read"] == changed_per_day[each], (each, result["counts"])
+
+    # 4. the customer is back in F&O and the order landed with all its lines
+    customers = reader.rows(
+        "fno", "CustomersV3", ["dataAreaId", "CustomerAccount"], f"CustomerAccount eq '{order['customer']}'"
+    )
+    assert [c["dataAreaId"] for c in customers] == ["usmf"]
+    headers, lines = _fno_order(reader, order["ordernumber"])
+    assert [h["dataAreaId"] for h in headers] == ["usmf"]
+    assert sorted(int(line["LineCreationSequenceNumber"]) for line in lines) == sorted(
+        int(line["sequencenumber"]) for line in order["lines"]
+    )
