@@ -2,9 +2,9 @@
 
 * ``airflow_template_home`` (session): one ``airflow db migrate``; each test copies the
   migrated SQLite file into its own ``AIRFLOW_HOME`` (milliseconds).
-* ``demo_world``: a fresh emulator process seeded with the demo story (the DAGs write, so
-  nothing is shared with the session's emulators), an isolated Airflow home, staging, and
-  the ``AIRFLOW_CONN_*`` variables pointing at the emulators.
+* :func:`start_demo_world`: a fresh emulator process seeded with the demo story (the DAGs
+  write, so nothing is shared with the session's emulators), an isolated Airflow home,
+  staging, and the ``AIRFLOW_CONN_*`` variables pointing at the emulators.
 * :class:`ODataReader`: the test's own HTTPS reader (httpx + an msal token), used to
   derive expectations from the source rows independently of the package.
 """
@@ -31,7 +31,7 @@ from tests.conftest import TEST_CONFIG
 from tests.support.emulators import acquire_token, start_emulators
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
 
     from tests.support.emulators import EmulatorEndpoints, RunningEmulators
 
@@ -135,13 +135,3 @@ def start_demo_world(base: Path, template_home: Path, **env_extra: str) -> DemoW
         extra={"P2C_RUN_ORDER_POKE_SECONDS": "1", **env_extra},
     )
     return DemoWorld(running, home, staging, env, ODataReader(running.endpoints))
-
-
-@pytest.fixture
-def demo_world(tmp_path: Path, airflow_template_home: Path) -> Iterator[DemoWorld]:
-    world = start_demo_world(tmp_path, airflow_template_home)
-    try:
-        yield world
-    finally:
-        world.reader.close()
-        world.running.stop()

@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 COMPANIES = ("usmf", "demf")
 LOGICAL_DATE = "2026-11-04T00:00:00+00:00"  # manual runs: the interval 2026-11-03 .. 2026-11-04
+DRY_RUN_LOGICAL_DATE = "2026-11-05T00:00:00+00:00"
 
 
 def blank(value: Any) -> bool:
@@ -151,6 +152,9 @@ class SyncedWorld:
     after: Snapshot
     runs: dict[str, dict[str, Any]]
     companies: dict[str, str]  # business unit id -> legal entity
+    dry_run: dict[str, Any]  # the accounts dry run, before anything was written
+    after_dry_run: list[dict[str, Any]]  # CustomersV3 right after the dry run
+    written_by_dry_run: int  # F&O operations written during the dry run
 
 
 @pytest.fixture(scope="module")
@@ -159,12 +163,29 @@ def synced(tmp_path_factory: pytest.TempPathFactory, airflow_template_home: Path
     try:
         before = snapshot(world.reader)
         companies = business_units(world.reader)
+        with world.running.admin("fno") as admin:
+            admin.reset_counters()
+        # a dry run first (another logical date: one run per DAG and logical date)
+        (dry_run,) = world.dag_test(
+            DagTestRun("p2c_accounts", DRY_RUN_LOGICAL_DATE, {"dry_run": True, "full_refresh": True})
+        )
+        written = world.counters("fno")["operations_written_total"]
+        after_dry_run = world.reader.rows("fno", "CustomersV3", FNO_READS["CustomersV3"])
         results = world.dag_test(
             *(DagTestRun(f"p2c_{name}", LOGICAL_DATE, {"full_refresh": True}) for name in TEMPLATES),
             timeout=1200,
         )
         after = snapshot(world.reader)
-        yield SyncedWorld(world, before, after, {r["dag_id"]: r for r in results}, companies)
+        yield SyncedWorld(
+            world,
+            before,
+            after,
+            {r["dag_id"]: r for r in results},
+            companies,
+            dry_run,
+            after_dry_run,
+            written,
+        )
     finally:
         world.reader.close()
         world.running.stop()
@@ -448,24 +469,14 @@ def test_rejected_rows_are_in_the_dead_letter_files_with_reasons(synced: SyncedW
         assert "atlantis" in reasons
 
 
-def test_dry_run_plans_without_writing(demo_world: DemoWorld) -> None:
-    reader = demo_world.reader
-    before = reader.rows("fno", "CustomersV3", FNO_READS["CustomersV3"])
-    existing = {(c["dataAreaId"], c["CustomerAccount"]) for c in before}
-    expected = expected_accounts(
-        reader.rows("dataverse", "accounts", SALES_READS["accounts"]), business_units(reader)
-    )
-    with demo_world.running.admin("fno") as admin:
-        admin.reset_counters()
-
-    (run,) = demo_world.dag_test(
-        DagTestRun("p2c_accounts", LOGICAL_DATE, {"dry_run": True, "full_refresh": True})
-    )
-
+def test_dry_run_plans_without_writing(synced: SyncedWorld) -> None:
+    run = synced.dry_run
     assert run["state"] == "success"
-    assert demo_world.counters("fno")["operations_written_total"] == 0
-    after = reader.rows("fno", "CustomersV3", FNO_READS["CustomersV3"])
-    assert sorted(after, key=str) == sorted(before, key=str), "a dry run changed CustomersV3"
+    assert synced.written_by_dry_run == 0
+    before = synced.before.fno["CustomersV3"]
+    assert sorted(synced.after_dry_run, key=str) == sorted(before, key=str), "a dry run changed CustomersV3"
+    existing = {(c["dataAreaId"], c["CustomerAccount"]) for c in before}
+    expected = expected_accounts(synced.before.sales["accounts"], synced.companies)
     reports = {
         r["value"]["legal_entity"]: r["value"] for r in run["returns"] if r["task_id"] == "sync.report"
     }
