@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import costmodel, dagparse, measure, report
+from bench import costmodel, dagparse, measure, pycache, report
 from bench.scenarios import SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep", action="store_true", help="keep the work directory (databases, staging, logs)"
     )
+    parser.add_argument(
+        "--pycache",
+        default=str(ROOT / "state" / "bench" / "pycache"),
+        help="bytecode cache every child reads (compiled once); 'none' to compile in every process",
+    )
     return parser
 
 
@@ -86,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     contenders = (
         ["ours"] if args.mode in ("memory", "profile") else [c for c in args.contenders.split(",") if c]
     )
+    if args.pycache != "none":
+        cache = Path(args.pycache)
+        pycache.ensure(cache)
+        os.environ.update(pycache.environment(cache))  # inherited by every child process
     work = args.work_dir / f"{args.mode}-{args.scale}{'-dry-run' if args.dry_run else ''}"
     if work.exists():
         shutil.rmtree(work)

@@ -44,6 +44,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
         "--sdk-batch",
         "7",
         "--no-dag-parse",
+        "--pycache",
+        "none",
         "--results-name",
         "smoke",
         "--results-dir",
