@@ -7,8 +7,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STATE_DIR ?= state/emulators
+DEMO_STATE ?= state
+AIRFLOW_PORT ?= 8080
 
-.PHONY: demo test venv lint emulators seed reset-emulators lock bench clean
+.PHONY: demo airflow test venv lint emulators seed reset-emulators lock bench clean
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,9 +21,14 @@ $(STAMP): requirements/lock.txt pyproject.toml
 
 venv: $(STAMP)
 
-## The main job: local emulators with demo data and the Prospect-to-cash sync.
+## The main job: emulators with demo data, a local Airflow, all seven P2C DAGs, the
+## reconciliation, a summary. State in $(DEMO_STATE)/ (a second run writes nothing).
 demo: $(STAMP)
-	$(BIN)/python -m emulators demo --state-dir $(STATE_DIR)
+	$(BIN)/python -m devstack demo --state-dir $(DEMO_STATE)
+
+## The same local Airflow and emulators on the same state, left running for the UI until Ctrl-C.
+airflow: $(STAMP)
+	$(BIN)/python -m devstack airflow --state-dir $(DEMO_STATE) --port $(AIRFLOW_PORT)
 
 ## The whole test suite (lint first: a ruff error fails the build like a test does).
 test: $(STAMP)

@@ -1,9 +1,11 @@
-"""Command line of the emulators: `serve`, `seed`, `reset`, `demo`.
+"""Command line of the emulators: `serve`, `seed`, `reset`, `show`.
 
 python -m emulators serve [--state-dir DIR] [--port-base 8440|0] [--config FILE] [--seed demo|N]
 python -m emulators seed  --state-dir DIR --scale demo|N
 python -m emulators reset --state-dir DIR [--all]
-python -m emulators demo  [--state-dir DIR]
+python -m emulators show  [--state-dir DIR]
+
+(`make demo` is the whole product on these emulators: `python -m devstack demo`.)
 """
 
 from __future__ import annotations
@@ -57,9 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     reset.add_argument("--all", action="store_true", help="also delete TLS files, credentials and config")
 
-    demo = commands.add_parser("demo", help="start with demo data, show what each service holds, stop")
-    demo.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
-    demo.add_argument("--port-base", type=int, default=0)
+    show = commands.add_parser(
+        "show", help="start (seeding the demo data into empty stores), print each service's row counts, stop"
+    )
+    show.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    show.add_argument("--port-base", type=int, default=0)
     return parser
 
 
@@ -135,7 +139,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_show(args: argparse.Namespace) -> int:
     """Start `serve --seed demo` in a subprocess, read row counts over HTTPS, stop it."""
     import ssl
 
@@ -184,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         for noisy in ("httpx", "httpcore", "asyncio"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-    commands = {"serve": cmd_serve, "seed": cmd_seed, "reset": cmd_reset, "demo": cmd_demo}
+    commands = {"serve": cmd_serve, "seed": cmd_seed, "reset": cmd_reset, "show": cmd_show}
     return commands[args.command](args)
 
 

@@ -171,8 +171,8 @@ def test_seed_without_the_seed_module_explains(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not seed_available(), reason="the seed module is not written yet")
-def test_demo_prints_what_each_service_holds(tmp_path: Path) -> None:
-    result = run_cli("demo", "--state-dir", str(tmp_path / "demo"), timeout=300)
+def test_show_prints_what_each_service_holds(tmp_path: Path) -> None:
+    result = run_cli("show", "--state-dir", str(tmp_path / "demo"), timeout=300)
     assert result.returncode == 0, result.stderr
     assert "dataverse at https://localhost:" in result.stdout
     assert "fno at https://localhost:" in result.stdout

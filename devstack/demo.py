@@ -1,0 +1,840 @@
+"""``make demo`` and ``make airflow``: the Prospect-to-cash flow through a real local Airflow.
+
+:func:`run_demo` is the whole of ``make demo`` (the end-to-end test calls the same function):
+
+1. start the emulators on free ports with their state in ``<state>/emulators`` (the demo
+   world of ``emulators/seed/STORY.md`` is seeded on the first start only);
+2. prepare ``<state>/airflow`` (SQLite, migrated once) and start the scheduler (LocalExecutor),
+   dag-processor, api-server and triggerer, with the two Dynamics connections given as
+   ``AIRFLOW_CONN_*`` variables built from the emulators' JSON line;
+3. trigger one run of each of the seven P2C DAGs, all at once and for the same logical date,
+   with ``full_refresh`` (the initial load of an integration: every row the templates'
+   filters allow). The run-order sensors hold contacts, quotations, orders and invoices back
+   until their prerequisite DAGs succeeded for that date; the progress lines show it;
+4. trigger the reconciliation DAG, which writes its report next to the staging files;
+5. print a summary per template and company (read / created / updated / unchanged /
+   rejected), the writes the emulators counted, and where to look next; stop everything.
+
+A second ``make demo`` on the same state triggers new runs for a new logical date: they read
+the same rows, find them in sync and write nothing, which the summary and the emulators'
+write counters both show.
+
+:func:`serve` is ``make airflow``: the same stack on the same state, left running for the
+UI until Ctrl-C.
+
+The emulators' client secret only travels from their JSON line into the Airflow processes'
+environment; it is never printed or logged here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from devstack.airflow_stack import (
+    FINISHED,
+    ROOT,
+    AirflowStack,
+    StackError,
+    airflow_env,
+    connection_env,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+
+#: The seven template DAGs in run order (the order of the summary).
+SYNC_DAGS = (
+    "p2c_accounts",
+    "p2c_products",
+    "p2c_contacts",
+    "p2c_sales_quotations",
+    "p2c_sales_orders_fno_to_sales",
+    "p2c_sales_orders_sales_to_fno",
+    "p2c_sales_invoices",
+)
+RECONCILIATION_DAG = "p2c_reconciliation"
+ALL_DAGS = (*SYNC_DAGS, RECONCILIATION_DAG)
+SERVICES = {"dataverse": "Dataverse (Sales)", "fno": "Finance and Operations"}
+#: Per-company counts shown in the summary, in this order.
+SUMMARY_COUNTS = ("read", "skipped", "created", "updated", "unchanged", "rejected", "failed")
+#: The run-order sensors check every 5 s instead of every minute (P2C_RUN_ORDER_POKE_SECONDS).
+POKE_SECONDS = 5
+DEFAULT_UI_PORT = 8080
+PRELOAD_DIR = Path(__file__).resolve().parent / "preload"
+ACTIVE_TASK_STATES = ("queued", "running", "scheduled", "up_for_retry", "up_for_reschedule", "restarting")
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+class DemoError(RuntimeError):
+    """The demo could not run (an emulator or Airflow component failed to start, a timeout)."""
+
+
+# -- where things live ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    """Everything the demo keeps, under one state directory (``state/`` by default)."""
+
+    root: Path
+
+    @property
+    def emulators(self) -> Path:
+        return self.root / "emulators"
+
+    @property
+    def airflow(self) -> Path:
+        return self.root / "airflow"
+
+    @property
+    def staging(self) -> Path:
+        return self.root / "staging"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports" / "reconciliation"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def pycache(self) -> Path:
+        return self.root / "pycache"
+
+
+def _shown(path: Path | str) -> str:
+    """A path as the user should type it: relative to the checkout when inside it."""
+    path = Path(path)
+    with contextlib.suppress(ValueError):
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    return str(path)
+
+
+# -- the emulators ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """The emulators' JSON line (what :func:`connection_env` needs); the secret stays out of repr."""
+
+    dataverse_url: str
+    fno_url: str
+    authority: str
+    tenant_id: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    ca_bundle: str
+    admin: dict[str, str]
+    pid: int
+
+    @classmethod
+    def from_line(cls, line: str) -> Endpoints:
+        data = json.loads(line)
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+
+class Emulators:
+    """``python -m emulators serve --seed demo`` as a child process on free ports.
+
+    The seed only fills empty stores, so the demo world is written on the first start and
+    everything the sync wrote before is still there on the next one.
+    """
+
+    def __init__(self, state_dir: Path, log_path: Path, *, start_timeout: float = 180) -> None:
+        self.state_dir = Path(state_dir)
+        self.log_path = Path(log_path)
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen[str] | None = None
+        self.endpoints: Endpoints | None = None
+        self._http: httpx.Client | None = None
+
+    @property
+    def seeded_before(self) -> bool:
+        return (self.state_dir / "dataverse.sqlite").exists() and (self.state_dir / "fno.sqlite").exists()
+
+    def __enter__(self) -> Emulators:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> Endpoints:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "emulators", "serve", "--state-dir", str(self.state_dir)]
+        command += ["--port-base", "0", "--seed", "demo"]
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+        }
+        with self.log_path.open("a") as log_file:
+            self.process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                text=True,
+                start_new_session=True,  # Ctrl-C reaches us; we stop the emulators in order
+            )
+        try:
+            self.endpoints = Endpoints.from_line(self._first_line())
+            self._http = httpx.Client(
+                verify=ssl.create_default_context(cafile=self.endpoints.ca_bundle), timeout=30
+            )
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self.endpoints
+
+    def _first_line(self) -> str:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + self.start_timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if selector.select(timeout=0.5):
+                    line = self.process.stdout.readline()
+                    if line:
+                        return line
+                if self.process.poll() is not None:
+                    break
+        raise DemoError(f"the emulators did not start; see {_shown(self.log_path)}:\n{_tail(self.log_path)}")
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + 30
+        for service in SERVICES:
+            while True:
+                try:
+                    if self.admin(service, "health"):
+                        break
+                except (httpx.HTTPError, DemoError):
+                    if time.monotonic() > deadline:
+                        raise
+                time.sleep(0.1)
+
+    def admin(self, service: str, path: str, method: str = "GET") -> Any:
+        """One ``/_admin/`` call of a service (no token needed; loopback only)."""
+        assert self._http is not None
+        assert self.endpoints is not None
+        response = self._http.request(method, f"{self.endpoints.admin[service]}/{path}")
+        if response.status_code >= 400:
+            raise DemoError(f"{service} admin {path} -> {response.status_code}")
+        return response.json()
+
+    def writes(self) -> dict[str, int]:
+        """Create/update/upsert/delete operations each service applied since the last reset."""
+        return {
+            service: int(self.admin(service, "counters")["operations_written_total"]) for service in SERVICES
+        }
+
+    def reset_counters(self) -> None:
+        for service in SERVICES:
+            self.admin(service, "counters/reset", method="POST")
+
+    def tables(self) -> dict[str, dict[str, int]]:
+        return {service: self.admin(service, "tables") for service in SERVICES}
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# -- the local Airflow ------------------------------------------------------------------------------
+
+
+def stack_env(
+    paths: DemoPaths,
+    endpoints: Endpoints,
+    *,
+    api_port: int | None = None,
+    use_job_schedule: bool = False,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of every Airflow process of the demo stack.
+
+    On top of :func:`airflow_env` (SQLite, LocalExecutor, connections): staging under the
+    state directory, quick run-order checks, the scheduler's preload of heavy libraries
+    (``devstack/preload``), and -- when the caller's environment forbids bytecode files
+    (``PYTHONDONTWRITEBYTECODE``) -- a bytecode cache under the state directory, without
+    which every task process would compile Airflow and pandas from source again.
+    """
+    source = dict(os.environ if base is None else base)
+    extra = {
+        "P2C_RUN_ORDER_POKE_SECONDS": str(POKE_SECONDS),
+        # the DAG files do not change during a demo; re-parse them every 5 minutes, not 30 s
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "300",
+    }
+    if source.pop("PYTHONDONTWRITEBYTECODE", None):
+        extra["PYTHONPYCACHEPREFIX"] = str(paths.pycache.resolve())
+    env = airflow_env(
+        paths.airflow,
+        staging_root=paths.staging,
+        connections=connection_env(endpoints),
+        api_port=api_port,
+        parallelism=4,
+        use_job_schedule=use_job_schedule,
+        extra=extra,
+        base=source,
+    )
+    env["PYTHONPATH"] = os.pathsep.join([str(PRELOAD_DIR), env["PYTHONPATH"]])
+    return env
+
+
+def prepare_airflow_home(home: Path, env: Mapping[str, str], out: Callable[[str], None]) -> bool:
+    """Create and migrate the SQLite metadata database once per Airflow version; True when it
+    had to (first start)."""
+    home = Path(home)
+    stamp = home / ".migrated"
+    wanted = version("apache-airflow")
+    if (home / "airflow.db").exists() and stamp.exists() and stamp.read_text().strip() == wanted:
+        return False
+    home.mkdir(parents=True, exist_ok=True)
+    out(f"Preparing the Airflow {wanted} database in {_shown(home)} (first start only, about 30 s)")
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=dict(env),
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise DemoError(f"airflow db migrate failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    stamp.write_text(wanted + "\n")
+    return True
+
+
+# -- following the runs -----------------------------------------------------------------------------
+
+
+def describe_phase(run_state: str, task_instances: Sequence[Mapping[str, Any]]) -> str | None:
+    """What a DAG run is doing, in a few words, from its task instances (None: between
+    tasks, nothing new to say)."""
+    if run_state in ("queued", "success", "failed"):
+        return run_state
+    waiting = sorted(
+        ti["task_id"].removeprefix("wait_for_")
+        for ti in task_instances
+        if ti["task_id"].startswith("wait_for_") and ti.get("state") not in ("success", "skipped")
+    )
+    if waiting:
+        return f"waiting for {', '.join(waiting)}"
+    active = [ti for ti in task_instances if ti.get("state") in ACTIVE_TASK_STATES]
+    steps: list[str] = []
+    for ti in active:
+        parts = ti["task_id"].split(".")
+        if len(parts) == 3 and parts[0] == "sync" and parts[1] not in steps:
+            steps.append(parts[1])
+    if steps:
+        return f"syncing {' + '.join(steps)}"
+    active_ids = {ti["task_id"] for ti in active}
+    if active_ids & {"check_mapping", "company_pairs"}:
+        return "checking the mapping against both services' $metadata"
+    if "sync.report" in active_ids:
+        return "writing the run summary"
+    if active_ids & {"reconcile", "verdict"}:
+        return "comparing every template's source and target"
+    return None
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass
+class RunResult:
+    """One DAG run of the demo: its state, timing and (for templates) counts per company."""
+
+    dag_id: str
+    run_id: str
+    state: str = "queued"
+    started: datetime | None = None
+    finished: datetime | None = None
+    companies: dict[str, dict[str, int]] = field(default_factory=dict)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+
+    @property
+    def template(self) -> str:
+        return self.dag_id.removeprefix("p2c_")
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.started and self.finished:
+            return (self.finished - self.started).total_seconds()
+        return None
+
+    def total(self, *names: str) -> int:
+        return sum(counts.get(name, 0) for counts in self.companies.values() for name in names)
+
+
+def one_line_counts(run: RunResult) -> str:
+    """``72 in sync after the run (52 created, 2 updated, 18 unchanged), 8 rejected``."""
+    synced = run.total("created", "updated", "unchanged")
+    text = (
+        f"{synced} in target ({run.total('created')} created, {run.total('updated')} updated, "
+        f"{run.total('unchanged')} unchanged)"
+    )
+    for name in ("rejected", "failed"):
+        if run.total(name):
+            text += f", {run.total(name)} {name}"
+    return text
+
+
+class RunWatcher:
+    """Polls the REST API for a set of runs and prints one line per change of what a run
+    is doing (queued, waiting for an upstream DAG, syncing a step, done)."""
+
+    def __init__(
+        self,
+        stack: AirflowStack,
+        runs: Mapping[str, RunResult],
+        out: Callable[[str], None],
+        clock_start: float,
+    ) -> None:
+        self.stack = stack
+        self.runs = dict(runs)
+        self.out = out
+        self.clock_start = clock_start
+        self.phases: dict[str, str] = {}
+        self.width = max(len(dag_id) for dag_id in (*ALL_DAGS, *self.runs))
+
+    def _line(self, dag_id: str, text: str) -> None:
+        elapsed = round(time.monotonic() - self.clock_start)
+        self.out(f"  [{elapsed // 60:2d}:{elapsed % 60:02d}] {dag_id:<{self.width}}  {text}")
+
+    def poll(self) -> bool:
+        """Check every unfinished run once; True when all have finished."""
+        for dag_id, run in self.runs.items():
+            if run.state in FINISHED:
+                continue
+            info = self.stack.api("GET", f"/dags/{dag_id}/dagRuns/{run.run_id}")
+            run.state = info["state"]
+            run.started = _parse_time(info.get("start_date")) or run.started
+            run.finished = _parse_time(info.get("end_date"))
+            tis = [] if run.state in FINISHED else self.stack.task_instances(dag_id, run.run_id)
+            phase = describe_phase(run.state, tis)
+            if run.state in FINISHED:
+                collect_results(self.stack, run)
+                phase = self._finished_text(run)
+            if phase is not None and phase != self.phases.get(dag_id):
+                self.phases[dag_id] = phase
+                self._line(dag_id, phase)
+        return all(run.state in FINISHED for run in self.runs.values())
+
+    def _finished_text(self, run: RunResult) -> str:
+        took = f" in {_duration(run.elapsed)}" if run.elapsed is not None else ""
+        if run.state != "success":
+            return f"FAILED{took}"
+        if run.dag_id == RECONCILIATION_DAG and run.result:
+            totals = run.result.get("totals", {})
+            return f"done{took}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in totals.items())
+        return f"done{took}: {one_line_counts(run)}"
+
+    def wait(self, timeout: float, poll: float = 2.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.poll():
+            if time.monotonic() > deadline:
+                pending = [d for d, r in self.runs.items() if r.state not in FINISHED]
+                raise DemoError(f"runs not finished within {_duration(timeout)}: {pending}")
+            check_alive(self.stack)
+            time.sleep(poll)
+
+
+def check_alive(stack: AirflowStack) -> None:
+    """Fail with the component's log tail when one of the Airflow processes has exited."""
+    for component, process in stack.processes.items():
+        if process.poll() is not None:
+            raise StackError(
+                f"airflow {component} exited with {process.returncode}\n"
+                + stack.diagnostics(components=[component])
+            )
+
+
+def collect_results(stack: AirflowStack, run: RunResult) -> None:
+    """Read a finished run's results from XCom: the per-company ``sync.report`` of a
+    template DAG, the ``reconcile`` result of the reconciliation DAG."""
+    tis = stack.task_instances(run.dag_id, run.run_id)
+    for ti in tis:
+        if ti["state"] != "success":
+            continue
+        if ti["task_id"] == "sync.report":
+            report = stack.xcom(run.dag_id, run.run_id, "sync.report", ti["map_index"])
+            company = report["legal_entity"]
+            run.companies[company] = {name: int(value) for name, value in report["counts"].items()}
+            run.dead_letters.extend({"company": company, **item} for item in report.get("dead_letters", []))
+        elif ti["task_id"] == "reconcile":
+            run.result = stack.xcom(run.dag_id, run.run_id, "reconcile")
+    run.dead_letters.sort(key=lambda item: (item["company"], item["task"], item["kind"]))
+
+
+# -- the demo ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoResult:
+    """What one ``make demo`` did; :func:`format_summary` prints it, the e2e test checks it."""
+
+    state_dir: Path
+    first_start: bool
+    earlier_runs: int
+    logical_date: str
+    runs: list[RunResult]
+    reconciliation: RunResult | None
+    writes: dict[str, int]
+    tables_before: dict[str, dict[str, int]]
+    tables_after: dict[str, dict[str, int]]
+    elapsed: float
+    airflow_elapsed: float
+
+    @property
+    def ok(self) -> bool:
+        runs = [*self.runs, *([self.reconciliation] if self.reconciliation else [])]
+        return bool(runs) and all(run.state == "success" for run in runs)
+
+    def total(self, *names: str) -> int:
+        return sum(run.total(*names) for run in self.runs)
+
+    @property
+    def wrote_nothing(self) -> bool:
+        return self.ok and self.total("created", "updated", "failed") == 0 and not any(self.writes.values())
+
+
+def _logical_date() -> str:
+    """One logical date for all seven runs of a demo (the sensors pair runs by it): now, to
+    the second, so every demo gets its own and never one in the future."""
+    return datetime.now(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _trigger(stack: AirflowStack, dag_id: str, run_id: str, logical_date: str, conf: dict[str, Any]) -> None:
+    stack.api(
+        "POST",
+        f"/dags/{dag_id}/dagRuns",
+        json={"dag_run_id": run_id, "logical_date": logical_date, "conf": conf},
+    )
+
+
+def _set_paused(stack: AirflowStack, dag_ids: Sequence[str], paused: bool) -> None:
+    for dag_id in dag_ids:
+        stack.api("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})
+
+
+def _earlier_runs(stack: AirflowStack) -> int:
+    return int(stack.api("GET", f"/dags/{SYNC_DAGS[0]}/dagRuns", params={"limit": 1})["total_entries"])
+
+
+def run_demo(
+    state_dir: Path | str = "state",
+    *,
+    out: Callable[[str], None] = _print,
+    run_timeout: float = 1800,
+) -> DemoResult:
+    """Everything ``make demo`` does (see the module docstring); returns what happened.
+
+    :param state_dir: emulator data, the Airflow home, staging and reports live here; a
+        second call on the same directory finds everything in sync.
+    :param run_timeout: seconds the seven runs and the reconciliation may take together.
+    """
+    started = time.monotonic()
+    paths = DemoPaths(Path(state_dir).resolve())
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    out("Prospect to cash demo: Dynamics 365 Sales <-> Finance and Operations through Apache Airflow")
+    emulators = Emulators(paths.emulators, paths.logs / "emulators.log")
+    first_start = not emulators.seeded_before
+    out(
+        "Starting the Dynamics emulators"
+        + (
+            " and seeding the demo world (emulators/seed/STORY.md)"
+            if first_start
+            else f" on {_shown(paths.emulators)}"
+        )
+    )
+    with emulators:
+        endpoints = emulators.endpoints
+        assert endpoints is not None
+        out(
+            f"  Dataverse {endpoints.dataverse_url}  F&O {endpoints.fno_url}  "
+            f"(Entra ID {endpoints.authority})"
+        )
+        tables_before = emulators.tables()
+        env = stack_env(paths, endpoints)
+        prepare_airflow_home(paths.airflow, env, out)
+        out("Starting Airflow: api-server, scheduler (LocalExecutor), dag-processor, triggerer")
+        stack = AirflowStack(paths.airflow, env)
+        with stack:
+            out(
+                f"  Airflow {version('apache-airflow')} is up at {stack.base_url} "
+                f"({_duration(time.monotonic() - started)} since the start)"
+            )
+            stack.wait_for_dags(ALL_DAGS, timeout=300)
+            earlier = _earlier_runs(stack)
+            if earlier:
+                out(f"  This state was synced before ({earlier} earlier run(s)): expect nothing to write.")
+            logical_date = _logical_date()
+            stamp = logical_date.replace("-", "").replace(":", "")
+            runs = {dag_id: RunResult(dag_id, f"p2c_demo__{stamp}") for dag_id in SYNC_DAGS}
+            emulators.reset_counters()
+            _set_paused(stack, ALL_DAGS, False)
+            airflow_started = time.monotonic()
+            try:
+                out(
+                    f"Running the seven P2C DAGs (full refresh, logical date {logical_date}); "
+                    "the run-order sensors hold each one until its prerequisites succeeded:"
+                )
+                for dag_id, run in runs.items():
+                    _trigger(stack, dag_id, run.run_id, logical_date, {"full_refresh": True})
+                RunWatcher(stack, runs, out, started).wait(run_timeout)
+                out("Reconciling source and target (dry run of every template, report in HTML and JSON):")
+                reconciliation = RunResult(RECONCILIATION_DAG, f"p2c_demo__{stamp}")
+                _trigger(
+                    stack,
+                    RECONCILIATION_DAG,
+                    reconciliation.run_id,
+                    logical_date,
+                    {"output_dir": str(paths.reports)},
+                )
+                RunWatcher(stack, {RECONCILIATION_DAG: reconciliation}, out, started).wait(run_timeout)
+                airflow_elapsed = time.monotonic() - airflow_started
+                writes = emulators.writes()
+                failures = [
+                    stack.failed_task_logs(run.dag_id, run.run_id, lines=25)
+                    for run in [*runs.values(), reconciliation]
+                    if run.state != "success"
+                ]
+                for text in failures:
+                    out(text)
+            finally:
+                # nothing runs behind the user's back when they browse the same state later
+                with contextlib.suppress(StackError, httpx.HTTPError):
+                    _set_paused(stack, ALL_DAGS, True)
+            out("Stopping Airflow and the emulators")
+        tables_after = emulators.tables()
+    return DemoResult(
+        state_dir=paths.root,
+        first_start=first_start,
+        earlier_runs=earlier,
+        logical_date=logical_date,
+        runs=list(runs.values()),
+        reconciliation=reconciliation,
+        writes=writes,
+        tables_before=tables_before,
+        tables_after=tables_after,
+        elapsed=time.monotonic() - started,
+        airflow_elapsed=airflow_elapsed,
+    )
+
+
+# -- the summary ------------------------------------------------------------------------------------
+
+
+def summary_table(runs: Sequence[RunResult]) -> list[str]:
+    """One row per template and company, a total per template, and the grand total."""
+    header = ["template", "company", *SUMMARY_COUNTS, "time"]
+    rows: list[list[str]] = []
+    grand = dict.fromkeys(SUMMARY_COUNTS, 0)
+    for run in runs:
+        took = _duration(run.elapsed) if run.elapsed is not None else "-"
+        if not run.companies:
+            rows.append([run.template, "-", *("-" for _ in SUMMARY_COUNTS), f"{took} {run.state.upper()}"])
+            continue
+        for index, (company, counts) in enumerate(
+            sorted(run.companies.items(), key=lambda kv: kv[0] != "usmf")
+        ):
+            rows.append(
+                [
+                    run.template if index == 0 else "",
+                    company,
+                    *(str(counts.get(name, 0)) for name in SUMMARY_COUNTS),
+                    took if index == 0 else "",
+                ]
+            )
+        for name in SUMMARY_COUNTS:
+            grand[name] += run.total(name)
+    rows.append(["all templates", "", *(str(grand[name]) for name in SUMMARY_COUNTS), ""])
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def render(row: list[str]) -> str:
+        cells = [cell.ljust(widths[i]) if i < 2 else cell.rjust(widths[i]) for i, cell in enumerate(row)]
+        return "  " + "  ".join(cells).rstrip()
+
+    rule = "  " + "-" * (sum(widths) + 2 * (len(widths) - 1))
+    return [render(header), rule, *(render(row) for row in rows[:-1]), rule, render(rows[-1])]
+
+
+def format_summary(result: DemoResult) -> str:
+    """The end of ``make demo``: counts, the writes the emulators saw, and where to look next."""
+    lines = [
+        "",
+        f"Summary (logical date {result.logical_date}, full refresh; counts per template and company):",
+    ]
+    lines += summary_table(result.runs)
+    writes = ", ".join(f"{SERVICES[s]} {n}" for s, n in result.writes.items())
+    lines.append("")
+    lines.append(f"Writes the emulators counted during the runs: {writes}.")
+    if result.wrote_nothing:
+        lines.append(
+            "Nothing was written: every row the templates select was already in sync "
+            f"({result.total('unchanged')} unchanged, 0 created, 0 updated)."
+        )
+    if result.reconciliation is not None and result.reconciliation.result:
+        totals = result.reconciliation.result.get("totals", {})
+        lines.append(
+            "Reconciliation: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in totals.items()) + "."
+        )
+    lines.append(
+        f"Finished in {_duration(result.elapsed)} (Airflow runs {_duration(result.airflow_elapsed)})."
+        + ("" if result.ok else " SOME RUNS FAILED: see the task logs above.")
+    )
+    lines += ["", "Where to look next:"]
+    paths = DemoPaths(result.state_dir)
+    report = result.reconciliation.result if result.reconciliation else None
+    if report:
+        local = report.get("paths", {})
+        lines.append(f"  Reconciliation report  {_shown(local.get('local_html', local.get('html', '')))}")
+        lines.append(f"{'':25}{_shown(local.get('local_json', local.get('json', '')))} (same data as JSON)")
+    dead = [(run.template, item) for run in result.runs for item in run.dead_letters]
+    if dead:
+        lines.append(f"  Dead-letter files      {len(dead)} Parquet file(s), each row with its reason:")
+        for template, item in dead:
+            lines.append(
+                f"    {template}/{item['task']} [{item['company']}] {item['rows']} {item['kind']}: "
+                f"{_shown(str(item['path']).removeprefix('file://'))}"
+            )
+        lines.append(
+            '    read one: .venv/bin/python -c "import pandas, sys; '
+            'print(pandas.read_parquet(sys.argv[1]).to_string())" <file>'
+        )
+    else:
+        lines.append("  Dead-letter files      none in this run")
+    lines.append(
+        f"  Airflow UI             make airflow, then http://127.0.0.1:{DEFAULT_UI_PORT} "
+        "(no login: local all-admins mode); same state, these runs and their logs"
+    )
+    lines.append(
+        f"  Logs                   {_shown(paths.airflow / 'logs')} (Airflow), "
+        f"{_shown(paths.logs)} (emulators)"
+    )
+    lines.append(f"  Start again from zero  rm -rf {_shown(paths.root)}")
+    return "\n".join(lines)
+
+
+# -- make airflow -----------------------------------------------------------------------------------
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C, so every child process is stopped on the way out."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def serve(
+    state_dir: Path | str = "state",
+    *,
+    port: int = DEFAULT_UI_PORT,
+    out: Callable[[str], None] = _print,
+    until: Callable[[], bool] | None = None,
+) -> int:
+    """``make airflow``: the demo's emulators and Airflow on the same state, running until
+    Ctrl-C (or until ``until()`` is true, for tests). The scheduler's own schedule is on,
+    as in production; the DAGs stay paused until you unpause them."""
+    paths = DemoPaths(Path(state_dir).resolve())
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    if not _port_free(port):
+        out(f"Port {port} is taken; choose another with AIRFLOW_PORT=<port> make airflow (or --port).")
+        return 2
+    with terminate_as_interrupt(), Emulators(paths.emulators, paths.logs / "emulators.log") as emulators:
+        endpoints = emulators.endpoints
+        assert endpoints is not None
+        env = stack_env(paths, endpoints, api_port=port, use_job_schedule=True)
+        prepare_airflow_home(paths.airflow, env, out)
+        out("Starting Airflow: api-server, scheduler (LocalExecutor), dag-processor, triggerer")
+        with AirflowStack(paths.airflow, env) as stack:
+            stack.wait_for_dags(ALL_DAGS, timeout=300)
+            out("")
+            out(f"Airflow UI:   {stack.base_url}  (no login: local all-admins mode, this machine only)")
+            out(f"Emulators:    Dataverse {endpoints.dataverse_url}  F&O {endpoints.fno_url}")
+            out("Connections:  dynamics_dataverse_default, dynamics_fno_default (AIRFLOW_CONN_* variables)")
+            out(f"State:        {_shown(paths.root)} (Airflow home {_shown(paths.airflow)})")
+            out(
+                "Try: Dags -> p2c_accounts -> Trigger, or a backfill of 2026-11-01..2026-11-03 "
+                "(the seed's days)"
+            )
+            out("     on each DAG; Assets shows the entity graph. Ctrl-C stops everything.")
+            try:
+                while until is None or not until():
+                    check_alive(stack)
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                out("")
+            out("Stopping Airflow and the emulators")
+    return 0
