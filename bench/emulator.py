@@ -130,7 +130,13 @@ def start(state_dir: Path, config: dict[str, Any]) -> Emulators:
     }
     with log_path.open("w") as log_file:
         process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log_file, text=True
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            text=True,
+            preexec_fn=die_with_parent,  # a killed harness (CI timeout) leaves no emulator behind
         )
     try:
         line = _first_line(process, START_TIMEOUT)
@@ -143,6 +149,17 @@ def start(state_dir: Path, config: dict[str, Any]) -> Emulators:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
         raise RuntimeError(f"emulators did not start; log tail:\n{tail}") from None
     return running
+
+
+def die_with_parent() -> None:
+    """Linux: deliver SIGTERM to the child when the harness process dies (``PR_SET_PDEATHSIG``)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def _first_line(process: subprocess.Popen[str], timeout: float) -> str:

@@ -101,6 +101,7 @@ def _run_child(spec: dict[str, Any], work: Path, env: dict[str, str], label: str
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            preexec_fn=emulator.die_with_parent,
         )
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
