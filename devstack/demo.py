@@ -29,6 +29,7 @@ environment; it is never printed or logged here.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import selectors
@@ -284,6 +285,32 @@ def _tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
+@contextlib.contextmanager
+def state_lock(paths: DemoPaths) -> Iterator[None]:
+    """One demo or stack per state directory: two would run two emulators and two
+    schedulers on the same SQLite files."""
+
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with (paths.root / ".lock").open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise DemoError(
+                f"{_shown(paths.root)} is in use by {holder} (make demo or make airflow); "
+                "stop it first, or use another DEMO_STATE"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 # -- the local Airflow ------------------------------------------------------------------------------
 
 
@@ -518,7 +545,9 @@ def collect_results(stack: AirflowStack, run: RunResult) -> None:
             run.dead_letters.extend({"company": company, **item} for item in report.get("dead_letters", []))
         elif ti["task_id"] == "reconcile":
             run.result = stack.xcom(run.dag_id, run.run_id, "reconcile")
-    run.dead_letters.sort(key=lambda item: (item["company"], item["task"], item["kind"]))
+    run.dead_letters.sort(
+        key=lambda item: (item["company"] != "usmf", item["company"], item["task"], item["kind"])
+    )
 
 
 # -- the demo ---------------------------------------------------------------------------------------
@@ -591,6 +620,11 @@ def run_demo(
     started = time.monotonic()
     paths = DemoPaths(Path(state_dir).resolve())
     paths.logs.mkdir(parents=True, exist_ok=True)
+    with state_lock(paths):
+        return _run_demo(paths, out, run_timeout, started)
+
+
+def _run_demo(paths: DemoPaths, out: Callable[[str], None], run_timeout: float, started: float) -> DemoResult:
     out("Prospect to cash demo: Dynamics 365 Sales <-> Finance and Operations through Apache Airflow")
     emulators = Emulators(paths.emulators, paths.logs / "emulators.log")
     first_start = not emulators.seeded_before
@@ -747,16 +781,7 @@ def format_summary(result: DemoResult) -> str:
         lines.append(f"{'':25}{_shown(local.get('local_json', local.get('json', '')))} (same data as JSON)")
     dead = [(run.template, item) for run in result.runs for item in run.dead_letters]
     if dead:
-        lines.append(f"  Dead-letter files      {len(dead)} Parquet file(s), each row with its reason:")
-        for template, item in dead:
-            lines.append(
-                f"    {template}/{item['task']} [{item['company']}] {item['rows']} {item['kind']}: "
-                f"{_shown(str(item['path']).removeprefix('file://'))}"
-            )
-        lines.append(
-            '    read one: .venv/bin/python -c "import pandas, sys; '
-            'print(pandas.read_parquet(sys.argv[1]).to_string())" <file>'
-        )
+        lines += dead_letter_lines(dead)
     else:
         lines.append("  Dead-letter files      none in this run")
     lines.append(
@@ -767,8 +792,50 @@ def format_summary(result: DemoResult) -> str:
         f"  Logs                   {_shown(paths.airflow / 'logs')} (Airflow), "
         f"{_shown(paths.logs)} (emulators)"
     )
-    lines.append(f"  Start again from zero  rm -rf {_shown(paths.root)}")
+    own = (paths.emulators, paths.airflow, paths.staging, paths.reports.parent, paths.logs)
+    lines.append(f"  Start again from zero  rm -rf {' '.join(_shown(path) for path in own)}")
     return "\n".join(lines)
+
+
+def dead_letter_lines(dead: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The dead-letter files of a demo: one folder pattern, then one line per template task
+    with the rows per company (the files follow the staging layout of docs/sync.md:
+    ``<root>/<template>/<run_id>/<company>/<task>/deadletter/<kind>.parquet``)."""
+    paths = [Path(str(item["path"]).removeprefix("file://")) for _, item in dead]
+    layout_ok = all(
+        len(path.parts) > 6
+        and path.parent.name == "deadletter"
+        and (path.parents[1].name, path.parents[2].name, path.parents[4].name)
+        == (item["task"], item["company"], template)
+        for path, (template, item) in zip(paths, dead, strict=True)
+    )
+    run_ids = {path.parents[3].name for path in paths} if layout_ok else set()
+    lines = []
+    if layout_ok and len(run_ids) == 1:
+        root = paths[0].parents[5]
+        pattern = (
+            root / "<template>" / run_ids.pop() / "<company>" / "<task>" / "deadletter" / "<kind>.parquet"
+        )
+        lines.append(f"  Dead-letter files      {_shown(pattern)}")
+        grouped: dict[tuple[str, str, str], list[str]] = {}
+        for template, item in dead:
+            key = (f"{template}/{item['task']}", item["task"], item["kind"])
+            grouped.setdefault(key, []).append(f"{item['company']} {item['rows']}")
+        width = max(len(name) for name, _, _ in grouped)
+        for (name, _, kind), companies in grouped.items():
+            lines.append(f"    {name:<{width}}  {kind}: {', '.join(companies)}")
+    else:
+        lines.append("  Dead-letter files")
+        for (template, item), path in zip(dead, paths, strict=True):
+            lines.append(
+                f"    {template}/{item['task']} [{item['company']}] {item['rows']} {item['kind']}: "
+                f"{_shown(path)}"
+            )
+    lines.append(
+        '    each row with its reason; read one with .venv/bin/python -c "import pandas, sys; '
+        'print(pandas.read_parquet(sys.argv[1]).to_string())" <file>'
+    )
+    return lines
 
 
 # -- make airflow -----------------------------------------------------------------------------------
@@ -812,7 +879,11 @@ def serve(
     if not _port_free(port):
         out(f"Port {port} is taken; choose another with AIRFLOW_PORT=<port> make airflow (or --port).")
         return 2
-    with terminate_as_interrupt(), Emulators(paths.emulators, paths.logs / "emulators.log") as emulators:
+    with (
+        state_lock(paths),
+        terminate_as_interrupt(),
+        Emulators(paths.emulators, paths.logs / "emulators.log") as emulators,
+    ):
         endpoints = emulators.endpoints
         assert endpoints is not None
         env = stack_env(paths, endpoints, api_port=port, use_job_schedule=True)

@@ -9,27 +9,28 @@ import runpy
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import pytest
 
 from devstack.__main__ import build_parser
 from devstack.demo import (
     ALL_DAGS,
     PRELOAD_DIR,
     SYNC_DAGS,
+    DemoError,
     DemoPaths,
     DemoResult,
     Endpoints,
     RunResult,
+    dead_letter_lines,
     describe_phase,
     format_summary,
     one_line_counts,
     stack_env,
+    state_lock,
     summary_table,
 )
 from prospect_to_cash.sync.mapping import TEMPLATES
-
-if TYPE_CHECKING:
-    import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-client-secret-never-printed"
@@ -196,15 +197,31 @@ def test_summary_says_nothing_was_written_only_when_counts_and_counters_agree(tm
     assert not busy.wrote_nothing
 
 
-def test_summary_lists_dead_letter_files(tmp_path: Path) -> None:
-    run = _run("p2c_accounts", {"rejected": 4}, {"rejected": 4})
-    path = tmp_path / "staging" / "accounts" / "r" / "usmf" / "customers" / "deadletter" / "rejected.parquet"
+def test_summary_lists_dead_letter_files_by_template_task(tmp_path: Path) -> None:
+    run = _run("p2c_accounts", {"rejected": 4}, {"rejected": 3})
+    staging = tmp_path / "staging" / "accounts" / "p2c_demo__x"
     run.dead_letters = [
-        {"company": "usmf", "task": "customers", "kind": "rejected", "path": f"file://{path}", "rows": 4}
+        {
+            "company": company,
+            "task": "customers",
+            "kind": "rejected",
+            "path": f"file://{staging / company / 'customers' / 'deadletter' / 'rejected.parquet'}",
+            "rows": rows,
+        }
+        for company, rows in (("usmf", 4), ("demf", 3))
     ]
     text = format_summary(_result(tmp_path, writes={"dataverse": 0, "fno": 3}, runs=[run]))
-    assert f"accounts/customers [usmf] 4 rejected: {path}" in text
+    pattern = tmp_path / "staging" / "<template>" / "p2c_demo__x" / "<company>" / "<task>" / "deadletter"
+    assert f"Dead-letter files      {pattern}/<kind>.parquet" in text
+    assert "    accounts/customers  rejected: usmf 4, demf 3" in text
     assert "pandas.read_parquet" in text
+
+
+def test_dead_letters_outside_the_staging_layout_are_listed_one_by_one(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.parquet"
+    item = {"company": "usmf", "task": "customers", "kind": "failed", "path": str(elsewhere), "rows": 2}
+    lines = dead_letter_lines([("accounts", item)])
+    assert lines[1] == f"    accounts/customers [usmf] 2 failed: {elsewhere}"
 
 
 # -- environment of the Airflow processes -----------------------------------------------------------
@@ -254,6 +271,14 @@ def test_preload_imports_libraries_in_the_scheduler_only(monkeypatch: pytest.Mon
     runpy.run_path(module)
     assert imported[:2] == ["pandas", "pyarrow"]
     assert not any(name.startswith(("prospect_to_cash", "airflow")) for name in imported)
+
+
+def test_one_demo_or_stack_per_state_directory(tmp_path: Path) -> None:
+    paths = DemoPaths(tmp_path / "state")
+    with state_lock(paths), pytest.raises(DemoError, match=r"in use by pid \d+"), state_lock(paths):
+        pass  # pragma: no cover - the second lock must not be granted
+    with state_lock(paths):  # released again
+        pass
 
 
 # -- command line -----------------------------------------------------------------------------------
