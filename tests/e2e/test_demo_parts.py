@@ -237,6 +237,8 @@ def test_stack_env_carries_connections_staging_and_the_preload(tmp_path: Path) -
     assert env["P2C_STAGING_ROOT"] == f"file://{paths.staging.resolve()}"
     assert env["P2C_RUN_ORDER_POKE_SECONDS"] == "5"
     assert env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] == "False"
+    db = paths.airflow.resolve() / "airflow.db"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{db}?timeout=60"
     assert env["PYTHONPATH"].split(":")[:2] == [str(PRELOAD_DIR), str(ROOT)]
     dataverse = json.loads(env["AIRFLOW_CONN_DYNAMICS_DATAVERSE_DEFAULT"])
     assert dataverse["host"] == "https://localhost:1001"

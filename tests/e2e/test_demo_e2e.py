@@ -1,0 +1,277 @@
+"""``make demo`` end to end: the same entry function, a real local Airflow, an isolated state.
+
+One module-scoped flow (about four minutes per demo run on two cores):
+
+1. the emulators are started once on a fresh state directory with ``--seed demo`` and the
+   raw seed rows are read over HTTPS with the test's own reader (httpx + msal), before
+   anything is synced;
+2. :func:`devstack.demo.run_demo` runs on that state, exactly what ``make demo`` calls;
+3. the emulators are started again on the state and both services are read back;
+4. :func:`run_demo` runs a second time on the same state.
+
+The final state is compared with expectations derived from the seed rows and the facts of
+``emulators/seed/STORY.md`` without the package's transform code: the per-template checks
+of ``tests/dags/test_dags_emulators.py`` (written from the templates' documented rules) run
+against the state the demo left, plus STORY.md's row counts. The second run must write
+nothing, by its own counts and by the emulators' write counters.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+
+import tests.dags.test_dags_emulators as story_checks
+from devstack.airflow_stack import free_port
+from devstack.demo import SYNC_DAGS, DemoResult, format_summary, run_demo, serve
+from tests.dags.conftest import ODataReader, business_units
+from tests.support.emulators import start_emulators
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(2400)]
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPANIES = {"usmf", "demf"}
+PROGRESS = re.compile(r"^\s+\[\s*\d+:\d\d\] (p2c_\w+)\s+(.*)$")
+#: Rows each template adds to its target in the demo world (emulators/seed/STORY.md).
+STORY_NEW_ROWS = {
+    ("fno", "CustomersV3"): 52 + 12,  # new accounts + new contact customers (persons)
+    ("fno", "CDSContactPersons"): 30,
+    ("dataverse", "products"): 28,
+    ("fno", "CDSSalesQuotationHeaders"): 12,
+    ("dataverse", "salesorders"): 18 - 2,  # 18 synced F&O orders, 2 already in Sales
+    ("fno", "CDSSalesOrderHeaders"): 14,
+    ("dataverse", "invoices"): 6,
+}
+
+
+@dataclass
+class DemoFlow:
+    state: Path
+    secret: str
+    first: DemoResult
+    first_output: list[str]
+    second: DemoResult
+    second_output: list[str]
+    synced: Any  # story_checks.SyncedWorld: the seed rows before, both services after
+
+
+def _snapshot(state: Path, *extra: str) -> tuple[Any, dict[str, str], str]:
+    """Start the emulators on the demo's state, read both services over HTTPS, stop."""
+    running = start_emulators(state / "emulators", *extra)
+    try:
+        reader = ODataReader(running.endpoints)
+        try:
+            return story_checks.snapshot(reader), business_units(reader), running.endpoints.client_secret
+        finally:
+            reader.close()
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoFlow]:
+    state = tmp_path_factory.mktemp("make-demo") / "state"
+    before, companies, secret = _snapshot(state, "--seed", "demo")
+    first_output: list[str] = []
+    first = run_demo(state, out=first_output.append)
+    first_output.append(format_summary(first))
+    after, _, _ = _snapshot(state)
+    second_output: list[str] = []
+    second = run_demo(state, out=second_output.append)
+    second_output.append(format_summary(second))
+    synced = story_checks.SyncedWorld(
+        world=None,  # type: ignore[arg-type]
+        before=before,
+        after=after,
+        runs={},
+        companies=companies,
+        dry_run={},
+        after_dry_run=[],
+        written_by_dry_run=0,
+    )
+    return DemoFlow(state, secret, first, first_output, second, second_output, synced)
+
+
+def _progress(output: list[str]) -> list[tuple[str, str]]:
+    return [match.groups() for line in output if (match := PROGRESS.match(line))]
+
+
+def _declared_upstreams() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "dags").glob("p2c_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "template_dag":
+                keywords = {k.arg: k.value for k in node.keywords}
+                found[ast.literal_eval(keywords["dag_id"])] = ast.literal_eval(keywords["upstream"])
+    return found
+
+
+# -- first run ------------------------------------------------------------------------------------
+
+
+def test_every_dag_and_the_reconciliation_succeed_for_both_companies(demo: DemoFlow) -> None:
+    result = demo.first
+    assert result.ok, "\n".join(demo.first_output[-60:])
+    assert [run.dag_id for run in result.runs] == list(SYNC_DAGS)
+    for run in result.runs:
+        assert run.state == "success", run.dag_id
+        assert set(run.companies) == COMPANIES, run.dag_id
+        assert run.elapsed is not None
+        assert run.elapsed > 0
+    assert result.total("failed") == 0
+    assert result.earlier_runs == 0
+    assert not result.first_start  # the stores were seeded by the snapshot's start above
+    accounts = result.runs[0]
+    assert accounts.total("created", "updated", "unchanged") == 72  # STORY.md: accounts.sync
+    assert accounts.total("rejected") == 8  # no number 2, shared number 4, Atlantis 2
+    assert result.writes["dataverse"] > 0
+    assert result.writes["fno"] > 0
+
+
+def test_the_run_order_holds_each_dag_until_its_prerequisites_are_done(demo: DemoFlow) -> None:
+    events = _progress(demo.first_output)
+    done_at = {dag_id: i for i, (dag_id, text) in enumerate(events) if text.startswith("done")}
+    assert set(done_at) >= set(SYNC_DAGS)
+    for dag_id, upstream in _declared_upstreams().items():
+        first_sync = min(
+            i for i, (d, text) in enumerate(events) if d == dag_id and text.startswith("syncing")
+        )
+        for prerequisite in upstream:
+            assert done_at[prerequisite] < first_sync, f"{dag_id} synced before {prerequisite} was done"
+        if upstream:
+            waits = [text for d, text in events if d == dag_id and text.startswith("waiting for")]
+            assert waits, f"{dag_id} never reported waiting for {upstream}"
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        "test_accounts_become_externally_maintained_customers",
+        "test_products_become_externally_maintained_sales_products_with_prices",
+        "test_contacts_become_contact_persons_or_person_customers",
+        "test_activated_quotes_with_their_lines",
+        "test_fno_orders_become_sales_orders_with_lines_and_freight_tax",
+        "test_sales_orders_reach_fno_with_lines_and_unit_discounts",
+        "test_invoices_reach_sales_and_mark_their_orders_invoiced",
+    ],
+)
+def test_final_state_matches_what_the_seed_rows_call_for(demo: DemoFlow, check: str) -> None:
+    getattr(story_checks, check)(demo.synced)
+
+
+def test_each_target_grew_by_the_rows_story_md_announces(demo: DemoFlow) -> None:
+    before, after = demo.first.tables_before, demo.first.tables_after
+    for (service, entity_set), new_rows in STORY_NEW_ROWS.items():
+        assert after[service][entity_set] - before[service][entity_set] == new_rows, (service, entity_set)
+    for service in ("dataverse", "fno"):
+        for entity_set, count in before[service].items():
+            assert after[service][entity_set] >= count, f"{service} {entity_set} lost rows"
+
+
+def test_reconciliation_finds_everything_in_sync_but_the_rejects(demo: DemoFlow) -> None:
+    run = demo.first.reconciliation
+    assert run is not None
+    assert run.result is not None
+    totals = run.result["totals"]
+    assert totals["missing"] == 0
+    assert totals["different"] == 0
+    assert totals["orphaned"] == 0
+    assert totals["in_sync"] > 0
+    assert totals["rejected"] == demo.first.total("rejected")
+    html = Path(run.result["paths"]["local_html"])
+    data = json.loads(Path(run.result["paths"]["local_json"]).read_text())
+    assert html.parent == demo.state / "reports" / "reconciliation"
+    assert "<html" in html.read_text()[:500].casefold()
+    assert data["totals"] == totals
+    assert str(html.relative_to(demo.state)) in demo.first_output[-1]
+
+
+def test_dead_letter_files_hold_the_rejected_rows_with_reasons(demo: DemoFlow) -> None:
+    listed = [(run.template, item) for run in demo.first.runs for item in run.dead_letters]
+    assert sum(item["rows"] for _, item in listed) == demo.first.total("rejected") + demo.first.total(
+        "failed"
+    )
+    for template, item in listed:
+        path = Path(str(item["path"]).removeprefix("file://"))
+        assert path.is_relative_to(demo.state / "staging" / template)
+        rows = pq.read_table(path).to_pylist()
+        assert len(rows) == item["rows"]
+        assert all(row["reason"] for row in rows)
+        assert f"{template}/{item['task']}" in demo.first_output[-1]
+        assert f"{item['company']} {item['rows']}" in demo.first_output[-1]
+    assert "staging/<template>/" in demo.first_output[-1]
+
+
+# -- second run -----------------------------------------------------------------------------------
+
+
+def test_second_run_on_the_same_state_writes_nothing_and_says_so(demo: DemoFlow) -> None:
+    result = demo.second
+    assert result.ok, "\n".join(demo.second_output[-60:])
+    assert result.earlier_runs == 1  # the first demo's run of p2c_accounts
+    assert result.total("created", "updated", "failed") == 0
+    assert result.total("unchanged") == demo.first.total("created", "updated", "unchanged")
+    assert result.writes == {"dataverse": 0, "fno": 0}
+    assert result.wrote_nothing
+    assert result.tables_after == result.tables_before == demo.first.tables_after
+    summary = demo.second_output[-1]
+    assert "Nothing was written" in summary
+    assert "Dataverse (Sales) 0, Finance and Operations 0" in summary
+    assert "expect nothing to write" in "\n".join(demo.second_output)
+    assert result.reconciliation is not None
+    assert result.reconciliation.result is not None
+    assert result.reconciliation.result["totals"] == demo.first.reconciliation.result["totals"]  # type: ignore[union-attr]
+
+
+# -- make airflow -----------------------------------------------------------------------------------
+
+
+def test_make_airflow_serves_the_demo_state_until_stopped(demo: DemoFlow) -> None:
+    port = free_port()
+    seen: dict[str, Any] = {}
+    output: list[str] = []
+
+    def browsed() -> bool:
+        """What a user sees first: the UI page and the demo's runs of p2c_accounts."""
+        base = f"http://127.0.0.1:{port}"
+        seen["ui"] = httpx.get(f"{base}/", timeout=10, follow_redirects=True)
+        seen["runs"] = httpx.get(f"{base}/api/v2/dags/p2c_accounts/dagRuns", timeout=10).json()
+        return True
+
+    assert serve(demo.state, port=port, out=output.append, until=browsed) == 0
+    assert seen["ui"].status_code == 200
+    assert "<html" in seen["ui"].text[:500].casefold()
+    assert seen["runs"]["total_entries"] == 2  # the two demo runs, same state
+    assert f"http://127.0.0.1:{port}" in "\n".join(output)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=5)  # stopped on the way out
+
+
+# -- secrets ----------------------------------------------------------------------------------------
+
+TEXT_SUFFIXES = {".log", ".json", ".html", ".cfg", ".txt", ".yaml"}
+
+
+def test_the_client_secret_is_never_printed_or_written(demo: DemoFlow) -> None:
+    assert len(demo.secret) >= 32
+    for line in [*demo.first_output, *demo.second_output]:
+        assert demo.secret not in line
+    assert demo.first.tables_after  # the fixture ran; the scan below covers what it wrote
+    leaks = []
+    for path in demo.state.rglob("*"):
+        if not path.is_file() or path == demo.state / "emulators" / "credentials.json":
+            continue  # the emulators' own credential store is where the secret is kept
+        if path.suffix in TEXT_SUFFIXES and demo.secret in path.read_text(errors="replace"):
+            leaks.append(str(path.relative_to(demo.state)))
+    assert not leaks, f"client secret found in {leaks}"
