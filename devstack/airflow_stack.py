@@ -58,6 +58,10 @@ FINISHED = ("success", "failed")
 DEFAULT_CONN_IDS = {"dataverse": "dynamics_dataverse_default", "fno": "dynamics_fno_default"}
 
 
+SQLITE_BUSY_TIMEOUT = 60
+"""Seconds a writer waits for the Airflow SQLite database's lock."""
+
+
 class StackError(RuntimeError):
     """Something in the local Airflow did not come up or did not finish in time."""
 
@@ -145,7 +149,12 @@ def airflow_env(
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            # Four processes write one SQLite file; sqlite3's default 5 s busy timeout is too
+            # short on a loaded two-core machine (the scheduler exits and the API answers 500
+            # on "database is locked"), so wait up to a minute instead.
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+                f"sqlite:///{home / 'airflow.db'}?timeout={SQLITE_BUSY_TIMEOUT}"
+            ),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",

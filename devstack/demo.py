@@ -77,8 +77,6 @@ SUMMARY_COUNTS = ("read", "skipped", "created", "updated", "unchanged", "rejecte
 #: The run-order sensors check every 5 s instead of every minute (P2C_RUN_ORDER_POKE_SECONDS).
 POKE_SECONDS = 5
 DEFAULT_UI_PORT = 8080
-#: Seconds an Airflow process waits for the SQLite write lock before "database is locked".
-SQLITE_BUSY_TIMEOUT = 60
 PRELOAD_DIR = Path(__file__).resolve().parent / "preload"
 ACTIVE_TASK_STATES = ("queued", "running", "scheduled", "up_for_retry", "up_for_reschedule", "restarting")
 
@@ -351,10 +349,6 @@ def stack_env(
         base=source,
     )
     env["PYTHONPATH"] = os.pathsep.join([str(PRELOAD_DIR), env["PYTHONPATH"]])
-    # Four processes write one SQLite file (in WAL mode, set by Airflow). sqlite3's default
-    # busy timeout is 5 s; on a loaded two-core machine a writer can hold the lock longer,
-    # and the scheduler exits on "database is locked". Wait up to a minute instead.
-    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] += f"?timeout={SQLITE_BUSY_TIMEOUT}"
     return env
 
 
