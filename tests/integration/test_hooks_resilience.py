@@ -30,7 +30,7 @@ from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook, WriteKi
 from prospect_to_cash.hooks._http import RetryPolicy
 from prospect_to_cash.hooks.odata import format_literal
 from tests.conftest import TEST_CONFIG
-from tests.support.emulators import acquire_token, start_emulators
+from tests.support.emulators import Oracle, start_emulators
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -196,43 +196,6 @@ def assert_retry_after_honoured(transport: TimingTransport) -> None:
         quiet_until = answer.answered + answer.retry_after - 0.01
         early = [c for c in transport.calls if quiet_from < c.started < quiet_until]
         assert not early, f"{len(early)} request(s) sent during a Retry-After of {answer.retry_after} s"
-
-
-class Oracle:
-    """Reads with plain httpx, independent of the hook, to check what really landed."""
-
-    def __init__(self, endpoints: EmulatorEndpoints, service: str) -> None:
-        self.root = endpoints.service_root(service)
-        token = acquire_token(endpoints, service)
-        self.client = httpx.Client(
-            verify=endpoints.ssl_context(),
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            timeout=30,
-        )
-
-    def rows(self, path: str) -> list[dict[str, Any]]:
-        response = self.client.get(self.root + path)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert "@odata.nextLink" not in body
-        return list(body["value"])
-
-    def close(self) -> None:
-        self.client.close()
-
-
-@pytest.fixture
-def dv_oracle(endpoints: EmulatorEndpoints) -> Iterator[Oracle]:
-    oracle = Oracle(endpoints, "dataverse")
-    yield oracle
-    oracle.close()
-
-
-@pytest.fixture
-def fno_oracle(endpoints: EmulatorEndpoints) -> Iterator[Oracle]:
-    oracle = Oracle(endpoints, "fno")
-    yield oracle
-    oracle.close()
 
 
 def one_outcome_each(

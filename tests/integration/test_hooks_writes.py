@@ -24,7 +24,7 @@ from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook, WriteKi
 from prospect_to_cash.hooks.dataverse import BulkSupport
 from prospect_to_cash.hooks.odata import format_literal
 from tests.conftest import TEST_CONFIG
-from tests.support.emulators import acquire_token, start_emulators
+from tests.support.emulators import Oracle, start_emulators
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -117,48 +117,6 @@ def recorded(hook: DataverseHook | FinanceOperationsHook) -> RecordingTransport:
     transport = hook.transport
     assert isinstance(transport, RecordingTransport)
     return transport
-
-
-class Oracle:
-    """Reads with plain httpx, independent of the hook, to check what really landed."""
-
-    def __init__(self, endpoints: EmulatorEndpoints, service: str) -> None:
-        self.root = endpoints.service_root(service)
-        self.client = httpx.Client(
-            verify=endpoints.ssl_context(),
-            headers={
-                "Authorization": f"Bearer {acquire_token(endpoints, service)}",
-                "Accept": "application/json",
-            },
-            timeout=30,
-        )
-
-    def get(self, path: str) -> httpx.Response:
-        return self.client.get(self.root + path)
-
-    def rows(self, path: str) -> list[dict[str, Any]]:
-        response = self.get(path)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        assert "@odata.nextLink" not in body
-        return list(body["value"])
-
-    def close(self) -> None:
-        self.client.close()
-
-
-@pytest.fixture
-def dv_oracle(endpoints: EmulatorEndpoints) -> Iterator[Oracle]:
-    oracle = Oracle(endpoints, "dataverse")
-    yield oracle
-    oracle.close()
-
-
-@pytest.fixture
-def fno_oracle(endpoints: EmulatorEndpoints) -> Iterator[Oracle]:
-    oracle = Oracle(endpoints, "fno")
-    yield oracle
-    oracle.close()
 
 
 def by_ref(outcomes: Iterable[WriteOutcome], operations: list[WriteOperation]) -> dict[str, WriteOutcome]:

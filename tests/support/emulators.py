@@ -305,3 +305,31 @@ def acquire_token(endpoints: EmulatorEndpoints, service: str = "dataverse") -> s
     if "access_token" not in result:
         raise AssertionError(f"no token: {result.get('error')}: {result.get('error_description')}")
     return str(result["access_token"])
+
+
+class Oracle:
+    """Reads with plain httpx, independent of the hook, to check what really landed."""
+
+    def __init__(self, endpoints: EmulatorEndpoints, service: str) -> None:
+        self.root = endpoints.service_root(service)
+        self.client = httpx.Client(
+            verify=endpoints.ssl_context(),
+            headers={
+                "Authorization": f"Bearer {acquire_token(endpoints, service)}",
+                "Accept": "application/json",
+            },
+            timeout=30,
+        )
+
+    def get(self, path: str) -> httpx.Response:
+        return self.client.get(self.root + path)
+
+    def rows(self, path: str) -> list[dict[str, Any]]:
+        response = self.get(path)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert "@odata.nextLink" not in body
+        return list(body["value"])
+
+    def close(self) -> None:
+        self.client.close()
