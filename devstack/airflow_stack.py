@@ -372,12 +372,15 @@ class AirflowStack:
         components: Iterable[str] = COMPONENTS,
         start_timeout: float = 180,
         stop_timeout: float = 20,
+        max_restarts: int = 3,
     ) -> None:
         self.home = Path(home)
         self.env = dict(env)
         self.components = tuple(components)
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
+        self.max_restarts = max_restarts
+        self.restarts: list[str] = []
         self.base_url = self.env["AIRFLOW__API__BASE_URL"]
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.log_dir = self.home / "logs"
@@ -395,23 +398,26 @@ class AirflowStack:
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for component in self.components:
-            args = [sys.executable, "-m", "airflow", component]
-            if component == "api-server":
-                args += ["--host", "127.0.0.1", "--port", self.env["AIRFLOW__API__PORT"], "--workers", "1"]
-            with (self.log_dir / f"{component}.log").open("wb") as log_file:
-                self.processes[component] = subprocess.Popen(
-                    args,
-                    env=self.env,
-                    cwd=self.home,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            self._launch(component, mode="wb")
         try:
             self.wait_healthy()
         except BaseException:
             self.stop()
             raise
+
+    def _launch(self, component: str, *, mode: str) -> None:
+        args = [sys.executable, "-m", "airflow", component]
+        if component == "api-server":
+            args += ["--host", "127.0.0.1", "--port", self.env["AIRFLOW__API__PORT"], "--workers", "1"]
+        with (self.log_dir / f"{component}.log").open(mode) as log_file:
+            self.processes[component] = subprocess.Popen(
+                args,
+                env=self.env,
+                cwd=self.home,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -428,11 +434,22 @@ class AirflowStack:
                 process.wait()
         self._http.close()
 
-    def _check_alive(self) -> None:
-        for component, process in self.processes.items():
-            if process.poll() is not None:
-                tail = self.diagnostics(components=[component])
-                raise StackError(f"airflow {component} exited with {process.returncode}\n{tail}")
+    def check_alive(self) -> None:
+        """Restart a component that exited, as a process supervisor would (docker-compose's
+        ``restart: always``). On SQLite the scheduler can die of a lost race with the API
+        server (``StaleDataError`` on ``dag_run`` when a backfill's runs are rolled back after
+        "database is locked"); Airflow expects its supervisor to start it again. A component
+        that keeps dying is an error, with its log tail."""
+        for component, process in list(self.processes.items()):
+            if process.poll() is None:
+                continue
+            tail = self.diagnostics(components=[component])
+            message = f"airflow {component} exited with {process.returncode}"
+            if len(self.restarts) >= self.max_restarts:
+                raise StackError(f"{message} (after {len(self.restarts)} restarts)\n{tail}")
+            self.restarts.append(f"{message}\n{tail}")
+            print(f"{message}; restarting it ({len(self.restarts)}/{self.max_restarts})", file=sys.stderr)
+            self._launch(component, mode="ab")
 
     def wait_healthy(self) -> dict[str, Any]:
         """Until the API answers and every started component reports a fresh heartbeat."""
@@ -440,7 +457,7 @@ class AirflowStack:
         deadline = time.monotonic() + self.start_timeout
         health: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            self._check_alive()
+            self.check_alive()
             try:
                 response = self._http.get("/monitor/health")
                 if response.status_code == 200:
@@ -470,7 +487,7 @@ class AirflowStack:
         pending = set(dag_ids)
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
-            self._check_alive()
+            self.check_alive()
             for dag_id in sorted(pending):
                 response = self._http.get(f"/dags/{dag_id}/details")
                 if response.status_code == 200:
@@ -548,7 +565,7 @@ class AirflowStack:
         deadline = time.monotonic() + timeout
         runs: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
-            self._check_alive()
+            self.check_alive()
             runs = self.dag_runs(dag_id)
             if len(runs) >= count and all(r["state"] in FINISHED for r in runs):
                 return runs
@@ -564,7 +581,7 @@ class AirflowStack:
         deadline = time.monotonic() + timeout
         run: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            self._check_alive()
+            self.check_alive()
             run = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
             if run["state"] in FINISHED:
                 return run

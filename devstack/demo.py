@@ -517,18 +517,8 @@ class RunWatcher:
             if time.monotonic() > deadline:
                 pending = [d for d, r in self.runs.items() if r.state not in FINISHED]
                 raise DemoError(f"runs not finished within {_duration(timeout)}: {pending}")
-            check_alive(self.stack)
+            self.stack.check_alive()
             time.sleep(poll)
-
-
-def check_alive(stack: AirflowStack) -> None:
-    """Fail with the component's log tail when one of the Airflow processes has exited."""
-    for component, process in stack.processes.items():
-        if process.poll() is not None:
-            raise StackError(
-                f"airflow {component} exited with {process.returncode}\n"
-                + stack.diagnostics(components=[component])
-            )
 
 
 def collect_results(stack: AirflowStack, run: RunResult) -> None:
@@ -903,7 +893,7 @@ def serve(
             out("     on each DAG; Assets shows the entity graph. Ctrl-C stops everything.")
             try:
                 while until is None or not until():
-                    check_alive(stack)
+                    stack.check_alive()
                     time.sleep(1)
             except KeyboardInterrupt:
                 out("")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import runpy
+import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from devstack.__main__ import build_parser
+from devstack.airflow_stack import AirflowStack, StackError
 from devstack.demo import (
     ALL_DAGS,
     PRELOAD_DIR,
@@ -301,3 +303,41 @@ def test_make_targets_call_the_demo_entry_point() -> None:
     stack = makefile.split("\nairflow: $(STAMP)\n", 1)[1].split("\n", 1)[0]
     assert "-m devstack airflow --state-dir $(DEMO_STATE)" in stack
     assert "DEMO_STATE ?= state\n" in makefile
+
+
+class _ExitingStack(AirflowStack):
+    """A stack whose "scheduler" is a process that prints a line and exits 1 at once."""
+
+    def _launch(self, component: str, *, mode: str) -> None:
+        with (self.log_dir / f"{component}.log").open(mode) as log_file:
+            self.processes[component] = subprocess.Popen(
+                [sys.executable, "-c", "import sys; print('StaleDataError: dag_run'); sys.exit(1)"],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+
+
+def test_a_component_that_dies_is_restarted_until_it_keeps_dying(tmp_path: Path) -> None:
+    stack = _ExitingStack(
+        tmp_path,
+        {"AIRFLOW__API__BASE_URL": "http://127.0.0.1:9"},
+        components=["scheduler"],
+        max_restarts=2,
+    )
+    stack.log_dir.mkdir(parents=True)
+    stack._launch("scheduler", mode="wb")
+    try:
+        stack.processes["scheduler"].wait(10)
+        stack.check_alive()  # first death: restarted
+        stack.processes["scheduler"].wait(10)
+        stack.check_alive()  # second death: restarted
+        assert len(stack.restarts) == 2
+        assert "scheduler exited with 1" in stack.restarts[0]
+        stack.processes["scheduler"].wait(10)
+        dying = r"(?s)scheduler exited with 1 \(after 2 restarts\).*StaleDataError"
+        with pytest.raises(StackError, match=dying):
+            stack.check_alive()
+        # the log keeps every life of the component, not only the last one
+        assert (stack.log_dir / "scheduler.log").read_text().count("StaleDataError") == 3
+    finally:
+        stack.stop()
