@@ -6,37 +6,38 @@ pair. Each returns a small JSON-serializable dict: staging paths as strings and 
 counts, never data. Steps find each other's output by the staging layout, so they can
 run as separate Airflow tasks or in one call.
 
-Idempotence and resumability:
 
-* Dataverse creates carry a deterministic primary key (uuid5 of entity set + natural
-  key); a create repeated after a crash answers "already exists" and is turned into an
-  update of that same row, so no second row can appear.
-* F&O creates are only planned for keys the snapshot shows absent; an "already exists"
-  answer on a retry is resolved by reading the row and updating what differs.
-* ``load`` journals every batch's outcomes; a retried load skips operations already
-  confirmed, and a fresh run re-plans from a new snapshot, so a rerun after success
-  writes nothing.
+Loading, journaling and idempotence live in :mod:`prospect_to_cash.sync.load`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 
-from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
 from prospect_to_cash.sync import deadletter
+from prospect_to_cash.sync.context import (
+    OUTCOME,
+    OUTCOME_SCHEMA,
+    PLANNED,
+    SyncContext,
+    SyncHooks,
+    base_result,
+    combine_filters,
+    company_pairs,
+    make_context,
+    odata_literal,
+    read_pages,
+    resolve_template,
+)
 from prospect_to_cash.sync.errors import SyncError
-from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Task, Template, load_template
-from prospect_to_cash.sync.staging import TaskStaging, as_path, write_run_summary
+from prospect_to_cash.sync.load import load
+from prospect_to_cash.sync.staging import as_path, write_run_summary
 from prospect_to_cash.sync.transform import (
-    BIND_PREFIX,
     CHANGED,
     ID,
     REASON,
@@ -48,165 +49,38 @@ from prospect_to_cash.sync.transform import (
     build_plan,
     field_schema,
 )
-from prospect_to_cash.sync.values import is_blank, normalize, py, values_equal
+from prospect_to_cash.sync.values import normalize
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Sequence
 
-    from prospect_to_cash.sync.environment import CompanyPair
+    import pandas as pd
+
+    from prospect_to_cash.sync.mapping import Task, Template
+
+__all__ = [
+    "SyncHooks",
+    "combine_filters",
+    "company_pairs",
+    "extract",
+    "load",
+    "odata_literal",
+    "run_task",
+    "run_template",
+    "snapshot",
+    "transform",
+]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 500
 SAMPLE_SIZE = 3
-PLANNED, OUTCOME = "planned", "outcome"
-OUTCOME_SCHEMA = pa.schema(
-    [
-        (REF, pa.string()),
-        ("status", pa.string()),
-        ("reason", pa.string()),
-        ("id", pa.string()),
-        (SOURCE_KEY, pa.string()),
-    ]
-)
-JOURNAL_SCHEMA = pa.schema(
-    [
-        ("ref", pa.string()),
-        ("phase", pa.string()),
-        ("ok", pa.bool_()),
-        ("status", pa.int64()),
-        ("error_code", pa.string()),
-        ("message", pa.string()),
-    ]
-)
-_ALREADY_EXISTS = re.compile(r"already exists|duplicate key|matching key values", re.IGNORECASE)
-
-
-# -- hooks -------------------------------------------------------------------------------------
-
-
-@dataclass
-class SyncHooks:
-    """The two hooks the engine talks through (tests pass in-memory stand-ins)."""
-
-    dataverse: Any = None
-    fno: Any = None
-    dataverse_conn_id: str = "dynamics_dataverse_default"
-    fno_conn_id: str = "dynamics_fno_default"
-
-    def for_system(self, system: str) -> Any:
-        if system == "dataverse":
-            if self.dataverse is None:
-                from prospect_to_cash.hooks.dataverse import DataverseHook
-
-                self.dataverse = DataverseHook(dataverse_conn_id=self.dataverse_conn_id)
-            return self.dataverse
-        if system == "fno":
-            if self.fno is None:
-                from prospect_to_cash.hooks.fno import FinanceOperationsHook
-
-                self.fno = FinanceOperationsHook(fno_conn_id=self.fno_conn_id)
-            return self.fno
-        raise ValueError(f"unknown system {system!r}")
-
-
-@dataclass
-class _Context:
-    template: Template
-    task: Task
-    pair: CompanyPair
-    staging: TaskStaging
-    hooks: SyncHooks
-    run_id: str
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-def resolve_template(template: str | Template, legal_entity: str, options: dict[str, Any]) -> Template:
-    """The template compiled for this company (its pair's defaults and value maps)."""
-    if not isinstance(template, str):
-        environment = template.environment
-        if environment is not None and (environment.legal_entity or "").casefold() == legal_entity.casefold():
-            return template
-        template = template.path
-    return load_template(
-        template,
-        mappings_dir=options.get("mappings_dir"),
-        environment_file=options.get("environment_file"),
-        legal_entity=legal_entity,
-    )
-
-
-def _context(
-    template: str | Template, task: str, legal_entity: str, run_id: str, options: dict[str, Any]
-) -> _Context:
-    loaded = resolve_template(template, legal_entity, options)
-    assert loaded.environment is not None
-    pair = loaded.environment.company_pair(legal_entity)
-    hooks = options.get("hooks") or SyncHooks(
-        dataverse_conn_id=options.get("dataverse_conn_id", "dynamics_dataverse_default"),
-        fno_conn_id=options.get("fno_conn_id", "dynamics_fno_default"),
-    )
-    staging = TaskStaging(
-        root=as_path(options.get("staging_root")),
-        template=loaded.name,
-        run_id=run_id,
-        company=pair.legal_entity,
-        task=loaded.task(task).name,
-    )
-    return _Context(loaded, loaded.task(task), pair, staging, hooks, run_id, options)
-
-
-def company_pairs(
-    *, mappings_dir: str | None = None, environment_file: str | None = None
-) -> list[dict[str, Any]]:
-    """The company pairs of the environment, for the DAG layer to fan out over
-    (``[{"legal_entity": "usmf", "business_unit": "Contoso US", ...}, ...]``)."""
-    from prospect_to_cash.sync.environment import load_environment
-
-    return [pair.to_dict() for pair in load_environment(mappings_dir, environment_file).company_pairs]
 
 
 # -- reading -----------------------------------------------------------------------------------
 
 
-def odata_literal(value: Any) -> str:
-    """An OData literal for a key or filter value: quoted text (quotes doubled), bare numbers."""
-    value = py(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _utc(moment: datetime | str) -> str:
-    value = normalize(moment, "datetime")
-    assert value is not None
-    return value
-
-
-def combine_filters(*parts: str | None) -> str | None:
-    kept = [p.strip() for p in parts if p and p.strip()]
-    if not kept:
-        return None
-    return kept[0] if len(kept) == 1 else " and ".join(f"({p})" for p in kept)
-
-
-def _pages(
-    ctx: _Context, system: str, entity_set: str, select: Sequence[str], filter: str | None
-) -> Iterator[pd.DataFrame]:
-    hook = ctx.hooks.for_system(system)
-    page_size = ctx.options.get("page_size")
-    kwargs: dict[str, Any] = {"select": list(select), "filter": filter}
-    if page_size:
-        kwargs["page_size"] = page_size
-    if system == "fno":
-        kwargs["companies"] = [ctx.pair.legal_entity]
-    return hook.iter_pages(entity_set, **kwargs)
-
-
 def _stream(
-    ctx: _Context,
+    ctx: SyncContext,
     area: str,
     name: str,
     system: str,
@@ -215,12 +89,12 @@ def _stream(
     filter: str | None,
 ) -> tuple[str, int]:
     with ctx.staging.page_writer(area, name, select) as writer:
-        for page in _pages(ctx, system, entity_set, select, filter):
+        for page in read_pages(ctx, system, entity_set, select, filter):
             writer.write(page)
     return str(writer.path), writer.rows
 
 
-def _business_unit_filter(ctx: _Context) -> str | None:
+def _business_unit_filter(ctx: SyncContext) -> str | None:
     pair = ctx.pair
     if pair.business_unit_id:
         return f"_owningbusinessunit_value eq {pair.business_unit_id}"
@@ -243,7 +117,7 @@ def _business_unit_filter(ctx: _Context) -> str | None:
 
 
 def _source_filter(
-    ctx: _Context, start: datetime | str | None, end: datetime | str | None, full_refresh: bool
+    ctx: SyncContext, start: datetime | str | None, end: datetime | str | None, full_refresh: bool
 ) -> str | None:
     task = ctx.task
     window = None
@@ -260,11 +134,11 @@ def _source_filter(
     return combine_filters(task.source.filter, window, company)
 
 
-def _reference_columns(ctx: _Context, name: str) -> list[str]:
+def _reference_columns(ctx: SyncContext, name: str) -> list[str]:
     return list(ctx.task.reference_columns(name))
 
 
-def _stage_references(ctx: _Context, side: str) -> dict[str, Any]:
+def _stage_references(ctx: SyncContext, side: str) -> dict[str, Any]:
     system = ctx.task.source_system if side == "source" else ctx.task.target_system
     area = "source" if side == "source" else "target"
     staged: dict[str, Any] = {}
@@ -282,17 +156,6 @@ def _stage_references(ctx: _Context, side: str) -> dict[str, Any]:
         )
         staged[reference.name] = {"path": path, "rows": rows}
     return staged
-
-
-def _base_result(ctx: _Context, step: str) -> dict[str, Any]:
-    return {
-        "template": ctx.template.name,
-        "task": ctx.task.name,
-        "legal_entity": ctx.pair.legal_entity,
-        "run_id": ctx.run_id,
-        "step": step,
-        "staging": str(ctx.staging.base),
-    }
 
 
 def extract(
@@ -314,7 +177,7 @@ def extract(
     :param options: ``staging_root``, ``mappings_dir``, ``environment_file``, ``hooks``,
         ``dataverse_conn_id``, ``fno_conn_id``, ``page_size``.
     """
-    ctx = _context(template, task, legal_entity, run_id, options)
+    ctx = make_context(template, task, legal_entity, run_id, options)
     query = _source_filter(ctx, data_interval_start, data_interval_end, full_refresh)
     path, rows = _stream(
         ctx,
@@ -334,7 +197,7 @@ def extract(
         rows,
         ctx.task.source.entity_set,
     )
-    result = _base_result(ctx, "extract")
+    result = base_result(ctx, "extract")
     result.update(
         path=path,
         read=rows,
@@ -349,7 +212,7 @@ def snapshot(
 ) -> dict[str, Any]:
     """Read the target's current rows (keys and compared fields) and the target-side
     reference tables into staging."""
-    ctx = _context(template, task, legal_entity, run_id, options)
+    ctx = make_context(template, task, legal_entity, run_id, options)
     path, rows = _stream(
         ctx,
         "target",
@@ -368,15 +231,21 @@ def snapshot(
         rows,
         ctx.task.target.entity_set,
     )
-    result = _base_result(ctx, "snapshot")
+    result = base_result(ctx, "snapshot")
     result.update(path=path, rows=rows, references={name: item["path"] for name, item in references.items()})
     return result
+
+
+def _utc(moment: datetime | str) -> str:
+    value = normalize(moment, "datetime")
+    assert value is not None
+    return value
 
 
 # -- transform ---------------------------------------------------------------------------------
 
 
-def _upstream_outcomes(ctx: _Context) -> dict[str, pd.DataFrame]:
+def _upstream_outcomes(ctx: SyncContext) -> dict[str, pd.DataFrame]:
     """Outcomes of the tasks this one depends on, from the same run's staging."""
     names = set()
     if ctx.task.parent is not None:
@@ -406,7 +275,7 @@ def transform(
     template: str | Template, task: str, *, legal_entity: str, run_id: str, **options: Any
 ) -> dict[str, Any]:
     """Map, look up, validate and diff; write the plan and the rejected rows to staging."""
-    ctx = _context(template, task, legal_entity, run_id, options)
+    ctx = make_context(template, task, legal_entity, run_id, options)
     staging = ctx.staging
     references = {}
     for reference in ctx.task.references:
@@ -423,7 +292,7 @@ def transform(
     return _write_plan(ctx, plan)
 
 
-def _write_plan(ctx: _Context, plan: Plan) -> dict[str, Any]:
+def _write_plan(ctx: SyncContext, plan: Plan) -> dict[str, Any]:
     staging = ctx.staging
     schema = field_schema(ctx.task)
     with_changes = field_schema(ctx.task, extra=[(CHANGED, pa.list_(pa.string()))])
@@ -460,7 +329,7 @@ def _write_plan(ctx: _Context, plan: Plan) -> dict[str, Any]:
             reject["ref"] or reject["source_key"],
             reject["reason"],
         )
-    result = _base_result(ctx, "transform")
+    result = base_result(ctx, "transform")
     result.update(paths=paths, counts=counts)
     return result
 
@@ -472,397 +341,6 @@ def _plan_samples(task: Task, plan: Plan) -> dict[str, list[dict[str, Any]]]:
         "update": _samples(plan.updates, [*columns, CHANGED]),
         "unchanged": _samples(plan.unchanged, [REF, ID]),
         "rejected": _samples(plan.rejects, [REF, SOURCE_KEY, REASON]),
-    }
-
-
-# -- load --------------------------------------------------------------------------------------
-
-
-def _json_value(value: Any, field_type: str) -> Any:
-    value = py(value)
-    if value is None:
-        return None
-    if field_type == "decimal":
-        return float(value)
-    if field_type in ("int", "option"):
-        return int(value)
-    if field_type == "bool":
-        return bool(value)
-    return value
-
-
-def _bind(mapping: FieldMapping, row: dict[str, Any]) -> tuple[str, str] | None:
-    if mapping.bind is not None:
-        return mapping.bind.navigation, mapping.bind.entity_set
-    marker = py(row.get(BIND_PREFIX + mapping.target))
-    if marker:
-        navigation, entity_set = str(marker).split("|", 1)
-        return navigation, entity_set
-    return None
-
-
-def _body(task: Task, row: dict[str, Any], names: Iterable[str], *, skip_none: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    for name in names:
-        mapping = task.field(name)
-        value = py(row.get(name))
-        if mapping is None:  # the company column of an F&O key
-            if value is not None:
-                body[name] = value
-            continue
-        if mapping.is_bind:
-            target = _bind(mapping, row)
-            if value is None or target is None:
-                continue  # lookups are set, never cleared, by the engine
-            body[f"{target[0]}@odata.bind"] = f"/{target[1]}({value})"
-            continue
-        if value is None and skip_none:
-            continue
-        body[name] = _json_value(value, mapping.type)
-    return body
-
-
-def _key(task: Task, row: dict[str, Any]) -> dict[str, Any]:
-    if task.target_system == "dataverse":
-        assert task.target.primary_id
-        return {task.target.primary_id: py(row[ID])}
-    return {
-        name: _json_value(row.get(name), task.field(name).type if task.field(name) else "string")
-        for name in task.target.key
-    }
-
-
-def _create_fields(task: Task) -> list[str]:
-    names = [f.target for f in task.fields if f.write and not f.second_pass]
-    if task.target_system == "fno" and COMPANY_FIELD in task.target.key and COMPANY_FIELD not in names:
-        names.insert(0, COMPANY_FIELD)
-    return names
-
-
-@dataclass
-class _Pending:
-    operation: WriteOperation
-    phase: str
-    row: dict[str, Any]
-
-
-@dataclass
-class _LoadState:
-    journal_index: int
-    done: set[tuple[str, str]]
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    results: dict[tuple[str, str], bool] = field(default_factory=dict)
-
-
-def _journal(ctx: _Context, state: _LoadState, outcomes: list[tuple[_Pending, WriteOutcome]]) -> None:
-    frame = pd.DataFrame(
-        {
-            "ref": [p.operation.ref for p, _ in outcomes],
-            "phase": [p.phase for p, _ in outcomes],
-            "ok": [o.ok for _, o in outcomes],
-            "status": [o.status for _, o in outcomes],
-            "error_code": [o.error_code for _, o in outcomes],
-            "message": [o.message for _, o in outcomes],
-        }
-    )
-    ctx.staging.write_frame("plan", f"journal-{state.journal_index:06d}", frame, JOURNAL_SCHEMA)
-    state.journal_index += 1
-
-
-def _already_exists(outcome: WriteOutcome) -> bool:
-    return outcome.status in (409, 412) or bool(_ALREADY_EXISTS.search(outcome.message or ""))
-
-
-def _resolve_fno_existing(ctx: _Context, pending: _Pending) -> WriteOutcome:
-    """An F&O create answered "already exists" (a retry after a lost answer): read the
-    row, and update whatever differs from the plan."""
-    task = ctx.task
-    key = pending.operation.key
-    query = " and ".join(f"{name} eq {odata_literal(value)}" for name, value in key.items())
-    rows = []
-    for page in _pages(ctx, "fno", task.target.entity_set, list(task.snapshot_columns), query):
-        rows.extend(page.to_dict("records"))
-    if len(rows) != 1:
-        return WriteOutcome(
-            ref=pending.operation.ref,
-            ok=False,
-            status=409,
-            message=f"create refused as existing, but {len(rows)} rows read back",
-        )
-    current = rows[0]
-    changed = []
-    for name, value in pending.operation.body.items():
-        mapping = task.field(name)
-        if mapping is None or name in task.target.key:
-            continue
-        try:
-            existing = normalize(
-                current.get(mapping.snapshot_column), mapping.type, scale=mapping.scale, system="fno"
-            )
-            wanted = normalize(value, mapping.type, scale=mapping.scale, system="fno")
-        except ValueError:
-            existing, wanted = current.get(name), value
-        if not values_equal(wanted, existing):
-            changed.append(name)
-    if not changed:
-        return WriteOutcome(
-            ref=pending.operation.ref, ok=True, status=200, message="already existed as planned"
-        )
-    update = WriteOperation(
-        WriteKind.UPDATE,
-        task.target.entity_set,
-        key,
-        {n: pending.operation.body[n] for n in changed},
-        pending.operation.ref,
-    )
-    return next(iter(ctx.hooks.for_system("fno").write([update])))
-
-
-def _resolve_dataverse_existing(ctx: _Context, pending: _Pending) -> WriteOutcome:
-    """A Dataverse create with our deterministic id answered "already exists": that row is
-    ours from an earlier attempt, so send the same body as an update."""
-    update = WriteOperation(
-        WriteKind.UPDATE,
-        pending.operation.entity_set,
-        pending.operation.key,
-        pending.operation.body,
-        pending.operation.ref,
-    )
-    return next(iter(ctx.hooks.for_system("dataverse").write([update])))
-
-
-def _write_batches(ctx: _Context, state: _LoadState, pending: list[_Pending], batch_size: int) -> None:
-    hook = ctx.hooks.for_system(ctx.task.target_system)
-    todo = [p for p in pending if (p.phase, p.operation.ref) not in state.done]
-    for phase, ref in {(p.phase, p.operation.ref) for p in pending} & state.done:
-        state.results[(phase, ref)] = True
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
-        by_ref = {p.operation.ref: p for p in batch}
-        answered: list[tuple[_Pending, WriteOutcome]] = []
-        for outcome in hook.write([p.operation for p in batch]):
-            item = by_ref.get(outcome.ref)
-            if item is None:
-                raise SyncError(f"hook answered for unknown ref {outcome.ref!r}")
-            if not outcome.ok and item.operation.kind == WriteKind.CREATE and _already_exists(outcome):
-                resolver = (
-                    _resolve_dataverse_existing
-                    if ctx.task.target_system == "dataverse"
-                    else _resolve_fno_existing
-                )
-                outcome = resolver(ctx, item)
-            answered.append((item, outcome))
-        missing = set(by_ref) - {p.operation.ref for p, _ in answered}
-        if missing:
-            raise SyncError(f"hook gave no outcome for {len(missing)} operations, e.g. {sorted(missing)[:3]}")
-        _journal(ctx, state, answered)
-        for item, outcome in answered:
-            state.results[(item.phase, item.operation.ref)] = outcome.ok
-            if not outcome.ok:
-                state.failures.append(
-                    {
-                        "ref": item.operation.ref,
-                        "source_key": item.row.get(SOURCE_KEY),
-                        "reason": outcome.message or f"HTTP {outcome.status}",
-                        "status": outcome.status,
-                        "error_code": outcome.error_code,
-                        "row": {
-                            "kind": item.operation.kind.value,
-                            "key": dict(item.operation.key),
-                            "body": dict(item.operation.body),
-                        },
-                        "stage": item.phase,
-                    }
-                )
-
-
-def _names(value: Any) -> list[str]:
-    """A list column read back from Parquet (numpy array, list or None) as names."""
-    if value is None or isinstance(value, float):
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value]
-
-
-def _read_plan(staging: TaskStaging, name: str) -> list[dict[str, Any]]:
-    frame = staging.read_frame_if_exists("plan", name)
-    return [] if frame is None else frame.to_dict("records")
-
-
-def load(
-    template: str | Template,
-    task: str,
-    *,
-    legal_entity: str,
-    run_id: str,
-    dry_run: bool = False,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    **options: Any,
-) -> dict[str, Any]:
-    """Write the plan through the hook: creates and updates, then the second pass.
-
-    :param dry_run: report the plan (counts and samples) without writing anything.
-    :param batch_size: operations handed to the hook per call; each call's outcomes are
-        journaled before the next, so a retried load resumes after the last batch.
-    """
-    ctx = _context(template, task, legal_entity, run_id, options)
-    staging = ctx.staging
-    summary = staging.read_json("plan", "summary")
-    result = _base_result(ctx, "load")
-    if dry_run:
-        result.update(dry_run=True, counts=summary["counts"], samples=summary["samples"])
-        log.info(
-            "%s/%s [%s]: dry run, nothing written: %s",
-            ctx.template.name,
-            ctx.task.name,
-            legal_entity,
-            summary["counts"],
-        )
-        return result
-
-    journal = staging.read_many(staging.list("plan", "journal-"))
-    done: set[tuple[str, str]] = set()
-    if journal is not None and len(journal):
-        done = {
-            (p, r) for p, r, ok in zip(journal["phase"], journal["ref"], journal["ok"], strict=True) if ok
-        }
-    state = _LoadState(journal_index=len(staging.list("plan", "journal-")), done=done)
-
-    task_spec = ctx.task
-    creates, updates = _read_plan(staging, "creates"), _read_plan(staging, "updates")
-    create_names = _create_fields(task_spec)
-    pending: list[_Pending] = []
-    for row in creates:
-        body = _body(task_spec, row, create_names, skip_none=True)
-        if (
-            task_spec.target_system == "dataverse"
-            and task_spec.target.company_scope == "owner"
-            and ctx.pair.owner
-        ):
-            body["ownerid@odata.bind"] = ctx.pair.owner
-        pending.append(
-            _Pending(
-                WriteOperation(
-                    WriteKind.CREATE, task_spec.target.entity_set, _key(task_spec, row), body, row[REF]
-                ),
-                "load",
-                row,
-            )
-        )
-    for row in updates:
-        changed = _names(row[CHANGED])
-        body = _body(task_spec, row, changed, skip_none=False)
-        pending.append(
-            _Pending(
-                WriteOperation(
-                    WriteKind.UPDATE, task_spec.target.entity_set, _key(task_spec, row), body, row[REF]
-                ),
-                "load",
-                row,
-            )
-        )
-    _write_batches(ctx, state, pending, batch_size)
-
-    # second pass: self-references, only for rows whose first pass is in place
-    planned = staging.read_frame("plan", PLANNED)
-    bad_refs = {
-        str(r).casefold()
-        for r, s in zip(planned[REF], planned["status"], strict=True)
-        if s == "rejected" and not is_blank(r)
-    }
-    bad_refs |= {ref.casefold() for (phase, ref), ok in state.results.items() if phase == "load" and not ok}
-    second: list[_Pending] = []
-    for row in _read_plan(staging, "second_pass"):
-        if str(row[REF]).casefold() in bad_refs:
-            continue
-        changed = _names(row[CHANGED])
-        blocked = [
-            name
-            for name in changed
-            if task_spec.field(name) is not None
-            and task_spec.field(name).lookup is not None
-            and task_spec.field(name).lookup.self_reference
-            and str(py(row.get(name))).casefold() in bad_refs
-        ]
-        if blocked:
-            state.failures.append(
-                {
-                    "ref": row[REF],
-                    "source_key": row.get(SOURCE_KEY),
-                    "reason": "second pass held back: "
-                    + ", ".join(f"{n}={py(row.get(n))!r}" for n in blocked)
-                    + " was not loaded",
-                    "stage": "second_pass",
-                }
-            )
-            state.results[("second_pass", row[REF])] = False
-            changed = [n for n in changed if n not in blocked]
-        if changed:
-            body = _body(task_spec, row, changed, skip_none=False)
-            second.append(
-                _Pending(
-                    WriteOperation(
-                        WriteKind.UPDATE, task_spec.target.entity_set, _key(task_spec, row), body, row[REF]
-                    ),
-                    "second_pass",
-                    row,
-                )
-            )
-    _write_batches(ctx, state, second, batch_size)
-
-    outcome = _final_outcome(planned, state)
-    paths = {
-        "outcome": staging.write_frame("plan", OUTCOME, outcome, OUTCOME_SCHEMA),
-        "failed": deadletter.write_failed(staging, state.failures),
-    }
-    counts = _counts(summary["counts"], outcome, state)
-    staging.write_json("plan", "load-summary", {"counts": counts})
-    log.info(
-        "%s/%s [%s]: %s",
-        ctx.template.name,
-        ctx.task.name,
-        legal_entity,
-        ", ".join(f"{k}={v}" for k, v in counts.items()),
-    )
-    for failure in state.failures[:20]:
-        log.warning(
-            "%s/%s failed %s: %s", ctx.template.name, ctx.task.name, failure["ref"], failure["reason"]
-        )
-    result.update(dry_run=False, paths=paths, counts=counts)
-    return result
-
-
-def _final_outcome(planned: pd.DataFrame, state: _LoadState) -> pd.DataFrame:
-    statuses, reasons = [], []
-    failures = {(f.get("stage", "load"), f["ref"]): f["reason"] for f in state.failures}
-    for ref, status, reason in zip(planned[REF], planned["status"], planned["reason"], strict=True):
-        if status in ("create", "update"):
-            ok = state.results.get(("load", ref), False)
-            statuses.append(("created" if status == "create" else "updated") if ok else "failed")
-            reasons.append(None if ok else failures.get(("load", ref), "not written"))
-        else:
-            statuses.append(status)
-            reasons.append(py(reason))
-    outcome = planned.copy()
-    outcome["status"] = statuses
-    outcome["reason"] = reasons
-    return outcome
-
-
-def _counts(plan_counts: dict[str, int], outcome: pd.DataFrame, state: _LoadState) -> dict[str, int]:
-    status = outcome["status"].tolist()
-    second = [ok for (phase, _), ok in state.results.items() if phase == "second_pass"]
-    return {
-        "read": int(plan_counts["read"]),
-        "skipped": int(plan_counts["skipped"]),
-        "created": status.count("created"),
-        "updated": status.count("updated"),
-        "unchanged": status.count("unchanged"),
-        "rejected": status.count("rejected"),
-        "failed": status.count("failed"),
-        "second_pass_updated": sum(1 for ok in second if ok),
-        "second_pass_failed": sum(1 for ok in second if not ok),
     }
 
 
