@@ -161,25 +161,33 @@ def test_all_templates_then_a_rerun_that_writes_nothing(instance: _Instance, tmp
 
 
 class _Crashing:
-    """A real hook whose ``write`` dies on one call: before sending (worker killed between
-    batches) or after the service applied the batch (answer lost)."""
+    """A real hook whose first write stream dies after ``after`` outcomes: before the rest is
+    sent (worker killed mid-load) or after the service applied all of it (answers lost)."""
 
-    def __init__(self, hook: Any, on_call: int, *, after_applying: bool) -> None:
-        self.hook, self.on_call, self.after_applying, self.calls = hook, on_call, after_applying, 0
+    def __init__(self, hook: Any, after: int, *, after_applying: bool) -> None:
+        self.hook, self.after, self.after_applying, self.crashed = hook, after, after_applying, False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.hook, name)
 
     def write(self, operations: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        if self.calls == self.on_call:
-            if self.after_applying:
-                list(self.hook.write(list(operations), **kwargs))
-            raise ConnectionError("simulated crash during load")
-        return self.hook.write(operations, **kwargs)
+        if self.crashed:
+            return self.hook.write(operations, **kwargs)
+        return self._crash_after(self.hook.write(operations, **kwargs))
+
+    def _crash_after(self, outcomes: Any) -> Any:
+        for answered, outcome in enumerate(outcomes):
+            if answered == self.after:
+                self.crashed = True
+                if self.after_applying:
+                    for _ in outcomes:  # the service applies the rest; the answers are lost
+                        pass
+                outcomes.close()
+                raise ConnectionError("simulated crash during load")
+            yield outcome
 
 
-@pytest.mark.parametrize("after_applying", [False, True], ids=["between-batches", "answer-lost"])
+@pytest.mark.parametrize("after_applying", [False, True], ids=["mid-stream", "answers-lost"])
 def test_crash_during_a_dataverse_load_then_rerun_has_no_duplicates(
     instance: _Instance, tmp_path: Path, after_applying: bool
 ) -> None:
@@ -187,7 +195,7 @@ def test_crash_during_a_dataverse_load_then_rerun_has_no_duplicates(
     hooks = instance.hooks()
     before = _count(hooks.dataverse, "products", "productnumber")
     crashing = SyncHooks(
-        dataverse=_Crashing(hooks.dataverse, 2, after_applying=after_applying), fno=hooks.fno
+        dataverse=_Crashing(hooks.dataverse, 7, after_applying=after_applying), fno=hooks.fno
     )
     with pytest.raises(ConnectionError):
         runner.run_task(
@@ -196,7 +204,7 @@ def test_crash_during_a_dataverse_load_then_rerun_has_no_duplicates(
             legal_entity="usmf",
             run_id="crash",
             hooks=crashing,
-            batch_size=5,
+            journal_every=5,
             **_options(root),
         )
 
@@ -208,7 +216,7 @@ def test_crash_during_a_dataverse_load_then_rerun_has_no_duplicates(
         legal_entity="usmf",
         run_id="crash",
         hooks=hooks,
-        batch_size=5,
+        journal_every=5,
         **_options(root),
     )
     assert retried["counts"]["failed"] == 0
@@ -224,12 +232,12 @@ def test_crash_during_a_dataverse_load_then_rerun_has_no_duplicates(
     assert len(after) == len(before) + 14
 
 
-def test_crash_between_fno_batches_then_fresh_run_creates_the_rest(
+def test_crash_during_an_fno_load_then_fresh_run_creates_the_rest(
     instance: _Instance, tmp_path: Path
 ) -> None:
     root = ObjectStoragePath(f"file://{tmp_path / 'staging'}")
     hooks = instance.hooks()
-    crashing = SyncHooks(dataverse=hooks.dataverse, fno=_Crashing(hooks.fno, 3, after_applying=True))
+    crashing = SyncHooks(dataverse=hooks.dataverse, fno=_Crashing(hooks.fno, 10, after_applying=True))
     with pytest.raises(ConnectionError):
         runner.run_task(
             "accounts",
@@ -237,7 +245,7 @@ def test_crash_between_fno_batches_then_fresh_run_creates_the_rest(
             legal_entity="usmf",
             run_id="crash",
             hooks=crashing,
-            batch_size=5,
+            journal_every=5,
             **_options(root),
         )
     fresh = runner.run_task(

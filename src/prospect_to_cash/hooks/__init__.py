@@ -18,9 +18,11 @@ Tokens
 Transport
     One pooled httpx client per hook, TLS always verified (system trust or the CA bundle).
     429, 502, 503, 504 and connection errors are retried with exponential backoff and
-    jitter, never before ``Retry-After``. Concurrency follows an AIMD limiter: it starts at
-    2, grows by one per round of successes up to ``x-ms-dop-hint`` (and ``max_concurrency``),
-    halves on 429 and pauses every request until ``Retry-After`` has passed.
+    jitter, never before ``Retry-After``. Concurrency follows an adaptive limiter: it starts at
+    2, doubles per round of successes until the first 429 (slow start), then grows by one
+    per round; it never exceeds ``x-ms-dop-hint`` (nor ``max_concurrency``, by default the
+    documented 52 concurrent requests per user), halves on 429 and pauses every request
+    until ``Retry-After`` has passed.
 
 Reads
     ``iter_pages`` sends an explicit ``$select``, ``Prefer: odata.maxpagesize`` and, on F&O,

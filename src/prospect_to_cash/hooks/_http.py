@@ -154,11 +154,15 @@ class LimiterStats:
 
 
 class AdaptiveLimiter:
-    """A concurrency limit that adapts: additive increase, multiplicative decrease (AIMD).
+    """A concurrency limit that adapts: slow start, then additive increase, multiplicative
+    decrease (AIMD), as TCP does.
 
-    Every success raises the limit by ``1 / limit`` (about one more slot per round of
-    requests); a 429 halves it, at most once per ``cooldown`` seconds so a burst of 429s
-    from requests that were already in flight counts as one signal, and pauses every new
+    Until the service first pushes back, every success raises the limit by one (it doubles
+    per round of requests), so a load reaches the service's capacity in a few rounds
+    instead of hundreds; after the first 429, every success raises it by ``1 / limit``
+    (about one more slot per round: the slow ramp Microsoft asks for). A 429 halves it, at
+    most once per ``cooldown`` seconds so a burst of 429s from requests that were already
+    in flight counts as one signal, and pauses every new
     request until ``Retry-After`` has passed (service protection is per user, so one
     throttled request means all are). The ``x-ms-dop-hint`` header sets the ceiling: the
     service's own recommendation for parallel requests.
@@ -191,6 +195,7 @@ class AdaptiveLimiter:
         self.paused_until = 0.0
         self.stats = LimiterStats()
         self._last_decrease = -math.inf
+        self.slow_start = True
         self._clock = clock
         self._condition = threading.Condition()
 
@@ -227,6 +232,7 @@ class AdaptiveLimiter:
             if throttled:
                 self.stats.throttles += 1
                 now = self._clock()
+                self.slow_start = False
                 if now - self._last_decrease >= self.cooldown:
                     self.limit = max(float(self.minimum), self.limit / 2)
                     self._last_decrease = now
@@ -235,7 +241,8 @@ class AdaptiveLimiter:
                     self.paused_until = max(self.paused_until, now + retry_after)
             elif success:
                 self.stats.successes += 1
-                self.limit = min(float(self.ceiling), self.limit + 1 / max(self.limit, 1.0))
+                step = 1.0 if self.slow_start else 1 / max(self.limit, 1.0)
+                self.limit = min(float(self.ceiling), self.limit + step)
             self.stats.history.append(self.limit)
             if len(self.stats.history) > 1000:
                 del self.stats.history[:500]

@@ -28,12 +28,19 @@ ODATA_HEADERS: Mapping[str, str] = {
 }
 
 
+SERVICE_CONCURRENCY_LIMIT = 52
+"""Concurrent requests per user that Dataverse service protection (and F&O's user-based
+limits) allow; one more fails at once with a 429."""
+
+
 class DynamicsBaseHook(BaseHook):
     """Shared machinery of the Dynamics hooks; use `DataverseHook` or `FinanceOperationsHook`.
 
     :param conn_id: the Airflow connection to use.
     :param max_concurrency: most requests in flight at once; the adaptive limiter stays at
-        or below it and below the service's ``x-ms-dop-hint``.
+        or below it and below the service's ``x-ms-dop-hint``. The default is the services'
+        documented per-user limit (52 concurrent requests): below it, the limiter follows
+        the hint and the 429s, which know the environment's real capacity.
     :param initial_concurrency: where the adaptive limiter starts.
     :param retry: retry policy for every request.
     :param timeout: httpx timeout; the default allows long ``$batch`` requests.
@@ -49,7 +56,7 @@ class DynamicsBaseHook(BaseHook):
         self,
         conn_id: str,
         *,
-        max_concurrency: int = 16,
+        max_concurrency: int = SERVICE_CONCURRENCY_LIMIT,
         initial_concurrency: int = 2,
         retry: RetryPolicy | None = None,
         timeout: httpx.Timeout | None = None,

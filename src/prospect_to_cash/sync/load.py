@@ -15,13 +15,16 @@ Idempotence and resumability:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
 from prospect_to_cash.sync import deadletter
@@ -41,13 +44,14 @@ from prospect_to_cash.sync.transform import BIND_PREFIX, CHANGED, ID, REF, SOURC
 from prospect_to_cash.sync.values import is_blank, normalize, py, values_equal
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     from prospect_to_cash.sync.staging import TaskStaging
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 500
+DEFAULT_JOURNAL_EVERY = 1000
+DEFAULT_JOURNAL_SECONDS = 5.0
 JOURNAL_SCHEMA = pa.schema(
     [
         ("ref", pa.string()),
@@ -129,30 +133,62 @@ def _create_fields(task: Task) -> list[str]:
 class _Pending:
     operation: WriteOperation
     phase: str
-    row: dict[str, Any]
+    source_key: Any
 
 
 @dataclass
 class _LoadState:
+    """What one load has learnt so far. Only failures are kept per row: an operation the hook
+    answered and that is not among the failures was written, so memory grows with the
+    failures, not with the rows."""
+
     journal_index: int
     done: set[tuple[str, str]]
     failures: list[dict[str, Any]] = field(default_factory=list)
-    results: dict[tuple[str, str], bool] = field(default_factory=dict)
+    failed: set[tuple[str, str]] = field(default_factory=set)
+    written: int = 0
+    second_pass_written: set[str] = field(default_factory=set)
+
+    def confirm(self, phase: str, ref: str) -> None:
+        if phase == "second_pass":
+            self.second_pass_written.add(ref)
+        else:
+            self.written += 1
 
 
-def _journal(ctx: SyncContext, state: _LoadState, outcomes: list[tuple[_Pending, WriteOutcome]]) -> None:
-    frame = pd.DataFrame(
-        {
-            "ref": [p.operation.ref for p, _ in outcomes],
-            "phase": [p.phase for p, _ in outcomes],
-            "ok": [o.ok for _, o in outcomes],
-            "status": [o.status for _, o in outcomes],
-            "error_code": [o.error_code for _, o in outcomes],
-            "message": [o.message for _, o in outcomes],
-        }
-    )
-    ctx.staging.write_frame("plan", f"journal-{state.journal_index:06d}", frame, JOURNAL_SCHEMA)
-    state.journal_index += 1
+class _Journal:
+    """Outcomes appended to staging as they arrive, flushed every ``every`` outcomes or
+    ``seconds``, whichever comes first: a load killed at any moment loses at most that much
+    bookkeeping (the writes themselves are idempotent, so a lost entry only costs a resend)."""
+
+    def __init__(self, ctx: SyncContext, state: _LoadState, every: int, seconds: float) -> None:
+        self.ctx, self.state, self.every, self.seconds = ctx, state, every, seconds
+        self.buffer: list[tuple[_Pending, WriteOutcome]] = []
+        self.flushed_at = time.monotonic()
+
+    def add(self, item: _Pending, outcome: WriteOutcome) -> None:
+        self.buffer.append((item, outcome))
+        if len(self.buffer) >= self.every or time.monotonic() - self.flushed_at >= self.seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        self.flushed_at = time.monotonic()
+        if not self.buffer:
+            return
+        outcomes, self.buffer = self.buffer, []
+        frame = pd.DataFrame(
+            {
+                "ref": [p.operation.ref for p, _ in outcomes],
+                "phase": [p.phase for p, _ in outcomes],
+                "ok": [o.ok for _, o in outcomes],
+                "status": [o.status for _, o in outcomes],
+                "error_code": [o.error_code for _, o in outcomes],
+                "message": [o.message for _, o in outcomes],
+            }
+        )
+        name = f"journal-{self.state.journal_index:06d}"
+        self.ctx.staging.write_frame("plan", name, frame, JOURNAL_SCHEMA)
+        self.state.journal_index += 1
 
 
 def _already_exists(outcome: WriteOutcome) -> bool:
@@ -217,17 +253,42 @@ def _resolve_dataverse_existing(ctx: SyncContext, pending: _Pending) -> WriteOut
     return next(iter(ctx.hooks.for_system("dataverse").write([update])))
 
 
-def _write_batches(ctx: SyncContext, state: _LoadState, pending: list[_Pending], batch_size: int) -> None:
+def _write_stream(
+    ctx: SyncContext,
+    state: _LoadState,
+    pending: Iterable[_Pending],
+    *,
+    journal_every: int,
+    journal_seconds: float,
+) -> None:
+    """Hand every operation of one phase to the hook in one lazy stream and record outcomes
+    as they arrive.
+
+    One stream (not one hook call per slice) keeps the hook's pipeline full: it runs as
+    many units in flight as the service allows, with no barrier where the slowest unit of
+    a slice holds back the next slice. Only the operations in flight are held in memory.
+    """
     hook = ctx.hooks.for_system(ctx.task.target_system)
-    todo = [p for p in pending if (p.phase, p.operation.ref) not in state.done]
-    for phase, ref in {(p.phase, p.operation.ref) for p in pending} & state.done:
-        state.results[(phase, ref)] = True
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
-        by_ref = {p.operation.ref: p for p in batch}
-        answered: list[tuple[_Pending, WriteOutcome]] = []
-        for outcome in hook.write([p.operation for p in batch]):
-            item = by_ref.get(outcome.ref)
+    in_flight: dict[str, _Pending] = {}
+
+    def operations() -> Iterator[WriteOperation]:
+        for item in pending:
+            if (item.phase, item.operation.ref) in state.done:
+                state.confirm(item.phase, item.operation.ref)
+                continue
+            if item.operation.ref in in_flight:
+                raise SyncError(f"two operations of one load share the ref {item.operation.ref!r}")
+            in_flight[item.operation.ref] = item
+            yield item.operation
+
+    stream = operations()
+    first = next(stream, None)
+    if first is None:
+        return  # nothing left to write in this phase: no hook call at all
+    journal = _Journal(ctx, state, journal_every, journal_seconds)
+    try:
+        for outcome in hook.write(itertools.chain([first], stream)):
+            item = in_flight.pop(outcome.ref, None)
             if item is None:
                 raise SyncError(f"hook answered for unknown ref {outcome.ref!r}")
             if not outcome.ok and item.operation.kind == WriteKind.CREATE and _already_exists(outcome):
@@ -237,29 +298,34 @@ def _write_batches(ctx: SyncContext, state: _LoadState, pending: list[_Pending],
                     else _resolve_fno_existing
                 )
                 outcome = resolver(ctx, item)
-            answered.append((item, outcome))
-        missing = set(by_ref) - {p.operation.ref for p, _ in answered}
-        if missing:
-            raise SyncError(f"hook gave no outcome for {len(missing)} operations, e.g. {sorted(missing)[:3]}")
-        _journal(ctx, state, answered)
-        for item, outcome in answered:
-            state.results[(item.phase, item.operation.ref)] = outcome.ok
-            if not outcome.ok:
-                state.failures.append(
-                    {
-                        "ref": item.operation.ref,
-                        "source_key": item.row.get(SOURCE_KEY),
-                        "reason": outcome.message or f"HTTP {outcome.status}",
-                        "status": outcome.status,
-                        "error_code": outcome.error_code,
-                        "row": {
-                            "kind": item.operation.kind.value,
-                            "key": dict(item.operation.key),
-                            "body": dict(item.operation.body),
-                        },
-                        "stage": item.phase,
-                    }
-                )
+            journal.add(item, outcome)
+            _record(state, item, outcome)
+    finally:
+        journal.flush()
+    if in_flight:
+        raise SyncError(f"hook gave no outcome for {len(in_flight)} operations, e.g. {sorted(in_flight)[:3]}")
+
+
+def _record(state: _LoadState, item: _Pending, outcome: WriteOutcome) -> None:
+    if outcome.ok:
+        state.confirm(item.phase, item.operation.ref)
+        return
+    state.failed.add((item.phase, item.operation.ref))
+    state.failures.append(
+        {
+            "ref": item.operation.ref,
+            "source_key": item.source_key,
+            "reason": outcome.message or f"HTTP {outcome.status}",
+            "status": outcome.status,
+            "error_code": outcome.error_code,
+            "row": {
+                "kind": item.operation.kind.value,
+                "key": dict(item.operation.key),
+                "body": dict(item.operation.body),
+            },
+            "stage": item.phase,
+        }
+    )
 
 
 def _names(value: Any) -> list[str]:
@@ -271,95 +337,43 @@ def _names(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
-def _read_plan(staging: TaskStaging, name: str) -> list[dict[str, Any]]:
-    frame = staging.read_frame_if_exists("plan", name)
-    return [] if frame is None else frame.to_dict("records")
+def _iter_plan(staging: TaskStaging, name: str, rows_per_batch: int) -> Iterator[dict[str, Any]]:
+    """The rows of a plan file, read one record batch at a time (never the whole file)."""
+    target = staging.path("plan", name)
+    if not target.exists():
+        return
+    with target.open("rb") as handle:
+        for batch in pq.ParquetFile(handle).iter_batches(batch_size=rows_per_batch):
+            yield from batch.to_pylist()
 
 
-def load(
-    template: str | Template,
-    task: str,
-    *,
-    legal_entity: str,
-    run_id: str,
-    dry_run: bool = False,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    **options: Any,
-) -> dict[str, Any]:
-    """Write the plan through the hook: creates and updates, then the second pass.
-
-    :param dry_run: report the plan (counts and samples) without writing anything.
-    :param batch_size: operations handed to the hook per call; each call's outcomes are
-        journaled before the next, so a retried load resumes after the last batch.
-    """
-    ctx = make_context(template, task, legal_entity, run_id, options)
-    staging = ctx.staging
-    summary = staging.read_json("plan", "summary")
-    result = base_result(ctx, "load")
-    if dry_run:
-        result.update(dry_run=True, counts=summary["counts"], samples=summary["samples"])
-        log.info(
-            "%s/%s [%s]: dry run, nothing written: %s",
-            ctx.template.name,
-            ctx.task.name,
-            legal_entity,
-            summary["counts"],
-        )
-        return result
-
-    journal = staging.read_many(staging.list("plan", "journal-"))
-    done: set[tuple[str, str]] = set()
-    if journal is not None and len(journal):
-        done = {
-            (p, r) for p, r, ok in zip(journal["phase"], journal["ref"], journal["ok"], strict=True) if ok
-        }
-    state = _LoadState(journal_index=len(staging.list("plan", "journal-")), done=done)
-
+def _first_pass(ctx: SyncContext, rows_per_batch: int) -> Iterator[_Pending]:
     task_spec = ctx.task
-    creates, updates = _read_plan(staging, "creates"), _read_plan(staging, "updates")
     create_names = _create_fields(task_spec)
-    pending: list[_Pending] = []
-    for row in creates:
+    owner = (
+        ctx.pair.owner
+        if task_spec.target_system == "dataverse" and task_spec.target.company_scope == "owner"
+        else None
+    )
+    entity_set = task_spec.target.entity_set
+    for row in _iter_plan(ctx.staging, "creates", rows_per_batch):
         body = _body(task_spec, row, create_names, skip_none=True)
-        if (
-            task_spec.target_system == "dataverse"
-            and task_spec.target.company_scope == "owner"
-            and ctx.pair.owner
-        ):
-            body["ownerid@odata.bind"] = ctx.pair.owner
-        pending.append(
-            _Pending(
-                WriteOperation(
-                    WriteKind.CREATE, task_spec.target.entity_set, _key(task_spec, row), body, row[REF]
-                ),
-                "load",
-                row,
-            )
-        )
-    for row in updates:
-        changed = _names(row[CHANGED])
-        body = _body(task_spec, row, changed, skip_none=False)
-        pending.append(
-            _Pending(
-                WriteOperation(
-                    WriteKind.UPDATE, task_spec.target.entity_set, _key(task_spec, row), body, row[REF]
-                ),
-                "load",
-                row,
-            )
-        )
-    _write_batches(ctx, state, pending, batch_size)
+        if owner:
+            body["ownerid@odata.bind"] = owner
+        operation = WriteOperation(WriteKind.CREATE, entity_set, _key(task_spec, row), body, row[REF])
+        yield _Pending(operation, "load", row.get(SOURCE_KEY))
+    for row in _iter_plan(ctx.staging, "updates", rows_per_batch):
+        body = _body(task_spec, row, _names(row[CHANGED]), skip_none=False)
+        operation = WriteOperation(WriteKind.UPDATE, entity_set, _key(task_spec, row), body, row[REF])
+        yield _Pending(operation, "load", row.get(SOURCE_KEY))
 
-    # second pass: self-references, only for rows whose first pass is in place
-    planned = staging.read_frame("plan", PLANNED)
-    bad_refs = {
-        str(r).casefold()
-        for r, s in zip(planned[REF], planned["status"], strict=True)
-        if s == "rejected" and not is_blank(r)
-    }
-    bad_refs |= {ref.casefold() for (phase, ref), ok in state.results.items() if phase == "load" and not ok}
-    second: list[_Pending] = []
-    for row in _read_plan(staging, "second_pass"):
+
+def _second_pass(
+    ctx: SyncContext, state: _LoadState, bad_refs: set[str], rows_per_batch: int
+) -> Iterator[_Pending]:
+    """Self-references, only for rows whose first pass is in place."""
+    task_spec = ctx.task
+    for row in _iter_plan(ctx.staging, "second_pass", rows_per_batch):
         if str(row[REF]).casefold() in bad_refs:
             continue
         changed = _names(row[CHANGED])
@@ -382,20 +396,70 @@ def load(
                     "stage": "second_pass",
                 }
             )
-            state.results[("second_pass", row[REF])] = False
+            state.failed.add(("second_pass", row[REF]))
             changed = [n for n in changed if n not in blocked]
         if changed:
             body = _body(task_spec, row, changed, skip_none=False)
-            second.append(
-                _Pending(
-                    WriteOperation(
-                        WriteKind.UPDATE, task_spec.target.entity_set, _key(task_spec, row), body, row[REF]
-                    ),
-                    "second_pass",
-                    row,
-                )
+            operation = WriteOperation(
+                WriteKind.UPDATE, task_spec.target.entity_set, _key(task_spec, row), body, row[REF]
             )
-    _write_batches(ctx, state, second, batch_size)
+            yield _Pending(operation, "second_pass", row.get(SOURCE_KEY))
+
+
+def load(
+    template: str | Template,
+    task: str,
+    *,
+    legal_entity: str,
+    run_id: str,
+    dry_run: bool = False,
+    journal_every: int = DEFAULT_JOURNAL_EVERY,
+    journal_seconds: float = DEFAULT_JOURNAL_SECONDS,
+    **options: Any,
+) -> dict[str, Any]:
+    """Write the plan through the hook: creates and updates, then the second pass.
+
+    :param dry_run: report the plan (counts and samples) without writing anything.
+    :param journal_every: outcomes per journal file; a retried load skips every operation
+        a journal file confirms.
+    :param journal_seconds: a journal file is also written when this much time has passed
+        since the last, so a slow load loses little bookkeeping if it is killed.
+    """
+    if journal_every < 1:
+        raise ValueError("journal_every must be at least 1")
+    ctx = make_context(template, task, legal_entity, run_id, options)
+    staging = ctx.staging
+    summary = staging.read_json("plan", "summary")
+    result = base_result(ctx, "load")
+    if dry_run:
+        result.update(dry_run=True, counts=summary["counts"], samples=summary["samples"])
+        log.info(
+            "%s/%s [%s]: dry run, nothing written: %s",
+            ctx.template.name,
+            ctx.task.name,
+            legal_entity,
+            summary["counts"],
+        )
+        return result
+
+    journal_files = staging.list("plan", "journal-")
+    journal = staging.read_many(journal_files)
+    done: set[tuple[str, str]] = set()
+    if journal is not None and len(journal):
+        confirmed = journal[journal["ok"]]
+        done = set(zip(confirmed["phase"], confirmed["ref"], strict=True))
+    state = _LoadState(journal_index=len(journal_files), done=done)
+    del journal
+    rows_per_batch = max(journal_every, 1000)
+    stream = {"journal_every": journal_every, "journal_seconds": journal_seconds}
+
+    _write_stream(ctx, state, _first_pass(ctx, rows_per_batch), **stream)
+
+    planned = staging.read_frame("plan", PLANNED)
+    rejected = planned[REF][(planned["status"] == "rejected") & planned[REF].notna()]
+    bad_refs = {str(r).casefold() for r in rejected if not is_blank(r)}
+    bad_refs |= {ref.casefold() for phase, ref in state.failed if phase == "load"}
+    _write_stream(ctx, state, _second_pass(ctx, state, bad_refs, rows_per_batch), **stream)
 
     outcome = _final_outcome(planned, state)
     paths = {
@@ -420,33 +484,31 @@ def load(
 
 
 def _final_outcome(planned: pd.DataFrame, state: _LoadState) -> pd.DataFrame:
-    statuses, reasons = [], []
-    failures = {(f.get("stage", "load"), f["ref"]): f["reason"] for f in state.failures}
-    for ref, status, reason in zip(planned[REF], planned["status"], planned["reason"], strict=True):
-        if status in ("create", "update"):
-            ok = state.results.get(("load", ref), False)
-            statuses.append(("created" if status == "create" else "updated") if ok else "failed")
-            reasons.append(None if ok else failures.get(("load", ref), "not written"))
-        else:
-            statuses.append(status)
-            reasons.append(py(reason))
+    """The plan with each create and update turned into created/updated or failed."""
+    failures = {f["ref"]: f["reason"] for f in state.failures if f.get("stage", "load") == "load"}
+    written = planned["status"].isin(["create", "update"])
+    failed = written & planned[REF].isin(list(failures))
     outcome = planned.copy()
-    outcome["status"] = statuses
-    outcome["reason"] = reasons
+    outcome.loc[written, "status"] = planned.loc[written, "status"].map(
+        {"create": "created", "update": "updated"}
+    )
+    outcome.loc[failed, "status"] = "failed"
+    outcome.loc[written & ~failed, "reason"] = None
+    outcome.loc[failed, "reason"] = planned.loc[failed, REF].map(failures)
     return outcome
 
 
 def _counts(plan_counts: dict[str, int], outcome: pd.DataFrame, state: _LoadState) -> dict[str, int]:
-    status = outcome["status"].tolist()
-    second = [ok for (phase, _), ok in state.results.items() if phase == "second_pass"]
+    status = outcome["status"].value_counts()
+    second_failed = {ref for phase, ref in state.failed if phase == "second_pass"}
     return {
         "read": int(plan_counts["read"]),
         "skipped": int(plan_counts["skipped"]),
-        "created": status.count("created"),
-        "updated": status.count("updated"),
-        "unchanged": status.count("unchanged"),
-        "rejected": status.count("rejected"),
-        "failed": status.count("failed"),
-        "second_pass_updated": sum(1 for ok in second if ok),
-        "second_pass_failed": sum(1 for ok in second if not ok),
+        **{
+            name: int(status.get(name, 0))
+            for name in ("created", "updated", "unchanged", "rejected", "failed")
+        },
+        # a row whose self-reference was held back is not in place, even if its other fields are
+        "second_pass_updated": len(state.second_pass_written - second_failed),
+        "second_pass_failed": len(second_failed),
     }

@@ -164,14 +164,33 @@ class TestAdaptiveLimiter:
             limiter.release()
         assert limiter.allowed == 6
 
-    def test_increase_is_gradual(self) -> None:
+    def test_slow_start_doubles_per_round_until_the_first_throttle(self) -> None:
         limiter = AdaptiveLimiter(initial=2, maximum=50, clock=FakeClock())
+        rounds = []
+        for _ in range(4):
+            for _ in range(limiter.allowed):  # one round: every slot in flight, then answered
+                limiter.acquire()
+            for _ in range(limiter.in_flight):
+                limiter.release()
+            rounds.append(limiter.allowed)
+        assert rounds == [4, 8, 16, 32]
+
+    def test_increase_is_gradual_after_a_throttle(self) -> None:
+        clock = FakeClock()
+        limiter = AdaptiveLimiter(initial=8, maximum=50, clock=clock)
+        limiter.acquire()
+        limiter.release(throttled=True)
+        assert limiter.allowed == 4
         allowed = []
         for _ in range(3):
             limiter.acquire()
             limiter.release()
             allowed.append(limiter.allowed)
-        assert allowed == [2, 2, 3]  # 2 -> 2.5 -> 2.9 -> 3.24: about one slot per round of requests
+        assert allowed == [4, 4, 4]  # 4 -> 4.25 -> 4.49 -> 4.71: about one slot per round of requests
+        for _ in range(4):
+            limiter.acquire()
+            limiter.release()
+        assert limiter.allowed == 5
 
     def test_throttle_halves_once_per_cooldown_and_pauses(self) -> None:
         clock = FakeClock()

@@ -161,20 +161,24 @@ class MemoryService:
         system: str,
         tables: dict[str, MemoryTable],
         *,
-        fail_after_writes: int | None = None,
-        lose_answer_of_call: int | None = None,
+        fail_after_units: int | None = None,
+        lose_answer_of_unit: int | None = None,
+        unit_size: int = 1000,
         page_size: int = 2,
     ) -> None:
-        """:param fail_after_writes: calls of ``write`` after this many raise before writing
-        (a worker killed between batches).
-        :param lose_answer_of_call: that call applies its operations, then raises (the
-        service did the work but the answer never arrived)."""
+        """``write`` sends operations in units of ``unit_size`` (a hook's change sets).
+
+        :param fail_after_units: units after this many raise before writing (a worker
+            killed between units).
+        :param lose_answer_of_unit: that unit (1-based) is applied, then the stream raises
+            (the service did the work but the answer never arrived)."""
         self.system = system
         self.tables = tables
         self.writes: list[WriteOperation] = []
-        self.write_calls = 0
-        self.fail_after_writes = fail_after_writes
-        self.lose_answer_of_call = lose_answer_of_call
+        self.units = 0
+        self.unit_size = unit_size
+        self.fail_after_units = fail_after_units
+        self.lose_answer_of_unit = lose_answer_of_unit
         self.page_size = page_size  # small by default so tests exercise paging
         self.reads: list[tuple[str, str | None]] = []
 
@@ -285,19 +289,31 @@ class MemoryService:
             return WriteOutcome(ref, True, 204)
         return WriteOutcome(ref, False, 405, message=f"{operation.kind} not supported by MemoryService")
 
-    def write(self, operations: Any, *, batch_size: int = 1000, bulk: bool = True) -> Any:
-        self.write_calls += 1
-        if self.fail_after_writes is not None and self.write_calls > self.fail_after_writes:
-            raise ConnectionError("simulated crash between batches")
-        operations = list(operations)
-        if self.write_calls == self.lose_answer_of_call:
+    def write(self, operations: Any, *, batch_size: int | None = None, bulk: bool = True) -> Any:
+        """Outcomes unit by unit, like the hooks: operations are consumed lazily."""
+        unit: list[WriteOperation] = []
+        for operation in operations:
+            unit.append(operation)
+            if len(unit) >= (batch_size or self.unit_size):
+                yield from self._write_unit(unit)
+                unit = []
+        if unit:
+            yield from self._write_unit(unit)
+
+    def _write_unit(self, operations: list[WriteOperation]) -> Any:
+        self.units += 1
+        if self.fail_after_units is not None and self.units > self.fail_after_units:
+            raise ConnectionError("simulated crash between units")
+        if self.units == self.lose_answer_of_unit:
             for operation in operations:
                 self.writes.append(operation)
                 self._write_one(operation)
-            raise ConnectionError("simulated connection reset after the service applied the batch")
+            raise ConnectionError("simulated connection reset after the service applied the unit")
+        outcomes = []
         for operation in operations:
             self.writes.append(operation)
-            yield self._write_one(operation)
+            outcomes.append(self._write_one(operation))
+        return outcomes
 
 
 def guid() -> str:

@@ -7,12 +7,13 @@ import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import pytest
 import yaml
 
 from prospect_to_cash.hooks.operations import WriteKind
 from prospect_to_cash.sync import deadletter, runner
-from prospect_to_cash.sync.errors import DataError
+from prospect_to_cash.sync.errors import DataError, SyncError
 from prospect_to_cash.sync.runner import SyncHooks, run_task, run_template
 from prospect_to_cash.sync.staging import TaskStaging
 from prospect_to_cash.sync.values import deterministic_id
@@ -215,14 +216,14 @@ class TestCrashAndResume:
     def rows(self) -> list[dict[str, Any]]:
         return [account(f"ACC-{i}", f"Customer {i}") for i in range(1, 6)]
 
-    def test_killed_between_batches_then_retried_finishes_without_duplicates(
+    def test_killed_between_units_then_retried_finishes_without_duplicates(
         self, staging_root: ObjectStoragePath
     ) -> None:
-        sales, fno = accounts_services(self.rows(), fail_after_writes=2)
+        sales, fno = accounts_services(self.rows(), fail_after_units=2, unit_size=2)
         with pytest.raises(ConnectionError):
-            run_accounts(sales, fno, staging_root, "run-1", batch_size=2)
+            run_accounts(sales, fno, staging_root, "run-1", journal_every=2)
         assert len(fno.tables["CustomersV3"].rows) == 4
-        fno.fail_after_writes = None
+        fno.fail_after_units = None
         sent_before = len(fno.writes)
         # Airflow retries the load task of the same run: the journal skips what is done
         result = runner.load(
@@ -232,7 +233,7 @@ class TestCrashAndResume:
             run_id="run-1",
             staging_root=staging_root,
             hooks=SyncHooks(sales, fno),
-            batch_size=2,
+            journal_every=2,
         )
         assert len(fno.writes) - sent_before == 1
         assert result["counts"]["created"] == 5
@@ -242,20 +243,20 @@ class TestCrashAndResume:
     def test_fresh_run_after_a_crash_creates_only_what_is_missing(
         self, staging_root: ObjectStoragePath
     ) -> None:
-        sales, fno = accounts_services(self.rows(), fail_after_writes=1)
+        sales, fno = accounts_services(self.rows(), fail_after_units=1, unit_size=2)
         with pytest.raises(ConnectionError):
-            run_accounts(sales, fno, staging_root, "run-1", batch_size=2)
-        fno.fail_after_writes = None
-        result = run_accounts(sales, fno, staging_root, "run-2", batch_size=2)
+            run_accounts(sales, fno, staging_root, "run-1", journal_every=2)
+        fno.fail_after_units = None
+        result = run_accounts(sales, fno, staging_root, "run-2", journal_every=2)
         assert (result["counts"]["created"], result["counts"]["unchanged"]) == (3, 2)
         assert len(fno.tables["CustomersV3"].rows) == 5
 
     def test_fno_create_whose_answer_was_lost_is_resolved_by_reading_the_row(
         self, staging_root: ObjectStoragePath
     ) -> None:
-        sales, fno = accounts_services(self.rows(), lose_answer_of_call=1)
+        sales, fno = accounts_services(self.rows(), lose_answer_of_unit=1, unit_size=2)
         with pytest.raises(ConnectionError):
-            run_accounts(sales, fno, staging_root, "run-1", batch_size=2)
+            run_accounts(sales, fno, staging_root, "run-1", journal_every=2)
         result = runner.load(
             "accounts",
             "customers",
@@ -263,7 +264,7 @@ class TestCrashAndResume:
             run_id="run-1",
             staging_root=staging_root,
             hooks=SyncHooks(sales, fno),
-            batch_size=2,
+            journal_every=2,
         )
         assert result["counts"]["created"] == 5
         assert result["counts"]["failed"] == 0
@@ -378,7 +379,7 @@ class TestProductsToDataverse:
         assert again["counts"]["unchanged"] == 6
 
     def test_repeated_dataverse_create_hits_the_same_row(self, staging_root: ObjectStoragePath) -> None:
-        sales, fno = product_services(lose_answer_of_call=1)
+        sales, fno = product_services(lose_answer_of_unit=1)
         with pytest.raises(ConnectionError):
             self.run(sales, fno, staging_root, "run-1")
         result = runner.load(
@@ -439,3 +440,49 @@ def test_company_pairs_for_the_dag_fan_out(unscoped: Path) -> None:
         {"legal_entity": "usmf", "business_unit": None, "business_unit_id": None, "owner": None}
     ]
     assert sync.run_template is run_template
+
+
+class TestStreamingLoad:
+    """The load hands the hook one lazy stream per phase and journals outcomes as they come."""
+
+    def test_one_write_stream_for_all_rows_and_a_journal_while_it_runs(
+        self, staging_root: ObjectStoragePath
+    ) -> None:
+        sales, fno = accounts_services(
+            [account(f"ACC-{i}", f"Customer {i}") for i in range(1, 8)], unit_size=2
+        )
+        journal_files_seen: list[int] = []
+        staging = TaskStaging(staging_root, "accounts", "run-1", "usmf", "customers")
+        real_write = fno.write
+        calls = []
+
+        def observed_write(operations: Any, **kwargs: Any) -> Any:
+            calls.append(kwargs)
+            for outcome in real_write(operations, **kwargs):
+                journal_files_seen.append(len(staging.list("plan", "journal-")))
+                yield outcome
+
+        fno.write = observed_write  # type: ignore[method-assign]
+        result = run_accounts(sales, fno, staging_root, "run-1", journal_every=2)
+        assert result["counts"]["created"] == 7
+        assert len(calls) == 1, "one stream, not one hook call per slice of the plan"
+        assert fno.units == 4  # the hook (not the engine) cuts the stream into units
+        # by the time the 5th outcome is handed over, the first four are already on disk
+        assert journal_files_seen[4] == 2
+        assert len(staging.list("plan", "journal-")) == 4  # 2+2+2+1
+
+    def test_refs_shared_by_two_operations_stop_the_load(self, staging_root: ObjectStoragePath) -> None:
+        sales, fno = accounts_services([account("ACC-1", "One")])
+        run_accounts(sales, fno, staging_root, "run-1", dry_run=True)
+        staging = TaskStaging(staging_root, "accounts", "run-1", "usmf", "customers")
+        creates = staging.read_frame("plan", "creates")
+        staging.write_frame("plan", "creates", pd.concat([creates, creates], ignore_index=True))
+        with pytest.raises(SyncError, match="share the ref 'ACC-1'"):
+            runner.load(
+                "accounts",
+                "customers",
+                legal_entity="usmf",
+                run_id="run-1",
+                staging_root=staging_root,
+                hooks=SyncHooks(sales, fno),
+            )
