@@ -30,12 +30,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
-import selectors
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -49,12 +46,12 @@ import httpx
 
 from devstack.airflow_stack import (
     FINISHED,
-    ROOT,
     AirflowStack,
     StackError,
     airflow_env,
     connection_env,
 )
+from emulators.client import EmulatorEndpoints, EmulatorStartError, RunningEmulators, start_emulators
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -134,155 +131,42 @@ def _shown(path: Path | str) -> str:
 # -- the emulators ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Endpoints:
-    """The emulators' JSON line (what :func:`connection_env` needs); the secret stays out of repr."""
-
-    dataverse_url: str
-    fno_url: str
-    authority: str
-    tenant_id: str
-    client_id: str
-    client_secret: str = field(repr=False)
-    ca_bundle: str
-    admin: dict[str, str]
-    pid: int
-
-    @classmethod
-    def from_line(cls, line: str) -> Endpoints:
-        data = json.loads(line)
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+def seeded_before(state_dir: Path) -> bool:
+    """True when both services' databases exist (``--seed demo`` only fills empty stores)."""
+    return (state_dir / "dataverse.sqlite").exists() and (state_dir / "fno.sqlite").exists()
 
 
-class Emulators:
-    """``python -m emulators serve --seed demo`` as a child process on free ports.
+def start_demo_emulators(paths: DemoPaths) -> RunningEmulators:
+    """``python -m emulators serve --seed demo`` on free ports, stderr appended to
+    ``<state>/logs/emulators.log``.
 
     The seed only fills empty stores, so the demo world is written on the first start and
-    everything the sync wrote before is still there on the next one.
+    everything the sync wrote before is still there on the next one. The emulators get
+    their own session: a Ctrl-C reaches the demo, which stops Airflow before them.
     """
-
-    def __init__(self, state_dir: Path, log_path: Path, *, start_timeout: float = 180) -> None:
-        self.state_dir = Path(state_dir)
-        self.log_path = Path(log_path)
-        self.start_timeout = start_timeout
-        self.process: subprocess.Popen[str] | None = None
-        self.endpoints: Endpoints | None = None
-        self._http: httpx.Client | None = None
-
-    @property
-    def seeded_before(self) -> bool:
-        return (self.state_dir / "dataverse.sqlite").exists() and (self.state_dir / "fno.sqlite").exists()
-
-    def __enter__(self) -> Emulators:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> Endpoints:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "emulators", "serve", "--state-dir", str(self.state_dir)]
-        command += ["--port-base", "0", "--seed", "demo"]
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-        }
-        with self.log_path.open("a") as log_file:
-            self.process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=log_file,
-                text=True,
-                start_new_session=True,  # Ctrl-C reaches us; we stop the emulators in order
-            )
-        try:
-            self.endpoints = Endpoints.from_line(self._first_line())
-            self._http = httpx.Client(
-                verify=ssl.create_default_context(cafile=self.endpoints.ca_bundle), timeout=30
-            )
-            self._wait_healthy()
-        except BaseException:
-            self.stop()
-            raise
-        return self.endpoints
-
-    def _first_line(self) -> str:
-        assert self.process is not None
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + self.start_timeout
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
-            while time.monotonic() < deadline:
-                if selector.select(timeout=0.5):
-                    line = self.process.stdout.readline()
-                    if line:
-                        return line
-                if self.process.poll() is not None:
-                    break
-        raise DemoError(f"the emulators did not start; see {_shown(self.log_path)}:\n{_tail(self.log_path)}")
-
-    def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + 30
-        for service in SERVICES:
-            while True:
-                try:
-                    if self.admin(service, "health"):
-                        break
-                except (httpx.HTTPError, DemoError):
-                    if time.monotonic() > deadline:
-                        raise
-                time.sleep(0.1)
-
-    def admin(self, service: str, path: str, method: str = "GET") -> Any:
-        """One ``/_admin/`` call of a service (no token needed; loopback only)."""
-        assert self._http is not None
-        assert self.endpoints is not None
-        response = self._http.request(method, f"{self.endpoints.admin[service]}/{path}")
-        if response.status_code >= 400:
-            raise DemoError(f"{service} admin {path} -> {response.status_code}")
-        return response.json()
-
-    def writes(self) -> dict[str, int]:
-        """Create/update/upsert/delete operations each service applied since the last reset."""
-        return {
-            service: int(self.admin(service, "counters")["operations_written_total"]) for service in SERVICES
-        }
-
-    def reset_counters(self) -> None:
-        for service in SERVICES:
-            self.admin(service, "counters/reset", method="POST")
-
-    def tables(self) -> dict[str, dict[str, int]]:
-        return {service: self.admin(service, "tables") for service in SERVICES}
-
-    def stop(self) -> None:
-        if self._http is not None:
-            self._http.close()
-            self._http = None
-        process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-
-
-def _tail(path: Path, lines: int = 20) -> str:
+    log_path = paths.logs / "emulators.log"
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+        return start_emulators(
+            paths.emulators,
+            "--seed",
+            "demo",
+            timeout=180,
+            log_path=log_path,
+            append_log=True,
+            new_session=True,
+        )
+    except EmulatorStartError as exc:
+        raise DemoError(
+            f"the emulators did not start ({exc.reason}); see {_shown(log_path)}:\n{exc.log_tail}"
+        ) from exc
+
+
+def emulator_writes(emulators: RunningEmulators) -> dict[str, int]:
+    """Create/update/upsert/delete operations each service applied since the last reset."""
+    return {
+        service: int(counters["operations_written_total"])
+        for service, counters in emulators.counters().items()
+    }
 
 
 @contextlib.contextmanager
@@ -316,7 +200,7 @@ def state_lock(paths: DemoPaths) -> Iterator[None]:
 
 def stack_env(
     paths: DemoPaths,
-    endpoints: Endpoints,
+    endpoints: EmulatorEndpoints,
     *,
     api_port: int | None = None,
     use_job_schedule: bool = False,
@@ -616,8 +500,7 @@ def run_demo(
 
 def _run_demo(paths: DemoPaths, out: Callable[[str], None], run_timeout: float, started: float) -> DemoResult:
     out("Prospect to cash demo: Dynamics 365 Sales <-> Finance and Operations through Apache Airflow")
-    emulators = Emulators(paths.emulators, paths.logs / "emulators.log")
-    first_start = not emulators.seeded_before
+    first_start = not seeded_before(paths.emulators)
     out(
         "Starting the Dynamics emulators"
         + (
@@ -626,9 +509,8 @@ def _run_demo(paths: DemoPaths, out: Callable[[str], None], run_timeout: float, 
             else f" on {_shown(paths.emulators)}"
         )
     )
-    with emulators:
+    with start_demo_emulators(paths) as emulators:
         endpoints = emulators.endpoints
-        assert endpoints is not None
         out(
             f"  Dataverse {endpoints.dataverse_url}  F&O {endpoints.fno_url}  "
             f"(Entra ID {endpoints.authority})"
@@ -672,7 +554,7 @@ def _run_demo(paths: DemoPaths, out: Callable[[str], None], run_timeout: float, 
                 )
                 RunWatcher(stack, {RECONCILIATION_DAG: reconciliation}, out, started).wait(run_timeout)
                 airflow_elapsed = time.monotonic() - airflow_started
-                writes = emulators.writes()
+                writes = emulator_writes(emulators)
                 failures = [
                     stack.failed_task_logs(run.dag_id, run.run_id, lines=25)
                     for run in [*runs.values(), reconciliation]
@@ -872,10 +754,9 @@ def serve(
     with (
         state_lock(paths),
         terminate_as_interrupt(),
-        Emulators(paths.emulators, paths.logs / "emulators.log") as emulators,
+        start_demo_emulators(paths) as emulators,
     ):
         endpoints = emulators.endpoints
-        assert endpoints is not None
         env = stack_env(paths, endpoints, api_port=port, use_job_schedule=True)
         prepare_airflow_home(paths.airflow, env, out)
         out("Starting Airflow: api-server, scheduler (LocalExecutor), dag-processor, triggerer")

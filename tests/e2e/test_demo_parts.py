@@ -22,7 +22,6 @@ from devstack.demo import (
     DemoError,
     DemoPaths,
     DemoResult,
-    Endpoints,
     RunResult,
     dead_letter_lines,
     describe_phase,
@@ -32,6 +31,7 @@ from devstack.demo import (
     state_lock,
     summary_table,
 )
+from emulators.client import EmulatorEndpoints
 from prospect_to_cash.sync.mapping import TEMPLATES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +39,7 @@ SECRET = "s3cr3t-client-secret-never-printed"
 T0 = datetime(2026, 11, 24, 5, 0, tzinfo=timezone.utc)
 
 
-def _endpoints(tmp_path: Path) -> Endpoints:
+def _endpoints(tmp_path: Path) -> EmulatorEndpoints:
     line = json.dumps(
         {
             "dataverse_url": "https://localhost:1001",
@@ -55,7 +55,7 @@ def _endpoints(tmp_path: Path) -> Endpoints:
             "ports": {"entra": 1000},
         }
     )
-    return Endpoints.from_line(line)
+    return EmulatorEndpoints.from_json(line)
 
 
 # -- the DAGs the demo runs -----------------------------------------------------------------------

@@ -1,1 +1,2 @@
-"""Helpers shared by the test suite (emulator process control, admin client, tokens)."""
+"""Helpers shared by the test suite: the emulators (launcher re-exports, tokens, an
+independent reader) and the demo story's target checks."""
