@@ -11,7 +11,7 @@ One module-scoped flow (about four minutes per demo run on two cores):
 
 The final state is compared with expectations derived from the seed rows and the facts of
 ``emulators/seed/STORY.md`` without the package's transform code: the per-template checks
-of ``tests/dags/test_dags_emulators.py`` (written from the templates' documented rules) run
+of ``tests/support/story_checks.py`` (written from the templates' documented rules) run
 against the state the demo left, plus STORY.md's row counts. The second run must write
 nothing, by its own counts and by the emulators' write counters.
 """
@@ -29,14 +29,14 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-import tests.dags.test_dags_emulators as story_checks
 from devstack.airflow_stack import free_port
 from devstack.demo import SYNC_DAGS, DemoResult, format_summary, run_demo, serve
 from tests.dags.conftest import ODataReader, business_units
+from tests.support import story_checks
 from tests.support.emulators import start_emulators
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(2400)]
 
@@ -63,7 +63,7 @@ class DemoFlow:
     first_output: list[str]
     second: DemoResult
     second_output: list[str]
-    synced: Any  # story_checks.SyncedWorld: the seed rows before, both services after
+    synced: story_checks.StoryState  # the seed rows before, both services after
 
 
 def _snapshot(state: Path, *extra: str) -> tuple[Any, dict[str, str], str]:
@@ -90,16 +90,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoFlow]:
     second_output: list[str] = []
     second = run_demo(state, out=second_output.append)
     second_output.append(format_summary(second))
-    synced = story_checks.SyncedWorld(
-        world=None,  # type: ignore[arg-type]
-        before=before,
-        after=after,
-        runs={},
-        companies=companies,
-        dry_run={},
-        after_dry_run=[],
-        written_by_dry_run=0,
-    )
+    synced = story_checks.StoryState(before=before, after=after, companies=companies)
     return DemoFlow(state, secret, first, first_output, second, second_output, synced)
 
 
@@ -154,20 +145,11 @@ def test_the_run_order_holds_each_dag_until_its_prerequisites_are_done(demo: Dem
             assert waits, f"{dag_id} never reported waiting for {upstream}"
 
 
-@pytest.mark.parametrize(
-    "check",
-    [
-        "test_accounts_become_externally_maintained_customers",
-        "test_products_become_externally_maintained_sales_products_with_prices",
-        "test_contacts_become_contact_persons_or_person_customers",
-        "test_activated_quotes_with_their_lines",
-        "test_fno_orders_become_sales_orders_with_lines_and_freight_tax",
-        "test_sales_orders_reach_fno_with_lines_and_unit_discounts",
-        "test_invoices_reach_sales_and_mark_their_orders_invoiced",
-    ],
-)
-def test_final_state_matches_what_the_seed_rows_call_for(demo: DemoFlow, check: str) -> None:
-    getattr(story_checks, check)(demo.synced)
+@pytest.mark.parametrize("check", story_checks.CHECKS, ids=lambda check: check.__name__)
+def test_final_state_matches_what_the_seed_rows_call_for(
+    demo: DemoFlow, check: Callable[[story_checks.StoryState], None]
+) -> None:
+    check(demo.synced)
 
 
 def test_each_target_grew_by_the_rows_story_md_announces(demo: DemoFlow) -> None:
