@@ -184,7 +184,7 @@ def extract_step(
 
     common = {"legal_entity": pair["legal_entity"], "run_id": run_id, **spec.engine_options}
     with fail_fast_on_configuration_errors():
-        extracted = runner.extract(
+        extracted, snapped = runner.extract_and_snapshot(
             spec.template,
             step,
             data_interval_start=window["start"],
@@ -192,7 +192,6 @@ def extract_step(
             full_refresh=full_refresh,
             **common,
         )
-        snapped = runner.snapshot(spec.template, step, **common)
     return {
         "template": spec.template,
         "task": step,

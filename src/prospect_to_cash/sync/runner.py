@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,7 @@ __all__ = [
     "combine_filters",
     "company_pairs",
     "extract",
+    "extract_and_snapshot",
     "load",
     "odata_literal",
     "run_task",
@@ -347,6 +349,34 @@ def _plan_samples(task: Task, plan: Plan) -> dict[str, list[dict[str, Any]]]:
 # -- whole task / whole template ------------------------------------------------------------------
 
 
+def extract_and_snapshot(
+    template: str | Template,
+    task: str,
+    *,
+    legal_entity: str,
+    run_id: str,
+    data_interval_start: datetime | str | None = None,
+    data_interval_end: datetime | str | None = None,
+    full_refresh: bool = False,
+    **options: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``extract`` and ``snapshot`` side by side: they read different services (or the same
+    one through separate connections) and neither needs the other, so the task waits for the
+    slower of the two reads instead of their sum."""
+    common = {"legal_entity": legal_entity, "run_id": run_id, **options}
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="p2c-read") as pool:
+        snapped = pool.submit(snapshot, template, task, **common)
+        extracted = extract(
+            template,
+            task,
+            data_interval_start=data_interval_start,
+            data_interval_end=data_interval_end,
+            full_refresh=full_refresh,
+            **common,
+        )
+        return extracted, snapped.result()
+
+
 def run_task(
     template: str | Template,
     task: str,
@@ -363,7 +393,7 @@ def run_task(
     the staging paths of every step."""
     loaded = resolve_template(template, legal_entity, options)
     common = {"legal_entity": legal_entity, "run_id": run_id, **options}
-    extracted = extract(
+    extracted, snapped = extract_and_snapshot(
         loaded,
         task,
         data_interval_start=data_interval_start,
@@ -371,7 +401,6 @@ def run_task(
         full_refresh=full_refresh,
         **common,
     )
-    snapped = snapshot(loaded, task, **common)
     planned = transform(loaded, task, **common)
     loaded_result = load(loaded, task, dry_run=dry_run, **common)
     loaded_result["paths"] = {

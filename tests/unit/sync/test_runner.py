@@ -4,6 +4,7 @@ services' write rules: idempotence, dead letters, dry run, crash and resume."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -486,3 +487,35 @@ class TestStreamingLoad:
                 staging_root=staging_root,
                 hooks=SyncHooks(sales, fno),
             )
+
+
+def test_extract_and_snapshot_read_side_by_side(staging_root: ObjectStoragePath) -> None:
+    """Each service's first read waits until the other service has been read too: done one
+    after the other, the first read would wait in vain."""
+    sales, fno = accounts_services([account("ACC-1", "One")])
+    started = {"dataverse": threading.Event(), "fno": threading.Event()}
+    overlapped: list[bool] = []
+    for service, other in ((sales, "fno"), (fno, "dataverse")):
+        real = service.iter_pages
+
+        def iter_pages(
+            *args: Any, _real: Any = real, _me: str = service.system, _other: str = other, **kw: Any
+        ) -> Any:
+            if not started[_me].is_set():
+                started[_me].set()
+                overlapped.append(started[_other].wait(timeout=10))
+            return _real(*args, **kw)
+
+        service.iter_pages = iter_pages  # type: ignore[method-assign]
+    extracted, snapped = runner.extract_and_snapshot(
+        "accounts",
+        "customers",
+        legal_entity="usmf",
+        run_id="run-1",
+        staging_root=staging_root,
+        hooks=SyncHooks(sales, fno),
+        data_interval_start=WINDOW["data_interval_start"],
+        data_interval_end=WINDOW["data_interval_end"],
+    )
+    assert overlapped == [True, True], "extract and snapshot did not read at the same time"
+    assert (extracted["read"], snapped["rows"]) == (1, 0)
