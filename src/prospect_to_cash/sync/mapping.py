@@ -181,10 +181,15 @@ class Task:
     target_system: str = "fno"
 
     def field(self, target: str) -> FieldMapping | None:
+        return self._fields_by_target.get(target)
+
+    @cached_property
+    def _fields_by_target(self) -> dict[str, FieldMapping]:
+        """The first mapping of each target field (the engine asks per row and per cell)."""
+        found: dict[str, FieldMapping] = {}
         for candidate in self.fields:
-            if candidate.target == target:
-                return candidate
-        return None
+            found.setdefault(candidate.target, candidate)
+        return found
 
     def reference(self, name: str) -> Reference:
         for candidate in self.references:
