@@ -66,6 +66,21 @@ def _unscoped_environment(unscoped: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(unscoped))
 
 
+def load_accounts(
+    sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, run_id: str, **kw: Any
+) -> dict:
+    """The load step alone (Airflow retrying the load task of the same run)."""
+    return runner.load(
+        "accounts",
+        "customers",
+        legal_entity="usmf",
+        run_id=run_id,
+        staging_root=root,
+        hooks=SyncHooks(sales, fno),
+        **kw,
+    )
+
+
 def run_accounts(
     sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, run_id: str, **kw: Any
 ) -> dict:
@@ -227,15 +242,7 @@ class TestCrashAndResume:
         fno.fail_after_units = None
         sent_before = len(fno.writes)
         # Airflow retries the load task of the same run: the journal skips what is done
-        result = runner.load(
-            "accounts",
-            "customers",
-            legal_entity="usmf",
-            run_id="run-1",
-            staging_root=staging_root,
-            hooks=SyncHooks(sales, fno),
-            journal_every=2,
-        )
+        result = load_accounts(sales, fno, staging_root, "run-1", journal_every=2)
         assert len(fno.writes) - sent_before == 1
         assert result["counts"]["created"] == 5
         keys = [r["CustomerAccount"] for r in fno.tables["CustomersV3"].rows]
@@ -258,15 +265,7 @@ class TestCrashAndResume:
         sales, fno = accounts_services(self.rows(), lose_answer_of_unit=1, unit_size=2)
         with pytest.raises(ConnectionError):
             run_accounts(sales, fno, staging_root, "run-1", journal_every=2)
-        result = runner.load(
-            "accounts",
-            "customers",
-            legal_entity="usmf",
-            run_id="run-1",
-            staging_root=staging_root,
-            hooks=SyncHooks(sales, fno),
-            journal_every=2,
-        )
+        result = load_accounts(sales, fno, staging_root, "run-1", journal_every=2)
         assert result["counts"]["created"] == 5
         assert result["counts"]["failed"] == 0
         assert len(fno.tables["CustomersV3"].rows) == 5
@@ -479,14 +478,7 @@ class TestStreamingLoad:
         creates = staging.read_frame("plan", "creates")
         staging.write_frame("plan", "creates", pd.concat([creates, creates], ignore_index=True))
         with pytest.raises(SyncError, match="share the ref 'ACC-1'"):
-            runner.load(
-                "accounts",
-                "customers",
-                legal_entity="usmf",
-                run_id="run-1",
-                staging_root=staging_root,
-                hooks=SyncHooks(sales, fno),
-            )
+            load_accounts(sales, fno, staging_root, "run-1")
 
 
 def test_extract_and_snapshot_read_side_by_side(staging_root: ObjectStoragePath) -> None:
