@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from prospect_to_cash.sync.values import py, values_equal
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Sequence
+    from collections.abc import Collection, Mapping, Sequence
 
     import pandas as pd
 
@@ -85,24 +85,61 @@ def diff(
     :returns: positions; a desired key found more than once in the snapshot is
         ``ambiguous`` (the caller rejects it rather than guess which row to change).
     """
+
+    def columns(frame: pd.DataFrame) -> dict[str, list[Any]]:
+        return {name: frame[name].tolist() for name in compare if name in frame.columns}
+
+    snapshot_keys = snapshot[key].tolist() if len(snapshot) else []
+    return diff_columns(
+        desired[key].tolist(),
+        columns(desired),
+        snapshot_keys,
+        columns(snapshot) if len(snapshot) else {},
+        compare=compare,
+        ignore_null=ignore_null,
+    )
+
+
+def diff_columns(
+    desired_keys: Sequence[Any],
+    desired: Mapping[str, Sequence[Any]],
+    snapshot_keys: Sequence[Any],
+    snapshot: Mapping[str, Sequence[Any]],
+    *,
+    compare: Sequence[str],
+    ignore_null: Collection[str] = (),
+) -> DiffResult:
+    """:func:`diff` over columns (lists by field name) instead of frames: what the
+    transform calls bucket by bucket, without building a frame per bucket.
+
+    A compared field missing from a side counts as null there.
+    """
     result = DiffResult()
-    snapshot_index = index_by_key(snapshot[key].tolist() if len(snapshot) else [])
-    desired_records = desired.to_dict("records")
-    snapshot_records = snapshot.to_dict("records") if len(snapshot) else []
-    for position, row in enumerate(desired_records):
-        matches = snapshot_index.get(fold(row[key]), [])
+    snapshot_index = index_by_key(snapshot_keys)
+    absent = [None] * max(len(desired_keys), len(snapshot_keys))
+    wanted_columns = [(name, desired.get(name, absent)) for name in compare]
+    current_columns = [(name, snapshot.get(name, absent)) for name in compare]
+    ignored = set(ignore_null)
+    for position, row_key in enumerate(desired_keys):
+        matches = snapshot_index.get(fold(row_key), [])
         if not matches:
             result.creates.append(position)
             continue
         if len(matches) > 1:
             result.ambiguous[position] = len(matches)
             continue
-        current = snapshot_records[matches[0]]
-        changed = changed_fields(row, current, compare, ignore_null)
+        match = matches[0]
+        changed = []
+        for (name, wanted_values), (_, current_values) in zip(wanted_columns, current_columns, strict=True):
+            wanted = py(wanted_values[position])
+            if wanted is None and name in ignored:
+                continue
+            if not values_equal(wanted, py(current_values[match])):
+                changed.append(name)
         if changed:
-            result.updates.append(Update(position, matches[0], changed))
+            result.updates.append(Update(position, match, changed))
         else:
-            result.unchanged.append((position, matches[0]))
+            result.unchanged.append((position, match))
     return result
 
 

@@ -22,6 +22,7 @@ from decimal import Decimal, DivisionByZero, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from prospect_to_cash.sync.values import (
+    MEMO_PROBE_ROWS,
     ConversionError,
     is_blank,
     normalize,
@@ -404,20 +405,50 @@ class Expression:
         """Evaluate for ``length`` rows; returns values and per-row error messages.
 
         A row whose evaluation fails gets None and an error message, so the caller can
-        reject that row alone rather than abort the task.
+        reject that row alone rather than abort the task. Every function an expression
+        may call is pure, so the result depends on the values of :attr:`names` alone: an
+        expression without names is evaluated once, and the others once per distinct
+        combination of inputs while inputs repeat.
         """
         missing = self.names - set(columns)
         if missing:
             raise ExpressionError(f"expression {self.text!r} uses unknown column(s): {sorted(missing)}")
+        root, text = self._root, self.text
+
+        def at(index: int) -> tuple[Any, str | None]:
+            try:
+                return root(columns, index), None
+            except (ConversionError, ArithmeticError, TypeError, ValueError) as exc:
+                return None, f"expression {text!r} failed: {exc}"
+
+        if not self.names:
+            value, error = at(0) if length else (None, None)
+            return [value] * length, ({row: error for row in range(length)} if error else {})
+        inputs = [columns[name] for name in sorted(self.names)]
         results: list[Any] = []
         errors: dict[int, str] = {}
-        root = self._root
+        cache: dict[tuple[Any, ...], tuple[Any, str | None]] | None = {}
         for index in range(length):
-            try:
-                results.append(root(columns, index))
-            except (ConversionError, ArithmeticError, TypeError, ValueError) as exc:
-                results.append(None)
-                errors[index] = f"expression {self.text!r} failed: {exc}"
+            if index == MEMO_PROBE_ROWS and cache is not None and len(cache) > MEMO_PROBE_ROWS // 2:
+                cache = None  # mostly distinct inputs: remembering costs more than it saves
+            if cache is None:
+                outcome = at(index)
+            else:
+                # class as well as value: True, 1 and 1.0 are one dict key but differ here
+                key = tuple((column[index].__class__, column[index]) for column in inputs)
+                try:
+                    known = cache.get(key)
+                except TypeError:  # an unhashable input
+                    known = None
+                    key = None
+                if known is None:
+                    known = at(index)
+                    if key is not None:
+                        cache[key] = known
+                outcome = known
+            results.append(outcome[0])
+            if outcome[1] is not None:
+                errors[index] = outcome[1]
         return results, errors
 
     def evaluate_one(self, row: Mapping[str, Any]) -> Any:

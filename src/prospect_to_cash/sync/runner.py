@@ -18,7 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from prospect_to_cash.sync import deadletter
 from prospect_to_cash.sync.context import (
@@ -37,7 +39,7 @@ from prospect_to_cash.sync.context import (
 )
 from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.load import load
-from prospect_to_cash.sync.staging import as_path, write_run_summary
+from prospect_to_cash.sync.staging import StagingSpill, as_path, chunk_rows, write_run_summary
 from prospect_to_cash.sync.transform import (
     CHANGED,
     ID,
@@ -45,17 +47,15 @@ from prospect_to_cash.sync.transform import (
     REF,
     ROW,
     SOURCE_KEY,
-    Plan,
-    TransformInputs,
-    build_plan,
-    field_schema,
+    plan_schemas,
+    plan_task,
 )
 from prospect_to_cash.sync.values import normalize
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
-    import pandas as pd
+    from airflow.sdk import ObjectStoragePath
 
     from prospect_to_cash.sync.mapping import Task, Template
 
@@ -247,23 +247,125 @@ def _utc(moment: datetime | str) -> str:
 # -- transform ---------------------------------------------------------------------------------
 
 
-def _upstream_outcomes(ctx: SyncContext) -> dict[str, pd.DataFrame]:
-    """Outcomes of the tasks this one depends on, from the same run's staging."""
-    names = set()
-    if ctx.task.parent is not None:
-        names.add(ctx.task.parent.task)
-    for mapping in ctx.task.fields:
-        if mapping.lookup is not None and mapping.lookup.created_by:
-            names.add(mapping.lookup.created_by)
-    outcomes = {}
-    for name in names:
-        sibling = ctx.staging.sibling(name)
+class _StagedInputs:
+    """The task's staged files as the transform reads them: a chunk at a time, and only
+    the columns a lookup uses from a reference table."""
+
+    def __init__(self, ctx: SyncContext) -> None:
+        self.ctx = ctx
+        self.staging = ctx.staging
+        self.legal_entity = ctx.pair.legal_entity
+        for reference in ctx.task.references:  # a step that never ran fails here, not mid-way
+            path = self.staging.path(self._area(reference.side), f"ref-{reference.name}")
+            if not path.exists():
+                raise FileNotFoundError(f"reference {reference.name!r} was not staged: {path}")
+
+    @staticmethod
+    def _area(side: str) -> str:
+        return "source" if side == "source" else "target"
+
+    def _rows(self, area: str, name: str) -> int:
+        with self.staging.path(area, name).open("rb") as handle:
+            return pq.ParquetFile(handle).metadata.num_rows
+
+    def _batches(
+        self, path: ObjectStoragePath, rows: int, columns: Sequence[str] | None = None
+    ) -> Iterator[pa.Table]:
+        with path.open("rb") as handle:
+            parquet = pq.ParquetFile(handle)
+            if columns is not None:
+                columns = [c for c in columns if c in parquet.schema_arrow.names]
+            empty = True
+            for batch in parquet.iter_batches(batch_size=rows, columns=columns):
+                empty = False
+                yield pa.Table.from_batches([batch])
+            if empty:
+                schema = parquet.schema_arrow
+                yield schema.empty_table() if columns is None else schema.empty_table().select(columns)
+
+    def source_rows(self) -> int:
+        return self._rows("source", "rows")
+
+    def source_batches(self, rows: int) -> Iterator[pa.Table]:
+        return self._batches(self.staging.path("source", "rows"), rows)
+
+    def snapshot_rows(self) -> int:
+        return self._rows("target", "rows")
+
+    def snapshot_batches(self, rows: int) -> Iterator[pa.Table]:
+        return self._batches(self.staging.path("target", "rows"), rows)
+
+    def reference(self, name: str, columns: Sequence[str] | None) -> pa.Table | None:
+        try:
+            side = self.ctx.task.reference(name).side
+        except KeyError:
+            return None
+        path = self.staging.path(self._area(side), f"ref-{name}")
+        if not path.exists():
+            return None
+        with path.open("rb") as handle:
+            parquet = pq.ParquetFile(handle)
+            present = None if columns is None else [c for c in columns if c in parquet.schema_arrow.names]
+            return parquet.read(columns=present)
+
+    def upstream(self, task: str, rows: int) -> Iterator[dict[str, list[Any]]] | None:
+        """The load outcome of an earlier task of this run, else its plan's outcome."""
+        sibling = self.staging.sibling(task)
         for kind in (OUTCOME, PLANNED):
-            frame = sibling.read_frame_if_exists("plan", kind)
-            if frame is not None:
-                outcomes[name] = frame
-                break
-    return outcomes
+            if sibling.exists("plan", kind):
+                return self._outcome_batches(sibling.path("plan", kind), rows)
+        return None
+
+    def _outcome_batches(self, path: ObjectStoragePath, rows: int) -> Iterator[dict[str, list[Any]]]:
+        for table in self._batches(path, rows, [REF, "status", "reason"]):
+            yield {
+                name: table.column(name).to_pylist()
+                if name in table.column_names
+                else [None] * table.num_rows
+                for name in (REF, "status", "reason")
+            }
+
+
+class _StagedPlanSink:
+    """Writes the plan files as the transform hands them over, a bounded table at a time:
+    ``plan/{creates,updates,unchanged,second_pass,planned}.parquet`` and the rejected rows'
+    dead letter ``deadletter/rejected.parquet``."""
+
+    def __init__(self, ctx: SyncContext, schemas: dict[str, pa.Schema]) -> None:
+        self.ctx = ctx
+        self.paths: dict[str, str] = {}
+        self._open: list[tuple[pq.ParquetWriter, Any]] = []
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        files = {
+            name: ("plan", name, schemas[name]) for name in ("creates", "updates", "unchanged", "second_pass")
+        }
+        files["planned"] = ("plan", PLANNED, OUTCOME_SCHEMA)
+        files["rejects"] = ("deadletter", deadletter.REJECTED, deadletter.SCHEMA)
+        for category, (area, name, schema) in files.items():
+            target = ctx.staging.path(area, name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle = target.open("wb")
+            writer = pq.ParquetWriter(handle, schema)
+            self._open.append((writer, handle))
+            self._writers[category] = writer
+            self.paths["rejected" if category == "rejects" else category] = str(target)
+
+    def write(self, category: str, table: pa.Table) -> None:
+        if category == "rejects":
+            records = [
+                {"ref": r[REF], "source_key": r[SOURCE_KEY], "reason": r[REASON], "row": r[ROW]}
+                for r in table.select([REF, SOURCE_KEY, REASON, ROW]).to_pylist()
+            ]
+            # the dead letter's own row layout, one bounded batch at a time
+            frame = deadletter._records_frame(self.ctx.staging, "transform", records)
+            table = pa.Table.from_pandas(frame, schema=deadletter.SCHEMA, preserve_index=False)
+        self._writers[category].write_table(table)
+
+    def close(self) -> None:
+        for writer, handle in self._open:
+            writer.close()
+            handle.close()
+        self._open = []
 
 
 def _samples(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -276,73 +378,87 @@ def _samples(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> list[
 def transform(
     template: str | Template, task: str, *, legal_entity: str, run_id: str, **options: Any
 ) -> dict[str, Any]:
-    """Map, look up, validate and diff; write the plan and the rejected rows to staging."""
+    """Map, look up, validate and diff; write the plan and the rejected rows to staging.
+
+    Works a chunk at a time (:mod:`prospect_to_cash.sync.transform`): the ``chunk_rows``
+    option, else ``P2C_TRANSFORM_CHUNK_ROWS``, else 50,000 rows; its buckets live in the
+    task's staging ``work`` area until the plan is written.
+    """
     ctx = make_context(template, task, legal_entity, run_id, options)
     staging = ctx.staging
-    references = {}
-    for reference in ctx.task.references:
-        area = "source" if reference.side == "source" else "target"
-        references[reference.name] = staging.read_frame(area, f"ref-{reference.name}")
-    inputs = TransformInputs(
-        source=staging.read_frame("source", "rows"),
-        snapshot=staging.read_frame("target", "rows"),
-        references=references,
-        legal_entity=ctx.pair.legal_entity,
-        upstream=_upstream_outcomes(ctx),
-    )
-    plan = build_plan(ctx.task, inputs)
-    return _write_plan(ctx, plan)
-
-
-def _write_plan(ctx: SyncContext, plan: Plan) -> dict[str, Any]:
-    staging = ctx.staging
-    schema = field_schema(ctx.task)
-    with_changes = field_schema(ctx.task, extra=[(CHANGED, pa.list_(pa.string()))])
-    paths = {
-        "creates": staging.write_frame("plan", "creates", plan.creates, schema),
-        "updates": staging.write_frame("plan", "updates", plan.updates, with_changes),
-        "unchanged": staging.write_frame("plan", "unchanged", plan.unchanged, schema),
-        "second_pass": staging.write_frame("plan", "second_pass", plan.second_pass, with_changes),
-        "planned": staging.write_frame("plan", PLANNED, plan.outcome(), OUTCOME_SCHEMA),
-    }
+    inputs = _StagedInputs(ctx)
+    rows = chunk_rows(options.get("chunk_rows"))
+    with StagingSpill(staging) as spill:
+        spill.clear()  # whatever an interrupted attempt left behind
+        # nothing reaches the plan files before every row is decided (a failing lookup
+        # raises first), so the sink opens only when the merge starts
+        sink = _LazySink(lambda: _StagedPlanSink(ctx, plan_schemas(ctx.task)))
+        try:
+            result = plan_task(ctx.task, inputs, spill=spill, sink=sink, rows=rows)
+            paths = sink.open().paths  # every plan file exists, empty or not
+        finally:
+            sink.close()
     # a new plan makes any earlier load outcome and journal of this run stale
     for stale in [*staging.list("plan", "journal-"), *staging.list("plan", OUTCOME)]:
         stale.unlink()
-    rejected = [
-        {"ref": r[REF], "source_key": r[SOURCE_KEY], "reason": r[REASON], "row": r.get(ROW)}
-        for r in plan.rejects.to_dict("records")
-    ]
-    paths["rejected"] = deadletter.write_rejected(staging, rejected)
-    counts = plan.counts()
-    summary = {"counts": counts, "samples": _plan_samples(ctx.task, plan)}
+    counts = result.counts
+    summary = {"counts": counts, "samples": _plan_samples(ctx.task, result.heads)}
     paths["summary"] = staging.write_json("plan", "summary", summary)
     log.info(
-        "%s/%s [%s]: plan %s",
+        "%s/%s [%s]: plan %s (%d chunks of at most %d rows, %d buckets)",
         ctx.template.name,
         ctx.task.name,
         ctx.pair.legal_entity,
         ", ".join(f"{k}={v}" for k, v in counts.items()),
+        result.stats["chunks"],
+        result.stats["chunk_rows"],
+        result.stats["buckets"],
     )
-    for reject in rejected[:20]:
+    for reject in result.heads["rejects"][:20]:
         log.warning(
             "%s/%s rejected %s: %s",
             ctx.template.name,
             ctx.task.name,
-            reject["ref"] or reject["source_key"],
-            reject["reason"],
+            reject[REF] or reject[SOURCE_KEY],
+            reject[REASON],
         )
-    result = base_result(ctx, "transform")
-    result.update(paths=paths, counts=counts)
-    return result
+    output = base_result(ctx, "transform")
+    output.update(paths=paths, counts=counts, chunking=result.stats)
+    return output
 
 
-def _plan_samples(task: Task, plan: Plan) -> dict[str, list[dict[str, Any]]]:
+class _LazySink:
+    """Opens the real sink on the first table (or when asked), so a transform that fails
+    before the merge leaves the previous plan files as they were."""
+
+    def __init__(self, make: Any) -> None:
+        self._make = make
+        self._sink: _StagedPlanSink | None = None
+
+    def open(self) -> _StagedPlanSink:
+        if self._sink is None:
+            self._sink = self._make()
+        return self._sink
+
+    def write(self, category: str, table: pa.Table) -> None:
+        self.open().write(category, table)
+
+    def close(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
+
+
+def _plan_samples(task: Task, heads: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
     columns = [REF, ID, *[f.target for f in task.fields if f.write]]
+
+    def frame(category: str) -> pd.DataFrame:
+        return pd.DataFrame(heads[category][:SAMPLE_SIZE], dtype=object)
+
     return {
-        "create": _samples(plan.creates, columns),
-        "update": _samples(plan.updates, [*columns, CHANGED]),
-        "unchanged": _samples(plan.unchanged, [REF, ID]),
-        "rejected": _samples(plan.rejects, [REF, SOURCE_KEY, REASON]),
+        "create": _samples(frame("creates"), columns),
+        "update": _samples(frame("updates"), [*columns, CHANGED]),
+        "unchanged": _samples(frame("unchanged"), [REF, ID]),
+        "rejected": _samples(frame("rejects"), [REF, SOURCE_KEY, REASON]),
     }
 
 

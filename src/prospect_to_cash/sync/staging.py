@@ -3,7 +3,8 @@
 Layout (docs/design.md): ``<root>/<template>/<run_id>/<company>/<task>/<area>/<name>.parquet``
 with areas ``source`` (rows read from the source system, plus source-side reference
 tables), ``target`` (snapshot of the target, plus target-side reference tables),
-``plan`` (transform output, load journal, per-row outcome) and ``deadletter``.
+``plan`` (transform output, load journal, per-row outcome), ``deadletter`` and ``work``
+(the transform's own buckets while it runs, removed when it ends).
 
 The root is an :class:`airflow.sdk.ObjectStoragePath`: a local folder by default
 (``file://$AIRFLOW_HOME/p2c-staging``), Azure storage in production
@@ -21,24 +22,31 @@ from __future__ import annotations
 import json
 import os
 import re
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from airflow.sdk import ObjectStoragePath
 
 from prospect_to_cash.sync.values import is_blank, py
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
 STAGING_ROOT_VARIABLE = "P2C_STAGING_ROOT"
-AREAS = ("source", "target", "plan", "deadletter")
+AREAS = ("source", "target", "plan", "deadletter", "work")
+
+#: Rows the transform holds at once (a chunk of the source, a bucket, a merge window).
+CHUNK_ROWS_VARIABLE = "P2C_TRANSFORM_CHUNK_ROWS"
+DEFAULT_CHUNK_ROWS = 50_000
 
 
 def default_staging_root() -> ObjectStoragePath:
@@ -70,6 +78,17 @@ def safe_segment(value: str) -> str:
 
 def to_text(value: Any) -> str | None:
     """The canonical text of a raw value as staged (None stays None)."""
+    cls = value.__class__
+    if cls is str or value is None:
+        return value
+    if cls is bool:
+        return "true" if value else "false"
+    if cls is int:
+        return str(value)
+    if cls is float:
+        if value != value:
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
     value = py(value)
     if value is None or (not isinstance(value, str) and is_blank(value)):
         return None
@@ -93,6 +112,33 @@ def to_text(value: Any) -> str | None:
     return str(value)
 
 
+def text_array(values: Sequence[Any]) -> pa.Array:
+    """A column of raw values as staged text (:func:`to_text` of each)."""
+    return pa.array([to_text(v) for v in values], type=pa.string())
+
+
+def text_table(frame: pd.DataFrame) -> pa.Table:
+    """A frame as staging would have written it: every column as text."""
+    names = [str(c) for c in frame.columns]
+    arrays = [text_array(frame.iloc[:, i].tolist()) for i in range(len(names))]
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def chunk_rows(value: int | str | None = None) -> int:
+    """How many rows the transform holds at once: ``value`` (the ``chunk_rows`` option),
+    else ``P2C_TRANSFORM_CHUNK_ROWS``, else :data:`DEFAULT_CHUNK_ROWS`."""
+    configured = value if value is not None else os.environ.get(CHUNK_ROWS_VARIABLE)
+    if configured is None or configured == "":
+        return DEFAULT_CHUNK_ROWS
+    try:
+        rows = int(configured)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"chunk rows must be a whole number, got {configured!r}") from exc
+    if rows < 1:
+        raise ValueError(f"chunk rows must be at least 1, got {rows}")
+    return rows
+
+
 class TextPageWriter:
     """Streams DataFrame pages into one Parquet file whose columns are all text."""
 
@@ -114,8 +160,10 @@ class TextPageWriter:
         assert self._writer is not None, "use TextPageWriter as a context manager"
         arrays = []
         for name in self.columns:
-            values = page[name].tolist() if name in page.columns else [None] * len(page)
-            arrays.append(pa.array([to_text(v) for v in values], type=pa.string()))
+            if name in page.columns:
+                arrays.append(text_array(page[name].tolist()))
+            else:
+                arrays.append(pa.nulls(len(page), type=pa.string()))
         self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
         self.rows += len(page)
 
@@ -197,6 +245,186 @@ class TaskStaging:
                 frames.append(pq.read_table(handle).to_pandas())
         frames = [f for f in frames if len(f.columns)]
         return pd.concat(frames, ignore_index=True) if frames else None
+
+
+class Spill:
+    """Parquet files one transform writes for itself and reads back (its buckets), by name.
+
+    The transform never holds a whole task: it parks rows here bucket by bucket and
+    merges them back in order. Two homes share this interface: the task's staging
+    ``work`` area (:class:`StagingSpill`, so it works on Azure storage as on a local
+    disk) and memory (:class:`MemorySpill`, for plans built from frames in memory).
+    """
+
+    def __init__(self) -> None:
+        self._appending: dict[str, tuple[pq.ParquetWriter, Any]] = {}
+        self._written: set[str] = set()
+
+    # what a home provides ----------------------------------------------------------------
+    def _open_write(self, name: str) -> Any:
+        raise NotImplementedError
+
+    def _close_write(self, name: str, handle: Any) -> None:
+        raise NotImplementedError
+
+    def _open_read(self, name: str) -> Any:
+        raise NotImplementedError
+
+    def _remove(self, name: str) -> None:
+        raise NotImplementedError
+
+    # the interface -----------------------------------------------------------------------
+    def append(self, name: str, table: pa.Table) -> None:
+        """Add ``table`` to file ``name`` as one more row group (the file stays open)."""
+        entry = self._appending.get(name)
+        if entry is None:
+            handle = self._open_write(name)
+            entry = (pq.ParquetWriter(handle, table.schema), handle)
+            self._appending[name] = entry
+            self._written.add(name)
+        entry[0].write_table(table)
+
+    def finish(self) -> None:
+        """Close every file :meth:`append` opened, so they can be read."""
+        appending, self._appending = self._appending, {}
+        for name, (writer, handle) in appending.items():
+            writer.close()
+            self._close_write(name, handle)
+
+    def write(self, name: str, table: pa.Table, row_group_size: int | None = None) -> None:
+        """Write file ``name`` at once, in row groups of at most ``row_group_size`` rows."""
+        handle = self._open_write(name)
+        try:
+            pq.write_table(table, handle, row_group_size=row_group_size)
+        finally:
+            self._close_write(name, handle)
+        self._written.add(name)
+
+    def exists(self, name: str) -> bool:
+        return name in self._written
+
+    def read(self, name: str) -> pa.Table | None:
+        """The whole file ``name``, or None when nothing was written under that name."""
+        if name not in self._written:
+            return None
+        with self.open(name) as parquet:
+            return parquet.read()
+
+    @contextmanager
+    def open(self, name: str) -> Iterator[pq.ParquetFile]:
+        """File ``name`` for reading row group by row group."""
+        handle = self._open_read(name)
+        try:
+            yield pq.ParquetFile(handle)
+        finally:
+            handle.close()
+
+    def clear(self) -> None:
+        """Remove every file this spill wrote."""
+        for _, (writer, handle) in list(self._appending.items()):
+            with suppress(Exception):
+                writer.close()
+            with suppress(Exception):
+                handle.close()
+        self._appending = {}
+        for name in sorted(self._written):
+            self._remove(name)
+        self._written = set()
+
+    def __enter__(self) -> Spill:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.clear()
+
+
+class MemorySpill(Spill):
+    """A spill held in memory (Arrow buffers): for plans of frames already in memory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._files: dict[str, pa.Buffer] = {}
+
+    def _open_write(self, name: str) -> Any:
+        return pa.BufferOutputStream()
+
+    def _close_write(self, name: str, handle: Any) -> None:
+        self._files[name] = handle.getvalue()
+
+    def _open_read(self, name: str) -> Any:
+        return pa.BufferReader(self._files[name])
+
+    def _remove(self, name: str) -> None:
+        self._files.pop(name, None)
+
+
+class StagingSpill(Spill):
+    """A spill in the task's staging ``work`` area: ``<task>/work/<name>.parquet``."""
+
+    def __init__(self, staging: TaskStaging) -> None:
+        super().__init__()
+        self.staging = staging
+
+    def _open_write(self, name: str) -> Any:
+        target = self.staging.path("work", name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target.open("wb")
+
+    def _close_write(self, name: str, handle: Any) -> None:
+        handle.close()
+
+    def _open_read(self, name: str) -> Any:
+        return self.staging.path("work", name).open("rb")
+
+    def _remove(self, name: str) -> None:
+        with suppress(FileNotFoundError):
+            self.staging.path("work", name).unlink()
+
+    def clear(self) -> None:
+        """Remove this run's files, and whatever an interrupted earlier attempt left."""
+        super().clear()
+        for leftover in self.staging.list("work", ""):
+            with suppress(FileNotFoundError):
+                leftover.unlink()
+        with suppress(OSError):
+            (self.staging.base / "work").rmdir()
+
+
+def merge_sorted(
+    sources: Sequence[pq.ParquetFile], key: str, on_window: Callable[[int], None] | None = None
+) -> Iterator[pa.Table]:
+    """The rows of files that are each sorted by the integer column ``key``, as tables in
+    ascending ``key`` order (keys are unique).
+
+    Holds one row group per file at a time: every round emits each file's rows up to the
+    smallest "last key" among the row groups held, so at least one row group is used up.
+
+    :param on_window: called with the number of rows held in each round (a measure).
+    """
+    groups = [0] * len(sources)
+    held: list[pa.Table | None] = [None] * len(sources)
+    while True:
+        for i, source in enumerate(sources):
+            while (held[i] is None or held[i].num_rows == 0) and groups[i] < source.num_row_groups:
+                held[i] = source.read_row_group(groups[i])
+                groups[i] += 1
+        active = [i for i, table in enumerate(held) if table is not None and table.num_rows]
+        if not active:
+            return
+        if on_window is not None:
+            on_window(sum(held[i].num_rows for i in active))
+        bound = min(held[i].column(key)[-1].as_py() for i in active)
+        parts = []
+        for i in active:
+            table = held[i]
+            assert table is not None
+            keys = table.column(key).to_numpy()
+            cut = int(np.searchsorted(keys, bound, side="right"))
+            if cut:
+                parts.append(table.slice(0, cut))
+                held[i] = table.slice(cut)
+        merged = pa.concat_tables(parts)
+        yield merged.take(pc.sort_indices(merged, sort_keys=[(key, "ascending")]))
 
 
 def write_run_summary(root: ObjectStoragePath, template: str, run_id: str, company: str, data: Any) -> str:

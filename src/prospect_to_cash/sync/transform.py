@@ -1,7 +1,7 @@
 """Source rows → desired target rows → a plan (creates, updates, unchanged, rejects).
 
-Everything here is pure pandas/Python over staged frames: no I/O, no hooks. That keeps
-the rules testable row by row and lets a dry run show exactly what a load would do.
+No hooks here: the rules work on staged rows, so they stay testable row by row and a
+dry run shows exactly what a load would do.
 
 Order of work for one task:
 
@@ -14,33 +14,60 @@ Order of work for one task:
 5. parent hold-back: a line whose header was rejected or failed in this run is rejected
    with a reason naming the header;
 6. diff against the snapshot (only the fields that changed go into an update).
+
+Memory stays bounded by the chunk size (``chunk_rows``, see
+:func:`~prospect_to_cash.sync.staging.chunk_rows`), not by the size of the task:
+
+- *map*: the source is read ``chunk_rows`` rows at a time; steps 1-5 run per chunk (the
+  rules are per row) and the mapped rows are spread over ``B = ceil(max(source rows,
+  snapshot rows) / chunk_rows)`` buckets by a stable hash of their folded target key
+  (:class:`~prospect_to_cash.sync.staging.Spill`: the staging ``work`` area, or memory);
+  the folded source keys go to buckets of their own;
+- the snapshot is normalized chunk by chunk into the same buckets by the same hash, so
+  a target key's desired rows and current rows always meet in one bucket;
+- duplicate source keys are counted bucket by bucket of the source keys (exact: one key,
+  one bucket), and only the keys seen twice or more are kept;
+- *decide*: bucket by bucket, duplicate keys, target duplicates and the diff;
+- *merge*: the decisions go back into source order (each bucket's are sorted; a merge
+  holds one row group per bucket) and are written as the plan files, so the plan is the
+  same, row for row, whatever the chunk size.
+
+What is held whole is compact Arrow: the reference tables (only the columns the lookups
+use), the folded keys of upstream outcomes (``created_by``, parent hold-back) and, for
+self-referencing tasks, the folded keys of the task's own rows.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from prospect_to_cash.sync import diff as differ
 from prospect_to_cash.sync.errors import DataError, MappingError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Task
+from prospect_to_cash.sync.staging import MemorySpill, Spill, chunk_rows, merge_sorted, text_table
 from prospect_to_cash.sync.values import (
     ConversionError,
-    column_values,
     deterministic_id,
     is_blank,
+    map_values,
     natural_key,
     normalize,
+    normalize_column,
     py,
     values_equal,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 REF, ID, SOURCE_KEY, CHANGED, REASON, ROW = "__ref", "__id", "__source_key", "__changed", "__reason", "__row"
 BIND_PREFIX = "__bind__"
@@ -49,6 +76,18 @@ BIND_PREFIX = "__bind__"
 OK_STATUSES = frozenset({"create", "created", "update", "updated", "unchanged"})
 #: Outcome statuses that hold back dependent rows (lines of a failed header).
 BAD_STATUSES = frozenset({"rejected", "failed"})
+
+#: Columns of an outcome (``planned``/``outcome`` files): what later tasks read.
+OUTCOME_COLUMNS = (REF, "status", "reason", "id", SOURCE_KEY)
+#: Plan categories in the order their rows make up the outcome.
+OUTCOME_CATEGORIES = (
+    ("creates", "create"),
+    ("updates", "update"),
+    ("unchanged", "unchanged"),
+    ("rejects", "rejected"),
+)
+#: Every file the plan is made of, as :class:`PlanSink` receives them.
+PLAN_CATEGORIES = ("creates", "updates", "unchanged", "second_pass", "rejects", "planned")
 
 _ARROW_TYPES = {
     "string": pa.string(),
@@ -61,6 +100,16 @@ _ARROW_TYPES = {
     "guid": pa.string(),
     "enum": pa.string(),
 }
+_TEXTS = pa.list_(pa.string())
+
+# bookkeeping columns of the spilled rows (never in a plan file)
+_POS, _ORDER = "__pos", "__order"
+_SKEY_FOLD, _REF_FOLD = "__source_key_fold", "__ref_fold"
+_PRE, _EMPTY_KEYS, _HOLD = "__pre_reasons", "__empty_target_keys", "__held_back"
+_KEY_PREFIX, _SRC_PREFIX, _RAW_PREFIX = "__key__", "__src__", "__raw__"
+#: Order keys: the phase of a row in its category (row rejects before ambiguous keys,
+#: creates before updates in the second pass) above its source position.
+_PHASE = 1 << 40
 
 
 @dataclass
@@ -83,7 +132,12 @@ class TransformInputs:
 
 @dataclass
 class Plan:
-    """The transform's result for one task. Frames hold normalized, typed values."""
+    """The transform's result for one task. Frames hold normalized, typed values.
+
+    :param stats: how the work was cut (``chunk_rows``, ``chunks``, ``buckets``) and the
+        most rows held at once per phase (``largest_chunk``, ``largest_bucket``,
+        ``largest_snapshot_bucket``, ``largest_merge_window``).
+    """
 
     task: Task
     creates: pd.DataFrame
@@ -93,6 +147,7 @@ class Plan:
     second_pass: pd.DataFrame
     read: int
     skipped: int
+    stats: dict[str, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -153,6 +208,24 @@ def rejects_schema(task: Task) -> pa.Schema:
     )
 
 
+def outcome_schema() -> pa.Schema:
+    return pa.schema([(name, pa.string()) for name in OUTCOME_COLUMNS])
+
+
+def plan_schemas(task: Task) -> dict[str, pa.Schema]:
+    """The Arrow schema of every plan file, by category (:data:`PLAN_CATEGORIES`)."""
+    rows = field_schema(task)
+    with_changes = field_schema(task, extra=[(CHANGED, _TEXTS)])
+    return {
+        "creates": rows,
+        "updates": with_changes,
+        "unchanged": rows,
+        "second_pass": with_changes,
+        "rejects": rejects_schema(task),
+        "planned": outcome_schema(),
+    }
+
+
 def written_fields(task: Task) -> list[FieldMapping]:
     return [f for f in task.fields if f.write]
 
@@ -167,32 +240,205 @@ def _has_candidate_binds(mapping: FieldMapping) -> bool:
     return mapping.lookup is not None and any(c.bind is not None for c in mapping.lookup.candidates)
 
 
+# -- inputs and outputs -------------------------------------------------------------------------
+
+
+class PlanInputs(Protocol):
+    """Where the transform reads a task's staged rows, a chunk at a time.
+
+    Every ``*_batches`` iterator yields at least one table (an empty one for no rows), so
+    the checks that depend on columns alone run for empty inputs too.
+    """
+
+    legal_entity: str
+
+    def source_rows(self) -> int: ...
+
+    def source_batches(self, rows: int) -> Iterator[pa.Table]:
+        """The source rows as text columns, at most ``rows`` per table."""
+        ...
+
+    def snapshot_rows(self) -> int: ...
+
+    def snapshot_batches(self, rows: int) -> Iterator[pa.Table]:
+        """The target snapshot as text columns, at most ``rows`` per table."""
+        ...
+
+    def reference(self, name: str, columns: Sequence[str] | None) -> pa.Table | None:
+        """Reference table ``name`` with those of ``columns`` it has (None: not staged)."""
+        ...
+
+    def upstream(self, task: str, rows: int) -> Iterator[dict[str, list[Any]]] | None:
+        """The outcome of an earlier task of the run (``__ref``, ``status``, ``reason``
+        as lists, at most ``rows`` per batch), or None when there is none."""
+        ...
+
+
+class PlanSink(Protocol):
+    """Receives the plan in its final row order, a bounded table at a time per category
+    (:data:`PLAN_CATEGORIES`), each table in the category's schema (:func:`plan_schemas`)."""
+
+    def write(self, category: str, table: pa.Table) -> None: ...
+
+
+def _slices(table: pa.Table, rows: int) -> Iterator[pa.Table]:
+    if table.num_rows == 0:
+        yield table
+        return
+    for start in range(0, table.num_rows, rows):
+        yield table.slice(start, rows)
+
+
+class FrameInputs:
+    """:class:`PlanInputs` over frames already in memory (:class:`TransformInputs`).
+
+    Values are taken as staging would have written them (text), so a plan of frames and
+    a plan of staged files are the same plan.
+    """
+
+    def __init__(self, inputs: TransformInputs) -> None:
+        self.inputs = inputs
+        self.legal_entity = inputs.legal_entity
+        self._source = text_table(inputs.source.reset_index(drop=True))
+        self._snapshot = text_table(inputs.snapshot.reset_index(drop=True))
+
+    def source_rows(self) -> int:
+        return self._source.num_rows
+
+    def source_batches(self, rows: int) -> Iterator[pa.Table]:
+        return _slices(self._source, rows)
+
+    def snapshot_rows(self) -> int:
+        return self._snapshot.num_rows
+
+    def snapshot_batches(self, rows: int) -> Iterator[pa.Table]:
+        return _slices(self._snapshot, rows)
+
+    def reference(self, name: str, columns: Sequence[str] | None) -> pa.Table | None:
+        frame = self.inputs.references.get(name)
+        if frame is None:
+            return None
+        if columns is not None:
+            frame = frame[[c for c in dict.fromkeys(columns) if c in frame.columns]]
+        return text_table(frame.reset_index(drop=True))
+
+    def upstream(self, task: str, rows: int) -> Iterator[dict[str, list[Any]]] | None:
+        frame = self.inputs.upstream.get(task)
+        if frame is None:
+            return None
+        return _frame_batches(frame, rows)
+
+
+def _frame_batches(frame: pd.DataFrame, rows: int) -> Iterator[dict[str, list[Any]]]:
+    for start in range(0, len(frame), rows):
+        piece = frame.iloc[start : start + rows]
+        yield {
+            name: piece[name].tolist() if name in piece.columns else [None] * len(piece)
+            for name in (REF, "status", "reason")
+        }
+
+
 # -- lookups ----------------------------------------------------------------------------------
 
 
-class _ReferenceIndex:
-    """A reference table indexed by the folded text of its match columns."""
+def _fold_array(keys: list[str | None]) -> pa.Array:
+    return pa.array(keys, type=pa.string())
 
-    def __init__(self, frame: pd.DataFrame, match: Sequence[str], sort_by: Sequence[str]) -> None:
-        missing = [c for c in [*match, *sort_by] if c not in frame.columns]
+
+class _ReferenceIndex:
+    """A reference table indexed by the folded text of its match columns.
+
+    Kept as Arrow arrays (unique folded keys, first position, count), not a dict of
+    Python strings: a reference may be a whole target table (products for price list
+    items) and has to stay small beside the chunk being mapped.
+    """
+
+    def __init__(self, table: pa.Table, match: Sequence[str], sort_by: Sequence[str], rows: int) -> None:
+        missing = [c for c in [*match, *sort_by] if c not in table.column_names]
         if missing:
             raise MappingError(f"reference frame lacks columns {missing}")
-        if sort_by and len(frame):
-            frame = frame.sort_values(list(sort_by), kind="stable", na_position="last")
-        self.frame = frame.reset_index(drop=True)
-        self.index: dict[str, list[int]] = {}
-        columns = [column_values(self.frame, c) for c in match]
-        for position in range(len(self.frame)):
-            parts = [col[position] for col in columns]
-            if any(is_blank(p) for p in parts):
-                continue
-            self.index.setdefault(natural_key(parts).casefold(), []).append(position)
+        if sort_by and table.num_rows:
+            # a stable sort with nulls last, as pandas' sort_values(kind="stable") did
+            order = pc.sort_indices(table, sort_keys=[(c, "ascending", "at_end") for c in sort_by])
+            table = table.take(order)
+        self.table = table
+        key_parts: list[pa.Array] = []
+        position_parts: list[pa.Array] = []
+        for start in range(0, table.num_rows, rows):
+            piece = table.slice(start, rows)
+            columns = [piece.column(c).to_pylist() for c in match]
+            keys: list[str] = []
+            positions: list[int] = []
+            for offset, parts in enumerate(zip(*columns, strict=True)):
+                if any(is_blank(p) for p in parts):
+                    continue
+                keys.append(natural_key(parts).casefold())
+                positions.append(start + offset)
+            key_parts.append(pa.array(keys, type=pa.string()))
+            position_parts.append(pa.array(positions, type=pa.int64()))
+        keyed = pa.table(
+            {
+                "key": pa.chunked_array(key_parts, type=pa.string()),
+                "position": pa.chunked_array(position_parts, type=pa.int64()),
+            }
+        )
+        grouped = keyed.group_by("key", use_threads=False).aggregate(
+            [("position", "min"), ("position", "count")]
+        )
+        self.keys = grouped.column("key").combine_chunks()
+        self.first = grouped.column("position_min").to_numpy()
+        self.count = grouped.column("position_count").to_numpy()
 
-    def find(self, parts: Sequence[Any]) -> list[int]:
-        return self.index.get(natural_key(parts).casefold(), [])
+    def find(self, queries: list[str | None]) -> tuple[list[int | None], list[int]]:
+        """Per folded key: the position of its first row (None: no row) and how many rows."""
+        hits = pc.index_in(_fold_array(queries), value_set=self.keys).to_pylist()
+        first = [None if h is None else int(self.first[h]) for h in hits]
+        counts = [0 if h is None else int(self.count[h]) for h in hits]
+        return first, counts
 
-    def value(self, position: int, column: str) -> Any:
-        return py(self.frame.at[position, column])
+    def values(self, column: str, positions: list[int | None]) -> list[Any]:
+        return self.table.column(column).take(pa.array(positions, type=pa.int64())).to_pylist()
+
+
+class _KeySet:
+    """A set of folded keys as one Arrow array (upstream outcomes, a task's own keys)."""
+
+    def __init__(self, parts: Sequence[pa.Array] = ()) -> None:
+        if parts:
+            self.values = pc.unique(pa.chunked_array(list(parts), type=pa.string()).combine_chunks())
+        else:
+            self.values = pa.array([], type=pa.string())
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def contains(self, queries: list[str | None]) -> list[bool]:
+        if not len(self.values):
+            return [False] * len(queries)
+        return pc.is_in(_fold_array(queries), value_set=self.values).to_pylist()
+
+
+class _States:
+    """Last status and reason per folded key of the rows of a header task that went bad."""
+
+    def __init__(self, keys: list[str], statuses: list[Any], reasons: list[Any]) -> None:
+        table = pa.table(
+            {
+                "key": pa.array(keys, type=pa.string()),
+                "position": pa.array(range(len(keys)), type=pa.int64()),
+            }
+        )
+        last = table.group_by("key", use_threads=False).aggregate([("position", "max")])
+        self.keys = last.column("key").combine_chunks()
+        positions = last.column("position_max").to_pylist()
+        self.states = [(statuses[p], reasons[p]) for p in positions]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def find(self, queries: list[str | None]) -> list[tuple[Any, Any] | None]:
+        hits = pc.index_in(_fold_array(queries), value_set=self.keys).to_pylist()
+        return [None if h is None else self.states[h] for h in hits]
 
 
 @dataclass
@@ -207,12 +453,56 @@ def _describe(entity_set: str, columns: Sequence[str], parts: Sequence[Any]) -> 
     return f"{entity_set} with {pairs}"
 
 
+def _finisher(mapping: FieldMapping, system: str | None) -> Any:
+    """Value map, default, type, then the field's own checks, for one value: pure, so
+    a column pays it once per distinct value."""
+
+    def finish(value: Any) -> tuple[Any, tuple[str, ...]]:
+        problems: list[str] = []
+        if mapping.value_map is not None and not is_blank(value):
+            mapped, miss = mapping.value_map.translate(value)
+            if miss:
+                name = mapping.value_map.name
+                problems.append(f"value {py(value)!r} of {mapping.target} has no entry in value map {name!r}")
+            value = mapped
+        if is_blank(value) and mapping.default is not None:
+            value = mapping.default
+        try:
+            value = normalize(value, mapping.type, scale=mapping.scale, system=system)
+        except ConversionError as exc:
+            problems.append(f"{mapping.target}: {exc}")
+            return None, tuple(problems)
+        if mapping.required and value is None:
+            problems.append(f"required field {mapping.target} is empty")
+        if mapping.max_length is not None and isinstance(value, str) and len(value) > mapping.max_length:
+            problems.append(
+                f"{mapping.target} is {len(value)} characters, at most {mapping.max_length} allowed"
+            )
+        return value, tuple(problems)
+
+    return finish
+
+
+# -- map: the rules, one chunk of source rows at a time ----------------------------------------
+
+
 class _Transformer:
-    def __init__(self, task: Task, inputs: TransformInputs) -> None:
+    """The per-row rules of one task (fields, lookups, route, keys, hold-back) over one
+    chunk at a time, with what the whole task shares (reference indexes, upstream keys,
+    the task's own keys) built once."""
+
+    def __init__(self, task: Task, inputs: PlanInputs, rows: int) -> None:
         self.task = task
         self.inputs = inputs
+        self.rows = rows
         self.fatal_rows: dict[int, str] = {}
-        self._own_keys: set[str] = set()
+        self.fatal: set[str] = set()
+        self.own_keys: _KeySet | None = None
+        self._tables: dict[str, pa.Table | None] = {}
+        self._indexes: dict[tuple[str, tuple[str, ...], tuple[str, ...]], _ReferenceIndex] = {}
+        self._upstream_ok: dict[str, _KeySet] = {}
+        self._parent_states: _States | None = None
+        self._parent_loaded = False
 
     # value of one field -------------------------------------------------------------------
     def evaluate(self, mapping: FieldMapping, namespace: dict[str, list[Any]], length: int) -> _Evaluation:
@@ -233,26 +523,48 @@ class _Transformer:
             return _Evaluation(values, errors=errors)
         return self.resolve_lookup(mapping, namespace, length)
 
+    def _reference_table(self, name: str) -> pa.Table | None:
+        if name not in self._tables:
+            try:
+                columns: Sequence[str] | None = self.task.reference_columns(name)
+            except KeyError:
+                columns = None
+            self._tables[name] = self.inputs.reference(name, columns)
+        return self._tables[name]
+
+    def _index(
+        self, mapping: FieldMapping, reference: str, match: Sequence[str], returns: str
+    ) -> _ReferenceIndex:
+        assert mapping.lookup is not None
+        table = self._reference_table(reference)
+        if table is None:
+            raise MappingError(
+                f"task {self.task.name!r}, field {mapping.target!r}: reference {reference!r} was not staged"
+            )
+        key = (reference, tuple(match), tuple(mapping.lookup.sort_by))
+        index = self._indexes.get(key)
+        if index is None:
+            index = _ReferenceIndex(table, match, mapping.lookup.sort_by, self.rows)
+            self._indexes[key] = index
+        if returns not in index.table.column_names:
+            raise MappingError(
+                f"task {self.task.name!r}, field {mapping.target!r}: reference {reference!r} "
+                f"has no column {returns!r}"
+            )
+        return index
+
     def resolve_lookup(
         self, mapping: FieldMapping, namespace: dict[str, list[Any]], length: int
     ) -> _Evaluation:
         lookup = mapping.lookup
         assert lookup is not None
+        upstream_ok = self.upstream_ok(lookup.created_by) if lookup.created_by else _KeySet()
+        own_keys = self.own_keys if lookup.self_reference and mapping.second_pass else None
+        own_keys = own_keys if own_keys is not None else _KeySet()
         prepared = []
         for candidate in lookup.candidates:
-            frame = self.inputs.references.get(candidate.reference)
-            if frame is None:
-                raise MappingError(
-                    f"task {self.task.name!r}, field {mapping.target!r}: reference {candidate.reference!r} "
-                    "was not staged"
-                )
             columns = list(candidate.match)
-            index = _ReferenceIndex(frame, columns, lookup.sort_by)
-            if candidate.returns not in index.frame.columns:
-                raise MappingError(
-                    f"task {self.task.name!r}, field {mapping.target!r}: reference {candidate.reference!r} "
-                    f"has no column {candidate.returns!r}"
-                )
+            index = self._index(mapping, candidate.reference, columns, candidate.returns)
             inputs = []
             errors: dict[int, str] = {}
             for expression in candidate.match.values():
@@ -260,40 +572,47 @@ class _Transformer:
                 inputs.append(values)
                 errors.update(expr_errors)
             reference = self.task.reference(candidate.reference)
-            prepared.append((candidate, reference, columns, index, inputs, errors))
+            rows_parts = list(zip(*inputs, strict=True)) if inputs else [()] * length
+            queries = [
+                None if all(is_blank(p) for p in parts) else natural_key(parts).casefold()
+                for parts in rows_parts
+            ]
+            first, counts = index.find(queries)
+            found = index.values(candidate.returns, first)
+            planned = [
+                a or b for a, b in zip(upstream_ok.contains(queries), own_keys.contains(queries), strict=True)
+            ]
+            prepared.append((candidate, reference, columns, rows_parts, errors, counts, found, planned))
 
         result = _Evaluation([None] * length, [None] * length if _has_candidate_binds(mapping) else None)
-        upstream_ok = self._upstream_ok(lookup.created_by) if lookup.created_by else set()
-        own_keys = self._own_keys if lookup.self_reference else set()
         for row in range(length):
             described = []
             had_input = False
             resolved = False
-            for candidate, reference, columns, index, inputs, errors in prepared:
+            for candidate, reference, columns, rows_parts, errors, counts, found, planned in prepared:
                 if row in errors:
                     result.errors[row] = errors[row]
                     resolved = True
                     break
-                parts = [values[row] for values in inputs]
+                parts = rows_parts[row]
                 if all(is_blank(p) for p in parts):
                     continue
                 had_input = True
-                matches = index.find(parts)
-                if len(matches) > 1 and lookup.pick == "unique":
+                matches = counts[row]
+                if matches > 1 and lookup.pick == "unique":
                     result.errors[row] = (
-                        f"ambiguous lookup {mapping.target}: {len(matches)} rows of "
+                        f"ambiguous lookup {mapping.target}: {matches} rows of "
                         f"{_describe(reference.entity_set, columns, parts)}"
                     )
                     resolved = True
                     break
                 if matches:
-                    result.values[row] = index.value(matches[0], candidate.returns)
+                    result.values[row] = found[row]
                     if result.binds is not None and candidate.bind is not None:
                         result.binds[row] = f"{candidate.bind.navigation}|{candidate.bind.entity_set}"
                     resolved = True
                     break
-                folded = natural_key(parts).casefold()
-                if folded in upstream_ok or folded in own_keys:
+                if planned[row]:
                     result.values[row] = self._planned_value(reference.side, reference.entity_set, parts)
                     if result.binds is not None and candidate.bind is not None:
                         result.binds[row] = f"{candidate.bind.navigation}|{candidate.bind.entity_set}"
@@ -321,83 +640,72 @@ class _Transformer:
             return deterministic_id(entity_set, natural_key(parts))
         return py(parts[0]) if len(parts) == 1 else natural_key(parts)
 
-    def _upstream_ok(self, task_name: str) -> set[str]:
-        outcome = self.inputs.upstream.get(task_name)
-        if outcome is None or not len(outcome):
-            return set()
-        return {
-            str(ref).casefold()
-            for ref, status in zip(outcome[REF].tolist(), outcome["status"].tolist(), strict=True)
-            if ref is not None and not is_blank(ref) and status in OK_STATUSES
-        }
+    def upstream_ok(self, task_name: str) -> _KeySet:
+        """Folded keys an earlier task of the run wrote or plans to write."""
+        if task_name not in self._upstream_ok:
+            parts = []
+            batches = self.inputs.upstream(task_name, self.rows)
+            for batch in batches or ():
+                parts.append(
+                    pa.array(
+                        [
+                            str(ref).casefold()
+                            for ref, status in zip(batch[REF], batch["status"], strict=True)
+                            if ref is not None and not is_blank(ref) and status in OK_STATUSES
+                        ],
+                        type=pa.string(),
+                    )
+                )
+            self._upstream_ok[task_name] = _KeySet(parts)
+        return self._upstream_ok[task_name]
 
-    # the whole task -----------------------------------------------------------------------
-    def run(self) -> Plan:
-        task = self.task
-        source = self.inputs.source.reset_index(drop=True)
-        read = len(source)
-        namespace: dict[str, list[Any]] = {c: column_values(source, c) for c in source.columns}
-        missing_columns = [c for c in task.source_columns if c not in namespace]
-        if missing_columns:
-            raise MappingError(f"task {task.name!r}: source rows lack columns {missing_columns}")
-        reasons: list[list[str]] = [[] for _ in range(read)]
-        desired, binds = self._evaluate_fields(namespace, reasons, read)
+    def parent_states(self) -> _States | None:
+        """Keys of the header task's rejected or failed rows (last word per key)."""
+        if not self._parent_loaded:
+            self._parent_loaded = True
+            parent = self.task.parent
+            batches = self.inputs.upstream(parent.task, self.rows) if parent is not None else None
+            if batches is not None:
+                keys: list[str] = []
+                statuses: list[Any] = []
+                reasons: list[Any] = []
+                for batch in batches:
+                    for ref, status, reason in zip(batch[REF], batch["status"], batch["reason"], strict=True):
+                        if not is_blank(ref) and status in BAD_STATUSES:
+                            keys.append(str(ref).casefold())
+                            statuses.append(status)
+                            reasons.append(reason)
+                self._parent_states = _States(keys, statuses, reasons)
+        return self._parent_states
 
-        # route: rows another task of the template takes are skipped, whatever they hold
-        kept = list(range(read))
-        if task.route is not None:
-            keep, errors = task.route.evaluate(namespace, read)
-            if errors:
-                raise DataError(f"task {task.name!r}: route failed: {next(iter(errors.values()))}")
-            kept = [row for row, flag in enumerate(keep) if flag is True]
-        skipped = read - len(kept)
-        fatal = sorted({self.fatal_rows[row] for row in kept if row in self.fatal_rows})
-        if fatal:
-            more = f" (+{len(fatal) - 10} more)" if len(fatal) > 10 else ""
-            raise DataError("; ".join(fatal[:10]) + more)
-        if skipped:
-            source = source.iloc[kept].reset_index(drop=True)
-            namespace = {c: [values[i] for i in kept] for c, values in namespace.items()}
-            desired = {c: [values[i] for i in kept] for c, values in desired.items()}
-            binds = {c: [values[i] for i in kept] for c, values in binds.items()}
-            reasons = [reasons[i] for i in kept]
-        length = len(kept)
-
-        source_keys = self._check_source_keys(namespace, reasons, length)
-        if task.target_system == "fno" and COMPANY_FIELD in task.target.key and COMPANY_FIELD not in desired:
-            desired[COMPANY_FIELD] = [self.inputs.legal_entity] * length
-        refs = self._target_keys(desired, reasons, length)
-        self._hold_back_orphans(namespace, reasons, length)
-        skipped += self._check_target_duplicates(desired, refs, reasons, length)
-
-        valid = [row for row in range(length) if not reasons[row] and refs[row] is not None]
-        rejected = [row for row in range(length) if reasons[row]]
-        desired_frame = self._desired_frame(desired, binds, refs, source_keys, valid)
-        rejects = self._rejects_frame(source, namespace, refs, source_keys, reasons, rejected)
-        return self._diff(desired_frame, rejects, read, skipped)
-
-    def _evaluate_fields(
-        self, namespace: dict[str, list[Any]], reasons: list[list[str]], length: int
+    # the fields of a chunk ----------------------------------------------------------------
+    def evaluate_fields(
+        self,
+        namespace: dict[str, list[Any]],
+        reasons: list[list[str]],
+        length: int,
+        *,
+        first_pass_only: bool = False,
     ) -> tuple[dict[str, list[Any]], dict[str, list[str | None]]]:
         """Every field in file order (second-pass fields last): value, map, default, type."""
         task = self.task
         desired: dict[str, list[Any]] = {}
         binds: dict[str, list[str | None]] = {}
-        ordered = [f for f in task.fields if not f.second_pass] + [f for f in task.fields if f.second_pass]
+        ordered = [f for f in task.fields if not f.second_pass]
+        if not first_pass_only:
+            ordered += [f for f in task.fields if f.second_pass]
         for mapping in ordered:
-            if mapping.second_pass and not self._own_keys and all(k in desired for k in task.natural_key):
-                self._own_keys = {
-                    natural_key([desired[k][row] for k in task.natural_key]).casefold()
-                    for row in range(length)
-                    if not reasons[row]
-                }
             evaluation = self.evaluate(mapping, namespace, length)
             for row, message in evaluation.errors.items():
                 reasons[row].append(message)
             system = task.target_system if mapping.write else None
             final: list[Any] = []
-            for row, value in enumerate(evaluation.values):
-                final.append(self._finish_value(mapping, value, reasons[row], system))
+            for row, (value, problems) in enumerate(
+                map_values(evaluation.values, _finisher(mapping, system))
+            ):
+                if problems:
+                    reasons[row].extend(problems)
+                final.append(value)
             namespace[mapping.target] = final
             if mapping.write:
                 desired[mapping.target] = final
@@ -405,118 +713,507 @@ class _Transformer:
                 binds[mapping.target] = evaluation.binds
         return desired, binds
 
-    @staticmethod
-    def _finish_value(mapping: FieldMapping, value: Any, reasons: list[str], system: str | None) -> Any:
-        """Value map, default, type, then the field's own checks."""
-        if mapping.value_map is not None and not is_blank(value):
-            mapped, miss = mapping.value_map.translate(value)
-            if miss:
-                name = mapping.value_map.name
-                reasons.append(f"value {py(value)!r} of {mapping.target} has no entry in value map {name!r}")
-            value = mapped
-        if is_blank(value) and mapping.default is not None:
-            value = mapping.default
-        try:
-            value = normalize(value, mapping.type, scale=mapping.scale, system=system)
-        except ConversionError as exc:
-            reasons.append(f"{mapping.target}: {exc}")
-            return None
-        if mapping.required and value is None:
-            reasons.append(f"required field {mapping.target} is empty")
-        if mapping.max_length is not None and isinstance(value, str) and len(value) > mapping.max_length:
-            reasons.append(
-                f"{mapping.target} is {len(value)} characters, at most {mapping.max_length} allowed"
-            )
-        return value
+    def needs_own_keys(self) -> bool:
+        return any(
+            f.second_pass and f.lookup is not None and f.lookup.self_reference for f in self.task.fields
+        )
 
-    def _check_source_keys(
-        self, namespace: dict[str, list[Any]], reasons: list[list[str]], length: int
-    ) -> list[str]:
-        """A missing or duplicated integration key rejects the rows: never merged."""
-        key_columns = self.task.source.key
+    def collect_own_keys(self, batches: Iterator[pa.Table]) -> None:
+        """The folded keys of every row whose first-pass fields hold (the whole task, route
+        or not): a second-pass self-reference (parent account) may point at any of them."""
+        natural = self.task.natural_key
+        parts: list[pa.Array] = []
+        for raw in batches:
+            length = raw.num_rows
+            namespace = {c: raw.column(c).to_pylist() for c in raw.column_names}
+            reasons: list[list[str]] = [[] for _ in range(length)]
+            desired, _ = self.evaluate_fields(namespace, reasons, length, first_pass_only=True)
+            if not all(k in desired for k in natural):
+                self.own_keys = _KeySet()
+                return
+            parts.append(
+                pa.array(
+                    [
+                        natural_key([desired[k][row] for k in natural]).casefold()
+                        for row in range(length)
+                        if not reasons[row]
+                    ],
+                    type=pa.string(),
+                )
+            )
+        self.fatal_rows = {}
+        self.own_keys = _KeySet(parts)
+
+    def map_chunk(self, raw: pa.Table, start: int) -> pa.Table:
+        """One chunk of source rows (``start`` is the position of its first row) → the
+        rows the route keeps, with their desired values and everything the later phases
+        need: keys, the reasons found so far, and the raw row for the dead letter."""
+        task = self.task
+        length = raw.num_rows
+        namespace: dict[str, list[Any]] = {c: raw.column(c).to_pylist() for c in raw.column_names}
+        missing_columns = [c for c in task.source_columns if c not in namespace]
+        if missing_columns:
+            raise MappingError(f"task {task.name!r}: source rows lack columns {missing_columns}")
+        self.fatal_rows = {}
+        reasons: list[list[str]] = [[] for _ in range(length)]
+        desired, binds = self.evaluate_fields(namespace, reasons, length)
+
+        # route: rows another task of the template takes are skipped, whatever they hold
+        kept = list(range(length))
+        if task.route is not None:
+            keep, errors = task.route.evaluate(namespace, length)
+            if errors:
+                raise DataError(f"task {task.name!r}: route failed: {next(iter(errors.values()))}")
+            kept = [row for row, flag in enumerate(keep) if flag is True]
+        self.fatal.update(self.fatal_rows[row] for row in kept if row in self.fatal_rows)
+        if len(kept) < length:
+            raw = raw.take(pa.array(kept, type=pa.int64()))
+            namespace = {c: [values[i] for i in kept] for c, values in namespace.items()}
+            desired = {c: [values[i] for i in kept] for c, values in desired.items()}
+            binds = {c: [values[i] for i in kept] for c, values in binds.items()}
+            reasons = [reasons[i] for i in kept]
+        count = len(kept)
+
+        # source keys: blanks now; duplicates once every chunk is in (they span chunks)
+        key_columns = task.source.key
         source_keys: list[str] = []
-        for row in range(length):
+        source_folds: list[str | None] = []
+        for row in range(count):
             parts = [namespace[c][row] for c in key_columns]
+            complete = True
             for column, part in zip(key_columns, parts, strict=True):
                 if is_blank(part):
                     reasons[row].append(f"source key {column} is empty")
-            source_keys.append(natural_key(parts))
-        counts: dict[str, int] = {}
-        complete = [all(not is_blank(namespace[c][row]) for c in key_columns) for row in range(length)]
-        for row, key in enumerate(source_keys):
-            if complete[row]:
-                counts[key.casefold()] = counts.get(key.casefold(), 0) + 1
-        label = "+".join(key_columns)
-        for row, key in enumerate(source_keys):
-            seen = counts.get(key.casefold(), 0) if complete[row] else 0
-            if seen > 1:
-                reasons[row].append(
-                    f"duplicate source key {label}={key!r} ({seen} rows): rejected, not merged"
-                )
-        return source_keys
+                    complete = False
+            key = natural_key(parts)
+            source_keys.append(key)
+            source_folds.append(key.casefold() if complete else None)
+        if task.target_system == "fno" and COMPANY_FIELD in task.target.key and COMPANY_FIELD not in desired:
+            desired[COMPANY_FIELD] = [self.inputs.legal_entity] * count
 
-    def _target_keys(
-        self, desired: dict[str, list[Any]], reasons: list[list[str]], length: int
-    ) -> list[str | None]:
-        natural = self.task.natural_key
+        # target keys: an empty one is reported after the duplicate check, as it always was
+        natural = task.natural_key
         refs: list[str | None] = []
-        for row in range(length):
+        empties: list[list[str] | None] = []
+        for row in range(count):
             parts = [desired[k][row] for k in natural]
             empty = [k for k, p in zip(natural, parts, strict=True) if is_blank(p)]
             if empty:
-                if not any(f"required field {k} is empty" in r for r in reasons[row] for k in empty):
-                    reasons[row].append(f"target key {'+'.join(empty)} is empty")
                 refs.append(None)
+                empties.append(empty)
             else:
                 refs.append(natural_key(parts))
-        return refs
+                empties.append(None)
 
-    def _hold_back_orphans(
-        self, namespace: dict[str, list[Any]], reasons: list[list[str]], length: int
-    ) -> None:
+        arrays: dict[str, pa.Array] = {
+            _POS: pa.array([start + row for row in kept], type=pa.int64()),
+            SOURCE_KEY: pa.array(source_keys, type=pa.string()),
+            _SKEY_FOLD: pa.array(source_folds, type=pa.string()),
+            REF: pa.array(refs, type=pa.string()),
+            _REF_FOLD: pa.array([None if r is None else r.casefold() for r in refs], type=pa.string()),
+            _PRE: pa.array(reasons, type=_TEXTS),
+            _EMPTY_KEYS: pa.array(empties, type=_TEXTS),
+            _HOLD: pa.array(self._hold_back(namespace, count), type=pa.string()),
+        }
+        for name, values in desired.items():
+            mapping = task.field(name)
+            arrays[name] = pa.array(values, type=_ARROW_TYPES[mapping.type] if mapping else pa.string())
+        for name, values in binds.items():
+            arrays[BIND_PREFIX + name] = pa.array(values, type=pa.string())
+        for column in key_columns:
+            arrays[_KEY_PREFIX + column] = pa.array(
+                [None if is_blank(v) else str(py(v)) for v in namespace[column]], type=pa.string()
+            )
+        for column in raw.column_names:
+            arrays[_SRC_PREFIX + column] = raw.column(column)
+        return pa.table(arrays)
+
+    def _hold_back(self, namespace: dict[str, list[Any]], length: int) -> list[str | None]:
         """A line whose header was rejected or failed in this run is not written half-done."""
         parent_spec = self.task.parent
+        held: list[str | None] = [None] * length
         if parent_spec is None:
-            return
-        parent = self.inputs.upstream.get(parent_spec.task)
-        if parent is None or not len(parent):
-            return
-        states = {
-            str(ref).casefold(): (status, reason)
-            for ref, status, reason in zip(
-                parent[REF].tolist(), parent["status"].tolist(), parent["reason"].tolist(), strict=True
-            )
-            if not is_blank(ref) and status in BAD_STATUSES
-        }
+            return held
+        states = self.parent_states()
+        if states is None or not len(states):
+            return held
+        keys: list[str | None] = []
         for row in range(length):
             parts = [namespace[name][row] for name in parent_spec.match]
-            if any(is_blank(p) for p in parts):
-                continue
-            key = natural_key(parts)
-            state = states.get(key.casefold())
+            keys.append(None if any(is_blank(p) for p in parts) else natural_key(parts))
+        found = states.find([None if k is None else k.casefold() for k in keys])
+        for row, state in enumerate(found):
             if state is not None:
                 why = py(state[1]) or "no reason given"
-                reasons[row].append(f"held back: {parent_spec.label} {key} was {state[0]} ({why})")
+                held[row] = f"held back: {parent_spec.label} {keys[row]} was {state[0]} ({why})"
+        return held
 
-    def _check_target_duplicates(
-        self, desired: dict[str, list[Any]], refs: list[str | None], reasons: list[list[str]], length: int
+    def raise_fatal(self) -> None:
+        if self.fatal:
+            fatal = sorted(self.fatal)
+            more = f" (+{len(fatal) - 10} more)" if len(fatal) > 10 else ""
+            raise DataError("; ".join(fatal[:10]) + more)
+
+
+# -- the snapshot ----------------------------------------------------------------------------------
+
+
+def _normalize_snapshot(
+    task: Task, raw: pa.Table, legal_entity: str
+) -> tuple[dict[str, list[Any]], dict[str, dict[int, str]]]:
+    """Raw target rows under target field names, normalized like the desired rows, plus
+    ``__ref`` and ``__id``; and per field the rows whose value could not be converted
+    (kept as read, so that they differ from any wanted value)."""
+    if task.target_system == "fno" and COMPANY_FIELD in raw.column_names and legal_entity:
+        company = legal_entity.casefold()
+        mask = [str(v).casefold() == company for v in raw.column(COMPANY_FIELD).to_pylist()]
+        raw = raw.filter(pa.array(mask, type=pa.bool_()))
+    data: dict[str, list[Any]] = {}
+    unconverted: dict[str, dict[int, str]] = {}
+    for mapping in written_fields(task):
+        column = mapping.snapshot_column
+        if column not in raw.column_names:
+            continue
+        data[mapping.target], unconverted[mapping.target] = normalize_column(
+            raw.column(column).to_pylist(),
+            mapping.type,
+            scale=mapping.scale,
+            system=task.target_system,
+            keep_unconvertible=True,
+        )
+    length = raw.num_rows
+    missing = [k for k in task.natural_key if k not in data]
+    if missing:
+        raise MappingError(f"task {task.name!r}: snapshot lacks key columns {missing}")
+    keys = [data[k] for k in task.natural_key]
+    data[REF] = [
+        None if any(is_blank(column[r]) for column in keys) else natural_key([column[r] for column in keys])
+        for r in range(length)
+    ]
+    primary = task.target.primary_id
+    data[ID] = (
+        [py(v) for v in raw.column(primary).to_pylist()]
+        if primary and primary in raw.column_names
+        else [None] * length
+    )
+    return data, unconverted
+
+
+def _snapshot_table(task: Task, raw: pa.Table, legal_entity: str) -> pa.Table:
+    """One chunk of the snapshot as the buckets hold it: rows with a key only, each field
+    typed, plus its unconvertible raw text beside it (``__raw__<field>``)."""
+    data, unconverted = _normalize_snapshot(task, raw, legal_entity)
+    rows = [r for r, ref in enumerate(data[REF]) if ref is not None]
+    arrays: dict[str, pa.Array] = {
+        REF: pa.array([data[REF][r] for r in rows], type=pa.string()),
+        _REF_FOLD: pa.array([data[REF][r].casefold() for r in rows], type=pa.string()),
+        ID: pa.array([data[ID][r] for r in rows], type=pa.string()),
+    }
+    for mapping in written_fields(task):
+        if mapping.target not in data:
+            continue
+        values, bad = data[mapping.target], unconverted[mapping.target]
+        arrays[mapping.target] = pa.array(
+            [None if r in bad else values[r] for r in rows], type=_ARROW_TYPES[mapping.type]
+        )
+        arrays[_RAW_PREFIX + mapping.target] = pa.array(
+            [None if r not in bad else str(values[r]) for r in rows], type=pa.string()
+        )
+    return pa.table(arrays)
+
+
+def _snapshot_values(table: pa.Table, name: str) -> list[Any]:
+    """A field of a snapshot bucket: the typed value, or the raw text it could not be
+    converted from (None for every row when the target does not have the field)."""
+    if name not in table.column_names:
+        return [None] * table.num_rows
+    values = table.column(name).to_pylist()
+    raw = table.column(_RAW_PREFIX + name).to_pylist()
+    return [r if r is not None else v for v, r in zip(values, raw, strict=True)]
+
+
+# -- buckets -------------------------------------------------------------------------------------
+
+
+def _buckets(folds: list[str | None], positions: Sequence[int], count: int) -> np.ndarray:
+    """The bucket of each row: a stable hash of its folded key (pandas' keyed SipHash,
+    the same in every process), or its position when it has no key."""
+    if count == 1:
+        return np.zeros(len(folds), dtype=np.int64)
+    hashed = pd.util.hash_array(np.array(["" if f is None else f for f in folds], dtype=object))
+    buckets = (hashed % np.uint64(count)).astype(np.int64)
+    for row, fold in enumerate(folds):
+        if fold is None:
+            buckets[row] = positions[row] % count
+    return buckets
+
+
+def _scatter(spill: Spill, prefix: str, table: pa.Table, buckets: np.ndarray, count: int) -> None:
+    """Append each bucket's rows (in their order) to file ``<prefix>-<bucket>``."""
+    if table.num_rows == 0:
+        return
+    order = np.argsort(buckets, kind="stable")
+    ordered = table.take(pa.array(order))
+    bounds = np.searchsorted(buckets[order], np.arange(count + 1), side="left")
+    for bucket in range(count):
+        low, high = int(bounds[bucket]), int(bounds[bucket + 1])
+        if high > low:
+            spill.append(_bucket_name(prefix, bucket), ordered.slice(low, high - low))
+
+
+def _bucket_name(prefix: str, bucket: int) -> str:
+    return f"{prefix}-{bucket:06d}"
+
+
+# -- the whole task ---------------------------------------------------------------------------------
+
+
+@dataclass
+class PlanResult:
+    """What :func:`plan_task` reports besides the files: counts, the first rows of every
+    category (samples, log lines) and how the work was cut (:attr:`Plan.stats`)."""
+
+    counts: dict[str, int]
+    heads: dict[str, list[dict[str, Any]]]
+    stats: dict[str, int]
+
+
+#: Rows of each category :class:`PlanResult` keeps (samples show 3; the log names 20 rejects).
+HEAD_ROWS = 20
+
+
+class _Planner:
+    def __init__(self, task: Task, inputs: PlanInputs, spill: Spill, rows: int) -> None:
+        self.task = task
+        self.inputs = inputs
+        self.spill = spill
+        self.rows = rows
+        self.buckets = max(1, math.ceil(max(inputs.source_rows(), inputs.snapshot_rows()) / rows))
+        # a bucket's decisions are written in row groups small enough that the merge,
+        # holding one row group per bucket, holds about one chunk
+        self.group_rows = max(64, math.ceil(rows / self.buckets))
+        self.transformer = _Transformer(task, inputs, rows)
+        self.schemas = plan_schemas(task)
+        self.stats = {
+            "chunk_rows": rows,
+            "buckets": self.buckets,
+            "chunks": 0,
+            "largest_chunk": 0,
+            "largest_bucket": 0,
+            "largest_snapshot_bucket": 0,
+            "largest_merge_window": 0,
+        }
+        self.read = 0
+        self.skipped = 0
+
+    def run(self, sink: PlanSink) -> PlanResult:
+        self._map()
+        self._snapshot()
+        duplicates = self._duplicate_source_keys()
+        for bucket in range(self.buckets):
+            self._decide(bucket, duplicates)
+        counts, heads = self._merge(sink)
+        counts = {"read": self.read, "skipped": self.skipped, **counts}
+        return PlanResult(counts=counts, heads=heads, stats=dict(self.stats))
+
+    # phases ------------------------------------------------------------------------------
+    def _map(self) -> None:
+        transformer = self.transformer
+        if transformer.needs_own_keys():
+            transformer.collect_own_keys(self.inputs.source_batches(self.rows))
+        start = 0
+        for raw in self.inputs.source_batches(self.rows):
+            self.stats["chunks"] += 1
+            self.stats["largest_chunk"] = max(self.stats["largest_chunk"], raw.num_rows)
+            mapped = transformer.map_chunk(raw, start)
+            start += raw.num_rows
+            self.read += raw.num_rows
+            self.skipped += raw.num_rows - mapped.num_rows
+            positions = mapped.column(_POS).to_pylist()
+            by_ref = _buckets(mapped.column(_REF_FOLD).to_pylist(), positions, self.buckets)
+            _scatter(self.spill, "map", mapped, by_ref, self.buckets)
+            keyed = mapped.select([_SKEY_FOLD]).filter(pc.is_valid(mapped.column(_SKEY_FOLD)))
+            by_key = _buckets(keyed.column(_SKEY_FOLD).to_pylist(), [0] * keyed.num_rows, self.buckets)
+            _scatter(self.spill, "keys", keyed, by_key, self.buckets)
+        self.spill.finish()
+        transformer.raise_fatal()
+
+    def _snapshot(self) -> None:
+        for raw in self.inputs.snapshot_batches(self.rows):
+            table = _snapshot_table(self.task, raw, self.inputs.legal_entity)
+            buckets = _buckets(table.column(_REF_FOLD).to_pylist(), [0] * table.num_rows, self.buckets)
+            _scatter(self.spill, "snap", table, buckets, self.buckets)
+        self.spill.finish()
+
+    def _duplicate_source_keys(self) -> _States:
+        """Folded source keys that occur more than once among the routed rows, with their
+        count: exact, since every row of one key is in one bucket of keys."""
+        keys: list[str] = []
+        counts: list[int] = []
+        for bucket in range(self.buckets):
+            table = self.spill.read(_bucket_name("keys", bucket))
+            if table is None:
+                continue
+            tally = pc.value_counts(table.column(_SKEY_FOLD))
+            repeated = tally.filter(pc.greater(tally.field("counts"), 1))
+            keys.extend(repeated.field("values").to_pylist())
+            counts.extend(repeated.field("counts").to_pylist())
+        return _States(keys, counts, [None] * len(counts))
+
+    def _decide(self, bucket: int, duplicates: _States) -> None:
+        """Duplicate keys, target duplicates and the diff for the rows of one bucket."""
+        task = self.task
+        mapped = self.spill.read(_bucket_name("map", bucket))
+        if mapped is None:
+            return
+        snapshot = self.spill.read(_bucket_name("snap", bucket))
+        self.stats["largest_bucket"] = max(self.stats["largest_bucket"], mapped.num_rows)
+        self.stats["largest_snapshot_bucket"] = max(
+            self.stats["largest_snapshot_bucket"], snapshot.num_rows if snapshot is not None else 0
+        )
+        count = mapped.num_rows
+        positions = mapped.column(_POS).to_pylist()
+        source_keys = mapped.column(SOURCE_KEY).to_pylist()
+        refs = mapped.column(REF).to_pylist()
+        folds = mapped.column(_REF_FOLD).to_pylist()
+        empties = mapped.column(_EMPTY_KEYS).to_pylist()
+        holds = mapped.column(_HOLD).to_pylist()
+        seen = duplicates.find(mapped.column(_SKEY_FOLD).to_pylist())
+        label = "+".join(task.source.key)
+        reasons: list[list[str]] = []
+        for row, pre in enumerate(mapped.column(_PRE).to_pylist()):
+            why = list(pre)
+            if seen[row] is not None:
+                key, times = source_keys[row], seen[row][0]
+                why.append(f"duplicate source key {label}={key!r} ({times} rows): rejected, not merged")
+            empty = empties[row]
+            if empty and not any(f"required field {k} is empty" in r for r in why for k in empty):
+                why.append(f"target key {'+'.join(empty)} is empty")
+            if holds[row] is not None:
+                why.append(holds[row])
+            reasons.append(why)
+        self.skipped += self._target_duplicates(mapped, refs, folds, reasons)
+
+        valid = [row for row in range(count) if not reasons[row] and refs[row] is not None]
+        rejected = [row for row in range(count) if reasons[row]]
+        compare = compared_fields(task)
+        second = [f.target for f in task.fields if f.second_pass and f.write]
+        taken = mapped.take(pa.array(valid, type=pa.int64()))
+        desired = {name: taken.column(name).to_pylist() for name in [*compare, *second]}
+        current: dict[str, list[Any]] = {}
+        snapshot_refs: list[Any] = []
+        snapshot_ids: list[Any] = []
+        if snapshot is not None:
+            current = {name: _snapshot_values(snapshot, name) for name in [*compare, *second]}
+            snapshot_refs = snapshot.column(REF).to_pylist()
+            snapshot_ids = snapshot.column(ID).to_pylist()
+        ignore_null = {f.target for f in task.fields if f.is_bind}
+        result = differ.diff_columns(
+            [refs[row] for row in valid],
+            desired,
+            snapshot_refs,
+            current,
+            compare=compare,
+            ignore_null=ignore_null,
+        )
+
+        extra_rejects: list[tuple[int, int, str]] = []  # (order, row, reason)
+        for position, matches in result.ambiguous.items():
+            row = valid[position]
+            extra_rejects.append(
+                (_PHASE + positions[row], row, f"target has {matches} rows with key {refs[row]!r}")
+            )
+        creates = [valid[p] for p in result.creates]
+        if "create" not in task.target.operations:
+            entity_set = task.target.entity_set
+            extra_rejects.extend(
+                (
+                    2 * _PHASE + positions[row],
+                    row,
+                    f"{entity_set} row {refs[row]!r} not found (this task only updates)",
+                )
+                for row in creates
+            )
+            creates = []
+        create_positions = {valid[p]: p for p in result.creates}
+        updates = [(valid[u.desired_row], u.desired_row, u.snapshot_row, u.changed) for u in result.updates]
+        if "update" not in task.target.operations:
+            self.skipped += len(updates)
+            updates = []
+        unchanged = [(valid[p], p, s) for p, s in result.unchanged]
+
+        if task.target_system == "dataverse":
+            create_ids = [deterministic_id(task.target.entity_set, refs[row]) for row in creates]
+        else:
+            create_ids = [None] * len(creates)
+        self._write_rows(
+            bucket, "creates", mapped, creates, [positions[r] for r in creates], create_ids, None
+        )
+        self._write_rows(
+            bucket,
+            "updates",
+            mapped,
+            [u[0] for u in updates],
+            [positions[u[0]] for u in updates],
+            [snapshot_ids[u[2]] for u in updates],
+            [u[3] for u in updates],
+        )
+        self._write_rows(
+            bucket,
+            "unchanged",
+            mapped,
+            [u[0] for u in unchanged],
+            [positions[u[0]] for u in unchanged],
+            [snapshot_ids[u[2]] for u in unchanged],
+            None,
+        )
+
+        # second pass: self-references written once every row of the first pass exists
+        if second:
+            rows, orders, ids, changes = [], [], [], []
+            candidates = [
+                (row, create_positions[row], None, 0, create_ids[i]) for i, row in enumerate(creates)
+            ]
+            candidates += [(u[0], u[1], u[2], 1, snapshot_ids[u[2]]) for u in updates]
+            candidates += [(u[0], u[1], u[2], 2, snapshot_ids[u[2]]) for u in unchanged]
+            for row, position, snapshot_row, phase, identifier in candidates:
+                changed = []
+                for name in second:
+                    wanted = py(desired[name][position])
+                    now = (
+                        py(current[name][snapshot_row])
+                        if snapshot_row is not None and name in current
+                        else None
+                    )
+                    if wanted is not None and not values_equal(wanted, now):
+                        changed.append(name)
+                if changed:
+                    rows.append(row)
+                    orders.append(phase * _PHASE + positions[row])
+                    ids.append(identifier)
+                    changes.append(changed)
+            self._write_rows(bucket, "second_pass", mapped, rows, orders, ids, changes)
+
+        self._write_rejects(bucket, mapped, rejected, reasons, extra_rejects, positions)
+
+    def _target_duplicates(
+        self, mapped: pa.Table, refs: list[str | None], folds: list[str | None], reasons: list[list[str]]
     ) -> int:
         """Two source rows for one target row: identical wishes collapse into one (many
         invoices mark one order Invoiced); conflicting ones are all rejected."""
         groups: dict[str, list[int]] = {}
-        for row, ref in enumerate(refs):
-            if ref is not None and not reasons[row]:
-                groups.setdefault(ref.casefold(), []).append(row)
+        for row, fold in enumerate(folds):
+            if fold is not None and not reasons[row]:
+                groups.setdefault(fold, []).append(row)
+        names = [f.name for f in field_schema(self.task) if f.name not in (REF, ID, SOURCE_KEY)]
+        names = [n for n in names if not n.startswith(BIND_PREFIX)]
         collapsed = 0
         for rows in groups.values():
             if len(rows) < 2:
                 continue
-            first = rows[0]
-            identical = all(
-                values_equal(desired[name][first], desired[name][other])
-                for other in rows[1:]
-                for name in desired
-            )
+            records = mapped.select(names).take(pa.array(rows, type=pa.int64())).to_pylist()
+            first = records[0]
+            identical = all(values_equal(first[name], other[name]) for other in records[1:] for name in names)
             if identical:
                 for other in rows[1:]:
                     refs[other] = None  # not written, not rejected: the first row carries it
@@ -528,172 +1225,169 @@ class _Transformer:
                     )
         return collapsed
 
-    def _desired_frame(
+    def _write_rows(
         self,
-        desired: dict[str, list[Any]],
-        binds: dict[str, list[str | None]],
-        refs: list[str | None],
-        source_keys: list[str],
+        bucket: int,
+        category: str,
+        mapped: pa.Table,
         rows: list[int],
-    ) -> pd.DataFrame:
-        data: dict[str, list[Any]] = {
-            REF: [refs[r] for r in rows],
-            ID: [None] * len(rows),
-            SOURCE_KEY: [source_keys[r] for r in rows],
-        }
-        for name, values in desired.items():
-            data[name] = [values[r] for r in rows]
-        for name, values in binds.items():
-            data[BIND_PREFIX + name] = [values[r] for r in rows]
-        return pd.DataFrame(data, dtype=object)
+        orders: list[int],
+        ids: list[Any],
+        changes: list[list[str]] | None,
+    ) -> None:
+        if not rows:
+            return
+        taken = mapped.take(pa.array(rows, type=pa.int64()))
+        schema = self.schemas[category]
+        arrays = [pa.array(orders, type=pa.int64())]
+        for column in schema:
+            if column.name == ID:
+                arrays.append(pa.array(ids, type=pa.string()))
+            elif column.name == CHANGED:
+                arrays.append(pa.array(changes, type=_TEXTS))
+            else:
+                arrays.append(taken.column(column.name))
+        table = pa.Table.from_arrays(arrays, schema=pa.schema([(_ORDER, pa.int64()), *schema]))
+        self.spill.write(_bucket_name(f"out-{category}", bucket), table, row_group_size=self.group_rows)
 
-    def _rejects_frame(
+    def _write_rejects(
         self,
-        source: pd.DataFrame,
-        namespace: dict[str, list[Any]],
-        refs: list[str | None],
-        source_keys: list[str],
+        bucket: int,
+        mapped: pa.Table,
+        rejected: list[int],
         reasons: list[list[str]],
-        rows: list[int],
-    ) -> pd.DataFrame:
-        records = source.to_dict("records")
-        data: dict[str, list[Any]] = {
-            REF: [refs[r] for r in rows],
-            SOURCE_KEY: [source_keys[r] for r in rows],
-            REASON: ["; ".join(reasons[r]) for r in rows],
-            ROW: [json.dumps({k: py(v) for k, v in records[r].items()}, default=str) for r in rows],
+        extra: list[tuple[int, int, str]],
+        positions: list[int],
+    ) -> None:
+        if not rejected and not extra:
+            return
+        task = self.task
+        sources = [c for c in mapped.column_names if c.startswith(_SRC_PREFIX)]
+        raw = mapped.select(sources).take(pa.array(rejected, type=pa.int64())).to_pylist()
+        keys = {
+            c: mapped.column(_KEY_PREFIX + c).take(pa.array(rejected, type=pa.int64())).to_pylist()
+            for c in task.source.key
         }
-        for column in self.task.source.key:
-            data[column] = [
-                None if is_blank(namespace[column][r]) else str(py(namespace[column][r])) for r in rows
+        refs = mapped.column(REF).to_pylist()
+        source_keys = mapped.column(SOURCE_KEY).to_pylist()
+        data: dict[str, list[Any]] = {
+            _ORDER: [positions[r] for r in rejected] + [order for order, _, _ in extra],
+            REF: [refs[r] for r in rejected] + [refs[r] for _, r, _ in extra],
+            SOURCE_KEY: [source_keys[r] for r in rejected] + [source_keys[r] for _, r, _ in extra],
+            REASON: ["; ".join(reasons[r]) for r in rejected] + [why for _, _, why in extra],
+            ROW: [
+                json.dumps(
+                    {name[len(_SRC_PREFIX) :]: py(value) for name, value in record.items()}, default=str
+                )
+                for record in raw
             ]
-        return pd.DataFrame(data, dtype=object)
+            + [None] * len(extra),
+        }
+        for column in task.source.key:
+            data[column] = keys[column] + [None] * len(extra)
+        schema = pa.schema([(_ORDER, pa.int64()), *self.schemas["rejects"]])
+        table = pa.table({f.name: pa.array(data[f.name], type=f.type) for f in schema}, schema=schema)
+        table = table.take(pc.sort_indices(table, sort_keys=[(_ORDER, "ascending")]))
+        self.spill.write(_bucket_name("out-rejects", bucket), table, row_group_size=self.group_rows)
 
-    def _snapshot_frame(self) -> pd.DataFrame:
-        """The snapshot under target field names, normalized like the desired rows."""
-        task = self.task
-        raw = self.inputs.snapshot.reset_index(drop=True)
-        if task.target_system == "fno" and COMPANY_FIELD in raw.columns and self.inputs.legal_entity:
-            company = self.inputs.legal_entity.casefold()
-            mask = [str(v).casefold() == company for v in raw[COMPANY_FIELD].tolist()]
-            raw = raw.loc[pd.Series(mask, index=raw.index, dtype=bool)].reset_index(drop=True)
-        data: dict[str, list[Any]] = {}
-        for mapping in written_fields(task):
-            column = mapping.snapshot_column
-            if column not in raw.columns:
-                continue
-            normalized = []
-            for value in column_values(raw, column):
-                try:
-                    normalized.append(
-                        normalize(value, mapping.type, scale=mapping.scale, system=task.target_system)
-                    )
-                except ConversionError:
-                    normalized.append(py(value))
-            data[mapping.target] = normalized
-        length = len(raw)
-        missing = [k for k in task.natural_key if k not in data]
-        if missing:
-            raise MappingError(f"task {task.name!r}: snapshot lacks key columns {missing}")
-        data[REF] = [
-            None
-            if any(is_blank(data[k][r]) for k in task.natural_key)
-            else natural_key([data[k][r] for k in task.natural_key])
-            for r in range(length)
-        ]
-        primary = task.target.primary_id
-        data[ID] = column_values(raw, primary) if primary and primary in raw.columns else [None] * length
-        return pd.DataFrame(data, dtype=object)
+    def _merge(self, sink: PlanSink) -> tuple[dict[str, int], dict[str, list[dict[str, Any]]]]:
+        """Every category back in source order, to the sink; the outcome beside it."""
+        totals = {"creates": 0, "updates": 0, "unchanged": 0, "rejects": 0, "second_pass": 0}
+        heads: dict[str, list[dict[str, Any]]] = {name: [] for name in totals}
+        statuses = dict(OUTCOME_CATEGORIES)
 
-    def _diff(self, desired: pd.DataFrame, rejects: pd.DataFrame, read: int, skipped: int) -> Plan:
-        task = self.task
-        snapshot = self._snapshot_frame()
-        compare = compared_fields(task)
-        ignore_null = {f.target for f in task.fields if f.is_bind}
-        result = differ.diff(desired, snapshot, key=REF, compare=compare, ignore_null=ignore_null)
-        desired_records = desired.to_dict("records")
-        snapshot_ids = snapshot[ID].tolist() if len(snapshot) else []
-        snapshot_records = snapshot.to_dict("records") if len(snapshot) else []
-        extra_rejects = []
-        for position, count in result.ambiguous.items():
-            row = desired_records[position]
-            extra_rejects.append(
-                {
-                    REF: row[REF],
-                    SOURCE_KEY: row[SOURCE_KEY],
-                    REASON: f"target has {count} rows with key {row[REF]!r}",
-                }
-            )
-        creates = [(p, dict(desired_records[p])) for p in result.creates]
-        if "create" not in task.target.operations:
-            extra_rejects.extend(
-                {
-                    REF: r[REF],
-                    SOURCE_KEY: r[SOURCE_KEY],
-                    REASON: f"{task.target.entity_set} row {r[REF]!r} not found (this task only updates)",
-                }
-                for _, r in creates
-            )
-            creates = []
-        for _, row in creates:
-            if task.target_system == "dataverse":
-                row[ID] = deterministic_id(task.target.entity_set, row[REF])
-        updates = []
-        for update in result.updates:
-            row = dict(desired_records[update.desired_row])
-            row[ID] = snapshot_ids[update.snapshot_row]
-            row[CHANGED] = update.changed
-            updates.append((update.desired_row, update.snapshot_row, row))
-        if "update" not in task.target.operations:
-            skipped += len(updates)
-            updates = []
-        unchanged = []
-        for position, snapshot_row in result.unchanged:
-            row = dict(desired_records[position])
-            row[ID] = snapshot_ids[snapshot_row]
-            unchanged.append((position, snapshot_row, row))
+        def window(rows: int) -> None:
+            self.stats["largest_merge_window"] = max(self.stats["largest_merge_window"], rows)
 
-        # second pass: self-references written once every row of the first pass exists
-        second = [f.target for f in task.fields if f.second_pass and f.write]
-        second_rows = []
-        if second:
-            candidates = [(row, {}) for _, row in creates]
-            candidates += [(row, snapshot_records[s]) for _, s, row in [*updates, *unchanged]]
-            for row, current in candidates:
-                changed = [
-                    name
-                    for name in second
-                    if py(row.get(name)) is not None
-                    and not values_equal(py(row.get(name)), py(current.get(name)))
-                ]
-                if changed:
-                    entry = dict(row)
-                    entry[CHANGED] = changed
-                    second_rows.append(entry)
-
-        if extra_rejects:
-            rejects = pd.concat([rejects, pd.DataFrame(extra_rejects, dtype=object)], ignore_index=True)
-        columns = [field.name for field in field_schema(task)]
-        return Plan(
-            task=task,
-            creates=_frame([r for _, r in creates], columns),
-            updates=_frame([r for _, _, r in updates], [*columns, CHANGED]),
-            unchanged=_frame([r for _, _, r in unchanged], columns),
-            rejects=_frame(rejects.to_dict("records"), [field.name for field in rejects_schema(task)]),
-            second_pass=_frame(second_rows, [*columns, CHANGED]),
-            read=read,
-            skipped=skipped,
-        )
+        for category in ("creates", "updates", "unchanged", "rejects", "second_pass"):
+            names = [
+                _bucket_name(f"out-{category}", b)
+                for b in range(self.buckets)
+                if self.spill.exists(_bucket_name(f"out-{category}", b))
+            ]
+            with ExitStack() as stack:
+                files = [stack.enter_context(self.spill.open(name)) for name in names]
+                for table in merge_sorted(files, _ORDER, window):
+                    table = table.drop_columns([_ORDER])
+                    totals[category] += table.num_rows
+                    if len(heads[category]) < HEAD_ROWS:
+                        heads[category].extend(table.slice(0, HEAD_ROWS - len(heads[category])).to_pylist())
+                    sink.write(category, table)
+                    if category in statuses:
+                        sink.write("planned", _outcome_table(table, statuses[category]))
+        counts = {
+            "to_create": totals["creates"],
+            "to_update": totals["updates"],
+            "unchanged": totals["unchanged"],
+            "rejected": totals["rejects"],
+            "second_pass": totals["second_pass"],
+        }
+        return counts, heads
 
 
-def _frame(records: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({c: [r.get(c) for r in records] for c in columns}, columns=columns, dtype=object)
+def _outcome_table(table: pa.Table, status: str) -> pa.Table:
+    nothing = pa.nulls(table.num_rows, type=pa.string())
+    columns = {
+        REF: table.column(REF),
+        "status": pa.array([status] * table.num_rows, type=pa.string()),
+        "reason": table.column(REASON) if REASON in table.column_names else nothing,
+        "id": table.column(ID) if ID in table.column_names else nothing,
+        SOURCE_KEY: table.column(SOURCE_KEY),
+    }
+    return pa.table(columns, schema=outcome_schema())
 
 
-def build_plan(task: Task, inputs: TransformInputs) -> Plan:
-    """Transform and diff one task. Raises :class:`DataError` when a lookup declared
-    ``on_missing: fail`` misses (the task must fail visibly, not drop rows)."""
-    return _Transformer(task, inputs).run()
+def plan_task(
+    task: Task, inputs: PlanInputs, *, spill: Spill, sink: PlanSink, rows: int | None = None
+) -> PlanResult:
+    """Transform and diff one task chunk by chunk, handing the plan to ``sink`` in order.
+
+    :param spill: where the buckets go (cleared by the caller, e.g. ``with spill:``).
+    :param rows: the chunk size; default :func:`~prospect_to_cash.sync.staging.chunk_rows`.
+    :raises DataError: a lookup declared ``on_missing: fail`` missed (before anything
+        reaches the sink).
+    """
+    return _Planner(task, inputs, spill, chunk_rows(rows)).run(sink)
+
+
+class _CollectingSink:
+    def __init__(self) -> None:
+        self.tables: dict[str, list[pa.Table]] = {name: [] for name in PLAN_CATEGORIES}
+
+    def write(self, category: str, table: pa.Table) -> None:
+        self.tables[category].append(table)
+
+    def frame(self, category: str, columns: Sequence[str]) -> pd.DataFrame:
+        tables = self.tables[category]
+        data: dict[str, list[Any]] = {c: [] for c in columns}
+        for table in tables:
+            for c in columns:
+                data[c].extend(table.column(c).to_pylist())
+        return pd.DataFrame(data, columns=list(columns), dtype=object)
+
+
+def build_plan(task: Task, inputs: TransformInputs, *, chunk_rows: int | None = None) -> Plan:
+    """Transform and diff one task held in memory. Raises :class:`DataError` when a lookup
+    declared ``on_missing: fail`` misses (the task must fail visibly, not drop rows).
+
+    :param chunk_rows: rows handled at once (default as for staged runs); the plan is the
+        same whatever it is.
+    """
+    sink = _CollectingSink()
+    with MemorySpill() as spill:
+        result = plan_task(task, FrameInputs(inputs), spill=spill, sink=sink, rows=chunk_rows)
+    columns = [f.name for f in field_schema(task)]
+    return Plan(
+        task=task,
+        creates=sink.frame("creates", columns),
+        updates=sink.frame("updates", [*columns, CHANGED]),
+        unchanged=sink.frame("unchanged", columns),
+        rejects=sink.frame("rejects", [f.name for f in rejects_schema(task)]),
+        second_pass=sink.frame("second_pass", [*columns, CHANGED]),
+        read=result.counts["read"],
+        skipped=result.counts["skipped"],
+        stats=result.stats,
+    )
 
 
 def snapshot_frame(task: Task, snapshot: pd.DataFrame, legal_entity: str = "") -> pd.DataFrame:
@@ -704,5 +1398,5 @@ def snapshot_frame(task: Task, snapshot: pd.DataFrame, legal_entity: str = "") -
     very values the diff compared, instead of normalizing a second way. F&O rows of other
     companies are dropped when ``legal_entity`` is given.
     """
-    inputs = TransformInputs(source=pd.DataFrame(), snapshot=snapshot, legal_entity=legal_entity)
-    return _Transformer(task, inputs)._snapshot_frame()
+    data, _ = _normalize_snapshot(task, text_table(snapshot.reset_index(drop=True)), legal_entity)
+    return pd.DataFrame(data, dtype=object)

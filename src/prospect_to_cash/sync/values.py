@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     import pandas as pd
 
@@ -38,28 +38,53 @@ class ConversionError(ValueError):
     """A value that cannot be read as the declared type."""
 
 
+def _pandas_missing() -> tuple[Any, ...]:
+    """pandas' NA and NaT, imported on first need (mapping files load without pandas)."""
+    global _PANDAS_MISSING
+    if _PANDAS_MISSING is None:
+        try:
+            import pandas as pd
+
+            _PANDAS_MISSING = (pd.NA, pd.NaT)
+        except ImportError:  # pragma: no cover - pandas is a dependency
+            _PANDAS_MISSING = ()
+    return _PANDAS_MISSING
+
+
+_PANDAS_MISSING: tuple[Any, ...] | None = None
+
+
 def is_blank(value: Any) -> bool:
-    """True for None, NaN, pandas NA/NaT and empty or whitespace-only strings."""
+    """True for None, NaN, pandas NA/NaT and empty or whitespace-only strings.
+
+    Called for nearly every cell, so the common classes are decided first without
+    ``isinstance`` chains (``str.isspace`` is the whitespace ``str.strip`` removes).
+    """
     if value is None:
         return True
+    cls = value.__class__
+    if cls is str:
+        return not value or value.isspace()
+    if cls is float:
+        return value != value
+    if cls is int or cls is bool:
+        return False
     if isinstance(value, float) and math.isnan(value):
         return True
     if isinstance(value, str):
         return value.strip() == ""
-    try:
-        import pandas as pd
-
-        if value is pd.NA or value is pd.NaT:
-            return True
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        pass
-    return False
+    return any(value is missing for missing in _pandas_missing())
 
 
 def py(value: Any) -> Any:
     """Plain Python value from whatever pandas/pyarrow handed over; NaN/NA/NaT become None
     (strings, even empty ones, are returned unchanged)."""
-    if isinstance(value, str) or value is None:
+    cls = value.__class__
+    if cls is str or value is None or cls is int or cls is bool:
+        return value
+    if cls is float:
+        return None if value != value else value
+    if isinstance(value, str):
         return value
     if is_blank(value):
         return None
@@ -210,6 +235,9 @@ def natural_key(values: Sequence[Any]) -> str:
     map (account numbers, order numbers), and blanks become empty parts."""
     parts = []
     for value in values:
+        if value.__class__ is str:
+            parts.append("" if not value or value.isspace() else value)
+            continue
         value = py(value)
         if is_blank(value):
             parts.append("")
@@ -229,3 +257,69 @@ def deterministic_id(entity_set: str, key: str) -> str:
 def column_values(frame: pd.DataFrame, column: str) -> list[Any]:
     """A column as plain Python values (NaN/NA/NaT spelled None)."""
     return [py(v) for v in frame[column].tolist()]
+
+
+#: Rows looked at before :func:`map_values` decides whether remembering results pays.
+MEMO_PROBE_ROWS = 2048
+_MISSING = object()
+
+
+def map_values(values: Sequence[Any], function: Callable[[Any], Any]) -> list[Any]:
+    """``[function(v) for v in values]`` for a pure ``function``, computed once per
+    distinct value.
+
+    Most columns repeat a handful of values (codes, flags, units, currencies), so the
+    per-cell work of normalizing or mapping is paid per distinct value instead. Values
+    are told apart by class as well as equality (``True``, ``1`` and ``1.0`` are one dict
+    key but normalize differently). When the first :data:`MEMO_PROBE_ROWS` rows are
+    mostly distinct (names, numbers) the memo is dropped, so it never costs more than
+    it saves.
+    """
+    results: list[Any] = []
+    append = results.append
+    cache: dict[tuple[type, Any], Any] | None = {}
+    for index, value in enumerate(values):
+        if cache is None:
+            append(function(value))
+            continue
+        if index == MEMO_PROBE_ROWS and len(cache) > MEMO_PROBE_ROWS // 2:
+            cache = None
+            append(function(value))
+            continue
+        key = (value.__class__, value)
+        try:
+            hit = cache.get(key, _MISSING)
+        except TypeError:  # unhashable: compute it
+            append(function(value))
+            continue
+        if hit is _MISSING:
+            hit = function(value)
+            cache[key] = hit
+        append(hit)
+    return results
+
+
+def normalize_column(
+    values: Sequence[Any],
+    field_type: str,
+    *,
+    scale: int | None = None,
+    system: str | None = None,
+    keep_unconvertible: bool = False,
+) -> tuple[list[Any], dict[int, str]]:
+    """:func:`normalize` over a whole column, once per distinct value.
+
+    :param keep_unconvertible: give a value that cannot be read as ``field_type`` back
+        as it is (a snapshot shows what the target holds) instead of None.
+    :returns: the values and, per row that failed, the conversion message.
+    """
+
+    def one(value: Any) -> tuple[Any, str | None]:
+        try:
+            return normalize(value, field_type, scale=scale, system=system), None
+        except ConversionError as exc:
+            return (py(value) if keep_unconvertible else None), str(exc)
+
+    pairs = map_values(values, one)
+    errors = {row: message for row, (_, message) in enumerate(pairs) if message is not None}
+    return [value for value, _ in pairs], errors
