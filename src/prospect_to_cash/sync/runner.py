@@ -39,7 +39,7 @@ from prospect_to_cash.sync.context import (
 )
 from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.load import load
-from prospect_to_cash.sync.staging import StagingSpill, as_path, chunk_rows, write_run_summary
+from prospect_to_cash.sync.staging import StagingSpill, as_path, buffered, chunk_rows, write_run_summary
 from prospect_to_cash.sync.transform import (
     CHANGED,
     ID,
@@ -344,7 +344,7 @@ class _StagedPlanSink:
         for category, (area, name, schema) in files.items():
             target = ctx.staging.path(area, name)
             target.parent.mkdir(parents=True, exist_ok=True)
-            handle = target.open("wb")
+            handle = buffered(target.open("wb"))
             writer = pq.ParquetWriter(handle, schema)
             self._open.append((writer, handle))
             self._writers[category] = writer

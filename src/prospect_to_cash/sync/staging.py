@@ -29,20 +29,23 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from airflow.sdk import ObjectStoragePath
 
 from prospect_to_cash.sync.values import is_blank, py
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Iterator, Sequence
 
 STAGING_ROOT_VARIABLE = "P2C_STAGING_ROOT"
 AREAS = ("source", "target", "plan", "deadletter", "work")
+
+#: Bytes gathered before a write reaches a staging file. The file objects of
+#: ``ObjectStoragePath`` record lineage on every ``write`` call, and Parquet writers make
+#: many small ones (tens of thousands per plan), so they go through one buffer.
+WRITE_BUFFER_BYTES = 1 << 20
 
 #: Rows the transform holds at once (a chunk of the source, a bucket, a merge window).
 CHUNK_ROWS_VARIABLE = "P2C_TRANSFORM_CHUNK_ROWS"
@@ -112,6 +115,12 @@ def to_text(value: Any) -> str | None:
     return str(value)
 
 
+def buffered(handle: Any) -> pa.NativeFile:
+    """A writable staging file behind a :data:`WRITE_BUFFER_BYTES` buffer; closing it
+    flushes and closes the file."""
+    return pa.output_stream(handle, buffer_size=WRITE_BUFFER_BYTES)
+
+
 def text_array(values: Sequence[Any]) -> pa.Array:
     """A column of raw values as staged text (:func:`to_text` of each)."""
     return pa.array([to_text(v) for v in values], type=pa.string())
@@ -152,7 +161,7 @@ class TextPageWriter:
 
     def __enter__(self) -> TextPageWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = self.path.open("wb")
+        self._handle = buffered(self.path.open("wb"))
         self._writer = pq.ParquetWriter(self._handle, self.schema)
         return self
 
@@ -208,7 +217,7 @@ class TaskStaging:
         target = self.path(area, name)
         target.parent.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-        with target.open("wb") as handle:
+        with buffered(target.open("wb")) as handle:
             pq.write_table(table, handle)
         return str(target)
 
@@ -275,14 +284,15 @@ class Spill:
 
     # the interface -----------------------------------------------------------------------
     def append(self, name: str, table: pa.Table) -> None:
-        """Add ``table`` to file ``name`` as one more row group (the file stays open)."""
+        """Add ``table`` to file ``name`` as one more row group (the file stays open until
+        :meth:`finish`; appending after that starts the file anew)."""
         entry = self._appending.get(name)
         if entry is None:
             handle = self._open_write(name)
             entry = (pq.ParquetWriter(handle, table.schema), handle)
             self._appending[name] = entry
             self._written.add(name)
-        entry[0].write_table(table)
+        entry[0].write_table(table, row_group_size=max(1, table.num_rows))
 
     def finish(self) -> None:
         """Close every file :meth:`append` opened, so they can be read."""
@@ -302,6 +312,14 @@ class Spill:
 
     def exists(self, name: str) -> bool:
         return name in self._written
+
+    def row_groups(self, name: str) -> Iterator[pa.Table]:
+        """File ``name`` one row group at a time (nothing when it was never written)."""
+        if name not in self._written:
+            return
+        with self.open(name) as parquet:
+            for group in range(parquet.num_row_groups):
+                yield parquet.read_row_group(group)
 
     def read(self, name: str) -> pa.Table | None:
         """The whole file ``name``, or None when nothing was written under that name."""
@@ -368,7 +386,7 @@ class StagingSpill(Spill):
     def _open_write(self, name: str) -> Any:
         target = self.staging.path("work", name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        return target.open("wb")
+        return buffered(target.open("wb"))
 
     def _close_write(self, name: str, handle: Any) -> None:
         handle.close()
@@ -388,43 +406,6 @@ class StagingSpill(Spill):
                 leftover.unlink()
         with suppress(OSError):
             (self.staging.base / "work").rmdir()
-
-
-def merge_sorted(
-    sources: Sequence[pq.ParquetFile], key: str, on_window: Callable[[int], None] | None = None
-) -> Iterator[pa.Table]:
-    """The rows of files that are each sorted by the integer column ``key``, as tables in
-    ascending ``key`` order (keys are unique).
-
-    Holds one row group per file at a time: every round emits each file's rows up to the
-    smallest "last key" among the row groups held, so at least one row group is used up.
-
-    :param on_window: called with the number of rows held in each round (a measure).
-    """
-    groups = [0] * len(sources)
-    held: list[pa.Table | None] = [None] * len(sources)
-    while True:
-        for i, source in enumerate(sources):
-            while (held[i] is None or held[i].num_rows == 0) and groups[i] < source.num_row_groups:
-                held[i] = source.read_row_group(groups[i])
-                groups[i] += 1
-        active = [i for i, table in enumerate(held) if table is not None and table.num_rows]
-        if not active:
-            return
-        if on_window is not None:
-            on_window(sum(held[i].num_rows for i in active))
-        bound = min(held[i].column(key)[-1].as_py() for i in active)
-        parts = []
-        for i in active:
-            table = held[i]
-            assert table is not None
-            keys = table.column(key).to_numpy()
-            cut = int(np.searchsorted(keys, bound, side="right"))
-            if cut:
-                parts.append(table.slice(0, cut))
-                held[i] = table.slice(cut)
-        merged = pa.concat_tables(parts)
-        yield merged.take(pc.sort_indices(merged, sort_keys=[(key, "ascending")]))
 
 
 def write_run_summary(root: ObjectStoragePath, template: str, run_id: str, company: str, data: Any) -> str:

@@ -16,32 +16,33 @@ Order of work for one task:
 6. diff against the snapshot (only the fields that changed go into an update).
 
 Memory stays bounded by the chunk size (``chunk_rows``, see
-:func:`~prospect_to_cash.sync.staging.chunk_rows`), not by the size of the task:
+:func:`~prospect_to_cash.sync.staging.chunk_rows`), not by the size of the task. The
+work goes through a :class:`~prospect_to_cash.sync.staging.Spill` (the task's staging
+``work`` area, so Azure storage works as a local disk does; or memory):
 
 - *map*: the source is read ``chunk_rows`` rows at a time; steps 1-5 run per chunk (the
-  rules are per row) and the mapped rows are spread over ``B = ceil(max(source rows,
-  snapshot rows) / chunk_rows)`` buckets by a stable hash of their folded target key
-  (:class:`~prospect_to_cash.sync.staging.Spill`: the staging ``work`` area, or memory);
-  the folded source keys go to buckets of their own;
-- the snapshot is normalized chunk by chunk into the same buckets by the same hash, so
-  a target key's desired rows and current rows always meet in one bucket;
-- duplicate source keys are counted bucket by bucket of the source keys (exact: one key,
-  one bucket), and only the keys seen twice or more are kept;
-- *decide*: bucket by bucket, duplicate keys, target duplicates and the diff;
-- *merge*: the decisions go back into source order (each bucket's are sorted; a merge
-  holds one row group per bucket) and are written as the plan files, so the plan is the
-  same, row for row, whatever the chunk size.
+  rules are per row). The mapped rows are kept in source order, and what the decisions
+  need of them is spread over ``B = ceil(max(source rows, snapshot rows) / chunk_rows)``
+  buckets by a stable hash of the folded target key; the folded source keys go to
+  buckets of their own;
+- *snapshot*: normalized chunk by chunk into the same buckets by the same hash, so a
+  target key's desired and current rows always meet in one bucket;
+- duplicate source keys are counted per bucket of source keys (exact: one key, one
+  bucket); only the keys seen twice or more are kept;
+- *decide*: bucket by bucket, duplicate keys, target duplicates and the diff; each row's
+  decision goes to the chunk the row came from;
+- *emit*: chunk by chunk, rows and decisions joined into the plan files, so the plan is
+  the same, row for row, whatever the chunk size.
 
-What is held whole is compact Arrow: the reference tables (only the columns the lookups
-use), the folded keys of upstream outcomes (``created_by``, parent hold-back) and, for
-self-referencing tasks, the folded keys of the task's own rows.
+Held whole, as compact Arrow: the reference tables (only the columns lookups use), the
+folded keys of upstream outcomes (``created_by``, parent hold-back), the keys seen twice
+and, for self-referencing tasks, the folded keys of the task's own rows.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -53,7 +54,7 @@ import pyarrow.compute as pc
 from prospect_to_cash.sync import diff as differ
 from prospect_to_cash.sync.errors import DataError, MappingError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Task
-from prospect_to_cash.sync.staging import MemorySpill, Spill, chunk_rows, merge_sorted, text_table
+from prospect_to_cash.sync.staging import MemorySpill, Spill, chunk_rows, text_table
 from prospect_to_cash.sync.values import (
     ConversionError,
     deterministic_id,
@@ -135,8 +136,8 @@ class Plan:
     """The transform's result for one task. Frames hold normalized, typed values.
 
     :param stats: how the work was cut (``chunk_rows``, ``chunks``, ``buckets``) and the
-        most rows held at once per phase (``largest_chunk``, ``largest_bucket``,
-        ``largest_snapshot_bucket``, ``largest_merge_window``).
+        most rows held at once per phase (``largest_chunk`` mapped or emitted,
+        ``largest_bucket`` and ``largest_snapshot_bucket`` decided).
     """
 
     task: Task
@@ -967,6 +968,24 @@ def _bucket_name(prefix: str, bucket: int) -> str:
 
 # -- the whole task ---------------------------------------------------------------------------------
 
+# a decision per mapped row, made bucket by bucket and read back chunk by chunk
+_CODE, _REJECT_PHASE, _SECOND, _SECOND_PHASE = "__code", "__reject_phase", "__second", "__second_phase"
+_CREATE, _UPDATE, _UNCHANGED, _REJECT, _NOTHING = 0, 1, 2, 3, 4
+_DECISIONS = pa.schema(
+    [
+        (_POS, pa.int64()),
+        (_CODE, pa.int8()),
+        (_REJECT_PHASE, pa.int8()),  # rows refused in transform, then ambiguous keys, then update-only
+        (REASON, pa.string()),
+        (ID, pa.string()),
+        (CHANGED, _TEXTS),
+        (_SECOND, _TEXTS),  # fields the second pass writes (null: none)
+        (_SECOND_PHASE, pa.int8()),  # second pass: created rows, then updated, then unchanged
+    ]
+)
+_STATUS = {_CREATE: "create", _UPDATE: "update", _UNCHANGED: "unchanged", _REJECT: "rejected"}
+_CATEGORY = {_CREATE: "creates", _UPDATE: "updates", _UNCHANGED: "unchanged"}
+
 
 @dataclass
 class PlanResult:
@@ -982,18 +1001,43 @@ class PlanResult:
 HEAD_ROWS = 20
 
 
+class _CountingSink:
+    """Counts what reaches the real sink and keeps the first rows of each category."""
+
+    def __init__(self, sink: PlanSink) -> None:
+        self.sink = sink
+        self.counts = dict.fromkeys(PLAN_CATEGORIES, 0)
+        self.heads: dict[str, list[dict[str, Any]]] = {name: [] for name in PLAN_CATEGORIES}
+
+    def write(self, category: str, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        self.counts[category] += table.num_rows
+        head = self.heads[category]
+        if len(head) < HEAD_ROWS:
+            head.extend(table.slice(0, HEAD_ROWS - len(head)).to_pylist())
+        self.sink.write(category, table)
+
+
 class _Planner:
+    """The phases of :func:`plan_task` over one spill: map, snapshot, decide, emit."""
+
     def __init__(self, task: Task, inputs: PlanInputs, spill: Spill, rows: int) -> None:
         self.task = task
         self.inputs = inputs
         self.spill = spill
         self.rows = rows
         self.buckets = max(1, math.ceil(max(inputs.source_rows(), inputs.snapshot_rows()) / rows))
-        # a bucket's decisions are written in row groups small enough that the merge,
-        # holding one row group per bucket, holds about one chunk
-        self.group_rows = max(64, math.ceil(rows / self.buckets))
         self.transformer = _Transformer(task, inputs, rows)
         self.schemas = plan_schemas(task)
+        #: the desired values a decision compares (target duplicates, diff, second pass)
+        self.decided = [
+            f.name
+            for f in self.schemas["creates"]
+            if f.name not in (REF, ID, SOURCE_KEY) and not f.name.startswith(BIND_PREFIX)
+        ]
+        self.chunk_starts: list[int] = []  # source position of each chunk's first row
+        self.chunk_groups: list[int | None] = []  # its row group in "rows" (None: route kept none)
         self.stats = {
             "chunk_rows": rows,
             "buckets": self.buckets,
@@ -1001,7 +1045,6 @@ class _Planner:
             "largest_chunk": 0,
             "largest_bucket": 0,
             "largest_snapshot_bucket": 0,
-            "largest_merge_window": 0,
         }
         self.read = 0
         self.skipped = 0
@@ -1012,11 +1055,21 @@ class _Planner:
         duplicates = self._duplicate_source_keys()
         for bucket in range(self.buckets):
             self._decide(bucket, duplicates)
-        counts, heads = self._merge(sink)
-        counts = {"read": self.read, "skipped": self.skipped, **counts}
-        return PlanResult(counts=counts, heads=heads, stats=dict(self.stats))
+        self.spill.finish()
+        counting = _CountingSink(sink)
+        self._emit(counting)
+        counts = {
+            "read": self.read,
+            "skipped": self.skipped,
+            "to_create": counting.counts["creates"],
+            "to_update": counting.counts["updates"],
+            "unchanged": counting.counts["unchanged"],
+            "rejected": counting.counts["rejects"],
+            "second_pass": counting.counts["second_pass"],
+        }
+        return PlanResult(counts=counts, heads=counting.heads, stats=dict(self.stats))
 
-    # phases ------------------------------------------------------------------------------
+    # map: every chunk in source order, and its rows spread over the buckets -------------------
     def _map(self) -> None:
         transformer = self.transformer
         if transformer.needs_own_keys():
@@ -1026,12 +1079,21 @@ class _Planner:
             self.stats["chunks"] += 1
             self.stats["largest_chunk"] = max(self.stats["largest_chunk"], raw.num_rows)
             mapped = transformer.map_chunk(raw, start)
+            self.chunk_starts.append(start)
             start += raw.num_rows
             self.read += raw.num_rows
             self.skipped += raw.num_rows - mapped.num_rows
+            if not mapped.num_rows:
+                self.chunk_groups.append(None)
+                continue
+            self.chunk_groups.append(sum(g is not None for g in self.chunk_groups))
+            self.spill.append("rows", mapped)  # one row group per chunk, in source order
             positions = mapped.column(_POS).to_pylist()
+            decided = mapped.select(
+                [_POS, SOURCE_KEY, _SKEY_FOLD, REF, _REF_FOLD, _PRE, _EMPTY_KEYS, _HOLD, *self.decided]
+            )
             by_ref = _buckets(mapped.column(_REF_FOLD).to_pylist(), positions, self.buckets)
-            _scatter(self.spill, "map", mapped, by_ref, self.buckets)
+            _scatter(self.spill, "map", decided, by_ref, self.buckets)
             keyed = mapped.select([_SKEY_FOLD]).filter(pc.is_valid(mapped.column(_SKEY_FOLD)))
             by_key = _buckets(keyed.column(_SKEY_FOLD).to_pylist(), [0] * keyed.num_rows, self.buckets)
             _scatter(self.spill, "keys", keyed, by_key, self.buckets)
@@ -1060,8 +1122,10 @@ class _Planner:
             counts.extend(repeated.field("counts").to_pylist())
         return _States(keys, counts, [None] * len(counts))
 
+    # decide: one bucket at a time ----------------------------------------------------------
     def _decide(self, bucket: int, duplicates: _States) -> None:
-        """Duplicate keys, target duplicates and the diff for the rows of one bucket."""
+        """Duplicate keys, target duplicates and the diff for the rows of one bucket; the
+        decisions go to the chunk each row came from."""
         task = self.task
         mapped = self.spill.read(_bucket_name("map", bucket))
         if mapped is None:
@@ -1075,7 +1139,6 @@ class _Planner:
         positions = mapped.column(_POS).to_pylist()
         source_keys = mapped.column(SOURCE_KEY).to_pylist()
         refs = mapped.column(REF).to_pylist()
-        folds = mapped.column(_REF_FOLD).to_pylist()
         empties = mapped.column(_EMPTY_KEYS).to_pylist()
         holds = mapped.column(_HOLD).to_pylist()
         seen = duplicates.find(mapped.column(_SKEY_FOLD).to_pylist())
@@ -1092,10 +1155,20 @@ class _Planner:
             if holds[row] is not None:
                 why.append(holds[row])
             reasons.append(why)
-        self.skipped += self._target_duplicates(mapped, refs, folds, reasons)
+        self.skipped += self._target_duplicates(mapped, refs, reasons)
+
+        code: list[int] = [_NOTHING] * count
+        reject_phase: list[int | None] = [None] * count
+        reason: list[str | None] = [None] * count
+        ids: list[Any] = [None] * count
+        changed: list[list[str] | None] = [None] * count
+        second_changed: list[list[str] | None] = [None] * count
+        second_phase: list[int | None] = [None] * count
+        for row in range(count):
+            if reasons[row]:
+                code[row], reject_phase[row], reason[row] = _REJECT, 0, "; ".join(reasons[row])
 
         valid = [row for row in range(count) if not reasons[row] and refs[row] is not None]
-        rejected = [row for row in range(count) if reasons[row]]
         compare = compared_fields(task)
         second = [f.target for f in task.fields if f.second_pass and f.write]
         taken = mapped.take(pa.array(valid, type=pa.int64()))
@@ -1107,113 +1180,90 @@ class _Planner:
             current = {name: _snapshot_values(snapshot, name) for name in [*compare, *second]}
             snapshot_refs = snapshot.column(REF).to_pylist()
             snapshot_ids = snapshot.column(ID).to_pylist()
-        ignore_null = {f.target for f in task.fields if f.is_bind}
         result = differ.diff_columns(
             [refs[row] for row in valid],
             desired,
             snapshot_refs,
             current,
             compare=compare,
-            ignore_null=ignore_null,
+            ignore_null={f.target for f in task.fields if f.is_bind},
         )
 
-        extra_rejects: list[tuple[int, int, str]] = []  # (order, row, reason)
         for position, matches in result.ambiguous.items():
             row = valid[position]
-            extra_rejects.append(
-                (_PHASE + positions[row], row, f"target has {matches} rows with key {refs[row]!r}")
-            )
-        creates = [valid[p] for p in result.creates]
-        if "create" not in task.target.operations:
-            entity_set = task.target.entity_set
-            extra_rejects.extend(
-                (
-                    2 * _PHASE + positions[row],
-                    row,
-                    f"{entity_set} row {refs[row]!r} not found (this task only updates)",
-                )
-                for row in creates
-            )
-            creates = []
-        create_positions = {valid[p]: p for p in result.creates}
-        updates = [(valid[u.desired_row], u.desired_row, u.snapshot_row, u.changed) for u in result.updates]
-        if "update" not in task.target.operations:
-            self.skipped += len(updates)
-            updates = []
-        unchanged = [(valid[p], p, s) for p, s in result.unchanged]
-
-        if task.target_system == "dataverse":
-            create_ids = [deterministic_id(task.target.entity_set, refs[row]) for row in creates]
-        else:
-            create_ids = [None] * len(creates)
-        self._write_rows(
-            bucket, "creates", mapped, creates, [positions[r] for r in creates], create_ids, None
-        )
-        self._write_rows(
-            bucket,
-            "updates",
-            mapped,
-            [u[0] for u in updates],
-            [positions[u[0]] for u in updates],
-            [snapshot_ids[u[2]] for u in updates],
-            [u[3] for u in updates],
-        )
-        self._write_rows(
-            bucket,
-            "unchanged",
-            mapped,
-            [u[0] for u in unchanged],
-            [positions[u[0]] for u in unchanged],
-            [snapshot_ids[u[2]] for u in unchanged],
-            None,
-        )
+            code[row], reject_phase[row] = _REJECT, 1
+            reason[row] = f"target has {matches} rows with key {refs[row]!r}"
+        second_rows: list[tuple[int, int, int | None, int]] = []  # row, desired position, snapshot row, phase
+        for position in result.creates:
+            row = valid[position]
+            if "create" not in task.target.operations:
+                code[row], reject_phase[row] = _REJECT, 2
+                reason[row] = f"{task.target.entity_set} row {refs[row]!r} not found (this task only updates)"
+                continue
+            code[row] = _CREATE
+            if task.target_system == "dataverse":
+                ids[row] = deterministic_id(task.target.entity_set, refs[row])
+            second_rows.append((row, position, None, 0))
+        for update in result.updates:
+            row = valid[update.desired_row]
+            if "update" not in task.target.operations:
+                self.skipped += 1
+                continue
+            code[row], ids[row], changed[row] = _UPDATE, snapshot_ids[update.snapshot_row], update.changed
+            second_rows.append((row, update.desired_row, update.snapshot_row, 1))
+        for position, snapshot_row in result.unchanged:
+            row = valid[position]
+            code[row], ids[row] = _UNCHANGED, snapshot_ids[snapshot_row]
+            second_rows.append((row, position, snapshot_row, 2))
 
         # second pass: self-references written once every row of the first pass exists
-        if second:
-            rows, orders, ids, changes = [], [], [], []
-            candidates = [
-                (row, create_positions[row], None, 0, create_ids[i]) for i, row in enumerate(creates)
-            ]
-            candidates += [(u[0], u[1], u[2], 1, snapshot_ids[u[2]]) for u in updates]
-            candidates += [(u[0], u[1], u[2], 2, snapshot_ids[u[2]]) for u in unchanged]
-            for row, position, snapshot_row, phase, identifier in candidates:
-                changed = []
-                for name in second:
-                    wanted = py(desired[name][position])
-                    now = (
-                        py(current[name][snapshot_row])
-                        if snapshot_row is not None and name in current
-                        else None
-                    )
-                    if wanted is not None and not values_equal(wanted, now):
-                        changed.append(name)
-                if changed:
-                    rows.append(row)
-                    orders.append(phase * _PHASE + positions[row])
-                    ids.append(identifier)
-                    changes.append(changed)
-            self._write_rows(bucket, "second_pass", mapped, rows, orders, ids, changes)
+        for row, position, snapshot_row, phase in second_rows if second else ():
+            fields = []
+            for name in second:
+                wanted = py(desired[name][position])
+                now = (
+                    py(current[name][snapshot_row]) if snapshot_row is not None and name in current else None
+                )
+                if wanted is not None and not values_equal(wanted, now):
+                    fields.append(name)
+            if fields:
+                second_changed[row], second_phase[row] = fields, phase
 
-        self._write_rejects(bucket, mapped, rejected, reasons, extra_rejects, positions)
+        decisions = pa.table(
+            {
+                _POS: pa.array(positions, type=pa.int64()),
+                _CODE: pa.array(code, type=pa.int8()),
+                _REJECT_PHASE: pa.array(reject_phase, type=pa.int8()),
+                REASON: pa.array(reason, type=pa.string()),
+                ID: pa.array(ids, type=pa.string()),
+                CHANGED: pa.array(changed, type=_TEXTS),
+                _SECOND: pa.array(second_changed, type=_TEXTS),
+                _SECOND_PHASE: pa.array(second_phase, type=pa.int8()),
+            },
+            schema=_DECISIONS,
+        )
+        chunks = (
+            np.searchsorted(np.array(self.chunk_starts, dtype=np.int64), np.array(positions), side="right")
+            - 1
+        )
+        _scatter(self.spill, "decisions", decisions, chunks, len(self.chunk_starts))
 
-    def _target_duplicates(
-        self, mapped: pa.Table, refs: list[str | None], folds: list[str | None], reasons: list[list[str]]
-    ) -> int:
+    def _target_duplicates(self, mapped: pa.Table, refs: list[str | None], reasons: list[list[str]]) -> int:
         """Two source rows for one target row: identical wishes collapse into one (many
         invoices mark one order Invoiced); conflicting ones are all rejected."""
         groups: dict[str, list[int]] = {}
-        for row, fold in enumerate(folds):
+        for row, fold in enumerate(mapped.column(_REF_FOLD).to_pylist()):
             if fold is not None and not reasons[row]:
                 groups.setdefault(fold, []).append(row)
-        names = [f.name for f in field_schema(self.task) if f.name not in (REF, ID, SOURCE_KEY)]
-        names = [n for n in names if not n.startswith(BIND_PREFIX)]
         collapsed = 0
         for rows in groups.values():
             if len(rows) < 2:
                 continue
-            records = mapped.select(names).take(pa.array(rows, type=pa.int64())).to_pylist()
+            records = mapped.select(self.decided).take(pa.array(rows, type=pa.int64())).to_pylist()
             first = records[0]
-            identical = all(values_equal(first[name], other[name]) for other in records[1:] for name in names)
+            identical = all(
+                values_equal(first[name], other[name]) for other in records[1:] for name in self.decided
+            )
             if identical:
                 for other in rows[1:]:
                     refs[other] = None  # not written, not rejected: the first row carries it
@@ -1225,104 +1275,107 @@ class _Planner:
                     )
         return collapsed
 
-    def _write_rows(
-        self,
-        bucket: int,
-        category: str,
-        mapped: pa.Table,
-        rows: list[int],
-        orders: list[int],
-        ids: list[Any],
-        changes: list[list[str]] | None,
-    ) -> None:
-        if not rows:
-            return
-        taken = mapped.take(pa.array(rows, type=pa.int64()))
+    # emit: chunk by chunk in source order ------------------------------------------------------
+    def _emit(self, sink: _CountingSink) -> None:
+        """Rows and decisions of each chunk, joined, into the categories in source order.
+
+        Rows whose category comes later in a file (rejected for an ambiguous key after the
+        rows refused outright; the second pass of updated rows after that of created ones)
+        and the outcome (created, then updated, ...) wait in the spill until their turn.
+        """
+        if self.spill.exists("rows"):
+            with self.spill.open("rows") as stored:
+                for chunk, group in enumerate(self.chunk_groups):
+                    if group is None:
+                        continue
+                    rows = stored.read_row_group(group)
+                    decisions = self.spill.read(_bucket_name("decisions", chunk))
+                    assert decisions is not None
+                    decisions = decisions.take(pc.sort_indices(decisions, sort_keys=[(_POS, "ascending")]))
+                    if decisions.column(_POS).to_pylist() != rows.column(_POS).to_pylist():
+                        raise AssertionError(f"chunk {chunk}: decisions do not match its rows")
+                    self._emit_chunk(sink, rows, decisions)
+        self.spill.finish()
+        for phase in (1, 2):
+            for table in self.spill.row_groups(f"later-rejects-{phase}"):
+                sink.write("rejects", table)
+            for table in self.spill.row_groups(f"later-second_pass-{phase}"):
+                sink.write("second_pass", table)
+        for name in ("create", "update", "unchanged", "rejected-0", "rejected-1", "rejected-2"):
+            for table in self.spill.row_groups(f"outcome-{name}"):
+                sink.write("planned", table)
+
+    def _emit_chunk(self, sink: _CountingSink, rows: pa.Table, decisions: pa.Table) -> None:
+        codes = decisions.column(_CODE).to_numpy()
+        for code, category in _CATEGORY.items():
+            picked = np.flatnonzero(codes == code)
+            if len(picked):
+                table = self._plan_rows(category, rows, decisions, picked)
+                sink.write(category, table)
+                self.spill.append(f"outcome-{_STATUS[code]}", _outcome_table(table, _STATUS[code]))
+        phases = decisions.column(_REJECT_PHASE).to_numpy(zero_copy_only=False)
+        for phase in (0, 1, 2):
+            picked = np.flatnonzero((codes == _REJECT) & (phases == phase))
+            if not len(picked):
+                continue
+            table = self._reject_rows(rows, decisions, picked)
+            if phase == 0:
+                sink.write("rejects", table)
+            else:
+                self.spill.append(f"later-rejects-{phase}", table)
+            self.spill.append(f"outcome-rejected-{phase}", _outcome_table(table, "rejected"))
+        second = decisions.column(_SECOND_PHASE).to_numpy(zero_copy_only=False)
+        for phase in (0, 1, 2):
+            picked = np.flatnonzero(second == phase)
+            if not len(picked):
+                continue
+            table = self._plan_rows("second_pass", rows, decisions, picked)
+            if phase == 0:
+                sink.write("second_pass", table)
+            else:
+                self.spill.append(f"later-second_pass-{phase}", table)
+
+    def _plan_rows(self, category: str, rows: pa.Table, decisions: pa.Table, picked: np.ndarray) -> pa.Table:
+        index = pa.array(picked, type=pa.int64())
+        taken = rows.take(index)
+        chosen = decisions.take(index)
         schema = self.schemas[category]
-        arrays = [pa.array(orders, type=pa.int64())]
+        arrays = []
         for column in schema:
             if column.name == ID:
-                arrays.append(pa.array(ids, type=pa.string()))
+                arrays.append(chosen.column(ID))
             elif column.name == CHANGED:
-                arrays.append(pa.array(changes, type=_TEXTS))
+                arrays.append(chosen.column(_SECOND if category == "second_pass" else CHANGED))
             else:
                 arrays.append(taken.column(column.name))
-        table = pa.Table.from_arrays(arrays, schema=pa.schema([(_ORDER, pa.int64()), *schema]))
-        self.spill.write(_bucket_name(f"out-{category}", bucket), table, row_group_size=self.group_rows)
+        return pa.Table.from_arrays(arrays, schema=schema)
 
-    def _write_rejects(
-        self,
-        bucket: int,
-        mapped: pa.Table,
-        rejected: list[int],
-        reasons: list[list[str]],
-        extra: list[tuple[int, int, str]],
-        positions: list[int],
-    ) -> None:
-        if not rejected and not extra:
-            return
-        task = self.task
-        sources = [c for c in mapped.column_names if c.startswith(_SRC_PREFIX)]
-        raw = mapped.select(sources).take(pa.array(rejected, type=pa.int64())).to_pylist()
-        keys = {
-            c: mapped.column(_KEY_PREFIX + c).take(pa.array(rejected, type=pa.int64())).to_pylist()
-            for c in task.source.key
-        }
-        refs = mapped.column(REF).to_pylist()
-        source_keys = mapped.column(SOURCE_KEY).to_pylist()
-        data: dict[str, list[Any]] = {
-            _ORDER: [positions[r] for r in rejected] + [order for order, _, _ in extra],
-            REF: [refs[r] for r in rejected] + [refs[r] for _, r, _ in extra],
-            SOURCE_KEY: [source_keys[r] for r in rejected] + [source_keys[r] for _, r, _ in extra],
-            REASON: ["; ".join(reasons[r]) for r in rejected] + [why for _, _, why in extra],
-            ROW: [
-                json.dumps(
-                    {name[len(_SRC_PREFIX) :]: py(value) for name, value in record.items()}, default=str
-                )
-                for record in raw
-            ]
-            + [None] * len(extra),
-        }
-        for column in task.source.key:
-            data[column] = keys[column] + [None] * len(extra)
-        schema = pa.schema([(_ORDER, pa.int64()), *self.schemas["rejects"]])
-        table = pa.table({f.name: pa.array(data[f.name], type=f.type) for f in schema}, schema=schema)
-        table = table.take(pc.sort_indices(table, sort_keys=[(_ORDER, "ascending")]))
-        self.spill.write(_bucket_name("out-rejects", bucket), table, row_group_size=self.group_rows)
-
-    def _merge(self, sink: PlanSink) -> tuple[dict[str, int], dict[str, list[dict[str, Any]]]]:
-        """Every category back in source order, to the sink; the outcome beside it."""
-        totals = {"creates": 0, "updates": 0, "unchanged": 0, "rejects": 0, "second_pass": 0}
-        heads: dict[str, list[dict[str, Any]]] = {name: [] for name in totals}
-        statuses = dict(OUTCOME_CATEGORIES)
-
-        def window(rows: int) -> None:
-            self.stats["largest_merge_window"] = max(self.stats["largest_merge_window"], rows)
-
-        for category in ("creates", "updates", "unchanged", "rejects", "second_pass"):
-            names = [
-                _bucket_name(f"out-{category}", b)
-                for b in range(self.buckets)
-                if self.spill.exists(_bucket_name(f"out-{category}", b))
-            ]
-            with ExitStack() as stack:
-                files = [stack.enter_context(self.spill.open(name)) for name in names]
-                for table in merge_sorted(files, _ORDER, window):
-                    table = table.drop_columns([_ORDER])
-                    totals[category] += table.num_rows
-                    if len(heads[category]) < HEAD_ROWS:
-                        heads[category].extend(table.slice(0, HEAD_ROWS - len(heads[category])).to_pylist())
-                    sink.write(category, table)
-                    if category in statuses:
-                        sink.write("planned", _outcome_table(table, statuses[category]))
-        counts = {
-            "to_create": totals["creates"],
-            "to_update": totals["updates"],
-            "unchanged": totals["unchanged"],
-            "rejected": totals["rejects"],
-            "second_pass": totals["second_pass"],
-        }
-        return counts, heads
+    def _reject_rows(self, rows: pa.Table, decisions: pa.Table, picked: np.ndarray) -> pa.Table:
+        index = pa.array(picked, type=pa.int64())
+        taken = rows.take(index)
+        phase = decisions.column(_REJECT_PHASE)[int(picked[0])].as_py()
+        if phase == 0:  # refused outright: the raw row goes into the dead letter
+            sources = [c for c in rows.column_names if c.startswith(_SRC_PREFIX)]
+            records = taken.select(sources).to_pylist()
+            raw = pa.array(
+                [
+                    json.dumps({name[len(_SRC_PREFIX) :]: py(v) for name, v in record.items()}, default=str)
+                    for record in records
+                ],
+                type=pa.string(),
+            )
+            keys = [taken.column(_KEY_PREFIX + column) for column in self.task.source.key]
+        else:
+            raw = pa.nulls(len(picked), type=pa.string())
+            keys = [pa.nulls(len(picked), type=pa.string()) for _ in self.task.source.key]
+        arrays = [
+            taken.column(REF),
+            taken.column(SOURCE_KEY),
+            decisions.take(index).column(REASON),
+            raw,
+            *keys,
+        ]
+        return pa.Table.from_arrays(arrays, schema=self.schemas["rejects"])
 
 
 def _outcome_table(table: pa.Table, status: str) -> pa.Table:
