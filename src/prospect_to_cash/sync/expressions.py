@@ -25,6 +25,7 @@ from prospect_to_cash.sync.values import (
     MEMO_PROBE_ROWS,
     ConversionError,
     is_blank,
+    memo_key,
     normalize,
     py,
     round_half_up,
@@ -425,27 +426,26 @@ class Expression:
             value, error = at(0) if length else (None, None)
             return [value] * length, ({row: error for row in range(length)} if error else {})
         inputs = [columns[name] for name in sorted(self.names)]
+        if len(inputs) == 1:
+            keys: list[Any] = [memo_key(value) for value in inputs[0][:length]]
+        else:
+            keys = [tuple(memo_key(value) for value in row) for row in zip(*inputs, strict=False)][:length]
         results: list[Any] = []
         errors: dict[int, str] = {}
-        cache: dict[tuple[Any, ...], tuple[Any, str | None]] | None = {}
-        for index in range(length):
+        cache: dict[Any, tuple[Any, str | None]] | None = {}
+        for index, key in enumerate(keys):
             if index == MEMO_PROBE_ROWS and cache is not None and len(cache) > MEMO_PROBE_ROWS // 2:
                 cache = None  # mostly distinct inputs: remembering costs more than it saves
-            if cache is None:
-                outcome = at(index)
-            else:
-                # class as well as value: True, 1 and 1.0 are one dict key but differ here
-                key = tuple((column[index].__class__, column[index]) for column in inputs)
+            outcome = None
+            if cache is not None:
                 try:
-                    known = cache.get(key)
+                    outcome = cache.get(key)
+                    if outcome is None:
+                        outcome = cache[key] = at(index)
                 except TypeError:  # an unhashable input
-                    known = None
-                    key = None
-                if known is None:
-                    known = at(index)
-                    if key is not None:
-                        cache[key] = known
-                outcome = known
+                    outcome = None
+            if outcome is None:
+                outcome = at(index)
             results.append(outcome[0])
             if outcome[1] is not None:
                 errors[index] = outcome[1]

@@ -60,6 +60,7 @@ from prospect_to_cash.sync.values import (
     deterministic_id,
     is_blank,
     map_values,
+    memo_key,
     natural_key,
     normalize,
     normalize_column,
@@ -442,6 +443,21 @@ class _States:
         return [None if h is None else self.states[h] for h in hits]
 
 
+def _lookup_query(parts: Sequence[Any]) -> str | None:
+    return None if all(is_blank(p) for p in parts) else natural_key(parts).casefold()
+
+
+def _lookup_queries(values: Sequence[Any], *, single: bool) -> list[str | None]:
+    """The folded key a lookup searches for, per row (None: every match value blank),
+    once per distinct value: lookups mostly match on codes (currency, unit, group)."""
+    if single:
+        return map_values(values, lambda value: _lookup_query((value,)))
+    return map_values(
+        [tuple(memo_key(p) for p in parts) for parts in values],
+        lambda key: _lookup_query([p if p.__class__ is str else p[1] for p in key]),
+    )
+
+
 @dataclass
 class _Evaluation:
     values: list[Any]
@@ -481,7 +497,20 @@ def _finisher(mapping: FieldMapping, system: str | None) -> Any:
             )
         return value, tuple(problems)
 
-    return finish
+    if mapping.type != "string" or mapping.value_map is not None:
+        return finish
+    limit = mapping.max_length
+
+    def finish_text(value: Any) -> tuple[Any, tuple[str, ...]]:
+        # non-blank text of a plain text field is its own normal form (names, numbers,
+        # descriptions: the columns too varied for the memo)
+        if value.__class__ is str and value and not value.isspace():
+            if limit is not None and len(value) > limit:
+                return value, (f"{mapping.target} is {len(value)} characters, at most {limit} allowed",)
+            return value, ()
+        return finish(value)
+
+    return finish_text
 
 
 # -- map: the rules, one chunk of source rows at a time ----------------------------------------
@@ -574,30 +603,39 @@ class _Transformer:
                 errors.update(expr_errors)
             reference = self.task.reference(candidate.reference)
             rows_parts = list(zip(*inputs, strict=True)) if inputs else [()] * length
-            queries = [
-                None if all(is_blank(p) for p in parts) else natural_key(parts).casefold()
-                for parts in rows_parts
-            ]
+            queries = _lookup_queries(inputs[0] if len(inputs) == 1 else rows_parts, single=len(inputs) == 1)
             first, counts = index.find(queries)
             found = index.values(candidate.returns, first)
             planned = [
                 a or b for a, b in zip(upstream_ok.contains(queries), own_keys.contains(queries), strict=True)
             ]
-            prepared.append((candidate, reference, columns, rows_parts, errors, counts, found, planned))
+            prepared.append(
+                (candidate, reference, columns, rows_parts, queries, errors, counts, found, planned)
+            )
 
         result = _Evaluation([None] * length, [None] * length if _has_candidate_binds(mapping) else None)
         for row in range(length):
             described = []
             had_input = False
             resolved = False
-            for candidate, reference, columns, rows_parts, errors, counts, found, planned in prepared:
+            for (
+                candidate,
+                reference,
+                columns,
+                rows_parts,
+                queries,
+                errors,
+                counts,
+                found,
+                planned,
+            ) in prepared:
                 if row in errors:
                     result.errors[row] = errors[row]
                     resolved = True
                     break
-                parts = rows_parts[row]
-                if all(is_blank(p) for p in parts):
+                if queries[row] is None:  # every match value blank: the next candidate
                     continue
+                parts = rows_parts[row]
                 had_input = True
                 matches = counts[row]
                 if matches > 1 and lookup.pick == "unique":

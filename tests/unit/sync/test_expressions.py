@@ -118,3 +118,25 @@ class TestRefused:
         values, errors = Expression("int(a)").evaluate({"a": ["1", "x1", "3"]}, 3)
         assert values == [1, None, 3]
         assert list(errors) == [1]
+
+
+class TestEvaluatedOncePerDistinctInput:
+    def test_repeated_inputs_are_evaluated_once_and_told_apart_by_class(self) -> None:
+        # True, 1 and 1.0 are one dict key, but text of them differs: the memo must not mix them
+        column = [True, 1, 1.0, "1", True, None, 1]
+        values, errors = Expression("concat(a, '!')").evaluate({"a": column}, len(column))
+        assert values == ["true!", "1!", "1!", "1!", "true!", "!", "1!"]
+        assert errors == {}
+
+    def test_memo_gives_way_to_mostly_distinct_inputs(self) -> None:
+        column = [str(n) for n in range(5000)] + ["x"]
+        values, errors = Expression("int(a) + 1").evaluate({"a": column}, len(column))
+        assert values[:3] == [1, 2, 3]
+        assert values[4999] == 5000
+        assert list(errors) == [5000]
+
+    def test_an_expression_without_columns_fails_for_every_row_alike(self) -> None:
+        values, errors = Expression("int('x')").evaluate({}, 3)
+        assert values == [None, None, None]
+        assert sorted(errors) == [0, 1, 2]
+        assert Expression("1 + 2").evaluate({}, 0) == ([], {})

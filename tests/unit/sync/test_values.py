@@ -11,8 +11,12 @@ import pytest
 from prospect_to_cash.sync.values import (
     ConversionError,
     deterministic_id,
+    is_blank,
+    map_values,
     natural_key,
     normalize,
+    normalize_column,
+    py,
     values_equal,
 )
 
@@ -85,3 +89,31 @@ def test_natural_key_and_deterministic_id_are_stable() -> None:
     assert first == deterministic_id("salesorders", "SO-1")
     assert first != deterministic_id("invoices", "SO-1")
     assert uuid.UUID(first).version == 5
+
+
+def test_column_helpers_agree_with_the_per_value_functions() -> None:
+    column = ["3.3300", 3.33, None, "", " ", "abc", True, 1, 1.0, float("nan"), pd.NA, "3.3300"]
+    values, errors = normalize_column(column, "decimal", system="dataverse")
+    for row, value in enumerate(column):
+        if row in errors:
+            with pytest.raises(ConversionError):
+                normalize(value, "decimal", system="dataverse")
+        else:
+            assert values[row] == normalize(value, "decimal", system="dataverse")
+    assert list(errors) == [5]
+    kept, _ = normalize_column(column, "decimal", system="dataverse", keep_unconvertible=True)
+    assert kept[5] == "abc"
+    # one dict key, three meanings: the memo tells them apart by class
+    assert map_values([True, 1, 1.0, "1"], lambda v: normalize(v, "string")) == ["true", "1", "1", "1"]
+
+
+@pytest.mark.parametrize("value", [None, "", "  \t", "\u3000", float("nan"), pd.NA, pd.NaT])
+def test_blank_fast_paths_match_the_definition(value: object) -> None:
+    assert is_blank(value)
+    assert py(value) is None or py(value) == value
+    assert natural_key([value, "x"]) == "|x"
+
+
+@pytest.mark.parametrize("value", ["a", " a ", 0, 0.0, False, "0"])
+def test_values_that_are_not_blank(value: object) -> None:
+    assert not is_blank(value)
