@@ -240,9 +240,8 @@ def _scenario(
                     f"The load step alone took {phases['load']:,.1f} s for {ours['written']:,} records; "
                     f"the cost model lets those writes finish in {writes.seconds:,.1f} s ({writes.binding}), "
                     f"so the write path ran at {writes.seconds / phases['load']:.0%} of what the limits "
-                    "allow; the other steps (reads, staging, transform, metadata check) run one after "
-                    "another, "
-                    "not overlapped with writing."
+                    "allow; the other steps (the source and target reads, which run side by side, "
+                    "staging, transform, metadata check) are not overlapped with writing."
                 )
                 lines.append("")
         rerun = ours.get("rerun")
