@@ -764,7 +764,7 @@ class _Transformer:
         parts: list[pa.Array] = []
         for raw in batches:
             length = raw.num_rows
-            namespace = {c: raw.column(c).to_pylist() for c in raw.column_names}
+            namespace = self._namespace(raw)
             reasons: list[list[str]] = [[] for _ in range(length)]
             desired, _ = self.evaluate_fields(namespace, reasons, length, first_pass_only=True)
             if not all(k in desired for k in natural):
@@ -783,16 +783,20 @@ class _Transformer:
         self.fatal_rows = {}
         self.own_keys = _KeySet(parts)
 
+    def _namespace(self, raw: pa.Table) -> dict[str, list[Any]]:
+        """The chunk's source columns as lists, the names expressions and fields read."""
+        missing_columns = [c for c in self.task.source_columns if c not in raw.column_names]
+        if missing_columns:
+            raise MappingError(f"task {self.task.name!r}: source rows lack columns {missing_columns}")
+        return {c: raw.column(c).to_pylist() for c in raw.column_names}
+
     def map_chunk(self, raw: pa.Table, start: int) -> pa.Table:
         """One chunk of source rows (``start`` is the position of its first row) → the
         rows the route keeps, with their desired values and everything the later phases
         need: keys, the reasons found so far, and the raw row for the dead letter."""
         task = self.task
         length = raw.num_rows
-        namespace: dict[str, list[Any]] = {c: raw.column(c).to_pylist() for c in raw.column_names}
-        missing_columns = [c for c in task.source_columns if c not in namespace]
-        if missing_columns:
-            raise MappingError(f"task {task.name!r}: source rows lack columns {missing_columns}")
+        namespace = self._namespace(raw)
         self.fatal_rows = {}
         reasons: list[list[str]] = [[] for _ in range(length)]
         desired, binds = self.evaluate_fields(namespace, reasons, length)

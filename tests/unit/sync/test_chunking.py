@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from prospect_to_cash.sync import runner, transform
 from prospect_to_cash.sync.staging import CHUNK_ROWS_VARIABLE, TaskStaging, chunk_rows
@@ -395,3 +397,29 @@ def test_python_memory_of_the_staged_transform_does_not_grow_with_the_rows(
         finally:
             tracemalloc.stop()
     assert peaks[2_000] < 1.5 * peaks[500], peaks
+
+
+KEYS = st.sampled_from(["A1", "a1", "B2", "C3", "c3", "D4", "", None])
+NAMES = st.sampled_from([None, "", "Contoso", "Fabrikam"])
+CREDITS = st.sampled_from([None, "0", "1.5", "1.50", "x"])
+COMPANIES = st.sampled_from(["usmf", "USMF", "demf"])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    source=st.lists(st.tuples(KEYS, NAMES, CREDITS), max_size=12),
+    target=st.lists(st.tuples(KEYS, NAMES, CREDITS, COMPANIES), max_size=8),
+    rows=st.integers(min_value=1, max_value=5),
+)
+def test_any_chunk_size_gives_the_plan_of_one_chunk(
+    source: list[tuple[Any, ...]], target: list[tuple[Any, ...]], rows: int
+) -> None:
+    task = task_of("accounts", "customers")
+    world = {
+        "source": [{"accountnumber": k, "name": n, "creditlimit": c} for k, n, c in source],
+        "snapshot": [
+            {"dataAreaId": company, "CustomerAccount": k, "OrganizationName": n, "CreditLimit": c}
+            for k, n, c, company in target
+        ],
+    }
+    assert_same_plan(plan_of(task, world, 1_000_000), plan_of(task, world, rows))
