@@ -187,8 +187,8 @@ def any_equals(column: str, values: Iterable[Any]) -> str:
 
 
 def and_filters(*filters: str | None) -> str | None:
-    """Combine filter expressions with ``and``, parenthesising each; None when all are empty."""
-    present = [f for f in filters if f]
+    """Combine filter expressions with ``and``, parenthesising each; None when all are blank."""
+    present = [f.strip() for f in filters if f and f.strip()]
     if not present:
         return None
     if len(present) == 1:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from prospect_to_cash.hooks.odata import format_literal
 from prospect_to_cash.sync.mapping import Task, Template, load_template
 from prospect_to_cash.sync.staging import TaskStaging, as_path
 from prospect_to_cash.sync.transform import REF, SOURCE_KEY
@@ -32,7 +33,7 @@ OUTCOME_SCHEMA = pa.schema(
 )
 
 
-# -- hooks and context -------------------------------------------------------------------------------------
+# -- hooks and context -------------------------------------------------------------------------
 
 
 @dataclass
@@ -120,20 +121,8 @@ def company_pairs(
 
 
 def odata_literal(value: Any) -> str:
-    """An OData literal for a key or filter value: quoted text (quotes doubled), bare numbers."""
-    value = py(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def combine_filters(*parts: str | None) -> str | None:
-    kept = [p.strip() for p in parts if p and p.strip()]
-    if not kept:
-        return None
-    return kept[0] if len(kept) == 1 else " and ".join(f"({p})" for p in kept)
+    """An OData literal for a value read from staging (numpy and pandas scalars included)."""
+    return format_literal(py(value))
 
 
 def read_pages(

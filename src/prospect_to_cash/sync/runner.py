@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from prospect_to_cash.hooks.odata import and_filters
 from prospect_to_cash.sync import deadletter
 from prospect_to_cash.sync.context import (
     OUTCOME,
@@ -30,7 +31,6 @@ from prospect_to_cash.sync.context import (
     SyncContext,
     SyncHooks,
     base_result,
-    combine_filters,
     company_pairs,
     make_context,
     odata_literal,
@@ -61,7 +61,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SyncHooks",
-    "combine_filters",
     "company_pairs",
     "extract",
     "extract_and_snapshot",
@@ -133,7 +132,7 @@ def _source_filter(
     company = None
     if task.source_system == "dataverse" and task.source.company_scope == "business_unit":
         company = _business_unit_filter(ctx)
-    return combine_filters(task.source.filter, window, company)
+    return and_filters(task.source.filter, window, company)
 
 
 def _reference_columns(ctx: SyncContext, name: str) -> list[str]:

@@ -156,7 +156,8 @@ class TestQuery:
         assert any_equals("dataAreaId", ["usmf", "demf"]) == "(dataAreaId eq 'usmf' or dataAreaId eq 'demf')"
 
     def test_and_filters(self) -> None:
-        assert and_filters(None, "") is None
+        assert and_filters(None, "", "  ") is None
+        assert and_filters(" a eq 1 ", None) == "a eq 1"
         assert and_filters("a eq 1") == "a eq 1"
         assert and_filters("a eq 1 or b eq 2", "c eq 3") == "(a eq 1 or b eq 2) and (c eq 3)"
 
