@@ -45,6 +45,14 @@ class SyncHooks:
     dataverse_conn_id: str = "dynamics_dataverse_default"
     fno_conn_id: str = "dynamics_fno_default"
 
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> SyncHooks:
+        """The ``hooks`` option if given, else hooks on the options' connection ids."""
+        return options.get("hooks") or cls(
+            dataverse_conn_id=options.get("dataverse_conn_id", cls.dataverse_conn_id),
+            fno_conn_id=options.get("fno_conn_id", cls.fno_conn_id),
+        )
+
     def for_system(self, system: str) -> Any:
         if system == "dataverse":
             if self.dataverse is None:
@@ -93,10 +101,7 @@ def make_context(
     loaded = resolve_template(template, legal_entity, options)
     assert loaded.environment is not None
     pair = loaded.environment.company_pair(legal_entity)
-    hooks = options.get("hooks") or SyncHooks(
-        dataverse_conn_id=options.get("dataverse_conn_id", "dynamics_dataverse_default"),
-        fno_conn_id=options.get("fno_conn_id", "dynamics_fno_default"),
-    )
+    hooks = SyncHooks.from_options(options)
     staging = TaskStaging(
         root=as_path(options.get("staging_root")),
         template=loaded.name,

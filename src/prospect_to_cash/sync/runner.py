@@ -545,10 +545,8 @@ def run_template(
         and stop before anything is read or written when they disagree.
     """
     loaded = resolve_template(template, legal_entity, options)
-    hooks = options.pop("hooks", None) or SyncHooks(
-        dataverse_conn_id=options.get("dataverse_conn_id", "dynamics_dataverse_default"),
-        fno_conn_id=options.get("fno_conn_id", "dynamics_fno_default"),
-    )
+    hooks = SyncHooks.from_options(options)
+    options.pop("hooks", None)
     if check_metadata:
         from prospect_to_cash.sync.metadata_check import check_template
 
