@@ -138,22 +138,21 @@ class _Pending:
 
 @dataclass
 class _LoadState:
-    """What one load has learnt so far. Only failures are kept per row: an operation the hook
-    answered and that is not among the failures was written, so memory grows with the
-    failures, not with the rows."""
+    """What one load has learnt so far. Only failures (and the few second-pass rows) are kept
+    per row: an operation the hook answered and that is not among the failures was written,
+    so memory grows with the failures, not with the rows."""
 
     journal_index: int
     done: set[tuple[str, str]]
     failures: list[dict[str, Any]] = field(default_factory=list)
-    failed: set[tuple[str, str]] = field(default_factory=set)
-    written: int = 0
     second_pass_written: set[str] = field(default_factory=set)
+
+    def failed_refs(self, phase: str) -> set[str]:
+        return {f["ref"] for f in self.failures if f["stage"] == phase}
 
     def confirm(self, phase: str, ref: str) -> None:
         if phase == "second_pass":
             self.second_pass_written.add(ref)
-        else:
-            self.written += 1
 
 
 class _Journal:
@@ -310,7 +309,6 @@ def _record(state: _LoadState, item: _Pending, outcome: WriteOutcome) -> None:
     if outcome.ok:
         state.confirm(item.phase, item.operation.ref)
         return
-    state.failed.add((item.phase, item.operation.ref))
     state.failures.append(
         {
             "ref": item.operation.ref,
@@ -396,7 +394,6 @@ def _second_pass(
                     "stage": "second_pass",
                 }
             )
-            state.failed.add(("second_pass", row[REF]))
             changed = [n for n in changed if n not in blocked]
         if changed:
             body = _body(task_spec, row, changed, skip_none=False)
@@ -458,7 +455,7 @@ def load(
     planned = staging.read_frame("plan", PLANNED)
     rejected = planned[REF][(planned["status"] == "rejected") & planned[REF].notna()]
     bad_refs = {str(r).casefold() for r in rejected if not is_blank(r)}
-    bad_refs |= {ref.casefold() for phase, ref in state.failed if phase == "load"}
+    bad_refs |= {str(ref).casefold() for ref in state.failed_refs("load")}
     _write_stream(ctx, state, _second_pass(ctx, state, bad_refs, rows_per_batch), **stream)
 
     outcome = _final_outcome(planned, state)
@@ -485,7 +482,7 @@ def load(
 
 def _final_outcome(planned: pd.DataFrame, state: _LoadState) -> pd.DataFrame:
     """The plan with each create and update turned into created/updated or failed."""
-    failures = {f["ref"]: f["reason"] for f in state.failures if f.get("stage", "load") == "load"}
+    failures = {f["ref"]: f["reason"] for f in state.failures if f["stage"] == "load"}
     written = planned["status"].isin(["create", "update"])
     failed = written & planned[REF].isin(list(failures))
     outcome = planned.copy()
@@ -500,7 +497,7 @@ def _final_outcome(planned: pd.DataFrame, state: _LoadState) -> pd.DataFrame:
 
 def _counts(plan_counts: dict[str, int], outcome: pd.DataFrame, state: _LoadState) -> dict[str, int]:
     status = outcome["status"].value_counts()
-    second_failed = {ref for phase, ref in state.failed if phase == "second_pass"}
+    second_failed = state.failed_refs("second_pass")
     return {
         "read": int(plan_counts["read"]),
         "skipped": int(plan_counts["skipped"]),
