@@ -46,7 +46,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _records_frame(staging: TaskStaging, stage: str, records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+def records_table(staging: TaskStaging, stage: str, records: Iterable[dict[str, Any]]) -> pa.Table:
+    """Records in the dead-letter layout (``SCHEMA``), for a whole file or one batch of a
+    file written a batch at a time."""
     stamp = _now()
     rows = []
     for record in records:
@@ -69,18 +71,18 @@ def _records_frame(staging: TaskStaging, stage: str, records: Iterable[dict[str,
                 "recorded_at": stamp,
             }
         )
-    return pd.DataFrame(rows, columns=SCHEMA.names)
+    return pa.Table.from_pandas(pd.DataFrame(rows, columns=SCHEMA.names), schema=SCHEMA, preserve_index=False)
 
 
 def write_rejected(staging: TaskStaging, records: Iterable[dict[str, Any]]) -> str:
     """Rows the transform refused (stage ``transform``). Always writes the file, empty or
     not, so a rerun replaces the previous attempt's list."""
-    return staging.write_frame("deadletter", REJECTED, _records_frame(staging, "transform", records), SCHEMA)
+    return staging.write_table("deadletter", REJECTED, records_table(staging, "transform", records))
 
 
 def write_failed(staging: TaskStaging, records: Iterable[dict[str, Any]]) -> str:
     """Rows the service refused (stage ``load`` or ``second_pass``, per record)."""
-    return staging.write_frame("deadletter", FAILED, _records_frame(staging, "load", records), SCHEMA)
+    return staging.write_table("deadletter", FAILED, records_table(staging, "load", records))
 
 
 def read(staging: TaskStaging) -> pd.DataFrame:

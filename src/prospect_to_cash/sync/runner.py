@@ -355,9 +355,7 @@ class _StagedPlanSink:
                 {"ref": r[REF], "source_key": r[SOURCE_KEY], "reason": r[REASON], "row": r[ROW]}
                 for r in table.select([REF, SOURCE_KEY, REASON, ROW]).to_pylist()
             ]
-            # the dead letter's own row layout, one bounded batch at a time
-            frame = deadletter._records_frame(self.ctx.staging, "transform", records)
-            table = pa.Table.from_pandas(frame, schema=deadletter.SCHEMA, preserve_index=False)
+            table = deadletter.records_table(self.ctx.staging, "transform", records)
         self._writers[category].write_table(table)
 
     def close(self) -> None:

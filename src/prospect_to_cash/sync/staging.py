@@ -214,9 +214,12 @@ class TaskStaging:
 
     def write_frame(self, area: str, name: str, frame: pd.DataFrame, schema: pa.Schema | None = None) -> str:
         """Write a whole (typed) frame; returns the path as a string for XCom."""
+        return self.write_table(area, name, pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+
+    def write_table(self, area: str, name: str, table: pa.Table) -> str:
+        """Write a whole Arrow table; returns the path as a string for XCom."""
         target = self.path(area, name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
         with buffered(target.open("wb")) as handle:
             pq.write_table(table, handle)
         return str(target)
