@@ -75,36 +75,43 @@ def _endpoint(endpoints: Any, name: str) -> Any:
     return getattr(endpoints, name)
 
 
+def connection_definition(
+    endpoints: Any, service: str, *, default_company: str | None = "usmf"
+) -> dict[str, Any]:
+    """One Airflow connection (the ``AIRFLOW_CONN_*`` JSON form) for ``dataverse`` or ``fno``
+    from the emulators' JSON line (an ``EmulatorEndpoints`` or the parsed dict): host =
+    environment URL, login/password = client id/secret, extras ``tenant_id``,
+    ``authority_host``, ``ca_bundle`` and, for F&O, ``default_company``."""
+    extra: dict[str, Any] = {
+        "tenant_id": _endpoint(endpoints, "tenant_id"),
+        "authority_host": str(_endpoint(endpoints, "authority")).rsplit("/", 1)[0],
+        "ca_bundle": _endpoint(endpoints, "ca_bundle"),
+    }
+    if service == "fno" and default_company:
+        extra["default_company"] = default_company
+    return {
+        "conn_type": "dynamics_dataverse" if service == "dataverse" else "dynamics_fno",
+        "host": _endpoint(endpoints, f"{service}_url"),
+        "login": _endpoint(endpoints, "client_id"),
+        "password": _endpoint(endpoints, "client_secret"),
+        "extra": extra,
+    }
+
+
 def connection_env(
     endpoints: Any,
     *,
     conn_ids: Mapping[str, str] | None = None,
     default_company: str = "usmf",
 ) -> dict[str, str]:
-    """``AIRFLOW_CONN_*`` JSON variables for both services, from the emulators' JSON line
-    (an ``EmulatorEndpoints`` or the parsed dict): host = environment URL, login/password
-    = client id/secret, extras ``tenant_id``, ``authority_host``, ``ca_bundle``."""
+    """``AIRFLOW_CONN_*`` JSON variables for both services (see `connection_definition`)."""
     ids = {**DEFAULT_CONN_IDS, **(conn_ids or {})}
-    authority = str(_endpoint(endpoints, "authority"))
-    variables = {}
-    for service, conn_id in ids.items():
-        extra: dict[str, Any] = {
-            "tenant_id": _endpoint(endpoints, "tenant_id"),
-            "authority_host": authority.rsplit("/", 1)[0],
-            "ca_bundle": _endpoint(endpoints, "ca_bundle"),
-        }
-        if service == "fno":
-            extra["default_company"] = default_company
-        variables[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
-            {
-                "conn_type": "dynamics_dataverse" if service == "dataverse" else "dynamics_fno",
-                "host": _endpoint(endpoints, f"{service}_url"),
-                "login": _endpoint(endpoints, "client_id"),
-                "password": _endpoint(endpoints, "client_secret"),
-                "extra": extra,
-            }
+    return {
+        f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(
+            connection_definition(endpoints, service, default_company=default_company)
         )
-    return variables
+        for service, conn_id in ids.items()
+    }
 
 
 def free_port() -> int:

@@ -6,42 +6,17 @@ service documents; paged reads and writes against the real service apps come wit
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook
+from tests.support.connections import connect
 
 if TYPE_CHECKING:
-    from tests.support.emulators import AdminClient, EmulatorEndpoints, RunningEmulators
+    from tests.support.emulators import AdminClient, RunningEmulators
 
 pytestmark = pytest.mark.integration
-
-
-def connect(
-    monkeypatch: pytest.MonkeyPatch, endpoints: EmulatorEndpoints, service: str, **overrides: Any
-) -> str:
-    """Define the connection the way production does: an AIRFLOW_CONN_* JSON variable."""
-    conn_id = f"{service}_it"
-    authority_host = endpoints.authority.rsplit("/", 1)[0]
-    extra = {
-        "tenant_id": endpoints.tenant_id,
-        "authority_host": authority_host,
-        "ca_bundle": endpoints.ca_bundle,
-    }
-    if service == "fno":
-        extra["default_company"] = "usmf"
-    fields = {
-        "conn_type": "dynamics_dataverse" if service == "dataverse" else "dynamics_fno",
-        "host": endpoints.resource(service),
-        "login": endpoints.client_id,
-        "password": endpoints.client_secret,
-        "extra": extra,
-    }
-    fields.update(overrides)
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
-    return conn_id
 
 
 def hook_for(service: str, conn_id: str, **kwargs: Any) -> DataverseHook | FinanceOperationsHook:

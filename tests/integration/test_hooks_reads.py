@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook
+from tests.support.connections import connect
 from tests.support.emulators import acquire_token
 
 if TYPE_CHECKING:
@@ -36,36 +37,6 @@ pytestmark = pytest.mark.integration
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def connect(
-    monkeypatch: pytest.MonkeyPatch,
-    endpoints: EmulatorEndpoints,
-    service: str,
-    conn_id: str | None = None,
-    *,
-    default_company: str | None = "usmf",
-    **fields: Any,
-) -> str:
-    """Define a connection the way production does: an ``AIRFLOW_CONN_*`` JSON variable."""
-    conn_id = conn_id or f"{service}_reads_it"
-    extra: dict[str, Any] = {
-        "tenant_id": endpoints.tenant_id,
-        "authority_host": endpoints.authority.rsplit("/", 1)[0],
-        "ca_bundle": endpoints.ca_bundle,
-    }
-    if service == "fno" and default_company:
-        extra["default_company"] = default_company
-    definition = {
-        "conn_type": "dynamics_dataverse" if service == "dataverse" else "dynamics_fno",
-        "host": endpoints.resource(service),
-        "login": endpoints.client_id,
-        "password": endpoints.client_secret,
-        "extra": extra,
-        **fields,
-    }
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(definition))
-    return conn_id
 
 
 @dataclass

@@ -12,7 +12,6 @@ The module has its own demo-seeded instance; limits and faults are set per test 
 
 from __future__ import annotations
 
-import json
 import ssl
 import threading
 import time
@@ -30,6 +29,7 @@ from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook, WriteKi
 from prospect_to_cash.hooks._http import RetryPolicy
 from prospect_to_cash.hooks.odata import format_literal
 from tests.conftest import TEST_CONFIG
+from tests.support.connections import connect
 from tests.support.emulators import Oracle, start_emulators
 
 if TYPE_CHECKING:
@@ -75,30 +75,6 @@ def dv_admin(running: RunningEmulators) -> Iterator[AdminClient]:
 def fno_admin(running: RunningEmulators) -> Iterator[AdminClient]:
     with running.admin("fno") as admin:
         yield admin
-
-
-def connect(
-    monkeypatch: pytest.MonkeyPatch, endpoints: EmulatorEndpoints, service: str, **fields: Any
-) -> str:
-    """Define the connection the way production does: an ``AIRFLOW_CONN_*`` JSON variable."""
-    conn_id = f"{service}_resilience_it"
-    extra: dict[str, Any] = {
-        "tenant_id": endpoints.tenant_id,
-        "authority_host": endpoints.authority.rsplit("/", 1)[0],
-        "ca_bundle": endpoints.ca_bundle,
-    }
-    if service == "fno":
-        extra["default_company"] = "usmf"
-    definition = {
-        "conn_type": "dynamics_dataverse" if service == "dataverse" else "dynamics_fno",
-        "host": endpoints.resource(service),
-        "login": endpoints.client_id,
-        "password": endpoints.client_secret,
-        "extra": extra,
-        **fields,
-    }
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(definition))
-    return conn_id
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ The module has its own demo-seeded instance so its writes never reach the shared
 
 from __future__ import annotations
 
-import json
 import ssl
 import threading
 import uuid
@@ -24,6 +23,7 @@ from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook, WriteKi
 from prospect_to_cash.hooks.dataverse import BulkSupport
 from prospect_to_cash.hooks.odata import format_literal
 from tests.conftest import TEST_CONFIG
+from tests.support.connections import connect
 from tests.support.emulators import Oracle, start_emulators
 
 if TYPE_CHECKING:
@@ -56,27 +56,6 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulato
 @pytest.fixture
 def endpoints(running: RunningEmulators) -> EmulatorEndpoints:
     return running.endpoints
-
-
-def connect(monkeypatch: pytest.MonkeyPatch, endpoints: EmulatorEndpoints, service: str) -> str:
-    """Define the connection the way production does: an ``AIRFLOW_CONN_*`` JSON variable."""
-    conn_id = f"{service}_writes_it"
-    extra: dict[str, Any] = {
-        "tenant_id": endpoints.tenant_id,
-        "authority_host": endpoints.authority.rsplit("/", 1)[0],
-        "ca_bundle": endpoints.ca_bundle,
-    }
-    if service == "fno":
-        extra["default_company"] = "usmf"
-    definition = {
-        "conn_type": "dynamics_dataverse" if service == "dataverse" else "dynamics_fno",
-        "host": endpoints.resource(service),
-        "login": endpoints.client_id,
-        "password": endpoints.client_secret,
-        "extra": extra,
-    }
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(definition))
-    return conn_id
 
 
 class RecordingTransport(httpx.BaseTransport):

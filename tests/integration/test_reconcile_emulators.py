@@ -27,6 +27,7 @@ import pytest
 import yaml
 from airflow.sdk import ObjectStoragePath
 
+from devstack.airflow_stack import connection_env
 from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation
 from prospect_to_cash.reconcile import run_reconciliation
@@ -50,24 +51,7 @@ ORPHAN, FNO_ONLY, ORPHAN_PRODUCT = "ORPHAN-0001", "FNOONLY-0001", "ORPHAN-P0001"
 
 def _connections(running: RunningEmulators) -> dict[str, str]:
     """Airflow connections as production defines them (AIRFLOW_CONN_* JSON)."""
-    endpoints = running.endpoints
-    variables = {}
-    for service, conn_id in CONN.items():
-        extra = {
-            "tenant_id": endpoints.tenant_id,
-            "authority_host": endpoints.authority.rsplit("/", 1)[0],
-            "ca_bundle": endpoints.ca_bundle,
-        }
-        variables[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
-            {
-                "conn_type": "dynamics_dataverse" if service == "dataverse" else "dynamics_fno",
-                "host": endpoints.resource(service),
-                "login": endpoints.client_id,
-                "password": endpoints.client_secret,
-                "extra": extra,
-            }
-        )
-    return variables
+    return connection_env(running.endpoints, conn_ids=CONN)
 
 
 @dataclass

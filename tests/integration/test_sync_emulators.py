@@ -7,7 +7,6 @@ service applied a batch whose answer was lost) followed by a rerun without dupli
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import Counter
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
+from devstack.airflow_stack import connection_env
 from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook
 from prospect_to_cash.sync import runner
 from prospect_to_cash.sync.mapping import TEMPLATES
@@ -37,26 +37,7 @@ CONN = {"dataverse": "p2c_sync_it_dataverse", "fno": "p2c_sync_it_fno"}
 
 def _connect(running: RunningEmulators) -> dict[str, str]:
     """Airflow connections as production defines them (AIRFLOW_CONN_* JSON)."""
-    endpoints = running.endpoints
-    variables = {}
-    for service, conn_id in CONN.items():
-        extra = {
-            "tenant_id": endpoints.tenant_id,
-            "authority_host": endpoints.authority.rsplit("/", 1)[0],
-            "ca_bundle": endpoints.ca_bundle,
-        }
-        if service == "fno":
-            extra["default_company"] = "usmf"
-        variables[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
-            {
-                "conn_type": "dynamics_dataverse" if service == "dataverse" else "dynamics_fno",
-                "host": endpoints.resource(service),
-                "login": endpoints.client_id,
-                "password": endpoints.client_secret,
-                "extra": extra,
-            }
-        )
-    return variables
+    return connection_env(running.endpoints, conn_ids=CONN)
 
 
 class _Instance:
