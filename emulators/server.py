@@ -16,12 +16,13 @@ import os
 import signal
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from emulators.admin import create_admin_app
+from emulators.client import EmulatorEndpoints
 from emulators.config import ConfigStore
 from emulators.context import Counters, ServiceContext
 from emulators.credentials import ensure_credentials
@@ -58,29 +59,6 @@ class ServeOptions:
     tenant_id: str | None = None
     client_id: str | None = None
     client_secret: str | None = None
-
-
-@dataclass
-class Endpoints:
-    """The JSON line: where the emulators listen and how to authenticate."""
-
-    dataverse_url: str
-    fno_url: str
-    authority: str
-    tenant_id: str
-    client_id: str
-    client_secret: str
-    ca_bundle: str
-    state_dir: str
-    admin: dict[str, str]
-    pid: int
-    entra_url: str = ""
-    dataverse_service_root: str = ""
-    fno_service_root: str = ""
-    ports: dict[str, int] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__, separators=(",", ":"))
 
 
 def load_catalog(service: str) -> Catalog:
@@ -177,7 +155,7 @@ class EmulatorProcess:
         self.options = options
         self.stores: dict[str, Store] = {}
         self.servers: list[_Server] = []
-        self.endpoints: Endpoints | None = None
+        self.endpoints: EmulatorEndpoints | None = None
 
     def prepare(self) -> dict[str, list[socket.socket]]:
         opts = self.options
@@ -244,7 +222,7 @@ class EmulatorProcess:
             self.protections[service] = protection
             self.apps[service] = protection
 
-        self.endpoints = Endpoints(
+        self.endpoints = EmulatorEndpoints(
             dataverse_url=urls["dataverse"],
             fno_url=urls["fno"],
             authority=authority,
@@ -296,7 +274,7 @@ class EmulatorProcess:
                     raise RuntimeError("an emulator server failed to start")
                 await asyncio.sleep(0.01)
             if announce:
-                sys.stdout.write(self.endpoints.to_json() + "\n")
+                sys.stdout.write(json.dumps(self.endpoints.to_dict(), separators=(",", ":")) + "\n")
                 sys.stdout.flush()
             log.info(
                 "emulators ready: entra %s, dataverse %s, fno %s",
