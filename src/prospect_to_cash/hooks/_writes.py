@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -35,7 +36,7 @@ from prospect_to_cash.hooks.odata import entity_id_from_url
 from prospect_to_cash.hooks.operations import WriteOperation, WriteOutcome
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Hashable, Iterable, Iterator
 
     import httpx
 
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 MAX_AMBIGUOUS_ROUNDS = 3
 # Statuses of a whole-batch failure that splitting the unit can cure.
 SPLITTABLE_STATUSES = frozenset({400, 413, 500})
+# Smallest unit the engine makes on its own (a caller's smaller batch_size still wins).
+MIN_UNIT = 10
 
 
 @dataclass
@@ -285,6 +288,66 @@ class WriteEngine:
 
     # ------------------------------------------------------------------ units
 
+    def unit_size(self, batch_size: int, remaining: int | None = None) -> int:
+        """Records for the next unit: ``batch_size``, smaller while it pays to be smaller.
+
+        * During slow start units grow with the window (``batch_size`` times the share of the
+          concurrency ceiling allowed so far): a round of requests lasts about as long as its
+          largest unit, so small first units let the window reach the ceiling in a few short
+          rounds instead of a few full-size ones.
+        * With ``remaining`` known, the rest is spread over every slot the service allows
+          rather than packed into fewer, longer requests that leave slots idle, and the last
+          units get smaller, so the load does not wait on one long straggler.
+
+        Never below ``MIN_UNIT`` (a request costs its latency whatever its size), never above
+        ``batch_size``.
+        """
+        limiter = self.session.limiter
+        slots = max(limiter.ceiling, 1)
+        size = batch_size
+        if limiter.slow_start:
+            size = math.ceil(batch_size * limiter.allowed / slots)
+        if remaining is not None:
+            size = min(size, math.ceil(max(remaining, 1) / slots))
+        return max(min(size, batch_size), min(MIN_UNIT, batch_size))
+
+    def units(
+        self,
+        prepared: Iterable[PreparedWrite | WriteOutcome],
+        route: Callable[[PreparedWrite], tuple[Hashable, Callable[[list[PreparedWrite]], UnitResult]]],
+        *,
+        batch_size: int,
+        expected: int | None = None,
+    ) -> Iterator[tuple[list[PreparedWrite], Callable[[list[PreparedWrite]], UnitResult]] | WriteOutcome]:
+        """Group prepared writes into units per sender (see `unit_size`); outcomes of
+        operations that failed preparation pass straight through.
+
+        :param route: the unit a prepared write belongs in (writes of one key share units)
+            and the sender of that unit (change set or bulk message).
+        :param expected: operations the caller will pass in all, when it knows (a hint).
+        """
+        buffers: dict[Hashable, list[PreparedWrite]] = {}
+        targets: dict[Hashable, int] = {}
+        senders: dict[Hashable, Callable[[list[PreparedWrite]], UnitResult]] = {}
+        seen = 0
+        for item in prepared:
+            seen += 1
+            if isinstance(item, WriteOutcome):
+                yield item
+                continue
+            key, senders[key] = route(item)
+            buffer = buffers.setdefault(key, [])
+            if not buffer:
+                remaining = None if expected is None else expected - seen + 1
+                targets[key] = self.unit_size(batch_size, remaining)
+            buffer.append(item)
+            if len(buffer) >= targets[key]:
+                yield buffer, senders[key]
+                buffers[key] = []
+        for key, buffer in buffers.items():
+            if buffer:
+                yield buffer, senders[key]
+
     def run_unit(
         self, items: list[PreparedWrite], sender: Callable[[list[PreparedWrite]], UnitResult]
     ) -> list[WriteOutcome]:
@@ -334,9 +397,11 @@ class WriteEngine:
         *,
         label: str = "write",
     ) -> Iterator[WriteOutcome]:
-        """Run units in parallel (bounded by the limiter's ceiling) and yield outcomes as they land.
+        """Run units in parallel and yield outcomes as they land.
 
-        Units are pulled from ``work`` lazily, so memory holds only the units in flight.
+        Units are pulled from ``work`` lazily and only when the limiter has room for them
+        (one spare in hand), so memory holds only the units in flight and each unit is cut
+        (see `unit_size`) when it is about to be sent, with the window of that moment.
         """
         workers = max(self.session.limiter.maximum, 1)
         executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dynamics-write")
@@ -360,7 +425,7 @@ class WriteEngine:
                     counts["failed"] += 1
                     yield item
                     continue
-                yield from drain(workers - 1)
+                yield from drain(min(workers, self.session.limiter.allowed + 1) - 1)
                 items, sender = item
                 pending.add(executor.submit(self.run_unit, items, sender))
                 now = time.monotonic()

@@ -281,43 +281,36 @@ class DataverseHook(DynamicsBaseHook):
         *,
         batch_size: int = 100,
         bulk: bool = True,
+        expected: int | None = None,
     ) -> Iterator[WriteOutcome]:
         """Write operations and yield one `WriteOutcome` per operation, in no guaranteed order.
 
-        Operations are grouped into units of ``batch_size``: ``CreateMultiple`` for creates
-        and ``UpsertMultiple`` for upserts on tables that support them (``bulk=True``),
+        Operations are grouped into units of at most ``batch_size``: ``CreateMultiple`` for
+        creates and ``UpsertMultiple`` for upserts on tables that support them (``bulk=True``),
         otherwise atomic ``$batch`` change sets. Units run in parallel under the adaptive
         limiter; a unit that fails because of one record is split until that record is
         isolated, so the rest still lands. Order between operations of one call is not
         kept: write parents and children in separate calls.
 
         :param operations: what to write; consumed lazily.
-        :param batch_size: records per change set or bulk message (at most 1000).
+        :param batch_size: records per change set or bulk message at most (up to 1000).
         :param bulk: use the bulk messages where the table supports them.
+        :param expected: how many operations are coming, when known: the engine then
+            spreads them over every parallel slot (see `WriteEngine.unit_size`).
         """
         if not 1 <= batch_size <= MAX_BATCH_REQUESTS:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_REQUESTS}")
-        yield from self._engine.run(self._units(operations, batch_size, bulk), label="Dataverse write")
+        units = self._engine.units(
+            (self._prepare(op) for op in operations),
+            lambda item: self._unit_route(item, bulk),
+            batch_size=batch_size,
+            expected=expected,
+        )
+        yield from self._engine.run(units, label="Dataverse write")
 
-    def _units(self, operations: Iterable[WriteOperation], batch_size: int, bulk: bool) -> Iterator[Any]:
-        buffers: dict[str, list[PreparedWrite]] = {}
-        for op in operations:
-            prepared = self._prepare(op)
-            if isinstance(prepared, WriteOutcome):
-                yield prepared
-                continue
-            route = self._route(prepared, bulk)
-            buffer = buffers.setdefault(route, [])
-            buffer.append(prepared)
-            if len(buffer) >= batch_size:
-                yield buffer, self._sender(route)
-                buffers[route] = []
-        for route, buffer in buffers.items():
-            if buffer:
-                yield buffer, self._sender(route)
-
-    def _sender(self, route: str) -> Any:
-        return self._engine.send_changeset if route == "batch" else self._send_bulk
+    def _unit_route(self, item: PreparedWrite, bulk: bool) -> tuple[str, Any]:
+        route = self._route(item, bulk)
+        return route, self._engine.send_changeset if route == "batch" else self._send_bulk
 
 
 def _means_unsupported(error: ServiceError, message: str) -> bool:

@@ -146,31 +146,32 @@ class FinanceOperationsHook(DynamicsBaseHook):
             )
         return failure(op, "unsupported_operation", f"unknown write kind {op.kind!r}")
 
-    def write(self, operations: Iterable[WriteOperation], *, batch_size: int = 200) -> Iterator[WriteOutcome]:
+    def write(
+        self,
+        operations: Iterable[WriteOperation],
+        *,
+        batch_size: int = 200,
+        expected: int | None = None,
+    ) -> Iterator[WriteOutcome]:
         """Write operations and yield one `WriteOutcome` per operation, in no guaranteed order.
 
-        Operations go in atomic ``$batch`` change sets of ``batch_size``; units run in
+        Operations go in atomic ``$batch`` change sets of at most ``batch_size``; units run in
         parallel under the adaptive limiter; a change set that fails because of one record
         is split until that record is isolated, so the rest still lands. Order is not kept
         within one call: write parents and children in separate calls.
 
         :param operations: what to write; consumed lazily.
-        :param batch_size: records per change set (F&O accepts up to 5000 per batch).
+        :param batch_size: records per change set at most (F&O accepts up to 5000 per batch).
+        :param expected: how many operations are coming, when known: the engine then
+            spreads them over every parallel slot (see `WriteEngine.unit_size`).
         """
         if not 1 <= batch_size <= MAX_BATCH_REQUESTS:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_REQUESTS}")
-        yield from self._engine.run(self._units(operations, batch_size), label="F&O write")
-
-    def _units(self, operations: Iterable[WriteOperation], batch_size: int) -> Iterator[Any]:
-        buffer: list[PreparedWrite] = []
-        for op in operations:
-            prepared = self._prepare(op)
-            if isinstance(prepared, WriteOutcome):
-                yield prepared
-                continue
-            buffer.append(prepared)
-            if len(buffer) >= batch_size:
-                yield buffer, self._engine.send_changeset
-                buffer = []
-        if buffer:
-            yield buffer, self._engine.send_changeset
+        sender = self._engine.send_changeset
+        units = self._engine.units(
+            (self._prepare(op) for op in operations),
+            lambda _item: ("changeset", sender),
+            batch_size=batch_size,
+            expected=expected,
+        )
+        yield from self._engine.run(units, label="F&O write")

@@ -259,6 +259,7 @@ def _write_stream(
     *,
     journal_every: int,
     journal_seconds: float,
+    expected: int | None = None,
 ) -> None:
     """Hand every operation of one phase to the hook in one lazy stream and record outcomes
     as they arrive.
@@ -266,6 +267,8 @@ def _write_stream(
     One stream (not one hook call per slice) keeps the hook's pipeline full: it runs as
     many units in flight as the service allows, with no barrier where the slowest unit of
     a slice holds back the next slice. Only the operations in flight are held in memory.
+    ``expected`` (the phase's planned operations) lets the hook size its units to use every
+    parallel slot.
     """
     hook = ctx.hooks.for_system(ctx.task.target_system)
     in_flight: dict[str, _Pending] = {}
@@ -286,7 +289,7 @@ def _write_stream(
         return  # nothing left to write in this phase: no hook call at all
     journal = _Journal(ctx, state, journal_every, journal_seconds)
     try:
-        for outcome in hook.write(itertools.chain([first], stream)):
+        for outcome in hook.write(itertools.chain([first], stream), expected=expected):
             item = in_flight.pop(outcome.ref, None)
             if item is None:
                 raise SyncError(f"hook answered for unknown ref {outcome.ref!r}")
@@ -450,7 +453,9 @@ def load(
     rows_per_batch = max(journal_every, 1000)
     stream = {"journal_every": journal_every, "journal_seconds": journal_seconds}
 
-    _write_stream(ctx, state, _first_pass(ctx, rows_per_batch), **stream)
+    planned_writes = int(summary["counts"].get("to_create", 0)) + int(summary["counts"].get("to_update", 0))
+    expected = max(planned_writes - sum(1 for phase, _ref in done if phase == "load"), 0)
+    _write_stream(ctx, state, _first_pass(ctx, rows_per_batch), expected=expected, **stream)
 
     planned = staging.read_frame("plan", PLANNED)
     rejected = planned[REF][(planned["status"] == "rejected") & planned[REF].notna()]

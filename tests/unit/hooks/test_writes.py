@@ -220,3 +220,116 @@ class TestRun:
         assert len({o.ref for o in outcomes}) == 301
         assert {o.ref for o in outcomes if not o.ok} == {"r7", "r250", "bad-key"}
         assert peak <= 4
+
+    def test_units_are_pulled_only_as_the_window_has_room(self) -> None:
+        """Units are cut just before they are sent, so the engine must not run ahead of the
+        limiter: with 2 requests allowed it holds at most 3 units submitted and 1 in hand."""
+        session = FakeSession(maximum=52)
+        release = threading.Event()
+        pulled = 0
+
+        def send(batch: list[PreparedWrite]) -> UnitResult:
+            release.wait(timeout=30)
+            return UnitResult(outcomes=[outcome_for(item, 204, ok=True) for item in batch])
+
+        all_items = items(200)
+
+        def work() -> Any:
+            nonlocal pulled
+            for start in range(0, 200, 10):
+                pulled += 1
+                yield all_items[start : start + 10], send
+
+        engine_ = WriteEngine(session, "https://x/data/$batch")  # type: ignore[arg-type]
+        outcomes: list[WriteOutcome] = []
+        runner = threading.Thread(target=lambda: outcomes.extend(engine_.run(work())))
+        runner.start()
+        threading.Event().wait(0.5)  # every unit blocks: whatever was pulled by now is the lookahead
+        pulled_while_blocked = pulled
+        release.set()
+        runner.join(timeout=30)
+        assert len(outcomes) == 200
+        assert 1 <= pulled_while_blocked <= session.limiter.allowed + 2
+
+
+class TestUnitSizing:
+    """Units start small and grow with the window; the rest of a load is spread over all slots."""
+
+    def test_units_grow_with_the_window_during_slow_start(self) -> None:
+        session = FakeSession(maximum=52)
+        engine_ = WriteEngine(session, "https://x/data/$batch")  # type: ignore[arg-type]
+        limiter = session.limiter
+        assert limiter.allowed == 2
+        assert engine_.unit_size(200) == 10  # 200 * 2/52 = 8, but never below MIN_UNIT
+        limiter.limit = 13.0
+        assert engine_.unit_size(200) == 50  # a quarter of the ceiling: a quarter of the batch
+        limiter.limit = 52.0
+        assert engine_.unit_size(200) == 200
+        limiter.limit = 2.0
+        limiter.slow_start = False  # after the first 429: full units, AIMD paces the requests
+        assert engine_.unit_size(200) == 200
+
+    def test_a_hinted_ceiling_scales_the_units(self) -> None:
+        session = FakeSession(maximum=52)
+        session.limiter.release(dop_hint=4, success=False)
+        engine_ = WriteEngine(session, "https://x/data/$batch")  # type: ignore[arg-type]
+        assert engine_.unit_size(100) == 50  # 2 of the 4 slots the service recommends
+
+    def test_the_rest_is_spread_over_every_slot(self) -> None:
+        session = FakeSession(maximum=52)
+        session.limiter.slow_start = False
+        engine_ = WriteEngine(session, "https://x/data/$batch")  # type: ignore[arg-type]
+        assert engine_.unit_size(200, remaining=4600) == 89  # 52 units, not 23 of 200
+        assert engine_.unit_size(200, remaining=1_000_000) == 200
+        assert engine_.unit_size(200, remaining=100) == 10
+        assert engine_.unit_size(4, remaining=100) == 4  # the caller's smaller batch wins
+        assert engine_.unit_size(200, remaining=0) == 10
+
+    def test_units_keep_routes_apart_and_pass_failures_through(self) -> None:
+        session = FakeSession(maximum=4)
+        session.limiter.slow_start = False
+        engine_ = WriteEngine(session, "https://x/data/$batch")  # type: ignore[arg-type]
+        creates = items(25)
+        updates = items(25, WriteKind.UPDATE)
+        for position, item in enumerate(updates):
+            item.op = WriteOperation(WriteKind.UPDATE, "CustomersV3", item.op.key, ref=f"u{position}")
+        rejected = failure(
+            WriteOperation(WriteKind.CREATE, "CustomersV3", {}, ref="bad-key"), "missing_key", "no key"
+        )
+        mixed: list[Any] = [x for pair in zip(creates, updates, strict=True) for x in pair] + [rejected]
+
+        def send_create(batch: list[PreparedWrite]) -> UnitResult:
+            raise AssertionError("never sent here")
+
+        def send_update(batch: list[PreparedWrite]) -> UnitResult:
+            raise AssertionError("never sent here")
+
+        def route(item: PreparedWrite) -> tuple[str, Callable[[list[PreparedWrite]], UnitResult]]:
+            kind = item.op.kind
+            return (kind.value, send_create if kind is WriteKind.CREATE else send_update)
+
+        produced = list(engine_.units(iter(mixed), route, batch_size=10))
+        assert sum(1 for u in produced if u is rejected) == 1
+        units = [u for u in produced if not isinstance(u, WriteOutcome)]
+        for unit, sender in units:
+            kinds = {item.op.kind for item in unit}
+            assert len(kinds) == 1
+            assert sender is (send_create if kinds == {WriteKind.CREATE} else send_update)
+            assert len(unit) <= 10
+        refs = [item.op.ref for unit, _ in units for item in unit]
+        assert sorted(refs) == sorted([i.op.ref for i in creates + updates])
+        assert [len(u) for u, s in units if s is send_create] == [10, 10, 5]
+
+    def test_expected_count_shrinks_units_towards_the_end(self) -> None:
+        session = FakeSession(maximum=4)
+        session.limiter.slow_start = False
+        engine_ = WriteEngine(session, "https://x/data/$batch")  # type: ignore[arg-type]
+
+        def route(item: PreparedWrite) -> tuple[str, Callable[[list[PreparedWrite]], UnitResult]]:
+            return "changeset", engine_.send_changeset
+
+        sizes = [len(u) for u, _ in engine_.units(iter(items(1000)), route, batch_size=200, expected=1000)]
+        assert sum(sizes) == 1000
+        assert sizes[0] == 200  # 1000 over 4 slots is 250, capped at the batch size
+        assert sizes[-1] < 200
+        assert sizes == sorted(sizes, reverse=True)

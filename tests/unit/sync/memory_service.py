@@ -289,7 +289,14 @@ class MemoryService:
             return WriteOutcome(ref, True, 204)
         return WriteOutcome(ref, False, 405, message=f"{operation.kind} not supported by MemoryService")
 
-    def write(self, operations: Any, *, batch_size: int | None = None, bulk: bool = True) -> Any:
+    def write(
+        self,
+        operations: Any,
+        *,
+        batch_size: int | None = None,
+        bulk: bool = True,
+        expected: int | None = None,
+    ) -> Any:
         """Outcomes unit by unit, like the hooks: operations are consumed lazily."""
         unit: list[WriteOperation] = []
         for operation in operations:
