@@ -121,22 +121,10 @@ def sync_window(
 def select_company_pairs(requested: Sequence[str] | None) -> list[dict[str, Any]]:
     """The company pairs of ``environment.yaml`` to run: all, or the ``companies`` Param's
     subset. An unknown legal entity fails the run rather than syncing less than asked."""
-    from prospect_to_cash.sync import company_pairs
+    from prospect_to_cash.sync.context import select_pairs
 
     with fail_fast_on_configuration_errors():
-        pairs = company_pairs()
-    if not pairs:
-        raise AirflowFailException("no company_pairs configured in environment.yaml (or its override)")
-    if requested:
-        wanted = {name.strip().casefold() for name in requested}
-        known = {pair["legal_entity"].casefold() for pair in pairs}
-        unknown = sorted(wanted - known)
-        if unknown:
-            raise AirflowFailException(
-                f"companies {unknown} have no company pair; configured: "
-                + ", ".join(p["legal_entity"] for p in pairs)
-            )
-        pairs = [pair for pair in pairs if pair["legal_entity"].casefold() in wanted]
+        pairs = select_pairs(requested)
     selected = list(pairs)
     log.info(
         "Company pairs to sync: %s",

@@ -14,13 +14,17 @@ Every request to Dynamics goes through `ODataSession.send`, which
 
 from __future__ import annotations
 
+import contextvars
 import email.utils
+import heapq
+import itertools
 import logging
 import math
 import random
 import ssl
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -153,6 +157,27 @@ class LimiterStats:
     history: list[float] = field(default_factory=list)
 
 
+#: Priority of the requests the current thread sends: lower goes first (see `request_priority`).
+_PRIORITY: contextvars.ContextVar[float] = contextvars.ContextVar("p2c_request_priority", default=0.0)
+
+
+@contextmanager
+def request_priority(value: float) -> Iterator[None]:
+    """Requests sent inside wait for a slot behind every request of lower ``value``.
+
+    Reads default to 0, so a read that unblocks a step goes before writes; a write stream
+    uses the time it started, so when several streams share one limiter (company pairs run
+    side by side) the oldest gets the slots first and finishes its phase first, and its next
+    reads and transform overlap the other streams' writes instead of all streams reaching
+    their next step together and leaving the slots idle.
+    """
+    token = _PRIORITY.set(value)
+    try:
+        yield
+    finally:
+        _PRIORITY.reset(token)
+
+
 class AdaptiveLimiter:
     """A concurrency limit that adapts: slow start, then additive increase, multiplicative
     decrease (AIMD), as TCP does.
@@ -165,7 +190,8 @@ class AdaptiveLimiter:
     in flight counts as one signal, and pauses every new
     request until ``Retry-After`` has passed (service protection is per user, so one
     throttled request means all are). The ``x-ms-dop-hint`` header sets the ceiling: the
-    service's own recommendation for parallel requests.
+    service's own recommendation for parallel requests. Waiting requests get free slots in
+    order of `request_priority`, then of arrival.
 
     :param initial: starting limit; modest, the service tells us when we may go faster.
     :param minimum: the limit never drops below this.
@@ -198,22 +224,42 @@ class AdaptiveLimiter:
         self.slow_start = True
         self._clock = clock
         self._condition = threading.Condition()
+        self._waiting: list[tuple[float, int]] = []
+        self._arrivals = itertools.count()
 
     @property
     def allowed(self) -> int:
         """Requests allowed in flight right now."""
         return max(self.minimum, min(int(self.limit), self.ceiling))
 
-    def acquire(self) -> None:
-        """Block until a slot is free and no throttling pause is running."""
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a slot."""
         with self._condition:
-            while True:
-                wait = self.paused_until - self._clock()
-                if wait <= 0 and self.in_flight < self.allowed:
-                    self.in_flight += 1
-                    self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight)
-                    return
-                self._condition.wait(timeout=wait if wait > 0 else 1.0)
+            return len(self._waiting)
+
+    def acquire(self) -> None:
+        """Block until a slot is free, no throttling pause is running and no waiting request
+        of lower priority (`request_priority`) or earlier arrival is ahead."""
+        with self._condition:
+            ticket = (_PRIORITY.get(), next(self._arrivals))
+            heapq.heappush(self._waiting, ticket)
+            try:
+                while True:
+                    wait = self.paused_until - self._clock()
+                    if wait <= 0 and self.in_flight < self.allowed and self._waiting[0] == ticket:
+                        heapq.heappop(self._waiting)
+                        self.in_flight += 1
+                        self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight)
+                        self._condition.notify_all()  # the next in line may fit too
+                        return
+                    self._condition.wait(timeout=wait if wait > 0 else 1.0)
+            except BaseException:
+                if ticket in self._waiting:
+                    self._waiting.remove(ticket)
+                    heapq.heapify(self._waiting)
+                    self._condition.notify_all()
+                raise
 
     def release(
         self,

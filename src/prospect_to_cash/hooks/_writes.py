@@ -30,6 +30,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from prospect_to_cash.hooks._http import request_priority
 from prospect_to_cash.hooks.batch import BatchRequest, BatchResponse, decode_batch_response, encode_batch
 from prospect_to_cash.hooks.errors import AmbiguousWriteError, DynamicsAuthError, ServiceError, parse_error
 from prospect_to_cash.hooks.odata import entity_id_from_url
@@ -389,6 +390,12 @@ class WriteEngine:
                 stack.append((part[:middle], 0))
         return outcomes
 
+    def _run_unit_at(
+        self, priority: float, items: list[PreparedWrite], sender: Callable[[list[PreparedWrite]], UnitResult]
+    ) -> list[WriteOutcome]:
+        with request_priority(priority):
+            return self.run_unit(items, sender)
+
     def run(
         self,
         work: Iterable[
@@ -404,6 +411,7 @@ class WriteEngine:
         (see `unit_size`) when it is about to be sent, with the window of that moment.
         """
         workers = max(self.session.limiter.maximum, 1)
+        priority = time.monotonic()  # older streams first (see request_priority)
         executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dynamics-write")
         pending: set[Future[list[WriteOutcome]]] = set()
         started = time.monotonic()
@@ -427,7 +435,7 @@ class WriteEngine:
                     continue
                 yield from drain(min(workers, self.session.limiter.allowed + 1) - 1)
                 items, sender = item
-                pending.add(executor.submit(self.run_unit, items, sender))
+                pending.add(executor.submit(self._run_unit_at, priority, items, sender))
                 now = time.monotonic()
                 if now - last_log >= self.progress_interval:
                     last_log = now

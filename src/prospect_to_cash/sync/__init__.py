@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["company_pairs", "extract", "load", "run_task", "run_template", "snapshot", "transform"]
+__all__ = [
+    "company_pairs",
+    "extract",
+    "load",
+    "run_company_pairs",
+    "run_task",
+    "run_template",
+    "snapshot",
+    "transform",
+]
 
 
 def __getattr__(name: str) -> Any:

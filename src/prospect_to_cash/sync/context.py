@@ -122,6 +122,32 @@ def company_pairs(
     return [pair.to_dict() for pair in load_environment(mappings_dir, environment_file).company_pairs]
 
 
+def select_pairs(
+    requested: Sequence[str] | None = None,
+    *,
+    mappings_dir: str | None = None,
+    environment_file: str | None = None,
+) -> list[dict[str, Any]]:
+    """The company pairs to run: all of the environment's, or the ``requested`` legal
+    entities (any case). Asking for a legal entity without a pair is a `MappingError`:
+    syncing less than asked must not pass for success."""
+    from prospect_to_cash.sync.errors import MappingError
+
+    pairs = company_pairs(mappings_dir=mappings_dir, environment_file=environment_file)
+    if not pairs:
+        raise MappingError("no company_pairs configured in environment.yaml (or its override)")
+    if not requested:
+        return pairs
+    wanted = {name.strip().casefold() for name in requested}
+    unknown = sorted(wanted - {pair["legal_entity"].casefold() for pair in pairs})
+    if unknown:
+        raise MappingError(
+            f"companies {unknown} have no company pair; configured: "
+            + ", ".join(pair["legal_entity"] for pair in pairs)
+        )
+    return [pair for pair in pairs if pair["legal_entity"].casefold() in wanted]
+
+
 # -- reading helpers ---------------------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ from prospect_to_cash.sync.context import (
     odata_literal,
     read_pages,
     resolve_template,
+    select_pairs,
 )
 from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.load import load
@@ -66,6 +67,7 @@ __all__ = [
     "extract_and_snapshot",
     "load",
     "odata_literal",
+    "run_company_pairs",
     "run_task",
     "run_template",
     "snapshot",
@@ -139,24 +141,42 @@ def _reference_columns(ctx: SyncContext, name: str) -> list[str]:
     return list(ctx.task.reference_columns(name))
 
 
-def _stage_references(ctx: SyncContext, side: str) -> dict[str, Any]:
-    system = ctx.task.source_system if side == "source" else ctx.task.target_system
+#: Reads of one step (its rows and each reference table) in flight at once.
+READ_PARALLELISM = 4
+
+
+def _read_step(
+    ctx: SyncContext, side: str, rows: tuple[str, str, Sequence[str], str | None]
+) -> tuple[tuple[str, int], dict[str, Any]]:
+    """Stage a step's rows and its ``side``'s reference tables, reading them side by side.
+
+    The reads are independent, and each mostly waits: on the service's latency, or for a
+    free slot while another company pair's writes hold them. Read one after another they
+    add those waits up; side by side the step waits about as long as its longest read.
+    Returns the rows' (path, count) and ``{reference: {"path", "rows"}}``.
+    """
     area = "source" if side == "source" else "target"
-    staged: dict[str, Any] = {}
-    for reference in ctx.task.references:
-        if reference.side != side:
-            continue
-        path, rows = _stream(
-            ctx,
-            area,
-            f"ref-{reference.name}",
-            system,
-            reference.entity_set,
-            _reference_columns(ctx, reference.name),
-            reference.filter,
-        )
-        staged[reference.name] = {"path": path, "rows": rows}
-    return staged
+    system = rows[0]
+    references = [reference for reference in ctx.task.references if reference.side == side]
+    with ThreadPoolExecutor(
+        max_workers=min(READ_PARALLELISM, len(references) + 1), thread_name_prefix=f"p2c-{area}"
+    ) as pool:
+        main = pool.submit(_stream, ctx, area, "rows", *rows)
+        futures = {
+            reference.name: pool.submit(
+                _stream,
+                ctx,
+                area,
+                f"ref-{reference.name}",
+                system,
+                reference.entity_set,
+                _reference_columns(ctx, reference.name),
+                reference.filter,
+            )
+            for reference in references
+        }
+        staged = {name: dict(zip(("path", "rows"), f.result(), strict=True)) for name, f in futures.items()}
+        return main.result(), staged
 
 
 def extract(
@@ -180,16 +200,9 @@ def extract(
     """
     ctx = make_context(template, task, legal_entity, run_id, options)
     query = _source_filter(ctx, data_interval_start, data_interval_end, full_refresh)
-    path, rows = _stream(
-        ctx,
-        "source",
-        "rows",
-        ctx.task.source_system,
-        ctx.task.source.entity_set,
-        ctx.task.source_columns,
-        query,
+    (path, rows), references = _read_step(
+        ctx, "source", (ctx.task.source_system, ctx.task.source.entity_set, ctx.task.source_columns, query)
     )
-    references = _stage_references(ctx, "source")
     log.info(
         "%s/%s [%s]: extracted %d rows from %s",
         ctx.template.name,
@@ -214,16 +227,16 @@ def snapshot(
     """Read the target's current rows (keys and compared fields) and the target-side
     reference tables into staging."""
     ctx = make_context(template, task, legal_entity, run_id, options)
-    path, rows = _stream(
+    (path, rows), references = _read_step(
         ctx,
         "target",
-        "rows",
-        ctx.task.target_system,
-        ctx.task.target.entity_set,
-        ctx.task.snapshot_columns,
-        ctx.task.target.filter,
+        (
+            ctx.task.target_system,
+            ctx.task.target.entity_set,
+            ctx.task.snapshot_columns,
+            ctx.task.target.filter,
+        ),
     )
-    references = _stage_references(ctx, "target")
     log.info(
         "%s/%s [%s]: snapshot of %d %s rows",
         ctx.template.name,
@@ -582,3 +595,72 @@ def run_template(
     if dry_run:
         summary["samples"] = {name: r.get("samples", {}) for name, r in tasks.items()}
     return summary
+
+
+def run_company_pairs(
+    template: str | Template,
+    *,
+    run_id: str,
+    legal_entities: Sequence[str] | None = None,
+    max_parallel: int | None = None,
+    check_metadata: bool = True,
+    **options: Any,
+) -> dict[str, Any]:
+    """``run_template`` for several company pairs at once, the way the DAG's mapped task
+    groups run them side by side: while one pair reads or transforms, another keeps the
+    write slots busy.
+
+    The pairs share one hook per service, hence one adaptive limiter: the parallelism the
+    service recommends (``x-ms-dop-hint``) and its 429s apply to the client as a whole.
+    A pair that fails does not stop the others; when any failed, `SyncError` names them
+    all after the rest have finished (the first failure is its cause).
+
+    :param legal_entities: the pairs to run (all of the environment's when None).
+    :param max_parallel: pairs at once (all when None).
+    :param options: as for `run_template` (``data_interval_start``, ``dry_run``, ...).
+    """
+    pairs = select_pairs(
+        legal_entities,
+        mappings_dir=options.get("mappings_dir"),
+        environment_file=options.get("environment_file"),
+    )
+    first = pairs[0]["legal_entity"]
+    loaded = resolve_template(template, first, options)
+    hooks = SyncHooks.from_options(options)
+    options.pop("hooks", None)
+    if check_metadata:
+        from prospect_to_cash.sync.metadata_check import check_template
+
+        check_template(loaded, hooks, raise_on_problems=True)
+
+    def one(pair: dict[str, Any]) -> dict[str, Any]:
+        return run_template(
+            template,
+            legal_entity=pair["legal_entity"],
+            run_id=run_id,
+            check_metadata=False,
+            hooks=hooks,
+            **options,
+        )
+
+    workers = max(1, min(max_parallel or len(pairs), len(pairs)))
+    companies: dict[str, Any] = {}
+    errors: dict[str, BaseException] = {}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="p2c-pair") as pool:
+        futures = {pair["legal_entity"]: pool.submit(one, pair) for pair in pairs}
+        for legal_entity, future in futures.items():
+            try:
+                companies[legal_entity] = future.result()
+            except Exception as exc:  # reported below, with every pair's outcome
+                log.error("%s [%s] failed: %s", loaded.name, legal_entity, exc)
+                errors[legal_entity] = exc
+    if errors:
+        names = ", ".join(f"{name} ({type(exc).__name__}: {exc})" for name, exc in errors.items())
+        raise SyncError(
+            f"{loaded.name}: {len(errors)} of {len(pairs)} company pair(s) failed: {names}"
+        ) from next(iter(errors.values()))
+    totals: dict[str, int] = {}
+    for summary in companies.values():
+        for name, value in summary["counts"].items():
+            totals[name] = totals.get(name, 0) + int(value)
+    return {"template": loaded.name, "run_id": run_id, "counts": totals, "companies": companies}

@@ -11,7 +11,13 @@ import time
 import httpx
 import pytest
 
-from prospect_to_cash.hooks._http import AdaptiveLimiter, ODataSession, RetryPolicy, parse_retry_after
+from prospect_to_cash.hooks._http import (
+    AdaptiveLimiter,
+    ODataSession,
+    RetryPolicy,
+    parse_retry_after,
+    request_priority,
+)
 from prospect_to_cash.hooks.errors import AmbiguousWriteError, DynamicsAuthError, DynamicsTransportError
 
 ROOT = "https://org.crm.dynamics.com/api/data/v9.2/"
@@ -277,6 +283,59 @@ class TestAdaptiveLimiter:
         started = time.monotonic()
         limiter.acquire()
         assert time.monotonic() - started >= 0.18
+
+    def test_free_slots_go_by_priority_then_arrival(self) -> None:
+        limiter = AdaptiveLimiter(initial=1, maximum=1)
+        limiter.acquire()  # the only slot is taken: everyone below queues
+        order: list[str] = []
+
+        def request(name: str, priority: float) -> None:
+            with request_priority(priority):
+                limiter.acquire()
+            order.append(name)
+            limiter.release(success=False)
+
+        threads = []
+        for name, priority in [
+            ("late stream", 20.0),
+            ("early stream", 10.0),
+            ("read", 0.0),
+            ("early 2", 10.0),
+        ]:
+            thread = threading.Thread(target=request, args=(name, priority))
+            thread.start()
+            threads.append(thread)
+            deadline = time.monotonic() + 5
+            while limiter.waiting < len(threads) and time.monotonic() < deadline:
+                time.sleep(0.005)
+        assert limiter.waiting == 4
+        limiter.release(success=False)
+        for thread in threads:
+            thread.join(timeout=5)
+        assert order == ["read", "early stream", "early 2", "late stream"]
+        assert limiter.waiting == 0
+
+    def test_a_waiter_that_gives_up_leaves_the_queue(self) -> None:
+        limiter = AdaptiveLimiter(initial=1, maximum=1)
+        limiter.acquire()
+        limiter.release(throttled=True, retry_after=0.3)  # paused: the next acquire waits
+        failed: list[BaseException] = []
+
+        def interrupted_wait(*args: object, **kwargs: object) -> bool:
+            raise KeyboardInterrupt
+
+        real_wait = limiter._condition.wait
+        limiter._condition.wait = interrupted_wait  # type: ignore[method-assign]
+        try:
+            limiter.acquire()
+        except KeyboardInterrupt as exc:
+            failed.append(exc)
+        finally:
+            limiter._condition.wait = real_wait  # type: ignore[method-assign]
+        assert failed
+        assert limiter.waiting == 0
+        limiter.acquire()  # nobody phantom ahead of it
+        assert limiter.in_flight == 1
 
 
 class TestSession:

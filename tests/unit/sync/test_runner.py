@@ -14,7 +14,7 @@ import yaml
 
 from prospect_to_cash.hooks.operations import WriteKind
 from prospect_to_cash.sync import deadletter, runner
-from prospect_to_cash.sync.errors import DataError, SyncError
+from prospect_to_cash.sync.errors import DataError, MappingError, SyncError
 from prospect_to_cash.sync.runner import SyncHooks, run_task, run_template
 from prospect_to_cash.sync.staging import TaskStaging
 from prospect_to_cash.sync.values import deterministic_id
@@ -156,13 +156,18 @@ class TestAccountsEndToEnd:
     def test_window_filter_and_full_refresh(self, staging_root: ObjectStoragePath) -> None:
         sales, fno = accounts_services([account("ACC-1", "A")])
         run_accounts(sales, fno, staging_root, "run-1")
-        source_filter = next(f for s, f in sales.reads if s == "accounts")
-        assert "modifiedon ge 2024-01-01T00:00:00Z" in source_filter
-        assert "modifiedon lt 2024-01-02T00:00:00Z" in source_filter
-        assert "(statecode eq 0)" in source_filter
+        # the source rows and the reference tables (parent accounts among them) are read side
+        # by side, so find the source read by its window rather than by its position
+        windowed = [f for s, f in sales.reads if s == "accounts" and f and "modifiedon" in f]
+        assert len(windowed) == 1
+        assert "modifiedon ge 2024-01-01T00:00:00Z" in windowed[0]
+        assert "modifiedon lt 2024-01-02T00:00:00Z" in windowed[0]
+        assert "(statecode eq 0)" in windowed[0]
         sales.reads.clear()
         run_accounts(sales, fno, staging_root, "run-2", full_refresh=True)
-        assert next(f for s, f in sales.reads if s == "accounts") == "statecode eq 0"
+        filters = [f for s, f in sales.reads if s == "accounts"]
+        assert "statecode eq 0" in filters
+        assert not any(f and "modifiedon" in f for f in filters)
 
     def test_rows_outside_the_window_are_not_read(self, staging_root: ObjectStoragePath) -> None:
         sales, fno = accounts_services(
@@ -440,6 +445,80 @@ def test_company_pairs_for_the_dag_fan_out(unscoped: Path) -> None:
         {"legal_entity": "usmf", "business_unit": None, "business_unit_id": None, "owner": None}
     ]
     assert sync.run_template is run_template
+
+
+class TestCompanyPairs:
+    """``run_company_pairs``: every pair at once, on shared hooks, failures reported together."""
+
+    @pytest.fixture
+    def two_pairs(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+        path = tmp_path / "two-pairs.yaml"
+        pairs = [
+            {"legal_entity": "usmf", "business_unit": None},
+            {"legal_entity": "demf", "business_unit": None},
+        ]
+        path.write_text(yaml.safe_dump({"company_pairs": pairs}))
+        monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(path))
+        return path
+
+    def run(self, sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, **kw: Any) -> dict:
+        return runner.run_company_pairs(
+            "accounts",
+            run_id="pairs",
+            staging_root=root,
+            hooks=SyncHooks(sales, fno),
+            check_metadata=False,
+            **WINDOW,
+            **kw,
+        )
+
+    def test_every_pair_lands_and_counts_add_up(
+        self, two_pairs: Path, staging_root: ObjectStoragePath
+    ) -> None:
+        sales, fno = accounts_services([account(f"ACC-{i}", f"Customer {i}") for i in range(1, 6)])
+        result = self.run(sales, fno, staging_root)
+        assert set(result["companies"]) == {"usmf", "demf"}
+        assert result["counts"]["created"] == 10
+        assert all(summary["counts"]["created"] == 5 for summary in result["companies"].values())
+        by_company = sorted((r["dataAreaId"], r["CustomerAccount"]) for r in fno.tables["CustomersV3"].rows)
+        assert by_company == sorted((c, f"ACC-{i}") for c in ("demf", "usmf") for i in range(1, 6))
+        again = self.run(sales, fno, staging_root)
+        assert again["counts"]["created"] == 0
+        assert again["counts"]["unchanged"] == 10
+
+    def test_a_subset_of_pairs_in_any_case(self, two_pairs: Path, staging_root: ObjectStoragePath) -> None:
+        sales, fno = accounts_services([account("ACC-1", "Customer 1")])
+        result = self.run(sales, fno, staging_root, legal_entities=["DEMF"])
+        assert set(result["companies"]) == {"demf"}
+        assert [r["dataAreaId"] for r in fno.tables["CustomersV3"].rows] == ["demf"]
+
+    def test_an_unknown_legal_entity_is_refused_before_anything_runs(
+        self, two_pairs: Path, staging_root: ObjectStoragePath
+    ) -> None:
+        sales, fno = accounts_services([account("ACC-1", "Customer 1")])
+        with pytest.raises(MappingError, match=r"\['gbsi'\] have no company pair; configured: usmf, demf"):
+            self.run(sales, fno, staging_root, legal_entities=["usmf", "gbsi"])
+        assert fno.tables["CustomersV3"].rows == []
+
+    def test_a_failing_pair_does_not_stop_the_others(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, staging_root: ObjectStoragePath
+    ) -> None:
+        path = tmp_path / "one-bad-pair.yaml"
+        pairs = [
+            {"legal_entity": "usmf", "business_unit": None},
+            {"legal_entity": "demf", "business_unit": "Nowhere"},
+        ]
+        path.write_text(yaml.safe_dump({"company_pairs": pairs}))
+        monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(path))
+        sales, fno = accounts_services([account("ACC-1", "Customer 1")])
+        sales.tables["businessunits"] = MemoryTable(key=("businessunitid",), rows=[])
+        with pytest.raises(
+            SyncError, match=r"1 of 2 company pair\(s\) failed: demf \(SyncError: business unit 'Nowhere'"
+        ):
+            self.run(sales, fno, staging_root)
+        assert [(r["dataAreaId"], r["CustomerAccount"]) for r in fno.tables["CustomersV3"].rows] == [
+            ("usmf", "ACC-1")
+        ]
 
 
 class TestStreamingLoad:
