@@ -144,20 +144,47 @@ def _split_head(block: bytes) -> tuple[dict[str, str], bytes]:
 
 
 def _parts(body: bytes, boundary: str) -> list[bytes]:
-    """The encapsulated parts between ``--boundary`` delimiters (preamble and epilogue dropped)."""
-    delimiter = re.compile(
-        rb"(?:^|\r?\n)--" + re.escape(boundary.encode("latin-1")) + rb"(--)?[ \t]*(?:\r?\n|$)"
-    )
+    """The encapsulated parts between ``--boundary`` delimiters (preamble and epilogue dropped).
+
+    A delimiter is ``--boundary`` at the start of a line, optionally followed by ``--`` (the
+    close delimiter) and transport padding up to the end of its line; the line break before
+    it belongs to it. Candidates are found with ``bytes.find``: a response carries every
+    written record back, and a regex that can start at any byte is slow on megabytes.
+    """
+    marker = b"--" + boundary.encode("latin-1")
+    size = len(body)
     parts: list[bytes] = []
-    position = None
+    position: int | None = None
     closed = False
-    for match in delimiter.finditer(body):
+    index = body.find(marker)
+    while index >= 0:
+        after = index + len(marker)
+        if index > 0 and body[index - 1] != 0x0A:  # not at the start of a line
+            index = body.find(marker, index + 1)
+            continue
+        is_close = body.startswith(b"--", after)
+        cursor = after + 2 if is_close else after
+        while cursor < size and body[cursor] in (0x20, 0x09):
+            cursor += 1
+        if cursor < size and body[cursor] == 0x0A:
+            line_end = cursor + 1
+        elif body.startswith(b"\r\n", cursor):
+            line_end = cursor + 2
+        elif cursor >= size:
+            line_end = size
+        else:  # the boundary text followed by more text on its line: content, not a delimiter
+            index = body.find(marker, index + 1)
+            continue
+        part_end = index
+        if index > 0:
+            part_end = index - 2 if index >= 2 and body[index - 2] == 0x0D else index - 1
         if position is not None:
-            parts.append(body[position : match.start()])
-        if match.group(1):
+            parts.append(body[position:part_end])
+        if is_close:
             closed = True
             break
-        position = match.end()
+        position = line_end
+        index = body.find(marker, line_end)
     if position is None:
         raise BatchFormatError("batch body has no part delimited by its boundary")
     if not closed:

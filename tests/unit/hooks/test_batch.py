@@ -155,6 +155,41 @@ class TestDecode:
         with pytest.raises(BatchFormatError, match=message):
             decode_batch_response(content_type, body)
 
+    def test_boundary_text_inside_content_is_not_a_delimiter(self) -> None:
+        """Only ``--boundary`` at a line start, with nothing but padding after it, delimits."""
+        payload = json.dumps({"Note": "see --b and\n--bx and --b-- mid-line"}).encode()
+        inner = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + payload
+        body = (
+            b"preamble --b\r\n"
+            + b"--b \t\r\nContent-Type: application/http\r\n\r\n"
+            + inner
+            + b"\r\n--bx not this\r\n--b\nContent-Type: application/http\n\nHTTP/1.1 204 No Content\n\n"
+            + b"\r\n--b--   \r\nepilogue --b--\r\n"
+        )
+        parts = decode_batch_response("multipart/mixed; boundary=b", body)
+        assert [p.status for p in parts] == [200, 204]
+        assert parts[0].body.startswith(payload)
+        assert b"--bx not this" in parts[0].body  # a longer boundary-like line is content
+        assert json.loads(parts[0].body.split(b"\r\n--bx")[0])["Note"].startswith("see --b")
+
+    def test_a_large_answer_parses_part_for_part(self) -> None:
+        records = [{"CustomerAccount": f"C{i}", "Blob": "x" * 3000} for i in range(300)]
+        chunks = [b"--batchresponse_1\r\nContent-Type: multipart/mixed; boundary=changesetresponse_1\r\n\r\n"]
+        for number, record in enumerate(records, 1):
+            chunks.append(
+                b"--changesetresponse_1\r\nContent-Type: application/http\r\n"
+                + f"Content-ID: {number}\r\n\r\nHTTP/1.1 201 Created\r\n".encode()
+                + b"Content-Type: application/json\r\n\r\n"
+                + json.dumps(record).encode()
+                + b"\r\n"
+            )
+        chunks.append(b"--changesetresponse_1--\r\n--batchresponse_1--\r\n")
+        parts = decode_batch_response("multipart/mixed; boundary=batchresponse_1", b"".join(chunks))
+        assert [p.content_id for p in parts] == [str(n) for n in range(1, 301)]
+        assert [json.loads(p.body)["CustomerAccount"] for p in parts] == [
+            r["CustomerAccount"] for r in records
+        ]
+
     def test_boundary_forms(self) -> None:
         assert boundary_of('multipart/mixed; boundary="batch_1"') == "batch_1"
         assert boundary_of("multipart/mixed;boundary=batch_2;charset=utf-8") == "batch_2"
