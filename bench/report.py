@@ -159,6 +159,33 @@ def _naive_bound(cost: dict[str, Any], service: str) -> str:
     )
 
 
+_WAITING = (
+    "'acquire' of '_thread",
+    "'_acquire_restore' of '_thread",
+    "'__enter__' of '_thread",
+    "'read' of '_ssl",
+    "'do_handshake' of '_ssl",
+    "'get' of '_queue",
+    "'poll' of 'select",
+    "'settimeout' of '_socket",
+)
+
+
+def _waiting(function: str) -> bool:
+    """Whether a profiled built-in mostly blocks (its own time is waiting, not CPU)."""
+    return any(marker in function for marker in _WAITING)
+
+
+def _short(function: str) -> str:
+    """A profiled location without the machine's paths (checkout, Python installation)."""
+    for marker in ("/src/prospect_to_cash/", "/emulators/", "/bench/"):
+        if marker in function:
+            return marker.lstrip("/") + function.split(marker, 1)[1]
+    if "/lib/python3" in function:
+        return "python/" + function.split("/lib/python3", 1)[1].split("/", 1)[1]
+    return function
+
+
 def _equivalent(summary: dict[str, Any], records: int) -> float | None:
     """A baseline's time for the same number of records this package wrote."""
     if summary.get("projected_seconds") is not None:
@@ -479,10 +506,19 @@ def render(results: list[dict[str, Any]]) -> str:
                 + ", ".join(f"{k} {v:,.1f} s" for k, v in s["raw"].get("phases", {}).items())
                 + "."
             )
-            lines += ["", "| Function | Calls | Own s | Cumulative s |", "|---|---:|---:|---:|"]
-            for row in s["raw"].get("profile", [])[:15]:
+            rows = [row for row in s["raw"].get("profile", []) if not _waiting(row["function"])]
+            lines += [
+                "",
+                "Every thread is profiled (the engine works in pools); calls that only wait (locks, "
+                "queues, socket reads, TLS handshakes, poll) are left out: summed over threads they "
+                "count waiting, not CPU.",
+                "",
+                "| Function | Calls | Own s | Cumulative s |",
+                "|---|---:|---:|---:|",
+            ]
+            for row in rows[:15]:
                 lines.append(
-                    f"| `{row['function']}` | {row['calls']:,} | {row['own_s']:.2f} "
+                    f"| `{_short(row['function'])}` | {row['calls']:,} | {row['own_s']:.2f} "
                     f"| {row['cumulative_s']:.2f} |"
                 )
             lines.append("")

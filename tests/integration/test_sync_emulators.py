@@ -7,6 +7,7 @@ service applied a batch whose answer was lost) followed by a rerun without dupli
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections import Counter
@@ -237,3 +238,37 @@ def test_crash_during_an_fno_load_then_fresh_run_creates_the_rest(
     assert all(count == 1 for count in customers.values())
     synced = fresh["counts"]["created"] + fresh["counts"]["updated"] + fresh["counts"]["unchanged"]
     assert synced == 36
+
+
+def test_cli_runs_a_template_for_every_pair_side_by_side(
+    instance: _Instance, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m prospect_to_cash.sync run``: both pairs at once on shared hooks over HTTPS,
+    the demo story's counts, a rerun that writes nothing, an unknown company refused."""
+    from prospect_to_cash.sync.__main__ import main
+
+    common = [
+        "--staging-root",
+        f"file://{tmp_path / 'staging'}",
+        "--dataverse-conn-id",
+        CONN["dataverse"],
+        "--fno-conn-id",
+        CONN["fno"],
+    ]
+    assert main(["run", "accounts", "--run-id", "cli", *common]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["companies"]) == set(COMPANIES)
+    counts = report["counts"]
+    assert counts["created"] + counts["updated"] + counts["unchanged"] == 72
+    assert counts["rejected"] == 8
+    assert counts["failed"] == 0
+    for name, value in counts.items():
+        assert value == sum(c["counts"][name] for c in report["companies"].values())
+
+    assert main(["run", "accounts", "--run-id", "cli-again", *common]) == 0
+    again = json.loads(capsys.readouterr().out)["counts"]
+    assert again["created"] == again["updated"] == again["failed"] == 0
+    assert again["unchanged"] == 72
+
+    assert main(["run", "accounts", "--company", "GBSI", "--run-id", "cli-bad", *common]) == 1
+    assert "['gbsi'] have no company pair" in capsys.readouterr().err

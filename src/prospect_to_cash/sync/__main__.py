@@ -3,12 +3,16 @@
 ``validate``        check every mapping file and the environment offline (schema + rules)
 ``check-metadata``  compare the mappings with the live ``$metadata`` of both services,
                     through the Airflow connections (exit code 1 on any mismatch)
+``run``             one template for its company pairs side by side, outside a DAG (an
+                    initial load from a shell); JSON counts on stdout, exit code 1 on failure
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from datetime import datetime, timezone
 
 from prospect_to_cash.sync.errors import MappingError
 from prospect_to_cash.sync.mapping import TEMPLATES, load_all
@@ -26,7 +30,62 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--template", action="append", choices=TEMPLATES, help="limit to these templates")
     check.add_argument("--dataverse-conn-id", default="dynamics_dataverse_default")
     check.add_argument("--fno-conn-id", default="dynamics_fno_default")
+    run = commands.add_parser("run", help="run one template for its company pairs side by side")
+    run.add_argument("template", choices=TEMPLATES)
+    run.add_argument(
+        "--company", action="append", dest="companies", help="legal entity to run (repeat; default all)"
+    )
+    run.add_argument("--run-id", help="names the staging folder (default cli-<UTC time>)")
+    run.add_argument("--since", help="data interval start (ISO 8601) for templates with a change window")
+    run.add_argument("--until", help="data interval end (ISO 8601)")
+    run.add_argument("--full-refresh", action="store_true", help="ignore the change window")
+    run.add_argument("--dry-run", action="store_true", help="plan and report, write nothing")
+    run.add_argument("--max-parallel", type=int, help="company pairs at once (default all)")
+    run.add_argument("--staging-root", help="staging URL (default P2C_STAGING_ROOT)")
+    run.add_argument("--no-metadata-check", action="store_true", help="skip the $metadata check")
+    run.add_argument("--dataverse-conn-id", default="dynamics_dataverse_default")
+    run.add_argument("--fno-conn-id", default="dynamics_fno_default")
     return parser
+
+
+def _run(arguments: argparse.Namespace) -> int:
+    from prospect_to_cash.sync.errors import SyncError
+    from prospect_to_cash.sync.runner import SyncHooks, run_company_pairs
+
+    run_id = arguments.run_id or datetime.now(timezone.utc).strftime("cli-%Y%m%dT%H%M%SZ")
+    options = {
+        "mappings_dir": arguments.mappings_dir,
+        "environment_file": arguments.environment_file,
+        "staging_root": arguments.staging_root,
+    }
+    try:
+        result = run_company_pairs(
+            arguments.template,
+            run_id=run_id,
+            legal_entities=arguments.companies,
+            max_parallel=arguments.max_parallel,
+            check_metadata=not arguments.no_metadata_check,
+            hooks=SyncHooks(dataverse_conn_id=arguments.dataverse_conn_id, fno_conn_id=arguments.fno_conn_id),
+            data_interval_start=arguments.since,
+            data_interval_end=arguments.until,
+            full_refresh=arguments.full_refresh,
+            dry_run=arguments.dry_run,
+            **{name: value for name, value in options.items() if value},
+        )
+    except SyncError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    report = {
+        "template": result["template"],
+        "run_id": run_id,
+        "counts": result["counts"],
+        "companies": {
+            company: {"counts": summary["counts"], "summary_path": summary.get("summary_path")}
+            for company, summary in result["companies"].items()
+        },
+    }
+    print(json.dumps(report, indent=2, default=str))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     except MappingError as exc:
         print(exc, file=sys.stderr)
         return 1
+    if arguments.command == "run":
+        return _run(arguments)
     if arguments.command == "validate":
         for name, template in templates.items():
             print(f"{name}: {len(template.tasks)} task(s) valid")

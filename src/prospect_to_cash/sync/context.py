@@ -3,6 +3,7 @@ for one company pair, and the small OData helpers the steps read through."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,12 +39,17 @@ OUTCOME_SCHEMA = pa.schema(
 
 @dataclass
 class SyncHooks:
-    """The two hooks the engine talks through (tests pass in-memory stand-ins)."""
+    """The two hooks the engine talks through (tests pass in-memory stand-ins).
+
+    Made on first use, under a lock: company pairs running side by side must share one
+    hook per service (one limiter, one token), not each make their own.
+    """
 
     dataverse: Any = None
     fno: Any = None
     dataverse_conn_id: str = "dynamics_dataverse_default"
     fno_conn_id: str = "dynamics_fno_default"
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> SyncHooks:
@@ -54,19 +60,20 @@ class SyncHooks:
         )
 
     def for_system(self, system: str) -> Any:
-        if system == "dataverse":
-            if self.dataverse is None:
-                from prospect_to_cash.hooks.dataverse import DataverseHook
+        if system not in ("dataverse", "fno"):
+            raise ValueError(f"unknown system {system!r}")
+        with self._lock:
+            if system == "dataverse":
+                if self.dataverse is None:
+                    from prospect_to_cash.hooks.dataverse import DataverseHook
 
-                self.dataverse = DataverseHook(dataverse_conn_id=self.dataverse_conn_id)
-            return self.dataverse
-        if system == "fno":
+                    self.dataverse = DataverseHook(dataverse_conn_id=self.dataverse_conn_id)
+                return self.dataverse
             if self.fno is None:
                 from prospect_to_cash.hooks.fno import FinanceOperationsHook
 
                 self.fno = FinanceOperationsHook(fno_conn_id=self.fno_conn_id)
             return self.fno
-        raise ValueError(f"unknown system {system!r}")
 
 
 @dataclass
