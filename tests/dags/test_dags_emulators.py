@@ -18,14 +18,14 @@ import pytest
 
 from devstack.airflow_stack import DagTestRun
 from prospect_to_cash.sync.mapping import TEMPLATES
-from tests.dags.conftest import business_units, start_demo_world
 from tests.support.story_checks import CHECKS, COMPANIES, FNO_READS, StoryState, expected_accounts, snapshot
+from tests.support.world import business_units, start_demo_world
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
-    from tests.dags.conftest import DemoWorld
+    from tests.support.world import DemoWorld
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

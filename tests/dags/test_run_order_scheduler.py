@@ -28,8 +28,8 @@ import yaml
 
 from devstack.airflow_stack import AirflowStack, StackError, airflow_env, connection_env, prepare_home
 from tests.conftest import TEST_CONFIG
-from tests.dags.conftest import ODataReader, business_units
 from tests.support.emulators import start_emulators
+from tests.support.world import ODataReader, business_units
 
 if TYPE_CHECKING:
     from pathlib import Path

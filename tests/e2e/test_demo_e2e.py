@@ -31,9 +31,9 @@ import pytest
 
 from devstack.airflow_stack import free_port
 from devstack.demo import SYNC_DAGS, DemoResult, format_summary, run_demo, serve
-from tests.dags.conftest import ODataReader, business_units
 from tests.support import story_checks
 from tests.support.emulators import start_emulators
+from tests.support.world import ODataReader, business_units
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.dags.conftest import value_map
+from tests.support.world import value_map
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tests.dags.conftest import ODataReader
+    from tests.support.world import ODataReader
 
 COMPANIES = ("usmf", "demf")
 

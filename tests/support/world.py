@@ -1,0 +1,128 @@
+"""The demo world the DAG, e2e and story tests share: emulators seeded with the demo story,
+an isolated Airflow home pointing at them, and the tests' own HTTPS reader.
+
+* :func:`start_demo_world`: a fresh emulator process seeded with the demo story (the DAGs
+  write, so nothing is shared with the session's emulators), an isolated Airflow home,
+  staging, and the ``AIRFLOW_CONN_*`` variables pointing at the emulators.
+* :class:`ODataReader`: the test's own HTTPS reader (httpx + an msal token), used to
+  derive expectations from the source rows independently of the package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import yaml
+
+from devstack.airflow_stack import (
+    DagTestRun,
+    airflow_env,
+    connection_env,
+    prepare_home,
+    run_dag_tests,
+)
+from tests.conftest import TEST_CONFIG
+from tests.support.emulators import acquire_token, start_emulators
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from tests.support.emulators import EmulatorEndpoints, RunningEmulators
+
+ROOT = Path(__file__).resolve().parents[2]
+ENVIRONMENT = yaml.safe_load((ROOT / "include" / "mappings" / "environment.yaml").read_text())
+
+
+class ODataReader:
+    """Reads whole entity sets over verified HTTPS, following ``@odata.nextLink``."""
+
+    def __init__(self, endpoints: EmulatorEndpoints) -> None:
+        self.endpoints = endpoints
+        self._http = httpx.Client(verify=endpoints.ssl_context(), timeout=60)
+        self._tokens: dict[str, str] = {}
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _token(self, service: str) -> str:
+        if service not in self._tokens:
+            self._tokens[service] = acquire_token(self.endpoints, service)
+        return self._tokens[service]
+
+    def rows(
+        self, service: str, entity_set: str, select: Sequence[str], filter: str | None = None
+    ) -> list[dict[str, Any]]:
+        params = {"$select": ",".join(select)}
+        if filter:
+            params["$filter"] = filter
+        if service == "fno":
+            params["cross-company"] = "true"
+        url: str | None = f"{self.endpoints.service_root(service).rstrip('/')}/{entity_set}"
+        headers = {"Authorization": f"Bearer {self._token(service)}", "Prefer": "odata.maxpagesize=5000"}
+        found: list[dict[str, Any]] = []
+        first = True
+        while url:
+            response = self._http.get(url, params=params if first else None, headers=headers)
+            assert response.status_code == 200, (
+                f"GET {entity_set}: {response.status_code} {response.text[:300]}"
+            )
+            body = response.json()
+            found.extend({k: v for k, v in row.items() if not k.startswith("@")} for row in body["value"])
+            url, first = body.get("@odata.nextLink"), False
+        return found
+
+    def delete(self, service: str, entity_set: str, key: str) -> None:
+        url = f"{self.endpoints.service_root(service).rstrip('/')}/{entity_set}({key})"
+        response = self._http.delete(url, headers={"Authorization": f"Bearer {self._token(service)}"})
+        assert response.status_code in (200, 204), (
+            f"DELETE {url}: {response.status_code} {response.text[:300]}"
+        )
+
+
+def business_units(reader: ODataReader) -> dict[str, str]:
+    """Dataverse business unit id -> F&O legal entity, from the configured company pairs."""
+    by_name = {p["business_unit"]: p["legal_entity"] for p in ENVIRONMENT["company_pairs"]}
+    return {
+        row["businessunitid"]: by_name[row["name"]]
+        for row in reader.rows("dataverse", "businessunits", ["name", "businessunitid"])
+        if row["name"] in by_name
+    }
+
+
+def value_map(name: str) -> dict[str, Any]:
+    """A value map of environment.yaml, keys folded the way codes compare (case-insensitive)."""
+    return {str(k).casefold(): v for k, v in ENVIRONMENT["value_maps"][name]["entries"].items()}
+
+
+@dataclass
+class DemoWorld:
+    """Emulators with the demo story plus an isolated Airflow installation pointing at them."""
+
+    running: RunningEmulators
+    home: Path
+    staging: Path
+    env: dict[str, str]
+    reader: ODataReader
+
+    def dag_test(self, *runs: DagTestRun, timeout: float = 900) -> list[dict[str, Any]]:
+        return run_dag_tests(self.env, runs, timeout=timeout)
+
+    def counters(self, service: str) -> dict[str, Any]:
+        with self.running.admin(service) as admin:
+            return admin.counters()
+
+
+def start_demo_world(base: Path, template_home: Path, **env_extra: str) -> DemoWorld:
+    running = start_emulators(base / "emulators", "--seed", "demo", config=TEST_CONFIG)
+    home = prepare_home(base / "airflow", template=template_home)
+    staging = base / "staging"
+    env = airflow_env(
+        home,
+        staging_root=staging,
+        connections=connection_env(running.endpoints),
+        extra={"P2C_RUN_ORDER_POKE_SECONDS": "1", **env_extra},
+    )
+    return DemoWorld(running, home, staging, env, ODataReader(running.endpoints))
