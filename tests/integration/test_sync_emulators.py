@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -240,23 +242,22 @@ def test_crash_during_an_fno_load_then_fresh_run_creates_the_rest(
     assert synced == 36
 
 
-def test_cli_runs_a_template_for_every_pair_side_by_side(
-    instance: _Instance, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """``python -m prospect_to_cash.sync run``: both pairs at once on shared hooks over HTTPS,
-    the demo story's counts, a rerun that writes nothing, an unknown company refused."""
-    from prospect_to_cash.sync.__main__ import main
+def test_cli_runs_a_template_for_every_pair_side_by_side(instance: _Instance, tmp_path: Path) -> None:
+    """``python -m prospect_to_cash.sync run`` in its own process: both pairs at once on shared
+    hooks over HTTPS, the demo story's counts as JSON on a clean stdout (logs go to stderr),
+    a rerun that writes nothing, an unknown company refused with exit code 1."""
 
-    common = [
-        "--staging-root",
-        f"file://{tmp_path / 'staging'}",
-        "--dataverse-conn-id",
-        CONN["dataverse"],
-        "--fno-conn-id",
-        CONN["fno"],
-    ]
-    assert main(["run", "accounts", "--run-id", "cli", *common]) == 0
-    report = json.loads(capsys.readouterr().out)
+    def cli(*arguments: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "prospect_to_cash.sync", "run", "accounts", *arguments]
+        command += ["--staging-root", f"file://{tmp_path / 'staging'}"]
+        command += ["--dataverse-conn-id", CONN["dataverse"], "--fno-conn-id", CONN["fno"]]
+        return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+
+    first = cli("--run-id", "cli")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert first.stdout.lstrip().startswith("{"), first.stdout[:1500]
+    report = json.loads(first.stdout)
+    assert "rejected" in first.stderr  # the engine's warnings, kept off stdout
     assert set(report["companies"]) == set(COMPANIES)
     counts = report["counts"]
     assert counts["created"] + counts["updated"] + counts["unchanged"] == 72
@@ -265,10 +266,13 @@ def test_cli_runs_a_template_for_every_pair_side_by_side(
     for name, value in counts.items():
         assert value == sum(c["counts"][name] for c in report["companies"].values())
 
-    assert main(["run", "accounts", "--run-id", "cli-again", *common]) == 0
-    again = json.loads(capsys.readouterr().out)["counts"]
-    assert again["created"] == again["updated"] == again["failed"] == 0
-    assert again["unchanged"] == 72
+    again = cli("--run-id", "cli-again")
+    assert again.returncode == 0, again.stderr[-2000:]
+    rerun = json.loads(again.stdout)["counts"]
+    assert rerun["created"] == rerun["updated"] == rerun["failed"] == 0
+    assert rerun["unchanged"] == 72
 
-    assert main(["run", "accounts", "--company", "GBSI", "--run-id", "cli-bad", *common]) == 1
-    assert "['gbsi'] have no company pair" in capsys.readouterr().err
+    refused = cli("--company", "GBSI", "--run-id", "cli-bad")
+    assert refused.returncode == 1
+    assert refused.stdout == ""
+    assert "['gbsi'] have no company pair" in refused.stderr

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from datetime import datetime, timezone
+from typing import TextIO
 
 from prospect_to_cash.sync.errors import MappingError
 from prospect_to_cash.sync.mapping import TEMPLATES, load_all
@@ -48,7 +50,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _logs_to_stderr() -> None:
+    """Point every console log handler configured so far at stderr (Airflow's write to
+    stdout); handlers configured later see ``sys.stdout`` already swapped by `_run`."""
+    loggers = [logging.getLogger()] + [
+        logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.FileHandler) or not isinstance(handler, logging.StreamHandler):
+                continue
+            if handler.stream is not sys.stderr:
+                handler.setStream(sys.stderr)
+
+
 def _run(arguments: argparse.Namespace) -> int:
+    # stdout carries the JSON report only, so it can be piped (| jq): logs go to stderr
+    report_stream, sys.stdout = sys.stdout, sys.stderr
+    try:
+        _logs_to_stderr()
+        return _run_template(arguments, report_stream)
+    finally:
+        sys.stdout = report_stream
+
+
+def _run_template(arguments: argparse.Namespace, report_stream: TextIO) -> int:
     from prospect_to_cash.sync.errors import SyncError
     from prospect_to_cash.sync.runner import SyncHooks, run_company_pairs
 
@@ -84,7 +110,7 @@ def _run(arguments: argparse.Namespace) -> int:
             for company, summary in result["companies"].items()
         },
     }
-    print(json.dumps(report, indent=2, default=str))
+    print(json.dumps(report, indent=2, default=str), file=report_stream)
     return 0
 
 
