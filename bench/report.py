@@ -186,6 +186,11 @@ def _short(function: str) -> str:
     return function
 
 
+def _pairs(summary: dict[str, Any]) -> str:
+    """How the run held its company pairs (results from before run_company_pairs ran them in turn)."""
+    return "side by side" if "phase_wall" in summary.get("raw", {}) else "in turn"
+
+
 def _equivalent(summary: dict[str, Any], records: int) -> float | None:
     """A baseline's time for the same number of records this package wrote."""
     if summary.get("projected_seconds") is not None:
@@ -460,11 +465,13 @@ def render(results: list[dict[str, Any]]) -> str:
             "## Peak memory of this package (cost model off)",
             "",
             "A *dry run* extracts, snapshots and transforms (the plan is complete) but writes nothing;",
-            "a full run also loads. Peak RSS is the whole sync process (Python, Airflow, pandas, pyarrow).",
+            "a full run also loads. Peak RSS is the whole sync process (Python, Airflow, pandas, pyarrow)",
+            "with both company pairs in it: side by side (`run_company_pairs`) from the commit that",
+            "introduced it, one after the other before. A DAG task process holds one pair.",
             "",
             "| Template | Rows per large table | Run | Source rows read | Records written (planned) "
-            "| Wall s | Peak RSS MB | Target <= 1,536 MB |",
-            "|---|---:|---|---:|---:|---:|---:|:---:|",
+            "| Pairs | Wall s | Peak RSS MB | Target <= 1,536 MB | Commit |",
+            "|---|---:|---|---:|---:|---|---:|---:|:---:|---|",
         ]
         for r in memory:
             for name, data in r["scenarios"].items():
@@ -476,8 +483,9 @@ def render(results: list[dict[str, Any]]) -> str:
                 written = f"({counts.get('to_create', 0):,})" if dry else f"{s['written']:,}"
                 lines.append(
                     f"| {name} | {r['scale']:,} | {'dry run' if dry else 'full'} | {counts.get('read', 0):,} "
-                    f"| {written} | {s['seconds']:.1f} | {s['peak_rss_mb']:,.0f} "
-                    f"| {'yes' if s['peak_rss_mb'] <= TARGETS['memory_mb'] else 'no'} |"
+                    f"| {written} | {_pairs(s)} | {s['seconds']:.1f} | {s['peak_rss_mb']:,.0f} "
+                    f"| {'yes' if s['peak_rss_mb'] <= TARGETS['memory_mb'] else 'no'} "
+                    f"| {r['machine'].get('commit', '-')} |"
                 )
         for r in loads:
             for name, data in r["scenarios"].items():
@@ -486,8 +494,9 @@ def render(results: list[dict[str, Any]]) -> str:
                     met = "yes" if s["peak_rss_mb"] <= TARGETS["memory_mb"] else "no"
                     lines.append(
                         f"| {name} | {r['scale']:,} | full, cost model on (load table above) "
-                        f"| {s['raw'].get('counts', {}).get('read', 0):,} | {s['written']:,} "
-                        f"| {s['seconds']:.1f} | {s['peak_rss_mb']:,.0f} | {met} |"
+                        f"| {s['raw'].get('counts', {}).get('read', 0):,} | {s['written']:,} | {_pairs(s)} "
+                        f"| {s['seconds']:.1f} | {s['peak_rss_mb']:,.0f} | {met} "
+                        f"| {r['machine'].get('commit', '-')} |"
                     )
         lines.append("")
     profiles = [r for r in results if r["mode"] == "profile"]

@@ -93,6 +93,10 @@ def test_operational_settings(dags: dict[str, DAG], dag_id: str) -> None:
     for task in dag.tasks:
         assert task.retries >= 2, f"{task.task_id} has {task.retries} retries"
         assert task.owner == "prospect-to-cash", f"{task.task_id} owner {task.owner!r}"
+    loads = [task for task in dag.tasks if task.task_id.endswith(".load")]
+    assert loads, "no load task"
+    for task in loads:  # pairs take turns writing; their reads and transforms overlap
+        assert task.max_active_tis_per_dagrun == 1, task.task_id
 
 
 @pytest.mark.parametrize("dag_id", sorted(DAG_IDS))

@@ -210,7 +210,10 @@ def template_dag(
             _company_label(pair)
             return transform_step(spec, step, pair, run_id=run_id)
 
-        @task(task_id="load", map_index_template="{{ p2c_company }}")
+        # One company pair's load at a time per step: each load alone keeps the service's
+        # recommended parallelism busy (its own limiter follows x-ms-dop-hint), and separate
+        # task processes cannot share a limiter; the other pairs read and transform meanwhile.
+        @task(task_id="load", map_index_template="{{ p2c_company }}", max_active_tis_per_dagrun=1)
         def load(
             step: str,
             pair: dict[str, Any],
