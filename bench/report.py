@@ -414,7 +414,7 @@ def render(results: list[dict[str, Any]]) -> str:
         "```bash",
         "make bench                                   # = python -m bench (10,000 rows, both templates)",
     ]
-    for r in loads + memory:
+    for r in loads + memory + [r for r in results if r["mode"] == "profile"]:
         lines.append(f"{r['command']:<44} # {r['_file']}, {r['started']}")
     lines += [
         "python -m bench report                       # re-render this page from bench/results/",
