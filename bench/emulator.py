@@ -53,6 +53,15 @@ class Emulators:
         """``AIRFLOW_CONN_*`` variables the way production defines the two connections."""
         return connection_env(self.running.endpoints, conn_ids=conn_ids)
 
+    def counters(self) -> dict[str, dict[str, Any]]:
+        """Each service's admin counters (requests, writes, rows read, 429s)."""
+        return self.running.counters()
+
+    def reset(self) -> None:
+        """Counters to zero and limit windows empty, before each contender's measured run."""
+        self.running.reset_counters()
+        self.running.reset_limits()
+
     def stop(self) -> None:
         self.running.stop()
 

@@ -59,21 +59,6 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _counters(running: emulator.Emulators) -> dict[str, dict[str, Any]]:
-    out = {}
-    for service in emulator.SERVICES:
-        with running.admin(service) as admin:
-            out[service] = admin.counters()
-    return out
-
-
-def _reset(running: emulator.Emulators) -> None:
-    for service in emulator.SERVICES:
-        with running.admin(service) as admin:
-            admin.reset_counters()
-            admin.reset_limits()
-
-
 def _child_env(running: emulator.Emulators, work: Path, contender: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(running.connection_env(CONN_IDS))
@@ -150,20 +135,20 @@ def run_contender(
             "profile": profile,
             "dry_run": dry_run,
         }
-        _reset(running)
+        running.reset()
         emulator_cpu = _cpu(running.process.pid)
         started = time.perf_counter()
         result = _run_child(spec, work / contender, env, "initial")
         result["process_seconds"] = round(time.perf_counter() - started, 2)
         result["emulator_cpu_s"] = round(_cpu(running.process.pid) - emulator_cpu, 2)
-        result["counters"] = _counters(running)
+        result["counters"] = running.counters()
         with running.admin(scenario.target_service) as admin:
             result["target_rows"] = admin.tables()
         if rerun:
-            _reset(running)
+            running.reset()
             spec["run_id"] = "rerun"
             again = _run_child(spec, work / contender, env, "rerun")
-            again["counters"] = _counters(running)
+            again["counters"] = running.counters()
             result["rerun"] = again
     finally:
         running.stop()

@@ -220,6 +220,11 @@ class RunningEmulators:
         for service in SERVICES:
             self._each(service, AdminClient.reset_counters)
 
+    def reset_limits(self) -> None:
+        """Empty every service's service-protection windows (a fresh user, as far as limits go)."""
+        for service in SERVICES:
+            self._each(service, AdminClient.reset_limits)
+
     def tables(self) -> dict[str, dict[str, int]]:
         """Row count per entity set, per service."""
         return {service: self._each(service, AdminClient.tables) for service in SERVICES}
