@@ -241,10 +241,6 @@ class FnoService:
         params = [self.store.to_storage(view.storage, name, value) for name, value in key.items()]
         return terms, params
 
-    def _projection(self, view: EntityView) -> str:
-        columns = [f"{view.column_sql(f.name)} AS {sql_quote(f.name)}" for f in view.table.fields]
-        return ", ".join([*columns, f"{sql_quote(ROWID)} AS {sql_quote(ROWID)}"])
-
     def _select(
         self,
         view: EntityView,
@@ -256,7 +252,7 @@ class FnoService:
     ) -> list[dict[str, Any]]:
         where = " AND ".join(f"({t})" for t in terms) or "1=1"
         order = ", ".join([t for t in (order_by, sql_quote(ROWID)) if t])
-        sql = f"SELECT {self._projection(view)} FROM {sql_quote(view.storage)} WHERE {where} ORDER BY {order}"
+        sql = f"SELECT {view.projection_sql} FROM {sql_quote(view.storage)} WHERE {where} ORDER BY {order}"
         args = list(params)
         if limit is not None or offset:
             sql += " LIMIT ? OFFSET ?"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 
 
 class EdmType(str, Enum):
@@ -130,10 +131,15 @@ class Table:
     description: str = ""
 
     def field(self, name: str) -> Field | None:
+        return self._fields_by_name.get(name)
+
+    @cached_property
+    def _fields_by_name(self) -> dict[str, Field]:
+        """The first field of each name: asked per property of every row written or read."""
+        found: dict[str, Field] = {}
         for candidate in self.fields:
-            if candidate.name == name:
-                return candidate
-        return None
+            found.setdefault(candidate.name, candidate)
+        return found
 
     @property
     def field_names(self) -> tuple[str, ...]:
