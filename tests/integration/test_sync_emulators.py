@@ -276,3 +276,40 @@ def test_cli_runs_a_template_for_every_pair_side_by_side(instance: _Instance, tm
     assert refused.returncode == 1
     assert refused.stdout == ""
     assert "['gbsi'] have no company pair" in refused.stderr
+
+
+def test_template_sync_operator_plans_then_syncs_every_pair(instance: _Instance, tmp_path: Path) -> None:
+    """``TemplateSyncOperator`` over HTTPS: a dry run writes nothing, the real run lands the demo
+    story for both pairs, and what it hands to XCom is counts and paths only."""
+    from prospect_to_cash.operators import TemplateSyncOperator
+
+    def operator(**kwargs: Any) -> TemplateSyncOperator:
+        return TemplateSyncOperator(
+            task_id="sync_accounts",
+            template="accounts",
+            staging_root=f"file://{tmp_path / 'staging'}",
+            dataverse_conn_id=CONN["dataverse"],
+            fno_conn_id=CONN["fno"],
+            **kwargs,
+        )
+
+    hooks = instance.hooks()
+
+    def customers() -> int:
+        return sum(_count(hooks.fno, "CustomersV3", "CustomerAccount", companies=list(COMPANIES)).values())
+
+    before = customers()
+    context: Any = {"run_id": "op-dry", "data_interval_start": None, "data_interval_end": None}
+    planned = operator(dry_run=True).execute(context)
+    assert planned["dry_run"] is True
+    assert planned["counts"]["to_create"] > 0
+    assert customers() == before  # a dry run plans, it writes nothing
+
+    landed = operator().execute({**context, "run_id": "op"})
+    assert customers() == before + planned["counts"]["to_create"]
+    counts = landed["counts"]
+    assert counts["created"] + counts["updated"] + counts["unchanged"] == 72
+    assert counts["failed"] == 0
+    assert set(landed["companies"]) == set(COMPANIES)
+    assert json.loads(json.dumps(landed)) == landed  # XCom-safe: plain counts and path strings
+    assert all(c["summary_path"].endswith("summary.json") for c in landed["companies"].values())
