@@ -84,13 +84,4 @@ class TemplateSyncOperator(BaseOperator):
                 **options,
             )
         self.log.info("%s: %s", result["template"], result["counts"])
-        return {
-            "template": result["template"],
-            "run_id": result["run_id"],
-            "dry_run": bool(self.dry_run),
-            "counts": result["counts"],
-            "companies": {
-                company: {"counts": summary["counts"], "summary_path": summary.get("summary_path")}
-                for company, summary in result["companies"].items()
-            },
-        }
+        return result

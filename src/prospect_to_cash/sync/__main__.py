@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
+import os
 import sys
 from datetime import datetime, timezone
-from typing import TextIO
+from typing import Any
 
 from prospect_to_cash.sync.errors import MappingError
 from prospect_to_cash.sync.mapping import TEMPLATES, load_all
@@ -50,44 +50,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _logs_to_stderr() -> None:
-    """Point every console log handler configured so far at stderr (Airflow's write to
-    stdout); handlers configured later see ``sys.stdout`` already swapped by `_run`."""
-    loggers = [logging.getLogger()] + [
-        logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
-    ]
-    for logger in loggers:
-        for handler in logger.handlers:
-            if isinstance(handler, logging.FileHandler) or not isinstance(handler, logging.StreamHandler):
-                continue
-            if handler.stream is not sys.stderr:
-                handler.setStream(sys.stderr)
-
-
 def _run(arguments: argparse.Namespace) -> int:
-    # stdout carries the JSON report only, so it can be piped (| jq): logs go to stderr
-    report_stream, sys.stdout = sys.stdout, sys.stderr
+    """Run the template with stdout holding the JSON report only, so it can be piped
+    (``| jq``): while it runs, file descriptor 1 points at stderr, which is where Airflow's
+    console logging (configured to write to stdout) then lands."""
+    sys.stdout.flush()
+    report_fd = os.dup(1)
+    os.dup2(2, 1)
     try:
-        _logs_to_stderr()
-        return _run_template(arguments, report_stream)
+        report = _run_template(arguments)
     finally:
-        sys.stdout = report_stream
+        sys.stdout.flush()
+        os.dup2(report_fd, 1)
+        os.close(report_fd)
+    if report is None:
+        return 1
+    print(json.dumps(report, indent=2, default=str))
+    return 0
 
 
-def _run_template(arguments: argparse.Namespace, report_stream: TextIO) -> int:
+def _run_template(arguments: argparse.Namespace) -> dict[str, Any] | None:
     from prospect_to_cash.sync.errors import SyncError
     from prospect_to_cash.sync.runner import SyncHooks, run_company_pairs
 
-    run_id = arguments.run_id or datetime.now(timezone.utc).strftime("cli-%Y%m%dT%H%M%SZ")
     options = {
         "mappings_dir": arguments.mappings_dir,
         "environment_file": arguments.environment_file,
         "staging_root": arguments.staging_root,
     }
     try:
-        result = run_company_pairs(
+        return run_company_pairs(
             arguments.template,
-            run_id=run_id,
+            run_id=arguments.run_id or datetime.now(timezone.utc).strftime("cli-%Y%m%dT%H%M%SZ"),
             legal_entities=arguments.companies,
             max_parallel=arguments.max_parallel,
             check_metadata=not arguments.no_metadata_check,
@@ -100,18 +94,7 @@ def _run_template(arguments: argparse.Namespace, report_stream: TextIO) -> int:
         )
     except SyncError as exc:
         print(exc, file=sys.stderr)
-        return 1
-    report = {
-        "template": result["template"],
-        "run_id": run_id,
-        "counts": result["counts"],
-        "companies": {
-            company: {"counts": summary["counts"], "summary_path": summary.get("summary_path")}
-            for company, summary in result["companies"].items()
-        },
-    }
-    print(json.dumps(report, indent=2, default=str), file=report_stream)
-    return 0
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

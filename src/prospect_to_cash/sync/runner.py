@@ -54,7 +54,7 @@ from prospect_to_cash.sync.transform import (
 from prospect_to_cash.sync.values import normalize
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
     from airflow.sdk import ObjectStoragePath
 
@@ -538,6 +538,29 @@ def run_task(
     return loaded_result
 
 
+def _prepare_run(
+    template: str | Template, legal_entity: str, options: dict[str, Any], check_metadata: bool
+) -> tuple[Template, SyncHooks]:
+    """What a whole run starts with: the template resolved for ``legal_entity``, the hooks
+    it shares (taken out of ``options``), and the ``$metadata`` check when asked for."""
+    loaded = resolve_template(template, legal_entity, options)
+    hooks = SyncHooks.from_options(options)
+    options.pop("hooks", None)
+    if check_metadata:
+        from prospect_to_cash.sync.metadata_check import check_template
+
+        check_template(loaded, hooks, raise_on_problems=True)
+    return loaded, hooks
+
+
+def _sum_counts(counts: Iterable[dict[str, Any]]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for one in counts:
+        for name, value in one.items():
+            totals[name] = totals.get(name, 0) + int(value)
+    return totals
+
+
 def run_template(
     template: str | Template,
     *,
@@ -555,15 +578,8 @@ def run_template(
     :param check_metadata: compare the mapping with both services' ``$metadata`` first
         and stop before anything is read or written when they disagree.
     """
-    loaded = resolve_template(template, legal_entity, options)
-    hooks = SyncHooks.from_options(options)
-    options.pop("hooks", None)
-    if check_metadata:
-        from prospect_to_cash.sync.metadata_check import check_template
-
-        check_template(loaded, hooks, raise_on_problems=True)
+    loaded, hooks = _prepare_run(template, legal_entity, options, check_metadata)
     tasks: dict[str, Any] = {}
-    totals: dict[str, int] = {}
     for task in loaded.tasks:
         result = run_task(
             loaded,
@@ -578,15 +594,13 @@ def run_template(
             **options,
         )
         tasks[task.name] = result
-        for name, value in result["counts"].items():
-            totals[name] = totals.get(name, 0) + int(value)
     summary = {
         "template": loaded.name,
         "legal_entity": legal_entity,
         "run_id": run_id,
         "dry_run": dry_run,
         "finished_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "counts": totals,
+        "counts": _sum_counts(r["counts"] for r in tasks.values()),
         "tasks": {name: {"counts": r["counts"], "paths": r.get("paths", {})} for name, r in tasks.items()},
     }
     summary["summary_path"] = write_run_summary(
@@ -613,7 +627,8 @@ def run_company_pairs(
     The pairs share one hook per service, hence one adaptive limiter: the parallelism the
     service recommends (``x-ms-dop-hint``) and its 429s apply to the client as a whole.
     A pair that fails does not stop the others; when any failed, `SyncError` names them
-    all after the rest have finished (the first failure is its cause).
+    all after the rest have finished (the first failure is its cause). Returns JSON-safe
+    counts (summed, and per company with its ``summary.json`` path), fit for XCom.
 
     :param legal_entities: the pairs to run (all of the environment's when None).
     :param max_parallel: pairs at once (all when None).
@@ -624,14 +639,7 @@ def run_company_pairs(
         mappings_dir=options.get("mappings_dir"),
         environment_file=options.get("environment_file"),
     )
-    first = pairs[0]["legal_entity"]
-    loaded = resolve_template(template, first, options)
-    hooks = SyncHooks.from_options(options)
-    options.pop("hooks", None)
-    if check_metadata:
-        from prospect_to_cash.sync.metadata_check import check_template
-
-        check_template(loaded, hooks, raise_on_problems=True)
+    loaded, hooks = _prepare_run(template, pairs[0]["legal_entity"], options, check_metadata)
 
     def one(pair: dict[str, Any]) -> dict[str, Any]:
         return run_template(
@@ -659,8 +667,13 @@ def run_company_pairs(
         raise SyncError(
             f"{loaded.name}: {len(errors)} of {len(pairs)} company pair(s) failed: {names}"
         ) from next(iter(errors.values()))
-    totals: dict[str, int] = {}
-    for summary in companies.values():
-        for name, value in summary["counts"].items():
-            totals[name] = totals.get(name, 0) + int(value)
-    return {"template": loaded.name, "run_id": run_id, "counts": totals, "companies": companies}
+    return {
+        "template": loaded.name,
+        "run_id": run_id,
+        "dry_run": bool(options.get("dry_run")),
+        "counts": _sum_counts(summary["counts"] for summary in companies.values()),
+        "companies": {
+            company: {"counts": summary["counts"], "summary_path": summary["summary_path"]}
+            for company, summary in companies.items()
+        },
+    }
