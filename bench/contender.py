@@ -45,6 +45,7 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
     )
     totals = {name: int(value) for name, value in result["counts"].items()}
     seconds = time.perf_counter() - started
+    summed, covered = phase_times(phases)
     written = totals.get("created", 0) + totals.get("updated", 0) + totals.get("second_pass_updated", 0)
     throttles = sum(
         hook.session.limiter.stats.throttles
@@ -56,8 +57,8 @@ def run_ours(spec: dict[str, Any]) -> dict[str, Any]:
         "counts": totals,
         "written": written,
         "client_throttled": throttles,
-        "phases": phase_times(phases)[0],
-        "phase_wall": phase_times(phases)[1],
+        "phases": summed,
+        "phase_wall": covered,
         "timeline": sorted(
             (label, round(start - started, 2), round(end - started, 2))
             for label, spans in phases.items()
@@ -197,10 +198,9 @@ def _top_functions(profiler: _AllThreadsProfile, count: int) -> list[dict[str, A
         stats.add(profile)
     rows = []
     for (filename, line, function), (_, calls, own, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
-        short = filename.split("site-packages/")[-1].split("/work/main/")[-1]
         rows.append(
             {
-                "function": f"{short}:{line}({function})",
+                "function": f"{filename}:{line}({function})",
                 "calls": calls,
                 "own_s": round(own, 3),
                 "cumulative_s": round(cumulative, 3),

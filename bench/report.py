@@ -178,6 +178,8 @@ def _waiting(function: str) -> bool:
 
 def _short(function: str) -> str:
     """A profiled location without the machine's paths (checkout, Python installation)."""
+    if "site-packages/" in function:
+        return function.split("site-packages/", 1)[1]
     for marker in ("/src/prospect_to_cash/", "/emulators/", "/bench/"):
         if marker in function:
             return marker.lstrip("/") + function.split(marker, 1)[1]
