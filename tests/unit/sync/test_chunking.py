@@ -238,7 +238,7 @@ class TestSamePlanWhateverTheChunkSize:
         creates = by_ref(plans[0].creates)
         assert {row["pricelevelid"] for row in creates.values()} == {price_a}
         assert creates[f"{price_a}|{uuid.UUID(int=77)}"]["amount"] == 0.5  # found in the target
-        planned = transform.deterministic_id("products", "P-24")
+        planned = "3293e303-a1dc-51cb-8fb1-2aab2eb32131"  # the golden id of products | P-24
         assert creates[f"{price_a}|{planned}"]["productid"] == planned  # planned upstream
         assert "dangling lookup productid" in reasons(plans[0])["P-1"]
 

@@ -17,7 +17,6 @@ from prospect_to_cash.sync import deadletter, runner
 from prospect_to_cash.sync.errors import DataError, MappingError, SyncError
 from prospect_to_cash.sync.runner import SyncHooks, run_task, run_template
 from prospect_to_cash.sync.staging import TaskStaging
-from prospect_to_cash.sync.values import deterministic_id
 from tests.unit.sync.memory_service import MemoryService, MemoryTable
 
 if TYPE_CHECKING:
@@ -352,7 +351,11 @@ class TestProductsToDataverse:
         assert result["tasks"]["products"]["counts"]["created"] == 3
         assert result["tasks"]["price_list_items"]["counts"]["created"] == 3
         products = {r["productnumber"]: r for r in sales.tables["products"].rows}
-        assert products["P-1"]["productid"] == deterministic_id("products", "P-1")
+        assert {number: row["productid"] for number, row in products.items()} == {
+            "P-1": "ad6740ed-74fc-5ce7-a1e1-e4f7c8945703",
+            "P-2": "e2bd7ce3-8ecc-5d50-bef9-8b86adcf904c",
+            "P-3": "8e68fcc9-ef41-5122-b82e-bf2b643c0f3f",
+        }
         assert products["P-1"]["msdynce_ismaintainedexternally"] is True
         items = sales.tables["productpricelevels"].rows
         assert {i["_productid_value"] for i in items} == {r["productid"] for r in products.values()}
