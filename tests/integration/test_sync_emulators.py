@@ -363,7 +363,7 @@ def test_template_sync_operator_plans_then_syncs_every_pair(instance: _Instance,
     context: Any = {"run_id": "op-dry", "data_interval_start": None, "data_interval_end": None}
     planned = operator(dry_run=True).execute(context)
     assert planned["dry_run"] is True
-    assert planned["counts"]["to_create"] > 0
+    assert planned["counts"]["to_create"] == 52  # STORY.md: 52 new customers
     assert customers() == before  # a dry run plans, it writes nothing
 
     landed = operator().execute({**context, "run_id": "op"})
