@@ -39,7 +39,7 @@ from emulators.fno import errors as fno_errors
 from emulators.fno.entities import EntityView, build_views
 from emulators.fno.service import FnoService
 from emulators.odata.errors import ODataError
-from emulators.odata.query import FNO, ColumnRef, compile_filter, compile_select, query_error
+from emulators.odata.query import ColumnRef, compile_filter, compile_select
 from emulators.schema.dataverse import CATALOG as DATAVERSE_CATALOG
 from emulators.schema.fno import CATALOG as FNO_CATALOG
 from prospect_to_cash.hooks._writes import json_body
@@ -63,11 +63,16 @@ class MemoryTable:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-class _FnoPayloadCheck(FnoService):
-    """F&O's own body check (``FnoService._check_payload``) without a store behind it."""
+class _FnoChecks(FnoService):
+    """F&O's own checks (property resolution, body checks, the duplicate-key error) without
+    a store behind them: they read only the catalog."""
 
-    def __init__(self) -> None:  # the check reads only the catalog
+    def __init__(self) -> None:
         self.catalog = FNO_CATALOG
+
+    def resolver(self, entity_set: str) -> Callable[[str], ColumnRef]:
+        """F&O's ``$select``/``$filter`` property resolution (unknown names are 400s)."""
+        return self._resolver(FNO_VIEWS[entity_set])  # type: ignore[no-any-return]
 
     def infolog(self, entity_set: str, data: dict[str, Any], *, for_create: bool) -> list[str]:
         """ODL's payload errors raise; F&O's own Infolog lines (mandatory fields...) return."""
@@ -78,7 +83,7 @@ class _FnoPayloadCheck(FnoService):
         return self._already_exists(FNO_VIEWS[entity_set], row)
 
 
-_FNO_CHECK = _FnoPayloadCheck()
+_FNO_CHECK = _FnoChecks()
 
 
 def service_error(system: str, error: ODataError) -> tuple[int, str | None, str]:
@@ -269,17 +274,7 @@ class MemoryService:
     def _resolver(self, table: Table) -> Callable[[str], ColumnRef]:
         """The emulator's property resolution: wire names only (``_x_value`` for lookups)."""
         if self.system == "fno":
-            view = FNO_VIEWS[table.entity_set]
-
-            def resolve_fno(path: str) -> ColumnRef:
-                column = view.field(path)
-                if column is None:
-                    raise query_error(
-                        FNO, f"Could not find a property named '{path}' on type '{view.type_name}'."
-                    )
-                return ColumnRef(path, column, column.type)
-
-            return resolve_fno
+            return _FNO_CHECK.resolver(table.entity_set)
         props = property_map(table)
 
         def resolve_dataverse(path: str) -> ColumnRef:

@@ -275,3 +275,14 @@ def test_tables_must_be_catalog_entity_sets_with_the_catalog_key() -> None:
         MemoryService("dataverse", {"acounts": MemoryTable(key=("accountid",))})
     with pytest.raises(ValueError, match=r"CustomersV3 has the key \('dataAreaId', 'CustomerAccount'\)"):
         MemoryService("fno", {"CustomersV3": MemoryTable(key=("CustomerAccount",))})
+
+
+def test_fno_wildcard_equality_matches_like_fno() -> None:
+    service = fno()
+    assert read(service, "SellableReleasedProducts", ["ProductNumber"], "ProductNumber eq 'p-*'") == [
+        {"ProductNumber": "P-1"},
+        {"ProductNumber": "P-2"},
+    ]
+    assert read(service, "SellableReleasedProducts", ["ProductNumber"], "ProductNumber ne '*2'") == [
+        {"ProductNumber": "P-1"}
+    ]
