@@ -38,6 +38,7 @@ from prospect_to_cash.sync.context import (
     resolve_template,
     select_pairs,
 )
+from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, Window, resolve
 from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.load import load
 from prospect_to_cash.sync.staging import StagingSpill, as_path, buffered, chunk_rows, write_run_summary
@@ -51,13 +52,22 @@ from prospect_to_cash.sync.transform import (
     plan_schemas,
     plan_task,
 )
-from prospect_to_cash.sync.values import normalize
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
 
     from airflow.sdk import ObjectStoragePath
+    from typing_extensions import Unpack
 
+    from prospect_to_cash.sync.contracts import (
+        Counts,
+        ExtractResult,
+        LoadResult,
+        PairsResult,
+        RunSummary,
+        SnapshotResult,
+        TransformResult,
+    )
     from prospect_to_cash.sync.mapping import Task, Template
 
 __all__ = [
@@ -119,22 +129,20 @@ def _business_unit_filter(ctx: SyncContext) -> str | None:
     return f"_owningbusinessunit_value eq {found[0]}"
 
 
-def _source_filter(
-    ctx: SyncContext, start: datetime | str | None, end: datetime | str | None, full_refresh: bool
-) -> str | None:
+def _source_filter(ctx: SyncContext, window: Window) -> str | None:
     task = ctx.task
-    window = None
-    if task.source.change_field and not full_refresh and (start or end):
+    span = None
+    if task.source.change_field and window.bounded:
         bounds = []
-        if start:
-            bounds.append(f"{task.source.change_field} ge {_utc(start)}")
-        if end:
-            bounds.append(f"{task.source.change_field} lt {_utc(end)}")
-        window = " and ".join(bounds)
+        if window.start:
+            bounds.append(f"{task.source.change_field} ge {window.start}")
+        if window.end:
+            bounds.append(f"{task.source.change_field} lt {window.end}")
+        span = " and ".join(bounds)
     company = None
     if task.source_system == "dataverse" and task.source.company_scope == "business_unit":
         company = _business_unit_filter(ctx)
-    return and_filters(task.source.filter, window, company)
+    return and_filters(task.source.filter, span, company)
 
 
 def _reference_columns(ctx: SyncContext, name: str) -> list[str]:
@@ -183,23 +191,22 @@ def extract(
     template: str | Template,
     task: str,
     *,
-    legal_entity: str,
-    run_id: str,
-    data_interval_start: datetime | str | None = None,
-    data_interval_end: datetime | str | None = None,
-    full_refresh: bool = False,
-    **options: Any,
-) -> dict[str, Any]:
-    """Read the source rows of the window (Dataverse ``modifiedon`` within the data
-    interval; F&O entities without a change timestamp whole) and the source-side
-    reference tables, page by page into staging.
+    legal_entity: str | CompanyPair,
+    options: SyncOptions | None = None,
+    window: Window | None = None,
+    **given: Unpack[SyncArgs],
+) -> ExtractResult:
+    """Read the source rows of the window (Dataverse ``modifiedon`` within it; F&O entities
+    without a change timestamp whole) and the source-side reference tables, page by page
+    into staging.
 
-    :param full_refresh: ignore the window and read every row the filter allows.
-    :param options: ``staging_root``, ``mappings_dir``, ``environment_file``, ``hooks``,
-        ``dataverse_conn_id``, ``fno_conn_id``, ``page_size``.
+    :param options: how to run (`SyncOptions`); ``given`` keywords are laid over it.
+    :param window: the change window (else built from ``data_interval_start``,
+        ``data_interval_end`` and ``full_refresh`` among ``given``).
     """
-    ctx = make_context(template, task, legal_entity, run_id, options)
-    query = _source_filter(ctx, data_interval_start, data_interval_end, full_refresh)
+    options, window = resolve(options, window, given)
+    ctx = make_context(template, task, legal_entity, options)
+    query = _source_filter(ctx, window)
     (path, rows), references = _read_step(
         ctx, "source", (ctx.task.source_system, ctx.task.source.entity_set, ctx.task.source_columns, query)
     )
@@ -207,26 +214,31 @@ def extract(
         "%s/%s [%s]: extracted %d rows from %s",
         ctx.template.name,
         ctx.task.name,
-        legal_entity,
+        ctx.pair.legal_entity,
         rows,
         ctx.task.source.entity_set,
     )
-    result = base_result(ctx, "extract")
-    result.update(
-        path=path,
-        read=rows,
-        references={name: item["path"] for name, item in references.items()},
-        full_refresh=full_refresh,
-    )
-    return result
+    return {
+        **base_result(ctx, "extract"),
+        "path": path,
+        "read": rows,
+        "references": {name: item["path"] for name, item in references.items()},
+        "full_refresh": window.full_refresh,
+    }
 
 
 def snapshot(
-    template: str | Template, task: str, *, legal_entity: str, run_id: str, **options: Any
-) -> dict[str, Any]:
+    template: str | Template,
+    task: str,
+    *,
+    legal_entity: str | CompanyPair,
+    options: SyncOptions | None = None,
+    **given: Unpack[SyncArgs],
+) -> SnapshotResult:
     """Read the target's current rows (keys and compared fields) and the target-side
     reference tables into staging."""
-    ctx = make_context(template, task, legal_entity, run_id, options)
+    options, _ = resolve(options, None, given)
+    ctx = make_context(template, task, legal_entity, options)
     (path, rows), references = _read_step(
         ctx,
         "target",
@@ -241,19 +253,16 @@ def snapshot(
         "%s/%s [%s]: snapshot of %d %s rows",
         ctx.template.name,
         ctx.task.name,
-        legal_entity,
+        ctx.pair.legal_entity,
         rows,
         ctx.task.target.entity_set,
     )
-    result = base_result(ctx, "snapshot")
-    result.update(path=path, rows=rows, references={name: item["path"] for name, item in references.items()})
-    return result
-
-
-def _utc(moment: datetime | str) -> str:
-    value = normalize(moment, "datetime")
-    assert value is not None
-    return value
+    return {
+        **base_result(ctx, "snapshot"),
+        "path": path,
+        "rows": rows,
+        "references": {name: item["path"] for name, item in references.items()},
+    }
 
 
 # -- transform ---------------------------------------------------------------------------------
@@ -386,18 +395,24 @@ def _samples(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> list[
 
 
 def transform(
-    template: str | Template, task: str, *, legal_entity: str, run_id: str, **options: Any
-) -> dict[str, Any]:
+    template: str | Template,
+    task: str,
+    *,
+    legal_entity: str | CompanyPair,
+    options: SyncOptions | None = None,
+    **given: Unpack[SyncArgs],
+) -> TransformResult:
     """Map, look up, validate and diff; write the plan and the rejected rows to staging.
 
     Works a chunk at a time (:mod:`prospect_to_cash.sync.transform`): the ``chunk_rows``
     option, else ``P2C_TRANSFORM_CHUNK_ROWS``, else 50,000 rows; its buckets live in the
     task's staging ``work`` area until the plan is written.
     """
-    ctx = make_context(template, task, legal_entity, run_id, options)
+    options, _ = resolve(options, None, given)
+    ctx = make_context(template, task, legal_entity, options)
     staging = ctx.staging
     inputs = _StagedInputs(ctx)
-    rows = chunk_rows(options.get("chunk_rows"))
+    rows = chunk_rows(options.chunk_rows)
     with StagingSpill(staging) as spill:
         spill.clear()  # whatever an interrupted attempt left behind
         # nothing reaches the plan files before every row is decided (a failing lookup
@@ -432,9 +447,7 @@ def transform(
             reject[REF] or reject[SOURCE_KEY],
             reject[REASON],
         )
-    output = base_result(ctx, "transform")
-    output.update(paths=paths, counts=counts, chunking=result.stats)
-    return output
+    return {**base_result(ctx, "transform"), "paths": paths, "counts": counts, "chunking": result.stats}
 
 
 class _LazySink:
@@ -479,27 +492,18 @@ def extract_and_snapshot(
     template: str | Template,
     task: str,
     *,
-    legal_entity: str,
-    run_id: str,
-    data_interval_start: datetime | str | None = None,
-    data_interval_end: datetime | str | None = None,
-    full_refresh: bool = False,
-    **options: Any,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    legal_entity: str | CompanyPair,
+    options: SyncOptions | None = None,
+    window: Window | None = None,
+    **given: Unpack[SyncArgs],
+) -> tuple[ExtractResult, SnapshotResult]:
     """``extract`` and ``snapshot`` side by side: they read different services (or the same
     one through separate connections) and neither needs the other, so the task waits for the
     slower of the two reads instead of their sum."""
-    common = {"legal_entity": legal_entity, "run_id": run_id, **options}
+    options, window = resolve(options, window, given)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="p2c-read") as pool:
-        snapped = pool.submit(snapshot, template, task, **common)
-        extracted = extract(
-            template,
-            task,
-            data_interval_start=data_interval_start,
-            data_interval_end=data_interval_end,
-            full_refresh=full_refresh,
-            **common,
-        )
+        snapped = pool.submit(snapshot, template, task, legal_entity=legal_entity, options=options)
+        extracted = extract(template, task, legal_entity=legal_entity, options=options, window=window)
         return extracted, snapped.result()
 
 
@@ -507,28 +511,19 @@ def run_task(
     template: str | Template,
     task: str,
     *,
-    legal_entity: str,
-    run_id: str,
-    data_interval_start: datetime | str | None = None,
-    data_interval_end: datetime | str | None = None,
-    full_refresh: bool = False,
-    dry_run: bool = False,
-    **options: Any,
-) -> dict[str, Any]:
+    legal_entity: str | CompanyPair,
+    options: SyncOptions | None = None,
+    window: Window | None = None,
+    **given: Unpack[SyncArgs],
+) -> LoadResult:
     """Extract, snapshot, transform and load one task; returns the load's result plus
     the staging paths of every step."""
-    loaded = resolve_template(template, legal_entity, options)
-    common = {"legal_entity": legal_entity, "run_id": run_id, **options}
-    extracted, snapped = extract_and_snapshot(
-        loaded,
-        task,
-        data_interval_start=data_interval_start,
-        data_interval_end=data_interval_end,
-        full_refresh=full_refresh,
-        **common,
-    )
-    planned = transform(loaded, task, **common)
-    loaded_result = load(loaded, task, dry_run=dry_run, **common)
+    options, window = resolve(options, window, given)
+    pair = CompanyPair.of(legal_entity)
+    loaded = resolve_template(template, pair.legal_entity, options)
+    extracted, snapped = extract_and_snapshot(loaded, task, legal_entity=pair, options=options, window=window)
+    planned = transform(loaded, task, legal_entity=pair, options=options)
+    loaded_result = load(loaded, task, legal_entity=pair, options=options)
     loaded_result["paths"] = {
         **loaded_result.get("paths", {}),
         "source": extracted["path"],
@@ -539,22 +534,21 @@ def run_task(
 
 
 def _prepare_run(
-    template: str | Template, legal_entity: str, options: dict[str, Any], check_metadata: bool
-) -> tuple[Template, SyncHooks]:
-    """What a whole run starts with: the template resolved for ``legal_entity``, the hooks
-    it shares (taken out of ``options``), and the ``$metadata`` check when asked for."""
+    template: str | Template, legal_entity: str, options: SyncOptions
+) -> tuple[Template, SyncOptions]:
+    """What a whole run starts with: the template resolved for ``legal_entity``, options
+    whose hooks every task and pair shares, and the ``$metadata`` check when asked for."""
     loaded = resolve_template(template, legal_entity, options)
     hooks = SyncHooks.from_options(options)
-    options.pop("hooks", None)
-    if check_metadata:
+    if options.check_metadata:
         from prospect_to_cash.sync.metadata_check import check_template
 
         check_template(loaded, hooks, raise_on_problems=True)
-    return loaded, hooks
+    return loaded, options.but(hooks=hooks, check_metadata=False)
 
 
-def _sum_counts(counts: Iterable[dict[str, Any]]) -> dict[str, int]:
-    totals: dict[str, int] = {}
+def _sum_counts(counts: Iterable[Counts]) -> Counts:
+    totals: Counts = {}
     for one in counts:
         for name, value in one.items():
             totals[name] = totals.get(name, 0) + int(value)
@@ -564,49 +558,36 @@ def _sum_counts(counts: Iterable[dict[str, Any]]) -> dict[str, int]:
 def run_template(
     template: str | Template,
     *,
-    legal_entity: str,
-    run_id: str,
-    data_interval_start: datetime | str | None = None,
-    data_interval_end: datetime | str | None = None,
-    full_refresh: bool = False,
-    dry_run: bool = False,
-    check_metadata: bool = True,
-    **options: Any,
-) -> dict[str, Any]:
+    legal_entity: str | CompanyPair,
+    options: SyncOptions | None = None,
+    window: Window | None = None,
+    **given: Unpack[SyncArgs],
+) -> RunSummary:
     """Every task of a template in file order (headers before lines) for one company pair.
 
-    :param check_metadata: compare the mapping with both services' ``$metadata`` first
-        and stop before anything is read or written when they disagree.
+    With ``check_metadata`` (the default) the mapping is compared with both services'
+    ``$metadata`` first, and nothing is read or written when they disagree.
     """
-    loaded, hooks = _prepare_run(template, legal_entity, options, check_metadata)
-    tasks: dict[str, Any] = {}
-    for task in loaded.tasks:
-        result = run_task(
-            loaded,
-            task.name,
-            legal_entity=legal_entity,
-            run_id=run_id,
-            data_interval_start=data_interval_start,
-            data_interval_end=data_interval_end,
-            full_refresh=full_refresh,
-            dry_run=dry_run,
-            hooks=hooks,
-            **options,
-        )
-        tasks[task.name] = result
-    summary = {
+    options, window = resolve(options, window, given)
+    pair = CompanyPair.of(legal_entity)
+    loaded, options = _prepare_run(template, pair.legal_entity, options)
+    tasks = {
+        task.name: run_task(loaded, task.name, legal_entity=pair, options=options, window=window)
+        for task in loaded.tasks
+    }
+    summary: RunSummary = {
         "template": loaded.name,
-        "legal_entity": legal_entity,
-        "run_id": run_id,
-        "dry_run": dry_run,
+        "legal_entity": pair.legal_entity,
+        "run_id": options.run_id,
+        "dry_run": options.dry_run,
         "finished_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "counts": _sum_counts(r["counts"] for r in tasks.values()),
         "tasks": {name: {"counts": r["counts"], "paths": r.get("paths", {})} for name, r in tasks.items()},
     }
     summary["summary_path"] = write_run_summary(
-        as_path(options.get("staging_root")), loaded.name, run_id, legal_entity, summary
+        as_path(options.staging_root), loaded.name, options.run_id, pair.legal_entity, summary
     )
-    if dry_run:
+    if options.dry_run:
         summary["samples"] = {name: r.get("samples", {}) for name, r in tasks.items()}
     return summary
 
@@ -614,12 +595,12 @@ def run_template(
 def run_company_pairs(
     template: str | Template,
     *,
-    run_id: str,
     legal_entities: Sequence[str] | None = None,
     max_parallel: int | None = None,
-    check_metadata: bool = True,
-    **options: Any,
-) -> dict[str, Any]:
+    options: SyncOptions | None = None,
+    window: Window | None = None,
+    **given: Unpack[SyncArgs],
+) -> PairsResult:
     """``run_template`` for several company pairs at once, the way the DAG's mapped task
     groups run them side by side: while one pair reads or transforms, another keeps the
     write slots busy.
@@ -632,30 +613,21 @@ def run_company_pairs(
 
     :param legal_entities: the pairs to run (all of the environment's when None).
     :param max_parallel: pairs at once (all when None).
-    :param options: as for `run_template` (``data_interval_start``, ``dry_run``, ...).
     """
+    options, window = resolve(options, window, given)
     pairs = select_pairs(
-        legal_entities,
-        mappings_dir=options.get("mappings_dir"),
-        environment_file=options.get("environment_file"),
+        legal_entities, mappings_dir=options.mappings_dir, environment_file=options.environment_file
     )
-    loaded, hooks = _prepare_run(template, pairs[0]["legal_entity"], options, check_metadata)
+    loaded, shared = _prepare_run(template, pairs[0].legal_entity, options)
 
-    def one(pair: dict[str, Any]) -> dict[str, Any]:
-        return run_template(
-            template,
-            legal_entity=pair["legal_entity"],
-            run_id=run_id,
-            check_metadata=False,
-            hooks=hooks,
-            **options,
-        )
+    def one(pair: CompanyPair) -> RunSummary:
+        return run_template(template, legal_entity=pair, options=shared, window=window)
 
     workers = max(1, min(max_parallel or len(pairs), len(pairs)))
-    companies: dict[str, Any] = {}
+    companies: dict[str, RunSummary] = {}
     errors: dict[str, BaseException] = {}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="p2c-pair") as pool:
-        futures = {pair["legal_entity"]: pool.submit(one, pair) for pair in pairs}
+        futures = {pair.legal_entity: pool.submit(one, pair) for pair in pairs}
         for legal_entity, future in futures.items():
             try:
                 companies[legal_entity] = future.result()
@@ -669,8 +641,8 @@ def run_company_pairs(
         ) from next(iter(errors.values()))
     return {
         "template": loaded.name,
-        "run_id": run_id,
-        "dry_run": bool(options.get("dry_run")),
+        "run_id": options.run_id,
+        "dry_run": options.dry_run,
         "counts": _sum_counts(summary["counts"] for summary in companies.values()),
         "companies": {
             company: {"counts": summary["counts"], "summary_path": summary["summary_path"]}
