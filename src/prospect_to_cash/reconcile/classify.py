@@ -15,9 +15,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from prospect_to_cash.sync.columns import CHANGED, ID, REASON, REF, ROW, SOURCE_KEY
 from prospect_to_cash.sync.diff import fold
 from prospect_to_cash.sync.staging import to_text
-from prospect_to_cash.sync.transform import CHANGED, ID, REASON, REF, ROW, SOURCE_KEY
 from prospect_to_cash.sync.values import is_blank, py
 
 if TYPE_CHECKING:

@@ -7,13 +7,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from prospect_to_cash.hooks.odata import format_literal
 from prospect_to_cash.sync.contracts import DATAVERSE_CONN_ID, FNO_CONN_ID, CompanyPair, SyncOptions
 from prospect_to_cash.sync.mapping import Task, Template, load_template
 from prospect_to_cash.sync.staging import TaskStaging, as_path
-from prospect_to_cash.sync.transform import REF, SOURCE_KEY
 from prospect_to_cash.sync.values import py
 
 if TYPE_CHECKING:
@@ -23,18 +20,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from prospect_to_cash.sync.contracts import CompanyPairDict, StepResult
-
-PLANNED, OUTCOME = "planned", "outcome"
-OUTCOME_SCHEMA = pa.schema(
-    [
-        (REF, pa.string()),
-        ("status", pa.string()),
-        ("reason", pa.string()),
-        ("id", pa.string()),
-        (SOURCE_KEY, pa.string()),
-    ]
-)
-
 
 # -- hooks and context -------------------------------------------------------------------------
 

@@ -301,24 +301,50 @@ class LoadResult(StepResult, total=False):
     samples: dict[str, list[dict[str, Any]]]
 
 
-class TaskSummary(TypedDict):
-    """One task's line in a run summary."""
+class DeadLetters(TypedDict):
+    """A task's dead-letter files: ``rejected`` by the transform, ``failed`` at the service."""
+
+    rejected: str | None
+    failed: str | None
+
+
+class DeadLetterFile(TypedDict):
+    task: str
+    kind: str
+    path: str
+    rows: int
+
+
+class TaskReport(TypedDict):
+    """One task's part of a run summary: its counts, dead letters and staged files."""
 
     counts: Counts
+    deadletter: DeadLetters
     paths: dict[str, str]
 
 
-class RunSummary(TypedDict, total=False):
-    """``run_template``'s answer, and the ``summary.json`` it writes: counts summed over
-    the template's tasks and per task, and where the summary file is."""
+class RunSummary(TypedDict):
+    """One template's run for one company pair: ``summary.json``, whoever ran it (a DAG's
+    report task, ``run_template``, the CLI or ``TemplateSyncOperator``). ``counts`` sums
+    the tasks' counts; ``dead_letters`` lists the files that hold rows."""
 
     template: str
+    dag_id: str | None
     legal_entity: str
+    business_unit: str | None
     run_id: str
     dry_run: bool
     finished_at: str
+    window: WindowDict | None
     counts: Counts
-    tasks: dict[str, TaskSummary]
+    tasks: dict[str, TaskReport]
+    dead_letters: list[DeadLetterFile]
+
+
+class TemplateRunResult(RunSummary, total=False):
+    """``run_template``'s answer: the summary, where it was written, and in a dry run the
+    plan's sample rows per task (row values: for a log or a reviewer, not for XCom)."""
+
     summary_path: str
     samples: dict[str, dict[str, list[dict[str, Any]]]]
 
@@ -369,11 +395,6 @@ class TransformedXCom(TypedDict):
     paths: dict[str, str]
 
 
-class DeadLetters(TypedDict):
-    rejected: str | None
-    failed: str | None
-
-
 class LoadedXCom(TypedDict):
     """A load task's answer (and its asset event's extra): counts and dead-letter files."""
 
@@ -388,13 +409,6 @@ class LoadedXCom(TypedDict):
     deadletter: DeadLetters
     plan: str | None
     outcome: str | None
-
-
-class DeadLetterFile(TypedDict):
-    task: str
-    kind: str
-    path: str
-    rows: int
 
 
 class ReportedXCom(TypedDict):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -24,10 +23,19 @@ import pyarrow.parquet as pq
 
 from prospect_to_cash.hooks.odata import and_filters
 from prospect_to_cash.sync import deadletter
-from prospect_to_cash.sync.context import (
+from prospect_to_cash.sync.columns import (
+    CHANGED,
+    ID,
     OUTCOME,
     OUTCOME_SCHEMA,
     PLANNED,
+    REASON,
+    REF,
+    ROW,
+    SOURCE_KEY,
+    plan_schemas,
+)
+from prospect_to_cash.sync.context import (
     SyncContext,
     SyncHooks,
     base_result,
@@ -41,31 +49,23 @@ from prospect_to_cash.sync.context import (
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, Window, resolve
 from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.load import load
-from prospect_to_cash.sync.staging import StagingSpill, as_path, buffered, chunk_rows, write_run_summary
-from prospect_to_cash.sync.transform import (
-    CHANGED,
-    ID,
-    REASON,
-    REF,
-    ROW,
-    SOURCE_KEY,
-    plan_schemas,
-    plan_task,
-)
+from prospect_to_cash.sync.staging import StagingSpill, as_path, buffered, chunk_rows
+from prospect_to_cash.sync.summary import summarize, total_counts, write_summary
+from prospect_to_cash.sync.transform import plan_task
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterator, Sequence
 
     from airflow.sdk import ObjectStoragePath
     from typing_extensions import Unpack
 
     from prospect_to_cash.sync.contracts import (
-        Counts,
         ExtractResult,
         LoadResult,
         PairsResult,
-        RunSummary,
         SnapshotResult,
+        TaskReport,
+        TemplateRunResult,
         TransformResult,
     )
     from prospect_to_cash.sync.mapping import Task, Template
@@ -547,14 +547,6 @@ def _prepare_run(
     return loaded, options.but(hooks=hooks, check_metadata=False)
 
 
-def _sum_counts(counts: Iterable[Counts]) -> Counts:
-    totals: Counts = {}
-    for one in counts:
-        for name, value in one.items():
-            totals[name] = totals.get(name, 0) + int(value)
-    return totals
-
-
 def run_template(
     template: str | Template,
     *,
@@ -562,34 +554,42 @@ def run_template(
     options: SyncOptions | None = None,
     window: Window | None = None,
     **given: Unpack[SyncArgs],
-) -> RunSummary:
+) -> TemplateRunResult:
     """Every task of a template in file order (headers before lines) for one company pair.
 
     With ``check_metadata`` (the default) the mapping is compared with both services'
     ``$metadata`` first, and nothing is read or written when they disagree.
     """
     options, window = resolve(options, window, given)
-    pair = CompanyPair.of(legal_entity)
-    loaded, options = _prepare_run(template, pair.legal_entity, options)
+    legal_entity = CompanyPair.of(legal_entity).legal_entity
+    loaded, options = _prepare_run(template, legal_entity, options)
+    assert loaded.environment is not None
+    pair = loaded.environment.company_pair(legal_entity)
     tasks = {
         task.name: run_task(loaded, task.name, legal_entity=pair, options=options, window=window)
         for task in loaded.tasks
     }
-    summary: RunSummary = {
-        "template": loaded.name,
-        "legal_entity": pair.legal_entity,
-        "run_id": options.run_id,
-        "dry_run": options.dry_run,
-        "finished_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "counts": _sum_counts(r["counts"] for r in tasks.values()),
-        "tasks": {name: {"counts": r["counts"], "paths": r.get("paths", {})} for name, r in tasks.items()},
+    reports: dict[str, TaskReport] = {
+        name: {
+            "counts": result["counts"],
+            "deadletter": {
+                "rejected": result.get("paths", {}).get("plan_rejected"),
+                "failed": result.get("paths", {}).get("failed"),
+            },
+            "paths": result.get("paths", {}),
+        }
+        for name, result in tasks.items()
     }
-    summary["summary_path"] = write_run_summary(
-        as_path(options.staging_root), loaded.name, options.run_id, pair.legal_entity, summary
+    summary = summarize(
+        loaded.name, pair, options.run_id, reports, dry_run=options.dry_run, window=window.to_dict()
     )
+    answer: TemplateRunResult = {
+        **summary,
+        "summary_path": write_summary(as_path(options.staging_root), summary),
+    }
     if options.dry_run:
-        summary["samples"] = {name: r.get("samples", {}) for name, r in tasks.items()}
-    return summary
+        answer["samples"] = {name: r.get("samples", {}) for name, r in tasks.items()}
+    return answer
 
 
 def run_company_pairs(
@@ -620,11 +620,11 @@ def run_company_pairs(
     )
     loaded, shared = _prepare_run(template, pairs[0].legal_entity, options)
 
-    def one(pair: CompanyPair) -> RunSummary:
+    def one(pair: CompanyPair) -> TemplateRunResult:
         return run_template(template, legal_entity=pair, options=shared, window=window)
 
     workers = max(1, min(max_parallel or len(pairs), len(pairs)))
-    companies: dict[str, RunSummary] = {}
+    companies: dict[str, TemplateRunResult] = {}
     errors: dict[str, BaseException] = {}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="p2c-pair") as pool:
         futures = {pair.legal_entity: pool.submit(one, pair) for pair in pairs}
@@ -643,7 +643,9 @@ def run_company_pairs(
         "template": loaded.name,
         "run_id": options.run_id,
         "dry_run": options.dry_run,
-        "counts": _sum_counts(summary["counts"] for summary in companies.values()),
+        "counts": total_counts(
+            (summary["counts"] for summary in companies.values()), dry_run=options.dry_run
+        ),
         "companies": {
             company: {"counts": summary["counts"], "summary_path": summary["summary_path"]}
             for company, summary in companies.items()

@@ -52,6 +52,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from prospect_to_cash.sync import diff as differ
+from prospect_to_cash.sync.columns import (
+    ARROW_TYPES,
+    BAD_STATUSES,
+    BIND_PREFIX,
+    CHANGED,
+    ID,
+    OK_STATUSES,
+    OUTCOME_CATEGORIES,
+    OUTCOME_COLUMNS,
+    OUTCOME_SCHEMA,
+    PLAN_CATEGORIES,
+    REASON,
+    REF,
+    SOURCE_KEY,
+    TEXTS,
+    compared_fields,
+    field_schema,
+    has_candidate_binds,
+    plan_schemas,
+    rejects_schema,
+    written_fields,
+)
 from prospect_to_cash.sync.errors import DataError, MappingError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Task
 from prospect_to_cash.sync.staging import MemorySpill, Spill, chunk_rows, text_table
@@ -70,39 +92,6 @@ from prospect_to_cash.sync.values import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
-
-REF, ID, SOURCE_KEY, CHANGED, REASON, ROW = "__ref", "__id", "__source_key", "__changed", "__reason", "__row"
-BIND_PREFIX = "__bind__"
-
-#: Outcome statuses that mean "this row is (or will be) in the target as wanted".
-OK_STATUSES = frozenset({"create", "created", "update", "updated", "unchanged"})
-#: Outcome statuses that hold back dependent rows (lines of a failed header).
-BAD_STATUSES = frozenset({"rejected", "failed"})
-
-#: Columns of an outcome (``planned``/``outcome`` files): what later tasks read.
-OUTCOME_COLUMNS = (REF, "status", "reason", "id", SOURCE_KEY)
-#: Plan categories in the order their rows make up the outcome.
-OUTCOME_CATEGORIES = (
-    ("creates", "create"),
-    ("updates", "update"),
-    ("unchanged", "unchanged"),
-    ("rejects", "rejected"),
-)
-#: Every file the plan is made of, as :class:`PlanSink` receives them.
-PLAN_CATEGORIES = ("creates", "updates", "unchanged", "second_pass", "rejects", "planned")
-
-_ARROW_TYPES = {
-    "string": pa.string(),
-    "int": pa.int64(),
-    "option": pa.int64(),
-    "decimal": pa.float64(),
-    "bool": pa.bool_(),
-    "datetime": pa.string(),
-    "date": pa.string(),
-    "guid": pa.string(),
-    "enum": pa.string(),
-}
-_TEXTS = pa.list_(pa.string())
 
 # bookkeeping columns of the spilled rows (never in a plan file)
 _POS, _ORDER = "__pos", "__order"
@@ -164,12 +153,7 @@ class Plan:
 
     def outcome(self) -> pd.DataFrame:
         """One row per source row that reached a decision: ref, status, reason, id."""
-        parts = [
-            _outcome_part(self.creates, "create"),
-            _outcome_part(self.updates, "update"),
-            _outcome_part(self.unchanged, "unchanged"),
-            _outcome_part(self.rejects, "rejected"),
-        ]
+        parts = [_outcome_part(getattr(self, category), status) for category, status in OUTCOME_CATEGORIES]
         return pd.concat(parts, ignore_index=True)
 
 
@@ -182,64 +166,8 @@ def _outcome_part(frame: pd.DataFrame, status: str) -> pd.DataFrame:
             "id": frame[ID].astype(object) if ID in frame else [None] * len(frame),
             SOURCE_KEY: frame[SOURCE_KEY].astype(object) if SOURCE_KEY in frame else [None] * len(frame),
         },
-        columns=[REF, "status", "reason", "id", SOURCE_KEY],
+        columns=list(OUTCOME_COLUMNS),
     )
-
-
-def field_schema(task: Task, *, extra: Sequence[tuple[str, pa.DataType]] = ()) -> pa.Schema:
-    """Arrow schema of plan frames: bookkeeping columns, then the written fields."""
-    columns: list[tuple[str, pa.DataType]] = [
-        (REF, pa.string()),
-        (ID, pa.string()),
-        (SOURCE_KEY, pa.string()),
-    ]
-    columns.extend(extra)
-    for mapping in written_fields(task):
-        columns.append((mapping.target, _ARROW_TYPES[mapping.type]))
-        if _has_candidate_binds(mapping):
-            columns.append((BIND_PREFIX + mapping.target, pa.string()))
-    if task.target_system == "fno" and COMPANY_FIELD in task.target.key and not task.field(COMPANY_FIELD):
-        columns.insert(3, (COMPANY_FIELD, pa.string()))
-    return pa.schema(columns)
-
-
-def rejects_schema(task: Task) -> pa.Schema:
-    return pa.schema(
-        [(REF, pa.string()), (SOURCE_KEY, pa.string()), (REASON, pa.string()), (ROW, pa.string())]
-        + [(name, pa.string()) for name in task.source.key]
-    )
-
-
-def outcome_schema() -> pa.Schema:
-    return pa.schema([(name, pa.string()) for name in OUTCOME_COLUMNS])
-
-
-def plan_schemas(task: Task) -> dict[str, pa.Schema]:
-    """The Arrow schema of every plan file, by category (:data:`PLAN_CATEGORIES`)."""
-    rows = field_schema(task)
-    with_changes = field_schema(task, extra=[(CHANGED, _TEXTS)])
-    return {
-        "creates": rows,
-        "updates": with_changes,
-        "unchanged": rows,
-        "second_pass": with_changes,
-        "rejects": rejects_schema(task),
-        "planned": outcome_schema(),
-    }
-
-
-def written_fields(task: Task) -> list[FieldMapping]:
-    return [f for f in task.fields if f.write]
-
-
-def compared_fields(task: Task) -> list[str]:
-    """Fields that decide an update: written on every run, not keys, not second pass."""
-    keys = set(task.target.key)
-    return [f.target for f in task.fields if f.compared and not f.second_pass and f.target not in keys]
-
-
-def _has_candidate_binds(mapping: FieldMapping) -> bool:
-    return mapping.lookup is not None and any(c.bind is not None for c in mapping.lookup.candidates)
 
 
 # -- inputs and outputs -------------------------------------------------------------------------
@@ -613,7 +541,7 @@ class _Transformer:
                 (candidate, reference, columns, rows_parts, queries, errors, counts, found, planned)
             )
 
-        result = _Evaluation([None] * length, [None] * length if _has_candidate_binds(mapping) else None)
+        result = _Evaluation([None] * length, [None] * length if has_candidate_binds(mapping) else None)
         for row in range(length):
             described = []
             had_input = False
@@ -854,13 +782,13 @@ class _Transformer:
             _SKEY_FOLD: pa.array(source_folds, type=pa.string()),
             REF: pa.array(refs, type=pa.string()),
             _REF_FOLD: pa.array([None if r is None else r.casefold() for r in refs], type=pa.string()),
-            _PRE: pa.array(reasons, type=_TEXTS),
-            _EMPTY_KEYS: pa.array(empties, type=_TEXTS),
+            _PRE: pa.array(reasons, type=TEXTS),
+            _EMPTY_KEYS: pa.array(empties, type=TEXTS),
             _HOLD: pa.array(self._hold_back(namespace, count), type=pa.string()),
         }
         for name, values in desired.items():
             mapping = task.field(name)
-            arrays[name] = pa.array(values, type=_ARROW_TYPES[mapping.type] if mapping else pa.string())
+            arrays[name] = pa.array(values, type=ARROW_TYPES[mapping.type] if mapping else pa.string())
         for name, values in binds.items():
             arrays[BIND_PREFIX + name] = pa.array(values, type=pa.string())
         for column in key_columns:
@@ -957,7 +885,7 @@ def _snapshot_table(task: Task, raw: pa.Table, legal_entity: str) -> pa.Table:
             continue
         values, bad = data[mapping.target], unconverted[mapping.target]
         arrays[mapping.target] = pa.array(
-            [None if r in bad else values[r] for r in rows], type=_ARROW_TYPES[mapping.type]
+            [None if r in bad else values[r] for r in rows], type=ARROW_TYPES[mapping.type]
         )
         arrays[_RAW_PREFIX + mapping.target] = pa.array(
             [None if r not in bad else str(values[r]) for r in rows], type=pa.string()
@@ -1020,8 +948,8 @@ _DECISIONS = pa.schema(
         (_REJECT_PHASE, pa.int8()),  # rows refused in transform, then ambiguous keys, then update-only
         (REASON, pa.string()),
         (ID, pa.string()),
-        (CHANGED, _TEXTS),
-        (_SECOND, _TEXTS),  # fields the second pass writes (null: none)
+        (CHANGED, TEXTS),
+        (_SECOND, TEXTS),  # fields the second pass writes (null: none)
         (_SECOND_PHASE, pa.int8()),  # second pass: created rows, then updated, then unchanged
     ]
 )
@@ -1278,8 +1206,8 @@ class _Planner:
                 _REJECT_PHASE: pa.array(reject_phase, type=pa.int8()),
                 REASON: pa.array(reason, type=pa.string()),
                 ID: pa.array(ids, type=pa.string()),
-                CHANGED: pa.array(changed, type=_TEXTS),
-                _SECOND: pa.array(second_changed, type=_TEXTS),
+                CHANGED: pa.array(changed, type=TEXTS),
+                _SECOND: pa.array(second_changed, type=TEXTS),
                 _SECOND_PHASE: pa.array(second_phase, type=pa.int8()),
             },
             schema=_DECISIONS,
@@ -1429,7 +1357,7 @@ def _outcome_table(table: pa.Table, status: str) -> pa.Table:
         "id": table.column(ID) if ID in table.column_names else nothing,
         SOURCE_KEY: table.column(SOURCE_KEY),
     }
-    return pa.table(columns, schema=outcome_schema())
+    return pa.table(columns, schema=OUTCOME_SCHEMA)
 
 
 def plan_task(

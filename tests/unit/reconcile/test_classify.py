@@ -27,11 +27,8 @@ from prospect_to_cash.reconcile.classify import (
     count,
     orphan_rows,
 )
+from prospect_to_cash.sync.columns import CHANGED, ID, REF, SOURCE_KEY
 from prospect_to_cash.sync.transform import (
-    CHANGED,
-    ID,
-    REF,
-    SOURCE_KEY,
     TransformInputs,
     build_plan,
     snapshot_frame,
