@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-    from prospect_to_cash.sync.transform import Plan
+    from prospect_to_cash.sync.planner import Plan
 
 IN_SYNC, MISSING, DIFFERENT, ORPHANED, REJECTED = "in_sync", "missing", "different", "orphaned", "rejected"
 #: Report order: good first, then what a sync would fix, then what needs a person.

@@ -40,7 +40,7 @@ from prospect_to_cash.sync.environment import load_environment
 from prospect_to_cash.sync.errors import MappingError, SyncError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, TEMPLATES, Task, Template, load_template
 from prospect_to_cash.sync.staging import TaskStaging, as_path, safe_segment
-from prospect_to_cash.sync.transform import snapshot_frame
+from prospect_to_cash.sync.target_rows import snapshot_frame
 from prospect_to_cash.sync.values import py
 
 if TYPE_CHECKING:

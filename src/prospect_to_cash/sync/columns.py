@@ -53,6 +53,16 @@ ARROW_TYPES = {
 #: A list of field names (``__changed``: what an update writes).
 TEXTS = pa.list_(pa.string())
 
+#: Bookkeeping columns of the transform's spilled rows (never in a plan file).
+POS, ORDER = "__pos", "__order"
+SKEY_FOLD, REF_FOLD = "__source_key_fold", "__ref_fold"
+PRE, EMPTY_KEYS, HOLD = "__pre_reasons", "__empty_target_keys", "__held_back"
+KEY_PREFIX, SRC_PREFIX, RAW_PREFIX = "__key__", "__src__", "__raw__"
+#: Order keys: the phase of a row in its category (row rejects before ambiguous keys,
+#: creates before updates in the second pass) above its source position.
+PHASE = 1 << 40
+
+
 #: The staged outcome files (``plan/planned.parquet`` after the transform, ``plan/outcome.parquet``
 #: after the load): one row per source row that reached a decision.
 PLANNED, OUTCOME = "planned", "outcome"

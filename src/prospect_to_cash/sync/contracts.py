@@ -9,6 +9,7 @@ while it is parsed.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
 
     from airflow.sdk import ObjectStoragePath
 
-    from prospect_to_cash.sync.context import SyncHooks
 
 DATAVERSE_CONN_ID = "dynamics_dataverse_default"
 FNO_CONN_ID = "dynamics_fno_default"
@@ -184,6 +184,44 @@ class SyncOptions:
     def but(self, **changes: Any) -> SyncOptions:
         """A copy with ``changes`` (names checked by `dataclasses.replace`)."""
         return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class SyncHooks:
+    """The two hooks the engine talks through (tests pass in-memory stand-ins).
+
+    Made on first use, under a lock: company pairs running side by side must share one
+    hook per service (one limiter, one token), not each make their own.
+    """
+
+    dataverse: Any = None
+    fno: Any = None
+    dataverse_conn_id: str = DATAVERSE_CONN_ID
+    fno_conn_id: str = FNO_CONN_ID
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @classmethod
+    def from_options(cls, options: SyncOptions) -> SyncHooks:
+        """The options' ``hooks`` if given, else hooks on the options' connection ids."""
+        return options.hooks or cls(
+            dataverse_conn_id=options.dataverse_conn_id, fno_conn_id=options.fno_conn_id
+        )
+
+    def for_system(self, system: str) -> Any:
+        if system not in ("dataverse", "fno"):
+            raise ValueError(f"unknown system {system!r}")
+        with self._lock:
+            if system == "dataverse":
+                if self.dataverse is None:
+                    from prospect_to_cash.hooks.dataverse import DataverseHook
+
+                    self.dataverse = DataverseHook(dataverse_conn_id=self.dataverse_conn_id)
+                return self.dataverse
+            if self.fno is None:
+                from prospect_to_cash.hooks.fno import FinanceOperationsHook
+
+                self.fno = FinanceOperationsHook(fno_conn_id=self.fno_conn_id)
+            return self.fno
 
 
 class SyncArgs(TypedDict, total=False):

@@ -42,12 +42,11 @@ from prospect_to_cash.sync.context import (
     SyncContext,
     base_result,
     make_context,
-    odata_literal,
-    read_pages,
 )
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, resolve
 from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Task, Template
+from prospect_to_cash.sync.reading import odata_literal, read_pages
 from prospect_to_cash.sync.values import is_blank, normalize, py, values_equal
 
 if TYPE_CHECKING:
