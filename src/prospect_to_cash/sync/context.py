@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prospect_to_cash.sync.contracts import CompanyPair, SyncHooks, SyncOptions
-from prospect_to_cash.sync.mapping import Task, Template, load_template
+from prospect_to_cash.sync.mapping import Task, Template, compiled_template
 from prospect_to_cash.sync.staging import TaskStaging, as_path
 
 if TYPE_CHECKING:
@@ -34,13 +34,14 @@ class SyncContext:
 
 
 def resolve_template(template: str | Template, legal_entity: str, options: SyncOptions) -> Template:
-    """The template compiled for this company (its pair's defaults and value maps)."""
+    """The template compiled for this company (its pair's defaults and value maps), once
+    per process: every step of every task reuses it (`compiled_template`)."""
     if not isinstance(template, str):
         environment = template.environment
         if environment is not None and (environment.legal_entity or "").casefold() == legal_entity.casefold():
             return template
         template = template.path
-    return load_template(
+    return compiled_template(
         template,
         mappings_dir=options.mappings_dir,
         environment_file=options.environment_file,
