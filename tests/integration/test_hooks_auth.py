@@ -11,12 +11,16 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook
+from prospect_to_cash.hooks._http import RetryPolicy
 from tests.support.connections import connect
 
 if TYPE_CHECKING:
     from tests.support.emulators import AdminClient, RunningEmulators
 
 pytestmark = pytest.mark.integration
+
+# Short backoffs between refusals; the budgets are the defaults.
+FAST_AUTH = RetryPolicy(backoff_base=0.05, backoff_max=0.5)
 
 
 def hook_for(service: str, conn_id: str, **kwargs: Any) -> DataverseHook | FinanceOperationsHook:
@@ -95,3 +99,39 @@ def test_connection_reset_on_a_read_is_retried(
         with dataverse_admin.overrides({"faults": {"reset": {"next_n": 1}}}):
             ok, message = hook.test_connection()
         assert ok, message
+
+
+@pytest.mark.parametrize("service", ["dataverse", "fno"])
+def test_a_revocation_storm_is_survived_with_new_tokens(
+    monkeypatch: pytest.MonkeyPatch, emulators: RunningEmulators, service: str
+) -> None:
+    conn_id = connect(monkeypatch, emulators.endpoints, service)
+    with emulators.admin(service) as admin, hook_for(service, conn_id, retry=FAST_AUTH) as hook:
+        assert hook.test_connection()[0]
+        before = hook.session.tokens.tokens_acquired
+        admin.reset_counters()
+        # Three revocations in a row on one request: each refusal gets a new token.
+        with admin.overrides({"faults": {"revoke_token": {"next_n": 3}}}):
+            ok, message = hook.test_connection()
+            assert ok, message
+            counters = admin.counters()
+            assert counters["faults"] == {"revoke_token": 3}
+            assert counters["unauthorized"] == {"revoked": 3}
+        assert hook.session.tokens.tokens_acquired == before + 3
+        assert hook.session.tokens_refused == 3
+
+
+def test_a_credential_refused_for_good_fails_within_the_budget(
+    monkeypatch: pytest.MonkeyPatch, emulators: RunningEmulators, fno_admin: AdminClient
+) -> None:
+    conn_id = connect(monkeypatch, emulators.endpoints, "fno")
+    with hook_for("fno", conn_id, retry=FAST_AUTH) as hook:
+        assert hook.test_connection()[0]
+        before = hook.session.tokens.tokens_acquired
+        with fno_admin.overrides({"faults": {"revoke_token": {"rate": 1.0}}}):
+            ok, message = hook.test_connection()
+        assert not ok
+        assert "refused 5 tokens in a row for this request: The token has been revoked." in message
+        # One token per refusal the request survived (auth_retries=4), none after it gave up.
+        assert hook.session.tokens.tokens_acquired == before + 4
+        assert emulators.endpoints.client_secret not in message

@@ -2,7 +2,9 @@
 
 Every request to Dynamics goes through `ODataSession.send`, which
 
-* adds the bearer token (refreshed before expiry, and once more after a 401);
+* adds the bearer token (refreshed before expiry, and after a 401: a revocation storm is
+  survived with a new token and a backoff per refusal, within a budget per request and per
+  session, i.e. per task);
 * holds a slot of the `AdaptiveLimiter` while the request is in flight, so the number of
   concurrent requests follows the service (``x-ms-dop-hint``, 429s) instead of a constant;
 * retries 429, 502, 503, 504 and connection errors with exponential backoff and jitter,
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import email.utils
+import hashlib
 import heapq
 import itertools
 import logging
@@ -91,6 +94,11 @@ class RetryPolicy:
         F&O sample waits 30 s).
     :param max_retry_after: longest ``Retry-After`` honoured before giving up; a service
         asking for more is not coming back within this task.
+    :param auth_retries: 401s one request survives, each answered with a new token; the
+        first is retried at once (a token revoked or expired early), later ones after a
+        backoff, so a credential that really stopped working fails within seconds.
+    :param auth_budget: tokens one session (one hook, so one task) may replace after a 401;
+        a storm beyond that fails the task and leaves the rest to Airflow's retries.
     """
 
     max_attempts: int = 8
@@ -98,6 +106,8 @@ class RetryPolicy:
     backoff_max: float = 60.0
     throttle_wait: float = 30.0
     max_retry_after: float = 900.0
+    auth_retries: int = 4
+    auth_budget: int = 24
 
     def should_retry(
         self,
@@ -344,6 +354,9 @@ class ODataSession:
         self.log = logger or log
         self._sleep = sleep
         self._rng = random.Random()
+        self._auth_lock = threading.Lock()
+        # Tokens this session saw refused (counted once however many requests carried them).
+        self._refused_tokens: set[str] = set()
         pool = max(self.limiter.maximum + 2, 4)
         self.client = httpx.Client(
             headers=dict(default_headers),
@@ -378,14 +391,15 @@ class ODataSession:
     ) -> httpx.Response:
         """Send one request with retries; return the final response, whatever its status.
 
-        :raises DynamicsAuthError: no token, or a second 401 right after a fresh token.
+        :raises DynamicsAuthError: no token, or 401s beyond `RetryPolicy.auth_retries` for this
+            request or `RetryPolicy.auth_budget` for the session.
         :raises AmbiguousWriteError: a non-idempotent request failed after it may have been
             applied; the caller must find out before sending it again.
         :raises DynamicsTransportError: connection errors outlasted the retry policy.
         """
         target = self.url(url)
         attempt = 0
-        refreshed = False
+        refusals = 0
         while True:
             attempt += 1
             token = self.tokens.token()
@@ -434,16 +448,8 @@ class ODataSession:
                 success=status < 500 and not throttled,
             )
             if status == 401:
-                if refreshed:
-                    error = parse_error(status, response.content, response.headers.get("Content-Type"))
-                    raise DynamicsAuthError(
-                        f"{method} {_short(target)}: the service refused a fresh token: {error.message}"
-                    )
-                self.tokens.invalidate(token)
-                refreshed = True
-                self.log.info(
-                    "%s %s answered 401; fetching a new token and retrying once", method, _short(target)
-                )
+                refusals += 1
+                self._after_refusal(method, target, token, refusals, response)
                 continue
             if status in RETRYABLE_STATUSES:
                 if retry_after is not None and retry_after > self.retry.max_retry_after:
@@ -468,6 +474,46 @@ class ODataSession:
                         f"{method} {_short(target)} answered {status}; the service may have applied it"
                     )
             return response
+
+    @property
+    def tokens_refused(self) -> int:
+        """Distinct tokens the services refused with a 401 during this session."""
+        with self._auth_lock:
+            return len(self._refused_tokens)
+
+    def _after_refusal(
+        self, method: str, target: str, token: str, refusals: int, response: httpx.Response
+    ) -> None:
+        """Drop a refused token and wait before the next try, or raise once a budget is spent.
+
+        Requests in flight together share a token, so a revocation counts once against the
+        session's budget however many of them the 401 hit.
+        """
+        with self._auth_lock:
+            self._refused_tokens.add(_token_key(token))
+            refused = len(self._refused_tokens)
+        over_request = refusals > self.retry.auth_retries
+        over_session = refused > self.retry.auth_budget
+        if over_request or over_session:
+            error = parse_error(401, response.content, response.headers.get("Content-Type"))
+            limit = (
+                f"{refusals} tokens in a row for this request"
+                if over_request
+                else f"{refused} tokens in this task (budget {self.retry.auth_budget})"
+            )
+            raise DynamicsAuthError(
+                f"{method} {_short(target)}: the service refused {limit}: {error.message}"
+            )
+        self.tokens.invalidate(token)
+        delay = 0.0 if refusals == 1 else self.retry.delay(refusals - 1, rng=self._rng)
+        self.log.info(
+            "%s %s answered 401 (%d for this request); new token, retry in %.1f s",
+            method,
+            _short(target),
+            refusals,
+            delay,
+        )
+        self._sleep_for(delay)
 
     def get_json_pages(
         self, url: str, *, headers: Mapping[str, str] | None = None
@@ -497,6 +543,11 @@ def detach_stream(response: httpx.Response) -> None:
     ``response.content`` the wrapper has no further use: swap it for a plain byte stream.
     """
     response.stream = httpx.ByteStream(response.content)
+
+
+def _token_key(token: str) -> str:
+    """A digest standing for a token in memory, so refused tokens are never kept themselves."""
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
 def _int_or_none(value: str | None) -> int | None:

@@ -451,12 +451,60 @@ class TestSession:
         assert seen == ["Bearer token-1", "Bearer token-2"]
         assert tokens.invalidated == ["token-1"]
 
-    def test_second_401_raises(self) -> None:
-        session, _ = make_session(
-            lambda request: httpx.Response(401, content=b'{"error":{"code":"","message":"Token expired"}}')
+    def test_a_401_storm_is_survived_with_new_tokens_and_backoff(self) -> None:
+        seen: list[str] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(request.headers["Authorization"])
+            if len(seen) <= 3:
+                return httpx.Response(401, content=b'{"error":{"code":"","message":"revoked"}}')
+            return json_response(200, {"value": []})
+
+        sleeps: list[float] = []
+        session, tokens = make_session(handler, sleeps=sleeps, policy=RetryPolicy(max_attempts=4))
+        assert session.send("GET", "accounts").status_code == 200
+        assert seen == ["Bearer token-1", "Bearer token-2", "Bearer token-3", "Bearer token-4"]
+        assert tokens.invalidated == ["token-1", "token-2", "token-3"]
+        # The first refusal is retried at once, the later ones after a backoff (base 1 s, equal jitter).
+        assert len(sleeps) == 2
+        assert 0.5 <= sleeps[0] <= 1.0
+        assert 1.0 <= sleeps[1] <= 2.0
+        assert session.tokens_refused == 3
+
+    def test_401s_beyond_the_request_budget_raise(self) -> None:
+        session, tokens = make_session(
+            lambda request: httpx.Response(401, content=b'{"error":{"code":"","message":"Token expired"}}'),
+            policy=RetryPolicy(max_attempts=4, auth_retries=2),
         )
-        with pytest.raises(DynamicsAuthError, match="refused a fresh token"):
+        expected = "refused 3 tokens in a row for this request: Token expired"
+        with pytest.raises(DynamicsAuthError, match=expected):
             session.send("GET", "accounts")
+        assert tokens.issued == 3
+        assert tokens.invalidated == ["token-1", "token-2"]
+
+    def test_401s_beyond_the_session_budget_raise(self) -> None:
+        calls = 0
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            nonlocal calls
+            calls += 1
+            if calls % 2:  # every request is refused once, then succeeds with a new token
+                return httpx.Response(401, content=b'{"error":{"code":"","message":"revoked"}}')
+            return json_response(200, {"value": []})
+
+        session, tokens = make_session(handler, policy=RetryPolicy(max_attempts=4, auth_budget=3))
+        for _ in range(3):
+            assert session.send("GET", "accounts").status_code == 200
+        with pytest.raises(DynamicsAuthError, match=r"refused 4 tokens in this task \(budget 3\)"):
+            session.send("GET", "accounts")
+        assert tokens.invalidated == ["token-1", "token-2", "token-3"]
+
+    def test_one_revocation_seen_by_parallel_requests_counts_once(self) -> None:
+        session, _ = make_session(lambda request: json_response(200, {"value": []}))
+        refused = httpx.Response(401, content=b"{}")
+        for _ in range(5):  # five requests in flight with the same token all got the 401
+            session._after_refusal("GET", "accounts", "token-1", 1, refused)
+        assert session.tokens_refused == 1
 
     def test_paging_follows_next_links_on_the_same_origin_only(self) -> None:
         def handler(request: httpx.Request) -> httpx.Response:
