@@ -105,10 +105,21 @@ class FaultsConfig:
     reset: FaultRule = field(default_factory=FaultRule)  # connection aborted, no response
     slow: FaultRule = field(default_factory=FaultRule)  # extra delay of `slow_ms`
     revoke_token: FaultRule = field(default_factory=FaultRule)  # all tokens revoked, 401
+    # The service applies the request (a whole $batch included), then the answer is lost:
+    reset_after: FaultRule = field(default_factory=FaultRule)  # connection aborted, no response
+    unavailable_after: FaultRule = field(default_factory=FaultRule)  # 503 in place of the answer
     slow_ms: float = 3000.0
     retry_after_seconds: int = 1
 
-    KINDS: typing.ClassVar[tuple[str, ...]] = ("revoke_token", "reset", "unavailable", "throttle", "slow")
+    KINDS: typing.ClassVar[tuple[str, ...]] = (
+        "revoke_token",
+        "reset",
+        "unavailable",
+        "throttle",
+        "reset_after",
+        "unavailable_after",
+        "slow",
+    )
 
     def validate(self) -> None:
         for kind in self.KINDS:

@@ -9,7 +9,9 @@ It reproduces what a client of the real services must cope with:
   documented codes and messages; `Retry-After` grows while a throttled client keeps pushing;
 - a cost model (latency per request, server time per operation charged by the app) that
   delays responses with `asyncio.sleep` and feeds the execution-time limit;
-- injected faults (429, 503, connection reset, slow response, early token revocation);
+- injected faults (429, 503, connection reset, slow response, early token revocation), and
+  faults after the service acted: the request is applied, then the connection drops or a 503
+  replaces the answer (what a gateway timeout or a dying connection looks like to a client);
 - counters, readable through the admin routes (`/_admin/…`, no token needed).
 """
 
@@ -49,7 +51,9 @@ EXECUTION_CODE = "0x80072321"
 CONCURRENCY_CODE = "0x80072326"
 ADMIN_PREFIX = "/_admin"
 # Faults that replace the response; `slow` only delays it and can combine with none of them.
-FATAL_FAULTS = frozenset({"revoke_token", "reset", "unavailable", "throttle"})
+FATAL_FAULTS = frozenset(
+    {"revoke_token", "reset", "unavailable", "throttle", "reset_after", "unavailable_after"}
+)
 
 
 @dataclass(frozen=True)
@@ -349,16 +353,24 @@ class ServiceProtection:
         charge = RequestCharge(operation_ms=settings.cost.operation_ms, caller=claims)
         charge.charged_ms = settings.cost.request_latency_ms  # latency is server time too
         extra_delay_ms = settings.faults.slow_ms if "slow" in fired else 0.0
+        answer_lost = "reset_after" in fired or "unavailable_after" in fired
         token = bind_charge(charge)
         try:
             delay_ms = settings.cost.request_latency_ms + extra_delay_ms
             if delay_ms > 0:
                 await asyncio.sleep(delay_ms / 1000)
-            await self.app(scope, receive, self._metered(send, charge, caller))
+            answer_to = _discarding if answer_lost else send
+            await self.app(scope, receive, self._metered(answer_to, charge, caller))
         finally:
             unbind_charge(token)
             self.limiter.release(caller, charge.charged_ms, self.clock())
             self.counters.record_execution(charge.operations, charge.charged_ms)
+        if "reset_after" in fired:
+            await _abort_connection(raw_send, receive)
+        elif "unavailable_after" in fired:
+            code, message = self.errors.unavailable()
+            headers = [(b"retry-after", str(settings.faults.retry_after_seconds).encode())]
+            await self._json(send, 503, self.errors.body(code, message), headers)
 
     # -- response helpers --------------------------------------------------------------
 
@@ -424,6 +436,10 @@ class ServiceProtection:
         await self._json(
             send, 429, self.errors.body(code, message), [(b"retry-after", str(seconds).encode())]
         )
+
+
+async def _discarding(message: Message) -> None:
+    """Swallow the service's answer: the request was applied, the client never hears of it."""
 
 
 def _bearer(scope: Scope) -> str:

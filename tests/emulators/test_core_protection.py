@@ -325,3 +325,68 @@ def test_counters_reset(
     reset = dataverse_admin.reset_counters()
     assert reset["requests_total"] == 0
     assert reset["unauthorized_total"] == 0
+
+
+# -- faults after the service acted ----------------------------------------------------------
+
+
+def _create_request(endpoints: EmulatorEndpoints, service: str, name: str) -> tuple[str, dict[str, str]]:
+    if service == "fno":
+        body = {
+            "dataAreaId": "usmf",
+            "CustomerAccount": name,
+            "CustomerGroupId": "10",
+            "OrganizationName": name,
+        }
+        return endpoints.fno_service_root.rstrip("/") + "/CustomersV3", body
+    return endpoints.dataverse_service_root.rstrip("/") + "/accounts", {"name": name}
+
+
+def _count(client: httpx.Client, endpoints: EmulatorEndpoints, service: str, name: str, token: str) -> int:
+    if service == "fno":
+        url = endpoints.fno_service_root.rstrip("/") + "/CustomersV3"
+        query = {
+            "cross-company": "true",
+            "$filter": f"CustomerAccount eq '{name}'",
+            "$select": "CustomerAccount",
+        }
+    else:
+        url = endpoints.dataverse_service_root.rstrip("/") + "/accounts"
+        query = {"$filter": f"name eq '{name}'", "$select": "name"}
+    response = client.get(url, params=query, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    return len(response.json()["value"])
+
+
+@pytest.mark.parametrize("service", ["dataverse", "fno"])
+@pytest.mark.parametrize("kind", ["reset_after", "unavailable_after"])
+def test_faults_after_the_write_was_applied(
+    client: httpx.Client,
+    endpoints: EmulatorEndpoints,
+    emulators: RunningEmulators,
+    bearer_token: Callable[[str], str],
+    service: str,
+    kind: str,
+) -> None:
+    token = bearer_token(service)
+    name = f"After {kind} {time.monotonic_ns()}"[:20]
+    url, body = _create_request(endpoints, service, name)
+    headers = {"Authorization": f"Bearer {token}"}
+    with (
+        emulators.admin(service) as admin,
+        admin.overrides({"faults": {kind: {"next_n": 1, "methods": ["POST"]}}}),
+    ):
+        before = admin.counters()["faults"].get(kind, 0)
+        if kind == "reset_after":
+            with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+                client.post(url, json=body, headers=headers)
+        else:
+            answer = client.post(url, json=body, headers=headers)
+            assert answer.status_code == 503
+            assert answer.headers["retry-after"] == "1"
+            assert answer.json()["error"]["message"] == (
+                "The service is temporarily unavailable. Please try again later."
+            )
+        assert admin.counters()["faults"][kind] == before + 1
+    # The answer was lost, the write was not: the row is there, once.
+    assert _count(client, endpoints, service, name, token) == 1

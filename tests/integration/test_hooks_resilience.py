@@ -501,6 +501,57 @@ def test_dataverse_answers_lost_after_bulk_creates_and_change_sets(
         assert set(names.values()) == {1}
 
 
+@pytest.mark.parametrize("service", ["fno", "dataverse"])
+def test_batches_applied_then_answered_503_or_cut_leave_no_duplicates(
+    monkeypatch: pytest.MonkeyPatch,
+    running: RunningEmulators,
+    endpoints: EmulatorEndpoints,
+    fno_oracle: Oracle,
+    dv_oracle: Oracle,
+    service: str,
+) -> None:
+    """The emulator applies the whole $batch, then drops the connection or answers 503: the
+    hook reads the keys back, finds the rows, reports them created once and resends nothing.
+    Serial requests make the seed decide which requests are hit."""
+    faults = {
+        "faults": {
+            "seed": 11,
+            "reset_after": {"rate": 0.25, "methods": ["POST"], "path_contains": "$batch"},
+            "unavailable_after": {"rate": 0.25, "methods": ["POST"], "path_contains": "$batch"},
+        }
+    }
+    run = f"A{tag()}"
+    if service == "fno":
+        operations = fno_creates(run, 24)
+        hook_type: Any = FinanceOperationsHook
+    else:
+        operations = dv_creates("accounts", 24, run)
+        hook_type = DataverseHook
+    with (
+        running.admin(service) as admin,
+        hook_type(
+            connect(monkeypatch, endpoints, service),
+            retry=FAST_RETRY,
+            initial_concurrency=1,
+            max_concurrency=1,
+        ) as hook,
+        admin.overrides(faults),
+    ):
+        before = admin.counters()["faults"]
+        outcomes = one_outcome_each(hook.write(operations, batch_size=4), operations)
+        after = admin.counters()["faults"]
+    fired = {kind: after.get(kind, 0) - before.get(kind, 0) for kind in ("reset_after", "unavailable_after")}
+
+    assert fired == {"reset_after": 2, "unavailable_after": 2}  # serial requests: the seed decides
+    assert [ref for ref, outcome in outcomes.items() if not outcome.ok] == []
+    settled = [o for o in outcomes.values() if o.message and "already present" in o.message]
+    # Three write units of four were applied and their answers lost (the fourth fault hit a
+    # read-back, which is simply retried).
+    assert len(settled) == 12
+    landed = fno_accounts(fno_oracle, run) if service == "fno" else dv_refs(dv_oracle, "accounts", run)
+    assert landed == Counter({op.ref: 1 for op in operations})
+
+
 # ---------------------------------------------------------------------------- tokens and test_connection
 
 
