@@ -303,6 +303,33 @@ def test_crash_during_an_fno_load_then_fresh_run_creates_the_rest(
     reader.close()
 
 
+def test_fno_load_with_batches_applied_then_answers_lost_creates_each_customer_once(
+    instance: _Instance, tmp_path: Path
+) -> None:
+    """The F&O emulator applies a third of the write batches and then drops the connection or
+    answers 503 (F&O has no upsert: a blind resend would fail as a duplicate). The engine's load
+    reads the keys back and ends with every customer created once and nothing failed."""
+    root = ObjectStoragePath(f"file://{tmp_path / 'staging'}")
+    hooks = instance.hooks()
+    reader = ODataReader(instance.running.endpoints)
+    before = _customer_accounts(reader, "usmf")
+    synced_accounts = _accounts_to_sync(reader, "usmf")
+    assert len(synced_accounts) == 36
+    batches = {"rate": 0.17, "methods": ["POST"], "path_contains": "$batch"}
+    faults = {"faults": {"seed": 7, "reset_after": batches, "unavailable_after": batches}}
+    with instance.running.admin("fno") as admin, admin.overrides(faults):
+        result = runner.run_task(
+            "accounts", "customers", legal_entity="usmf", run_id="lost", hooks=hooks, **_options(root)
+        )
+        fired = admin.counters()["faults"]
+    assert fired.get("reset_after", 0) + fired.get("unavailable_after", 0) >= 2, fired
+    assert result["counts"]["failed"] == 0, result
+    assert result["counts"]["created"] + result["counts"]["updated"] + result["counts"]["unchanged"] == 36
+    expected = Counter({account: 1 for account in set(before) | synced_accounts})
+    assert _customer_accounts(reader, "usmf") == expected
+    reader.close()
+
+
 def test_cli_runs_a_template_for_every_pair_side_by_side(instance: _Instance, tmp_path: Path) -> None:
     """``python -m prospect_to_cash.sync run`` in its own process: both pairs at once on shared
     hooks over HTTPS, the demo story's counts as JSON on a clean stdout (logs go to stderr),
