@@ -4,10 +4,13 @@ run the second pass for self-references.
 Idempotence and resumability:
 
 * Dataverse creates carry a deterministic primary key (uuid5 of entity set + natural
-  key); a create repeated after a crash answers "already exists" and is turned into an
-  update of that same row, so no second row can appear.
-* F&O creates are only planned for keys the snapshot shows absent; an "already exists"
-  answer on a retry is resolved by reading the row and updating what differs.
+  key); a create repeated after a crash answers "already exists" (412 or a duplicate error
+  code) and is turned into an update of that same row, so no second row can appear.
+* F&O creates are only planned for keys the snapshot shows absent; a create refused with
+  a 409, 412 or 5xx (F&O answers "the record already exists" with a 500 and an empty error
+  code) is resolved by reading the key back: when the row is there, what differs is updated.
+* No outcome is ever decided by the text of an error message, which a localized
+  environment translates.
 * Outcomes are journaled as they arrive; a retried load skips operations already
   confirmed, and a fresh run re-plans from a new snapshot, so a rerun after success
   writes nothing.
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -69,7 +71,9 @@ JOURNAL_SCHEMA = pa.schema(
         ("message", pa.string()),
     ]
 )
-_ALREADY_EXISTS = re.compile(r"already exists|duplicate key|matching key values", re.IGNORECASE)
+#: Dataverse error codes of a create refused because the key is taken: DuplicateRecord
+#: ("Cannot insert duplicate key", -2147220937) and a duplicate alternate key.
+_DATAVERSE_DUPLICATE_CODES = frozenset({"0x80040237", "0x80060892"})
 
 
 # -- load --------------------------------------------------------------------------------------
@@ -197,19 +201,32 @@ class _Journal:
         self.state.journal_index += 1
 
 
-def _already_exists(outcome: WriteOutcome) -> bool:
-    return outcome.status in (409, 412) or bool(_ALREADY_EXISTS.search(outcome.message or ""))
+def _may_exist(system: str, outcome: WriteOutcome) -> bool:
+    """Whether a failed create may have met an existing row, by status and error code only.
+
+    Dataverse says so with 412 or a duplicate error code. F&O's duplicate answer is a 500
+    with an empty code, like any other server-side failure, so every 409, 412 and 5xx of an
+    F&O create is checked by reading the key back (`_resolve_fno_existing`).
+    """
+    if outcome.status in (409, 412):
+        return True
+    if system == "dataverse":
+        return (outcome.error_code or "").lower() in _DATAVERSE_DUPLICATE_CODES
+    return (outcome.status or 0) >= 500
 
 
-def _resolve_fno_existing(ctx: SyncContext, pending: _Pending) -> WriteOutcome:
-    """An F&O create answered "already exists" (a retry after a lost answer): read the
-    row, and update whatever differs from the plan."""
+def _resolve_fno_existing(ctx: SyncContext, pending: _Pending, refused: WriteOutcome) -> WriteOutcome:
+    """An F&O create was refused in a way that may mean the key is taken (a retry after a lost
+    answer): read the key back; no row means the refusal stands, one row is updated where it
+    differs from the plan."""
     task = ctx.task
     key = pending.operation.key
     query = " and ".join(f"{name} eq {odata_literal(value)}" for name, value in key.items())
     rows = []
     for page in read_pages(ctx, "fno", task.target.entity_set, list(task.snapshot_columns), query):
         rows.extend(page.to_dict("records"))
+    if not rows:
+        return refused  # the key is free: the create failed for another reason
     if len(rows) != 1:
         return WriteOutcome(
             ref=pending.operation.ref,
@@ -246,9 +263,11 @@ def _resolve_fno_existing(ctx: SyncContext, pending: _Pending) -> WriteOutcome:
     return next(iter(ctx.hooks.for_system("fno").write([update])))
 
 
-def _resolve_dataverse_existing(ctx: SyncContext, pending: _Pending) -> WriteOutcome:
+def _resolve_dataverse_existing(ctx: SyncContext, pending: _Pending, refused: WriteOutcome) -> WriteOutcome:
     """A Dataverse create with our deterministic id answered "already exists": that row is
-    ours from an earlier attempt, so send the same body as an update."""
+    ours from an earlier attempt, so send the same body as an update (``If-Match: *``). A
+    404 is the read-back saying no row has our id (another row holds an alternate key): the
+    create's refusal stands."""
     update = WriteOperation(
         WriteKind.UPDATE,
         pending.operation.entity_set,
@@ -256,7 +275,8 @@ def _resolve_dataverse_existing(ctx: SyncContext, pending: _Pending) -> WriteOut
         pending.operation.body,
         pending.operation.ref,
     )
-    return next(iter(ctx.hooks.for_system("dataverse").write([update])))
+    outcome = next(iter(ctx.hooks.for_system("dataverse").write([update])))
+    return refused if not outcome.ok and outcome.status == 404 else outcome
 
 
 def _write_stream(
@@ -300,13 +320,10 @@ def _write_stream(
             item = in_flight.pop(outcome.ref, None)
             if item is None:
                 raise SyncError(f"hook answered for unknown ref {outcome.ref!r}")
-            if not outcome.ok and item.operation.kind == WriteKind.CREATE and _already_exists(outcome):
-                resolver = (
-                    _resolve_dataverse_existing
-                    if ctx.task.target_system == "dataverse"
-                    else _resolve_fno_existing
-                )
-                outcome = resolver(ctx, item)
+            system = ctx.task.target_system
+            if not outcome.ok and item.operation.kind == WriteKind.CREATE and _may_exist(system, outcome):
+                resolver = _resolve_dataverse_existing if system == "dataverse" else _resolve_fno_existing
+                outcome = resolver(ctx, item, outcome)
             journal.add(item, outcome)
             _record(state, item, outcome)
     finally:

@@ -12,11 +12,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from prospect_to_cash.hooks.operations import WriteKind
+from emulators.odata.errors import ODataError
+from prospect_to_cash.hooks.operations import WriteKind, WriteOperation
 from prospect_to_cash.sync import deadletter, runner
 from prospect_to_cash.sync.errors import DataError, MappingError, SyncError
 from prospect_to_cash.sync.runner import SyncHooks, run_task, run_template
 from prospect_to_cash.sync.staging import TaskStaging
+from tests.unit.sync import memory_service
 from tests.unit.sync.memory_service import MemoryService, MemoryTable
 
 if TYPE_CHECKING:
@@ -268,6 +270,56 @@ class TestCrashAndResume:
         refused = [op for op in fno.writes if op.kind == WriteKind.CREATE]
         assert len(refused) == 7  # 2 creates repeated, answered "already exists", then read back
         assert any(f and "CustomerAccount eq 'ACC-1'" in f for s, f in fno.reads if s == "CustomersV3")
+
+    def test_fno_duplicate_answered_in_another_language_is_resolved_by_reading_the_key(
+        self, staging_root: ObjectStoragePath, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A German environment: same 500 and empty code, no English word in the answer."""
+        german = ODataError(
+            500,
+            "",
+            "Ein Fehler ist aufgetreten.",
+            inner={"message": "Der Datensatz ist bereits vorhanden.", "type": "", "stacktrace": ""},
+        )
+        monkeypatch.setattr(memory_service._FNO_CHECK, "already_exists", lambda entity_set, row: german)
+        sales, fno = accounts_services(self.rows(), lose_answer_of_unit=1, unit_size=2)
+        with pytest.raises(ConnectionError):
+            run_accounts(sales, fno, staging_root, "run-1", journal_every=2)
+        result = load_accounts(sales, fno, staging_root, "run-1", journal_every=2)
+        assert (result["counts"]["created"], result["counts"]["failed"]) == (5, 0)
+        assert sorted(r["CustomerAccount"] for r in fno.tables["CustomersV3"].rows) == [
+            f"ACC-{i}" for i in range(1, 6)
+        ]
+        read_back = sorted(f for s, f in fno.reads if s == "CustomersV3" and f and "CustomerAccount eq" in f)
+        assert [f.split("CustomerAccount eq ")[1] for f in read_back] == ["'ACC-1'", "'ACC-2'"]
+
+    def test_fno_500_on_a_create_whose_key_is_free_stays_failed(
+        self, staging_root: ObjectStoragePath, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A 500 may be "already exists": the key is read back, finds nothing, the refusal stands."""
+        sales, fno = accounts_services(self.rows())
+        applied = fno._apply
+
+        def refuse_acc_3(operation: WriteOperation) -> Any:
+            if operation.kind == WriteKind.CREATE and operation.key["CustomerAccount"] == "ACC-3":
+                raise ODataError(500, "", "An error has occurred.", inner={"message": "Deadlock", "type": ""})
+            return applied(operation)
+
+        monkeypatch.setattr(fno, "_apply", refuse_acc_3)
+        result = run_accounts(sales, fno, staging_root, "run-1")
+        assert (result["counts"]["created"], result["counts"]["failed"]) == (4, 1)
+        assert [f for s, f in fno.reads if s == "CustomersV3" and f and "'ACC-3'" in f] != []
+        dead = deadletter.read(TaskStaging(staging_root, "accounts", "run-1", "usmf", "customers"))
+        failed = dead[dead["stage"] == "load"].to_dict("records")
+        assert [(f["ref"], f["status"], f["reason"]) for f in failed] == [
+            ("ACC-3", 500, "An error has occurred. — Deadlock")
+        ]
+        assert sorted(r["CustomerAccount"] for r in fno.tables["CustomersV3"].rows) == [
+            "ACC-1",
+            "ACC-2",
+            "ACC-4",
+            "ACC-5",
+        ]
 
 
 def product_services(**sales_options: Any) -> tuple[MemoryService, MemoryService]:
