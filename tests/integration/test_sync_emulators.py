@@ -335,8 +335,10 @@ def test_cli_runs_a_template_for_every_pair_side_by_side(instance: _Instance, tm
     hooks over HTTPS, the demo story's counts as JSON on a clean stdout (logs go to stderr),
     a rerun that writes nothing, an unknown company refused with exit code 1."""
 
-    def cli(*arguments: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "prospect_to_cash.sync", "run", "accounts", *arguments]
+    def cli(*arguments: str, environment: Path | None = None) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "prospect_to_cash.sync"]
+        command += ["--environment-file", str(environment)] if environment else []
+        command += ["run", "accounts", *arguments]
         command += ["--staging-root", f"file://{tmp_path / 'staging'}"]
         command += ["--dataverse-conn-id", CONN["dataverse"], "--fno-conn-id", CONN["fno"]]
         return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
@@ -362,8 +364,32 @@ def test_cli_runs_a_template_for_every_pair_side_by_side(instance: _Instance, tm
 
     refused = cli("--company", "GBSI", "--run-id", "cli-bad")
     assert refused.returncode == 1
-    assert refused.stdout == ""
+    assert json.loads(refused.stdout) == {
+        "template": "accounts",
+        "run_id": "cli-bad",
+        "error": "MappingError: companies ['gbsi'] have no company pair; configured: usmf, demf",
+        "companies": {},
+        "failed": {},
+    }
     assert "['gbsi'] have no company pair" in refused.stderr
+
+    # One pair fails (its business unit is not in Sales), the other finishes: the report on
+    # stdout has both, and the exit code says the run failed.
+    override = tmp_path / "one-pair-broken.yaml"
+    override.write_text(
+        "company_pairs:\n"
+        "  - {legal_entity: usmf, business_unit: Contoso US}\n"
+        "  - {legal_entity: demf, business_unit: Nowhere Inc}\n"
+    )
+    half = cli("--run-id", "cli-half", environment=override)
+    assert half.returncode == 1, half.stderr[-2000:]
+    report = json.loads(half.stdout)
+    assert set(report["companies"]) == {"usmf"}
+    assert report["companies"]["usmf"]["counts"]["unchanged"] == 36
+    assert report["failed"] == {
+        "demf": "SyncError: business unit 'Nowhere Inc' of legal entity 'demf': found 0 rows, expected 1"
+    }
+    assert report["counts"]["unchanged"] == 36
 
 
 def test_template_sync_operator_plans_then_syncs_every_pair(instance: _Instance, tmp_path: Path) -> None:

@@ -4,7 +4,9 @@
 ``check-metadata``  compare the mappings with the live ``$metadata`` of both services,
                     through the Airflow connections (exit code 1 on any mismatch)
 ``run``             one template for its company pairs side by side, outside a DAG (an
-                    initial load from a shell); JSON counts on stdout, exit code 1 on failure
+                    initial load from a shell); a JSON report on stdout (counts per company
+                    pair that finished, ``failed``: each pair that did not, with its error;
+                    ``error`` when the run could not start), exit code 1 on any failure
 """
 
 from __future__ import annotations
@@ -14,13 +16,23 @@ import json
 import os
 import sys
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from prospect_to_cash.sync.errors import MappingError
 from prospect_to_cash.sync.mapping import TEMPLATES, load_all
 
 if TYPE_CHECKING:
     from prospect_to_cash.sync.contracts import PairsResult
+
+
+class StartFailure(TypedDict):
+    """The CLI's report when a run could not start (mapping, ``$metadata``, company, window)."""
+
+    template: str
+    run_id: str
+    error: str
+    companies: dict[str, object]
+    failed: dict[str, str]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,13 +78,11 @@ def _run(arguments: argparse.Namespace) -> int:
         sys.stdout.flush()
         os.dup2(report_fd, 1)
         os.close(report_fd)
-    if report is None:
-        return 1
     print(json.dumps(report, indent=2, default=str))
-    return 0
+    return 1 if "error" in report or report["failed"] else 0
 
 
-def _run_template(arguments: argparse.Namespace) -> PairsResult | None:
+def _run_template(arguments: argparse.Namespace) -> PairsResult | StartFailure:
     from prospect_to_cash.sync.contracts import SyncOptions, Window
     from prospect_to_cash.sync.errors import SyncError
     from prospect_to_cash.sync.runner import run_company_pairs
@@ -95,10 +105,17 @@ def _run_template(arguments: argparse.Namespace) -> PairsResult | None:
             max_parallel=arguments.max_parallel,
             options=options,
             window=window,
+            raise_on_failure=False,
         )
     except (SyncError, ValueError) as exc:
         print(exc, file=sys.stderr)
-        return None
+        return {
+            "template": arguments.template,
+            "run_id": options.run_id,
+            "error": f"{type(exc).__name__}: {exc}",
+            "companies": {},
+            "failed": {},
+        }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -393,13 +393,15 @@ class CompanyCounts(TypedDict):
 
 
 class PairsResult(TypedDict):
-    """``run_company_pairs``' answer: XCom-safe counts, summed and per company."""
+    """``run_company_pairs``' answer: XCom-safe counts, summed and per company that finished,
+    and ``failed``: each company pair that did not, with its error (empty when all did)."""
 
     template: str
     run_id: str
     dry_run: bool
     counts: Counts
     companies: dict[str, CompanyCounts]
+    failed: dict[str, str]
 
 
 # -- what the DAG layer's tasks hand each other over XCom ---------------------------------------

@@ -241,6 +241,7 @@ def run_company_pairs(
     max_parallel: int | None = None,
     options: SyncOptions | None = None,
     window: Window | None = None,
+    raise_on_failure: bool = True,
     **given: Unpack[SyncArgs],
 ) -> PairsResult:
     """``run_template`` for several company pairs at once, the way the DAG's mapped task
@@ -255,6 +256,8 @@ def run_company_pairs(
 
     :param legal_entities: the pairs to run (all of the environment's when None).
     :param max_parallel: pairs at once (all when None).
+    :param raise_on_failure: False returns the result with the failed pairs in ``failed``
+        instead of raising (the CLI reports what succeeded and what failed).
     """
     options, window = resolve(options, window, given)
     pairs = select_pairs(
@@ -276,7 +279,7 @@ def run_company_pairs(
             except Exception as exc:  # reported below, with every pair's outcome
                 log.error("%s [%s] failed: %s", loaded.name, legal_entity, exc)
                 errors[legal_entity] = exc
-    if errors:
+    if errors and raise_on_failure:
         names = ", ".join(f"{name} ({type(exc).__name__}: {exc})" for name, exc in errors.items())
         raise SyncError(
             f"{loaded.name}: {len(errors)} of {len(pairs)} company pair(s) failed: {names}"
@@ -292,4 +295,5 @@ def run_company_pairs(
             company: {"counts": summary["counts"], "summary_path": summary["summary_path"]}
             for company, summary in companies.items()
         },
+        "failed": {company: f"{type(exc).__name__}: {exc}" for company, exc in errors.items()},
     }

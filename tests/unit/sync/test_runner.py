@@ -520,6 +520,7 @@ class TestCompanyPairs:
         again = self.run(sales, fno, staging_root)
         assert again["counts"]["created"] == 0
         assert again["counts"]["unchanged"] == 10
+        assert again["failed"] == {}
 
     def test_a_subset_of_pairs_in_any_case(self, two_pairs: Path, staging_root: ObjectStoragePath) -> None:
         sales, fno = accounts_services([account("ACC-1", "Customer 1")])
@@ -554,6 +555,14 @@ class TestCompanyPairs:
         assert [(r["dataAreaId"], r["CustomerAccount"]) for r in fno.tables["CustomersV3"].rows] == [
             ("usmf", "ACC-1")
         ]
+        # Without raising, the result names what finished and what failed (the CLI's report).
+        report = self.run(sales, fno, staging_root, raise_on_failure=False)
+        assert set(report["companies"]) == {"usmf"}
+        assert report["companies"]["usmf"]["counts"]["unchanged"] == 1
+        assert report["failed"] == {
+            "demf": "SyncError: business unit 'Nowhere' of legal entity 'demf': found 0 rows, expected 1"
+        }
+        assert (report["counts"]["unchanged"], report["counts"]["failed"]) == (1, 0)
 
 
 class TestStreamingLoad:
