@@ -463,12 +463,14 @@ def load(
         return result
 
     journal_files = staging.list("plan", "journal-")
-    journal = staging.read_many(journal_files)
+    journal = staging.read_many(journal_files, drop_torn=True)
     done: set[tuple[str, str]] = set()
     if journal is not None and len(journal):
         confirmed = journal[journal["ok"]]
         done = set(zip(confirmed["phase"], confirmed["ref"], strict=True))
-    state = _LoadState(journal_index=len(journal_files), done=done)
+    # numbered after the last file seen, so a dropped torn file never makes one overwritten
+    next_index = max((int(p.name.split("-")[1].split(".")[0]) for p in journal_files), default=-1) + 1
+    state = _LoadState(journal_index=next_index, done=done)
     del journal
     rows_per_batch = max(journal_every, 1000)
     stream = {"journal_every": journal_every, "journal_seconds": options.journal_seconds}

@@ -97,7 +97,7 @@ def transform(
         sink = LazySink(lambda: StagedPlanSink(ctx, plan_schemas(ctx.task)))
         try:
             result = plan_task(ctx.task, inputs, spill=spill, sink=sink, rows=rows)
-            paths = sink.open().paths  # every plan file exists, empty or not
+            paths = sink.open().commit()  # every plan file in place, empty or not
         finally:
             sink.close()
     # a new plan makes any earlier load outcome and journal of this run stale

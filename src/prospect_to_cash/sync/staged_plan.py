@@ -8,6 +8,7 @@ files and the rejected rows' dead letter as the planner hands them over.
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -26,7 +27,7 @@ from prospect_to_cash.sync.columns import (
     ROW,
     SOURCE_KEY,
 )
-from prospect_to_cash.sync.staging import buffered
+from prospect_to_cash.sync.staging import AtomicFile
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -126,7 +127,7 @@ class StagedPlanSink:
     def __init__(self, ctx: SyncContext, schemas: dict[str, pa.Schema]) -> None:
         self.ctx = ctx
         self.paths: dict[str, str] = {}
-        self._open: list[tuple[pq.ParquetWriter, Any]] = []
+        self._open: list[tuple[pq.ParquetWriter, AtomicFile]] = []
         self._writers: dict[str, pq.ParquetWriter] = {}
         files = {
             name: ("plan", name, schemas[name]) for name in ("creates", "updates", "unchanged", "second_pass")
@@ -134,13 +135,11 @@ class StagedPlanSink:
         files["planned"] = ("plan", PLANNED, OUTCOME_SCHEMA)
         files["rejects"] = ("deadletter", deadletter.REJECTED, deadletter.SCHEMA)
         for category, (area, name, schema) in files.items():
-            target = ctx.staging.path(area, name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            handle = buffered(target.open("wb"))
-            writer = pq.ParquetWriter(handle, schema)
-            self._open.append((writer, handle))
+            staged = AtomicFile(ctx.staging.path(area, name))
+            writer = pq.ParquetWriter(staged.open(), schema)
+            self._open.append((writer, staged))
             self._writers[category] = writer
-            self.paths["rejected" if category == "rejects" else category] = str(target)
+            self.paths["rejected" if category == "rejects" else category] = str(staged.target)
 
     def write(self, category: str, table: pa.Table) -> None:
         if category == "rejects":
@@ -151,10 +150,20 @@ class StagedPlanSink:
             table = deadletter.records_table(self.ctx.staging, "transform", records)
         self._writers[category].write_table(table)
 
-    def close(self) -> None:
-        for writer, handle in self._open:
+    def commit(self) -> dict[str, str]:
+        """Put every plan file in place (the plan is whole); returns their paths."""
+        for writer, staged in self._open:
             writer.close()
-            handle.close()
+            staged.commit()
+        self._open = []
+        return self.paths
+
+    def close(self) -> None:
+        """Drop whatever was not committed: the previous plan files stay as they were."""
+        for writer, staged in self._open:
+            with suppress(Exception):
+                writer.close()
+            staged.discard()
         self._open = []
 
 

@@ -15,13 +15,21 @@ Raw reads (source, target) are staged as text columns in one canonical spelling
 declares for it, applied in transform; staging the text keeps pages with differently
 inferred pandas dtypes (all-null pages, ints that became floats) in one Parquet schema
 so pages can stream into one file through a single ``ParquetWriter``.
+
+Every staging file is written under a hidden temporary name in its folder and renamed into
+place once complete (`AtomicFile`): a worker killed mid-write leaves the previous file or
+none, never a torn one a retry would trip over. Load journals are read with
+``drop_torn=True`` all the same, so a file torn by something else (a full disk, a copy)
+costs a re-check of its writes, not every later retry.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import uuid
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -38,6 +46,8 @@ from prospect_to_cash.sync.values import is_blank, py
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+
+log = logging.getLogger(__name__)
 
 STAGING_ROOT_VARIABLE = "P2C_STAGING_ROOT"
 AREAS = ("source", "target", "plan", "deadletter", "work")
@@ -121,6 +131,44 @@ def buffered(handle: Any) -> pa.NativeFile:
     return pa.output_stream(handle, buffer_size=WRITE_BUFFER_BYTES)
 
 
+class AtomicFile:
+    """One staging file written under a hidden temporary name (``.<name>.<random>.tmp``,
+    never matched by `TaskStaging.list` prefixes) and renamed over ``target`` on `commit`.
+
+    A rename within one folder is atomic on a local disk and on ADLS Gen2 (hierarchical
+    namespace); on a flat object store the final name still only ever holds a whole file.
+    """
+
+    def __init__(self, target: ObjectStoragePath) -> None:
+        self.target = target
+        self.temporary = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"
+        self._handle: Any = None
+
+    def open(self, mode: str = "wb") -> Any:
+        """The temporary file, buffered for binary writes; closed by `commit` or `discard`."""
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        raw = self.temporary.open(mode)
+        self._handle = buffered(raw) if "b" in mode else raw
+        return self._handle
+
+    def commit(self) -> str:
+        """Close the temporary file and put it in place; returns the path for XCom."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        self.temporary.rename(self.target)
+        return str(self.target)
+
+    def discard(self) -> None:
+        """Close and remove the temporary file; ``target`` keeps whatever it held."""
+        if self._handle is not None:
+            with suppress(Exception):
+                self._handle.close()
+            self._handle = None
+        with suppress(FileNotFoundError, OSError):
+            self.temporary.unlink()
+
+
 def text_array(values: Sequence[Any]) -> pa.Array:
     """A column of raw values as staged text (:func:`to_text` of each)."""
     return pa.array([to_text(v) for v in values], type=pa.string())
@@ -156,13 +204,11 @@ class TextPageWriter:
         self.columns = list(dict.fromkeys(columns))
         self.schema = pa.schema([(name, pa.string()) for name in self.columns])
         self.rows = 0
-        self._handle: Any = None
+        self._file = AtomicFile(path)
         self._writer: pq.ParquetWriter | None = None
 
     def __enter__(self) -> TextPageWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = buffered(self.path.open("wb"))
-        self._writer = pq.ParquetWriter(self._handle, self.schema)
+        self._writer = pq.ParquetWriter(self._file.open(), self.schema)
         return self
 
     def write(self, page: pd.DataFrame) -> None:
@@ -176,11 +222,13 @@ class TextPageWriter:
         self._writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
         self.rows += len(page)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if self._writer is not None:
             self._writer.close()
-        if self._handle is not None:
-            self._handle.close()
+        if exc_type is None:
+            self._file.commit()
+        else:
+            self._file.discard()
 
 
 @dataclass(frozen=True)
@@ -218,11 +266,13 @@ class TaskStaging:
 
     def write_table(self, area: str, name: str, table: pa.Table) -> str:
         """Write a whole Arrow table; returns the path as a string for XCom."""
-        target = self.path(area, name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with buffered(target.open("wb")) as handle:
-            pq.write_table(table, handle)
-        return str(target)
+        staged = AtomicFile(self.path(area, name))
+        try:
+            pq.write_table(table, staged.open())
+        except BaseException:
+            staged.discard()
+            raise
+        return staged.commit()
 
     def read_frame(self, area: str, name: str) -> pd.DataFrame:
         target = self.path(area, name)
@@ -233,11 +283,13 @@ class TaskStaging:
         return self.read_frame(area, name) if self.exists(area, name) else None
 
     def write_json(self, area: str, name: str, data: Any) -> str:
-        target = self.path(area, name, ".json")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True, default=str)
-        return str(target)
+        staged = AtomicFile(self.path(area, name, ".json"))
+        try:
+            json.dump(data, staged.open("w"), indent=2, sort_keys=True, default=str)
+        except BaseException:
+            staged.discard()
+            raise
+        return staged.commit()
 
     def read_json(self, area: str, name: str) -> Any:
         with self.path(area, name, ".json").open("r") as handle:
@@ -250,11 +302,22 @@ class TaskStaging:
             return []
         return sorted((p for p in folder.iterdir() if p.name.startswith(prefix)), key=lambda p: p.name)
 
-    def read_many(self, paths: Sequence[ObjectStoragePath]) -> pd.DataFrame | None:
+    def read_many(
+        self, paths: Sequence[ObjectStoragePath], *, drop_torn: bool = False
+    ) -> pd.DataFrame | None:
+        """The files' rows, concatenated. With ``drop_torn`` a file that is not whole Parquet
+        is logged and removed instead of failing every later attempt (for files whose loss
+        costs only work, such as load journals)."""
         frames = []
         for item in paths:
-            with item.open("rb") as handle:
-                frames.append(pq.read_table(handle).to_pandas())
+            try:
+                with item.open("rb") as handle:
+                    frames.append(pq.read_table(handle).to_pandas())
+            except (pa.ArrowInvalid, OSError) as exc:
+                if not drop_torn:
+                    raise
+                log.warning("staging file %s is torn (%s); removed, its rows are checked again", item, exc)
+                item.unlink()
         frames = [f for f in frames if len(f.columns)]
         return pd.concat(frames, ignore_index=True) if frames else None
 
