@@ -48,6 +48,7 @@ from prospect_to_cash.sync.context import (
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, resolve
 from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Task, Template
+from prospect_to_cash.sync.privacy import ROW_VALUES_VARIABLE, log_row_values
 from prospect_to_cash.sync.reading import odata_literal, read_pages
 from prospect_to_cash.sync.values import is_blank, normalize, py, values_equal
 
@@ -499,9 +500,20 @@ def load(
         ctx.pair.legal_entity,
         ", ".join(f"{k}={v}" for k, v in counts.items()),
     )
-    for failure in state.failures[:20]:
+    if log_row_values():  # the services' messages quote row values: in the log only when asked
+        for failure in state.failures[:20]:
+            log.warning(
+                "%s/%s failed %s: %s", ctx.template.name, ctx.task.name, failure["ref"], failure["reason"]
+            )
+    elif state.failures:
         log.warning(
-            "%s/%s failed %s: %s", ctx.template.name, ctx.task.name, failure["ref"], failure["reason"]
+            "%s/%s [%s]: %d write(s) refused; keys and reasons in %s (%s=1 logs them)",
+            ctx.template.name,
+            ctx.task.name,
+            ctx.pair.legal_entity,
+            len(state.failures),
+            paths.get("failed"),
+            ROW_VALUES_VARIABLE,
         )
     result.update(dry_run=False, paths=paths, counts=counts)
     return result

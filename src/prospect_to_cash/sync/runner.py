@@ -34,6 +34,7 @@ from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncHooks, Sy
 from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.loading import load
 from prospect_to_cash.sync.planner import plan_task
+from prospect_to_cash.sync.privacy import ROW_VALUES_VARIABLE, log_row_values
 from prospect_to_cash.sync.reading import extract, snapshot
 from prospect_to_cash.sync.staged_plan import LazySink, StagedInputs, StagedPlanSink, plan_samples
 from prospect_to_cash.sync.staging import StagingSpill, as_path, chunk_rows
@@ -116,13 +117,24 @@ def transform(
         result.stats["chunk_rows"],
         result.stats["buckets"],
     )
-    for reject in result.heads["rejects"][:20]:
+    if log_row_values():  # the reasons quote row values: in the log only when asked
+        for reject in result.heads["rejects"][:20]:
+            log.warning(
+                "%s/%s rejected %s: %s",
+                ctx.template.name,
+                ctx.task.name,
+                reject[REF] or reject[SOURCE_KEY],
+                reject[REASON],
+            )
+    elif result.heads["rejects"]:
         log.warning(
-            "%s/%s rejected %s: %s",
+            "%s/%s [%s]: %d row(s) rejected; keys and reasons in %s (%s=1 logs them)",
             ctx.template.name,
             ctx.task.name,
-            reject[REF] or reject[SOURCE_KEY],
-            reject[REASON],
+            ctx.pair.legal_entity,
+            counts.get("rejected", len(result.heads["rejects"])),
+            paths.get("rejected"),
+            ROW_VALUES_VARIABLE,
         )
     return {**base_result(ctx, "transform"), "paths": paths, "counts": counts, "chunking": result.stats}
 

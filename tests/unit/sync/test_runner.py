@@ -4,6 +4,7 @@ services' write rules: idempotence, dead letters, dry run, crash and resume."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -224,6 +225,40 @@ class TestAccountsEndToEnd:
         sales.tables["accounts"].rows[0]["numberofemployees"] = 250  # corrected in Sales
         second = run_accounts(sales, fno, staging_root, "run-2")
         assert (second["counts"]["created"], second["counts"]["unchanged"]) == (1, 1)
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["default", "P2C_LOG_ROW_VALUES"])
+def test_row_values_reach_the_log_only_when_the_debug_setting_asks(
+    staging_root: ObjectStoragePath,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    debug: bool,
+) -> None:
+    if debug:
+        monkeypatch.setenv("P2C_LOG_ROW_VALUES", "1")
+    else:
+        monkeypatch.delenv("P2C_LOG_ROW_VALUES", raising=False)
+    rows = [
+        account("ACC-1", "A", numberofemployees=3_000_000_000),  # refused by the service
+        account("ACC-2", "Ms Private", address1_country="Atlantis"),  # rejected: no such country
+        account("ACC-3", "C"),
+    ]
+    sales, fno = accounts_services(rows)
+    with caplog.at_level(logging.INFO, logger="prospect_to_cash"):
+        result = run_accounts(sales, fno, staging_root, "run-1")
+    assert (result["counts"]["created"], result["counts"]["rejected"], result["counts"]["failed"]) == (
+        1,
+        1,
+        1,
+    )
+    text = caplog.text
+    values = ["Atlantis", "3000000000"]
+    if debug:
+        assert [value in text for value in values] == [True, True]
+    else:
+        assert [value in text for value in values] == [False, False]
+        assert "accounts/customers [usmf]: 1 row(s) rejected; keys and reasons in " in text
+        assert "accounts/customers [usmf]: 1 write(s) refused; keys and reasons in " in text
 
 
 class TestCrashAndResume:

@@ -1,0 +1,17 @@
+"""Where row values (names, e-mails, phones, codes) may appear: staging and dead letters, not logs.
+
+Task logs are read by more people, and kept longer, than the staging area. Row values
+reach a log only when ``P2C_LOG_ROW_VALUES`` is set to ``1`` (``true``/``yes``): a debug
+setting for a person looking at one run, documented in docs/sync.md.
+"""
+
+from __future__ import annotations
+
+import os
+
+ROW_VALUES_VARIABLE = "P2C_LOG_ROW_VALUES"
+
+
+def log_row_values() -> bool:
+    """Whether the debug setting asks for row values (rejected rows, dry-run samples) in logs."""
+    return os.environ.get(ROW_VALUES_VARIABLE, "").strip().lower() in {"1", "true", "yes"}
