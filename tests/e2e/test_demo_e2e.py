@@ -19,6 +19,7 @@ nothing, by its own counts and by the emulators' write counters.
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import re
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ import pytest
 from devstack.airflow_stack import free_port
 from devstack.demo import SYNC_DAGS, DemoResult, format_summary, run_demo, serve
 from tests.support import story_checks
-from tests.support.emulators import start_emulators
+from tests.support.emulators import acquire_token, start_emulators
 from tests.support.world import ODataReader, business_units
 
 if TYPE_CHECKING:
@@ -77,6 +78,39 @@ def _snapshot(state: Path, *extra: str) -> tuple[Any, dict[str, str], str]:
             reader.close()
     finally:
         running.stop()
+
+
+def _issued_token(state: Path) -> str:
+    """A bearer token the emulators issue on the demo's state, as the scan's positive control."""
+    running = start_emulators(state / "emulators")
+    try:
+        return acquire_token(running.endpoints, "fno")
+    finally:
+        running.stop()
+
+
+#: A JWT (what Entra ID and the emulators issue): header and claims are base64url JSON.
+JWT = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.(eyJ[A-Za-z0-9_-]{8,})\.[A-Za-z0-9_-]{16,}")
+
+
+def _tenant_of(claims_part: bytes) -> str | None:
+    """The ``tid`` claim of a JWT's middle part (no signature check: this only recognises it)."""
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(claims_part + b"=" * (-len(claims_part) % 4)))
+    except ValueError:
+        return None
+    return claims.get("tid") if isinstance(claims, dict) else None
+
+
+def _bearer_tokens(data: bytes, tenant: str) -> int:
+    """How many tokens of the emulators' tenant ``data`` holds (Airflow's own JWTs do not count)."""
+    return sum(1 for match in JWT.finditer(data) if _tenant_of(match.group(1)) == tenant)
+
+
+def _parquet_text(path: Path) -> bytes:
+    """Every value of a Parquet file as text, so compression cannot hide what it holds."""
+    table = pq.read_table(path)
+    return "\n".join(str(value) for column in table.columns for value in column.to_pylist()).encode()
 
 
 @pytest.fixture(scope="module")
@@ -253,8 +287,23 @@ def test_the_client_secret_is_never_printed_or_written(demo: DemoFlow) -> None:
     files = [path for path in demo.state.rglob("*") if path.is_file() and path != store]
     assert store.is_file()
     assert secret in store.read_bytes()  # the scan would find it: the bytes are the same
-    # every file, whatever its kind (logs, staging parquet, SQLite databases, reports)
-    leaks = [str(path.relative_to(demo.state)) for path in files if secret in path.read_bytes()]
+    # every file, whatever its kind (logs, staging parquet, SQLite databases, reports), as bytes
+    # and, for Parquet (staging, dead letters), as decoded values too
+    contents = {path: path.read_bytes() for path in files}
+    for path in files:
+        if path.suffix == ".parquet":
+            contents[path] += b"\n" + _parquet_text(path)
+    leaks = [str(path.relative_to(demo.state)) for path, data in contents.items() if secret in data]
     assert not leaks, f"client secret found in {leaks}"
+    # nor any bearer token the emulators issued during the runs
+    token = _issued_token(demo.state).encode()
+    tenant = _tenant_of(token.split(b".")[1])
+    assert tenant
+    assert _bearer_tokens(b"Authorization: Bearer " + token, tenant) == 1  # the scan finds them
+    tokens = sorted(
+        str(path.relative_to(demo.state)) for path, data in contents.items() if _bearer_tokens(data, tenant)
+    )
+    assert not tokens, f"bearer token found in {tokens}"
     scanned = {path.suffix for path in files}
-    assert {".log", ".json", ".html", ".parquet"} <= scanned, scanned
+    assert {".log", ".json", ".html", ".parquet", ".db"} <= scanned, scanned
+    assert any(path.name == "airflow.db" for path in files)  # XCom, asset events, task instances
