@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, quote, unquote
 
 from emulators.fno import errors
 from emulators.fno.entities import EntityView, build_views, field_label
-from emulators.fno.paths import key_literal, parse_key, parse_path
+from emulators.fno.paths import UnroutableKey, key_literal, parse_key, parse_path
 from emulators.odata.batch import (
     FNO_LIMITS,
     BatchRequest,
@@ -136,7 +136,10 @@ class FnoService:
             if in_batch:
                 raise ODataError(400, "", "Nested batch requests are not supported.")
             return self._only(method, "POST") or await self.batch(headers, body)
-        resource = parse_path(path)
+        try:
+            resource = parse_path(path)
+        except UnroutableKey:
+            raise errors.RouteNotFound(url) from None
         view = self.views.get(resource.name)
         if view is None:
             raise errors.RouteNotFound(url)

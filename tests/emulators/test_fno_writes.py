@@ -182,11 +182,22 @@ def test_key_fields_cannot_be_changed_by_patch(http: httpx.Client) -> None:
 
 def test_key_values_with_quotes_and_reserved_characters(http: httpx.Client) -> None:
     account = "O'Brien & Co/1"
-    assert http.post("CustomersV3", json=customer(account)).status_code == 201
-    encoded = "CustomersV3(dataAreaId='usmf',CustomerAccount='O''Brien%20%26%20Co%2F1')"
+    created = http.post("CustomersV3", json=customer(account))
+    assert created.status_code == 201
+    assert created.headers["Location"] == (
+        f"{http.base_url}CustomersV3(dataAreaId='usmf',CustomerAccount='O''Brien%20%26%20Co%252F1')"
+    )
+    encoded = "CustomersV3(dataAreaId='usmf',CustomerAccount='O''Brien%20%26%20Co%252F1')"
     response = http.get(encoded)
     assert response.status_code == 200, response.text
     assert response.json()["CustomerAccount"] == account
+    # "/" encoded once reaches F&O's routing as a path separator.
+    once = http.get("CustomersV3(dataAreaId='usmf',CustomerAccount='O''Brien%20%26%20Co%2F1')")
+    assert once.status_code == 404
+    assert once.json() == {
+        "Message": "No HTTP resource was found that matches the request URI "
+        f"'{http.base_url}CustomersV3(dataAreaId='usmf',CustomerAccount='O''Brien%20%26%20Co%2F1')'."
+    }
 
 
 def test_write_through_v2_and_read_through_v3(http: httpx.Client) -> None:
