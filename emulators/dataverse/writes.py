@@ -116,6 +116,9 @@ class DataverseWrites(DataverseReads):
                 row[column.name] = self._auto_number(table, column.name, column.auto_number)
         now = self._now()
         system = {"createdon": now, "modifiedon": now, "versionnumber": self.next_version()}
+        if row.get("overriddencreatedon") is not None:
+            # A migrated row: createdon takes the given date, the column the time of migration.
+            system["createdon"], system["overriddencreatedon"] = row["overriddencreatedon"], now
         if table.field("ownerid") is not None and row.get("ownerid") is None:
             user_id, business_unit_id = self.identity()
             system["ownerid"] = user_id

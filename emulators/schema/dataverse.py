@@ -148,8 +148,12 @@ def lookup_column(
 
 
 def audit_columns() -> list[Field]:
+    """Audit columns of every table. `overriddencreatedon` ("Date and time that the record was
+    migrated", valid for create only): a create that sets it gets that value as `createdon`,
+    and the column keeps the actual time of the create."""
     return [
         datetime_("createdon", read_only=True),
+        Field("overriddencreatedon", EdmType.DATETIMEOFFSET, attribute_type="DateTime", create_only=True),
         datetime_("modifiedon", read_only=True),
         Field("versionnumber", EdmType.INT64, attribute_type="BigInt", read_only=True),
     ]

@@ -350,3 +350,41 @@ def test_single_property_put_and_delete(api: httpx.Client) -> None:
     assert api.get(f"accounts({account_id})/telephone1").json()["value"] == "2"
     assert api.delete(f"accounts({account_id})/telephone1").status_code == 204
     assert api.get(f"accounts({account_id})").json()["telephone1"] is None
+
+
+def test_overriddencreatedon_dates_a_migrated_row_on_create_only(api: httpx.Client) -> None:
+    """Entity reference (OverriddenCreatedOn, "Date and time that the record was migrated",
+    not valid for update): a create that sets it gets that date as ``createdon``; the column
+    then holds the actual time of the create. A client can so create rows in past windows."""
+    past = "2026-11-02T08:15:00Z"
+    response = api.post("accounts", json={"name": "Migrated Co", "overriddencreatedon": past})
+    assert response.status_code == 204, response.text
+    account_id = response.headers["OData-EntityId"].rsplit("(", 1)[1].rstrip(")")
+    row = api.get(f"accounts({account_id})").json()
+    assert row["createdon"] == past
+    assert row["overriddencreatedon"] == row["modifiedon"]
+    assert row["overriddencreatedon"] > past
+    window = api.get(
+        "accounts",
+        params={
+            "$select": "name",
+            "$filter": f"createdon ge 2026-11-02T00:00:00Z and createdon lt 2026-11-03T00:00:00Z "
+            f"and accountid eq {account_id}",
+        },
+    ).json()["value"]
+    assert [r["name"] for r in window] == ["Migrated Co"]
+
+    refused = api.patch(f"accounts({account_id})", json={"overriddencreatedon": "2026-11-01T00:00:00Z"})
+    assert refused.status_code == 400
+    assert error_of(refused)["code"] == "0x80040203"
+    assert "overriddencreatedon" in error_of(refused)["message"]
+    assert api.get(f"accounts({account_id})").json()["createdon"] == past
+
+    plain = api.post("accounts", json={"name": "Fresh Co"})
+    fresh = api.get(f"accounts({plain.headers['OData-EntityId'].rsplit('(', 1)[1].rstrip(')')})").json()
+    assert fresh["overriddencreatedon"] is None
+    assert fresh["createdon"] == fresh["modifiedon"]
+
+    attributes = api.get("EntityDefinitions(LogicalName='account')/Attributes").json()["value"]
+    column = next(a for a in attributes if a["LogicalName"] == "overriddencreatedon")
+    assert (column["IsValidForCreate"], column["IsValidForUpdate"]) == (True, False)
