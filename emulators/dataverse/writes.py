@@ -20,6 +20,9 @@ from emulators.odata.errors import ODataError
 from emulators.schema.validate import to_storage
 from emulators.store import KeyExists, NotFound, format_datetime
 
+#: What a row's owner decides; a line copies all three from its parent.
+OWNER_COLUMNS = ("ownerid", "owninguser", "owningbusinessunit")
+
 if TYPE_CHECKING:
     from emulators.dataverse.keys import RowKey
     from emulators.schema.model import Table
@@ -119,13 +122,6 @@ class DataverseWrites(DataverseReads):
         if row.get("overriddencreatedon") is not None:
             # A migrated row: createdon takes the given date, the column the time of migration.
             system["createdon"], system["overriddencreatedon"] = row["overriddencreatedon"], now
-        if table.field("ownerid") is not None and row.get("ownerid") is None:
-            user_id, business_unit_id = self.identity()
-            system["ownerid"] = user_id
-            if table.field("owningbusinessunit") is not None:
-                system["owningbusinessunit"] = business_unit_id or None
-        if table.field("owninguser") is not None:
-            system["owninguser"] = row.get("ownerid") or system.get("ownerid")
         row.update({k: v for k, v in system.items() if table.field(k) is not None})
         self._derive(table, row)
         return row
@@ -146,8 +142,53 @@ class DataverseWrites(DataverseReads):
 
         return re.sub(r"\{(SEQNUM|RANDSTRING):(\d+)\}", fill, pattern)
 
+    def _ownership(self, table: Table, row: dict[str, Any], current: dict[str, Any] | None) -> None:
+        """Who owns a row being created (``current`` None) or changed.
+
+        A line takes its parent's owner. Otherwise ``ownerid`` (the caller when a create leaves
+        it out) decides, and ``owninguser`` and ``owningbusinessunit`` follow it on create and
+        on assign (a PATCH of ``ownerid``): the row lands in its owner's business unit.
+        """
+        if table.field("ownerid") is None:
+            return
+        if table.owner_parent is not None:
+            parent_id = row.get(table.owner_parent)
+            if parent_id is not None:
+                lookup = next(lk for lk in table.lookups if lk.column == table.owner_parent)
+                parent_set = next(iter(lookup.targets.values()))
+                parent = self.store.get(parent_set, parent_id, columns=list(OWNER_COLUMNS))
+                if parent is not None:
+                    row.update({column: parent.get(column) for column in OWNER_COLUMNS})
+                    return
+            if current is not None:
+                return
+        if current is None and row.get("ownerid") is None:
+            user_id, business_unit_id = self.identity()
+            row.update(ownerid=user_id, owninguser=user_id, owningbusinessunit=business_unit_id or None)
+            return
+        if "ownerid" in row and (current is None or row["ownerid"] != current.get("ownerid")):
+            owner = row["ownerid"]
+            user = self.store.get("systemusers", owner, columns=["businessunitid"]) if owner else None
+            row["owninguser"] = owner
+            row["owningbusinessunit"] = user.get("businessunitid") if user else None
+
+    def _cascade_assign(self, table: Table, row_id: str, changes: dict[str, Any]) -> None:
+        """An assigned parent takes its lines along (the parental relationship's cascade)."""
+        if "owningbusinessunit" not in changes:
+            return
+        owner = {column: changes.get(column) for column in OWNER_COLUMNS}
+        for child in self.catalog.tables.values():
+            lookup = next((lk for lk in child.lookups if lk.column == child.owner_parent), None)
+            if lookup is None or table.entity_set not in lookup.targets.values():
+                continue
+            pk = child.key[0]
+            for line in self.store.find_by(child.entity_set, {lookup.column: row_id}):
+                stamp = {"modifiedon": self._now(), "versionnumber": self.next_version()}
+                self.store.update(child.entity_set, line[pk], {**owner, **stamp})
+
     def _derive(self, table: Table, row: dict[str, Any], current: dict[str, Any] | None = None) -> None:
-        """Columns the platform computes from others: full names, exchange rates, base amounts."""
+        """Columns the platform computes from others: owners, full names, exchange rates, base amounts."""
+        self._ownership(table, row, current)
         merged = {**(current or {}), **row}
         if table.field("fullname") is not None and ("firstname" in row or "lastname" in row):
             parts = [merged.get("firstname"), merged.get("lastname")]
@@ -248,6 +289,7 @@ class DataverseWrites(DataverseReads):
         try:
             with self.store.transaction():
                 stored = self.store.update(table.entity_set, row_id, changes)
+                self._cascade_assign(table, row_id, changes)
         except KeyExists as exc:
             raise self._conflict(table, exc) from None
         self.ctx.record_write(kind)
@@ -366,6 +408,7 @@ class DataverseWrites(DataverseReads):
         self._derive(table, changes, existing)
         try:
             self.store.update(table.entity_set, existing[pk], changes)
+            self._cascade_assign(table, existing[pk], changes)
         except KeyExists as exc:
             raise self._conflict(table, exc, bulk=True) from None
         return str(existing[pk])

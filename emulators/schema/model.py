@@ -131,6 +131,8 @@ class Table:
     ownership: str = "UserOwned"
     metadata_id: str = ""  # stable GUID for EntityDefinitions
     description: str = ""
+    #: Dataverse lines (parental ownership): the lookup to the parent whose owner the row takes.
+    owner_parent: str | None = None
 
     def field(self, name: str) -> Field | None:
         return self._fields_by_name.get(name)
