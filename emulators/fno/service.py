@@ -61,6 +61,9 @@ if TYPE_CHECKING:
 JSON_TYPE = "application/json; odata.metadata=minimal"
 #: A query page costs one operation plus one per this many rows returned.
 ROWS_PER_OPERATION = 100
+#: Customers (V2 and V3 share it) get a party from the party number sequence, format #########.
+PARTY_STORAGE = "CustomersV3"
+PARTY_NUMBER_DIGITS = 9
 ODL_PROBLEMS = ("unknown_property", "wrong_type", "invalid_enum")
 
 
@@ -598,6 +601,8 @@ class FnoService:
             self.ctx.charge_operations(1)
             if lines:
                 raise errors.write_failed(view, lines)
+            if view.storage == PARTY_STORAGE and not row.get("PartyNumber"):
+                row["PartyNumber"] = self._next_party_number()
             try:
                 self.store.insert(view.storage, row)
             except KeyExists:
@@ -610,6 +615,18 @@ class FnoService:
         payload = {"@odata.context": self._context(view, None, "/$entity")}
         payload.update(self._render(view, stored, None))
         return Reply.json(201, payload, [("Location", location)])
+
+    def _next_party_number(self) -> str:
+        """The party number sequence (global, like DirPartyTable): a customer created without
+        ``PartyNumber`` becomes a new party numbered after the highest sequence number so far,
+        unrelated to its customer account."""
+        pattern = "[0-9]" * PARTY_NUMBER_DIGITS
+        found = self.store.execute(
+            f"SELECT MAX(CAST({sql_quote('PartyNumber')} AS INTEGER)) FROM {sql_quote(PARTY_STORAGE)} "
+            f"WHERE {sql_quote('PartyNumber')} GLOB ?",
+            [pattern],
+        )
+        return f"{int(found[0][0] or 0) + 1:0{PARTY_NUMBER_DIGITS}d}"
 
     def _already_exists(self, view: EntityView, row: dict[str, Any]) -> ODataError:
         key = [name for name in view.table.key if name != "dataAreaId"] or list(view.table.key)

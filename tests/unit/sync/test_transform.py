@@ -176,12 +176,12 @@ class TestContactRouting:
             self.contacts,
             references={
                 "src_accounts": [{"accountid": self.account_id, "accountnumber": "ACC-1"}],
-                "tgt_customers": [{"CustomerAccount": "ACC-1"}],
+                "tgt_customers": [{"CustomerAccount": "ACC-1", "PartyNumber": "000000042"}],
             },
         )
         assert plan.skipped == 2
-        row = by_ref(plan.creates)["CON-1|ACC-1"]
-        assert row["AssociatedPartyNumber"] == "ACC-1"
+        row = by_ref(plan.creates)["CON-1|000000042"]
+        assert row["AssociatedPartyNumber"] == "000000042"  # the customer's party, not its account
         assert row["Gender"] == "Female"
         assert row["IsReceivingDirectMail"] == "No"
         assert row["IsContactPersonExternallyMaintained"] == "Yes"
