@@ -14,6 +14,7 @@ from emulators.seed.layout import (
     CONTACT_EXISTING_PERSONS,
     CONTACT_PARENT_IS_CONTACT,
     CONTACT_PERSON_NO_NUMBER,
+    CONTACT_PERSON_OF_NEW_ACCOUNT,
     CONTACT_PERSONS,
     Batch,
 )
@@ -35,7 +36,18 @@ class ContactRows(GeneratorCore):
             parent_set: str | None = None
             active = pos < CONTACT_CUSTOMERS or pos == CONTACT_CUSTOMER_NO_NUMBER
             company_is_account = False
-            if pos in CONTACT_PERSONS or pos == CONTACT_PERSON_NO_NUMBER:
+            created, modified = contact.created, contact.modified
+            new_parent = (
+                self.new_account_with_contact(company.index, (i // 2) // CONTACT_BLOCK)
+                if pos == CONTACT_PERSON_OF_NEW_ACCOUNT
+                else None
+            )
+            if new_parent is not None:
+                # Entered with its new account: up to a minute later, the same day.
+                parent, parent_set, company_is_account = new_parent.guid, "accounts", True
+                modified = new_parent.modified + min(60, 86399 - new_parent.modified % 86400)
+                created = min(created, modified)
+            elif pos in CONTACT_PERSONS or pos == CONTACT_PERSON_NO_NUMBER:
                 parent = self.existing_account(company.index, a).guid
                 parent_set = "accounts"
                 company_is_account = True
@@ -65,7 +77,7 @@ class ContactRows(GeneratorCore):
                     "parentcustomerid__set": parent_set,
                     "transactioncurrencyid": self.currency_id(company.currency),
                     **self.owner(company),
-                    **self.audit(contact.created, contact.modified),
+                    **self.audit(created, modified),
                 },
             )
 

@@ -19,6 +19,7 @@ from emulators.seed.layout import (
     ACCOUNT_BLOCK,
     ACCOUNT_DUP_SECOND,
     ACCOUNT_EXISTING,
+    ACCOUNT_NEW_WITH_CONTACT,
     ACCOUNT_NO_NUMBER,
     ACCOUNT_UNKNOWN_COUNTRY,
     BATCH_SIZE,
@@ -345,6 +346,16 @@ class GeneratorCore:
     def existing_account(self, company: int, number: int) -> Account:
         count = rows_below(self.plan.accounts, company, ACCOUNT_BLOCK, ACCOUNT_EXISTING)
         return self.account(nth_row(number % count, company, ACCOUNT_BLOCK, ACCOUNT_EXISTING))
+
+    def new_account_with_contact(self, company: int, number: int) -> Account | None:
+        """A new account (not yet in F&O) that gets a contact person the same day, if the
+        scale has one for `company`."""
+        count = rows_below(self.plan.accounts, company, ACCOUNT_BLOCK, ACCOUNT_NEW_WITH_CONTACT + 1)
+        count -= rows_below(self.plan.accounts, company, ACCOUNT_BLOCK, ACCOUNT_NEW_WITH_CONTACT)
+        if count == 0:
+            return None
+        block = number % count
+        return self.account(2 * (block * ACCOUNT_BLOCK + ACCOUNT_NEW_WITH_CONTACT) + company)
 
     def existing_contact_customer(self, company: int, number: int) -> Contact:
         count = rows_below(self.plan.contacts, company, CONTACT_BLOCK, CONTACT_EXISTING_CUSTOMERS)

@@ -35,11 +35,13 @@ ACCOUNT_DUP_FIRST = 11
 ACCOUNT_DUP_SECOND = 12  # copies the number of the row two indexes earlier
 ACCOUNT_UNKNOWN_COUNTRY = 13
 ACCOUNT_BLANK_COUNTRY = 14
+ACCOUNT_NEW_WITH_CONTACT = 15  # a new account whose contact person is synced the same day
 
 CONTACT_BLOCK = 30
 CONTACT_CUSTOMERS = 8  # positions 0..7: active customers (msdynce_isactivecustomer)
 CONTACT_EXISTING_CUSTOMERS = 2  # positions 0..1 already F&O customers (Person)
 CONTACT_PERSONS = range(8, 26)  # contact persons of an account
+CONTACT_PERSON_OF_NEW_ACCOUNT = 25  # ...whose account is new to F&O, changed the same day
 CONTACT_EXISTING_PERSONS = range(8, 11)  # already F&O contact persons
 CONTACT_PERSON_NO_NUMBER = 26
 CONTACT_PARENT_IS_CONTACT = 27

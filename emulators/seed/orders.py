@@ -114,9 +114,13 @@ class OrderRows(SalesDocuments, InvoiceRows):
             invoice_account = self.fno_only_customer(company, a)
             invoice_external = 0
         status = FNO_ORDER_STATUS[pos]
-        line_status = {"Active": "Backorder", "Confirmed": "Backorder", "Delivered": "Delivered"}.get(
-            status, "Invoiced"
-        )
+        # SalesStatus is Invoiced only once every line is; a partly invoiced order is still open.
+        line_status = {
+            "Active": "Backorder",
+            "Confirmed": "Backorder",
+            "Delivered": "Delivered",
+            "PartiallyInvoiced": "Backorder",
+        }.get(status, "Invoiced")
         totals_calculated = pos != FNO_ORDER_TOTALS_NOT_CALCULATED
         origin = "WorkOrderIntegration" if pos == FNO_ORDER_WORK_ORDER else "NotSpecified"
         _created, modified = self.times(b)

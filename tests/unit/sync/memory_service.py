@@ -21,11 +21,14 @@ import copy
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 @dataclass
@@ -37,6 +40,8 @@ class MemoryTable:
     company_specific: bool = False
     read_only: set[str] = field(default_factory=set)  # computed/system columns: refused on write
     wire_lookups: set[str] = field(default_factory=set)  # columns read as _<column>_value
+    # what the service fills in on create (e.g. F&O's party number sequence)
+    on_create: Callable[[dict[str, Any]], None] | None = None
 
 
 _TOKEN = re.compile(
@@ -268,6 +273,8 @@ class MemoryService:
             problem = self._apply_body(table, row, dict(operation.body))
             if problem:
                 return WriteOutcome(ref, False, 400, message=problem)
+            if table.on_create is not None:
+                table.on_create(row)
             table.rows.append(row)
             return WriteOutcome(
                 ref, True, 201 if self.system == "fno" else 204, entity_id=str(key.get(table.key[0]))
