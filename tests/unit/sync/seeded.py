@@ -11,7 +11,7 @@ from __future__ import annotations
 from itertools import count
 from typing import TYPE_CHECKING, Any
 
-from emulators.fno.service import PARTY_NUMBER_DIGITS
+from emulators.fno.integrity import PARTY_NUMBER_DIGITS
 from emulators.odata.csdl import build_csdl
 from emulators.schema.dataverse import CATALOG as DATAVERSE
 from emulators.schema.fno import CATALOG as FNO
