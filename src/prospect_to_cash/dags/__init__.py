@@ -2,9 +2,10 @@
 
 The DAG files only declare their template's run book (steps, entity sets, upstream DAGs,
 documentation) and call :func:`template_dag`; everything they share lives here:
-``params`` (run-time Params), ``assets`` (one Asset per entity set), ``run_order`` (the
-sensor that keeps accounts and products before contacts, quotations and orders, and
-orders before invoices), ``steps`` (what each task does) and ``factory`` (the DAG shape).
+``params`` (run-time Params), ``assets`` (one Asset per entity set), ``steps`` (the run
+book's types, the preflight and the report) and ``factory`` (the DAG shape). The tasks
+that move data are the provider's operators (``prospect_to_cash.operators``), the run
+order is its sensor (``prospect_to_cash.sensors``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 from prospect_to_cash.dags.assets import entity_asset, entity_uri
 from prospect_to_cash.dags.factory import DEFAULT_SCHEDULE, START_DATE, shared_schedule, template_dag
 from prospect_to_cash.dags.params import sync_params
-from prospect_to_cash.dags.run_order import RunOrderSensor
 from prospect_to_cash.dags.steps import SyncStep, TemplateSpec
+from prospect_to_cash.sensors.run_order import RunOrderSensor
 
 __all__ = [
     "DEFAULT_SCHEDULE",

@@ -25,6 +25,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from prospect_to_cash.dags.assets import ASSET_GROUP
 from prospect_to_cash.dags.factory import START_DATE
+from prospect_to_cash.dags.params import COMPANIES, companies_param
 from prospect_to_cash.sync.mapping import TEMPLATES
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ DAG_ID = "p2c_reconciliation"
 SCHEDULE_VARIABLE = "P2C_RECONCILIATION_SCHEDULE"
 #: After the nightly syncs (00:00 UTC) have had time to finish.
 DEFAULT_SCHEDULE = "0 6 * * *"
-TEMPLATES_PARAM, COMPANIES_PARAM, OUTPUT_PARAM = "templates", "companies", "output_dir"
+TEMPLATES_PARAM, COMPANIES_PARAM, OUTPUT_PARAM = "templates", COMPANIES, "output_dir"
 #: Consumers (the UI plugin, a notification DAG) schedule on this asset.
 REPORT_ASSET = Asset(name="p2c_reconciliation_report", uri="p2c://reconciliation/report", group=ASSET_GROUP)
 
@@ -52,17 +53,7 @@ def reconciliation_params() -> dict[str, Param]:
             title="Templates",
             description="Templates to reconcile, in any order (they run in run order). Empty: all seven.",
         ),
-        COMPANIES_PARAM: Param(
-            [],
-            type="array",
-            items={"type": "string", "minLength": 1},
-            uniqueItems=True,
-            title="Companies",
-            description=(
-                "F&O legal entities of the company pairs in environment.yaml. Empty: every pair. Orphans "
-                "in Sales tables (shared by all companies) are only looked for when every pair is included."
-            ),
-        ),
+        COMPANIES_PARAM: companies_param(),
         OUTPUT_PARAM: Param(
             None,
             type=["null", "string"],
