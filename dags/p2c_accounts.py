@@ -29,7 +29,15 @@ dag = template_dag(
     title="Accounts (Sales to Fin and Ops)",
     source_system="dataverse",
     target_system="fno",
-    steps=[SyncStep("customers", source="accounts", target="CustomersV3")],
+    steps=[
+        SyncStep(
+            "customers",
+            source="accounts",
+            target="CustomersV3",
+            source_lookups=("accounts", "transactioncurrencies"),
+            target_lookups=("CustomersV3",),
+        )
+    ],
     upstream=[],
     doc_md=__doc__,
 )

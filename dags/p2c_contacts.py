@@ -33,8 +33,19 @@ dag = template_dag(
     source_system="dataverse",
     target_system="fno",
     steps=[
-        SyncStep("contact_persons", source="contacts", target="CDSContactPersons"),
-        SyncStep("contact_customers", source="contacts", target="CustomersV3"),
+        SyncStep(
+            "contact_persons",
+            source="contacts",
+            target="CDSContactPersons",
+            source_lookups=("accounts",),
+            target_lookups=("CustomersV3",),
+        ),
+        SyncStep(
+            "contact_customers",
+            source="contacts",
+            target="CustomersV3",
+            source_lookups=("transactioncurrencies",),
+        ),
     ],
     upstream=["p2c_accounts", "p2c_products"],
     doc_md=__doc__,

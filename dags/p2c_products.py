@@ -31,8 +31,18 @@ dag = template_dag(
     source_system="fno",
     target_system="dataverse",
     steps=[
-        SyncStep("products", source="SellableReleasedProducts", target="products"),
-        SyncStep("price_list_items", source="SellableReleasedProducts", target="productpricelevels"),
+        SyncStep(
+            "products",
+            source="SellableReleasedProducts",
+            target="products",
+            target_lookups=("pricelevels", "transactioncurrencies", "uoms", "uomschedules"),
+        ),
+        SyncStep(
+            "price_list_items",
+            source="SellableReleasedProducts",
+            target="productpricelevels",
+            target_lookups=("pricelevels", "products", "transactioncurrencies", "uoms", "uomschedules"),
+        ),
     ],
     upstream=[],
     doc_md=__doc__,

@@ -31,10 +31,16 @@ dag = template_dag(
     target_system="dataverse",
     steps=[
         SyncStep(
-            "invoice_headers", source="ExternallyMaintainedCustomerSalesInvoiceHeaders", target="invoices"
+            "invoice_headers",
+            source="ExternallyMaintainedCustomerSalesInvoiceHeaders",
+            target="invoices",
+            target_lookups=("accounts", "contacts", "pricelevels", "salesorders", "transactioncurrencies"),
         ),
         SyncStep(
-            "invoice_lines", source="ExternallyMaintainedCustomerSalesInvoiceLines", target="invoicedetails"
+            "invoice_lines",
+            source="ExternallyMaintainedCustomerSalesInvoiceLines",
+            target="invoicedetails",
+            target_lookups=("invoices", "products", "transactioncurrencies", "uoms", "uomschedules"),
         ),
         SyncStep(
             "orders_invoiced", source="ExternallyMaintainedCustomerSalesInvoiceHeaders", target="salesorders"

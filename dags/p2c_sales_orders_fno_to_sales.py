@@ -31,9 +31,24 @@ dag = template_dag(
     source_system="fno",
     target_system="dataverse",
     steps=[
-        SyncStep("order_headers", source="CDSSalesOrderHeaders", target="salesorders"),
-        SyncStep("order_lines", source="CDSSalesOrderLines", target="salesorderdetails"),
-        SyncStep("order_freight_tax", source="CDSSalesOrderHeaders", target="salesorderdetails"),
+        SyncStep(
+            "order_headers",
+            source="CDSSalesOrderHeaders",
+            target="salesorders",
+            target_lookups=("accounts", "contacts", "pricelevels", "transactioncurrencies"),
+        ),
+        SyncStep(
+            "order_lines",
+            source="CDSSalesOrderLines",
+            target="salesorderdetails",
+            target_lookups=("products", "salesorders", "transactioncurrencies", "uoms", "uomschedules"),
+        ),
+        SyncStep(
+            "order_freight_tax",
+            source="CDSSalesOrderHeaders",
+            target="salesorderdetails",
+            target_lookups=("salesorders", "transactioncurrencies"),
+        ),
     ],
     upstream=["p2c_accounts", "p2c_products", "p2c_contacts"],
     doc_md=__doc__,

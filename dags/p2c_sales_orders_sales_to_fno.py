@@ -32,8 +32,20 @@ dag = template_dag(
     source_system="dataverse",
     target_system="fno",
     steps=[
-        SyncStep("order_headers", source="salesorders", target="CDSSalesOrderHeaders"),
-        SyncStep("order_lines", source="salesorderdetails", target="CDSSalesOrderLines"),
+        SyncStep(
+            "order_headers",
+            source="salesorders",
+            target="CDSSalesOrderHeaders",
+            source_lookups=("accounts", "contacts", "transactioncurrencies"),
+            target_lookups=("CustomersV3",),
+        ),
+        SyncStep(
+            "order_lines",
+            source="salesorderdetails",
+            target="CDSSalesOrderLines",
+            source_lookups=("products", "salesorders", "uoms"),
+            target_lookups=("CDSSalesOrderHeaders", "SellableReleasedProducts"),
+        ),
     ],
     upstream=["p2c_accounts", "p2c_products", "p2c_contacts"],
     doc_md=__doc__,

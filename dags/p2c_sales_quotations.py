@@ -30,8 +30,20 @@ dag = template_dag(
     source_system="dataverse",
     target_system="fno",
     steps=[
-        SyncStep("quote_headers", source="quotes", target="CDSSalesQuotationHeaders"),
-        SyncStep("quote_lines", source="quotedetails", target="CDSSalesQuotationLines"),
+        SyncStep(
+            "quote_headers",
+            source="quotes",
+            target="CDSSalesQuotationHeaders",
+            source_lookups=("accounts", "contacts", "transactioncurrencies"),
+            target_lookups=("CustomersV3",),
+        ),
+        SyncStep(
+            "quote_lines",
+            source="quotedetails",
+            target="CDSSalesQuotationLines",
+            source_lookups=("products", "quotes", "uoms"),
+            target_lookups=("CDSSalesQuotationHeaders", "SellableReleasedProducts"),
+        ),
     ],
     upstream=["p2c_accounts", "p2c_products", "p2c_contacts"],
     doc_md=__doc__,
