@@ -68,13 +68,16 @@ def change_window(
 ) -> Window:
     """The change window a run reads: ``window_start`` / ``window_end`` where given, else
     the run's data interval. Both ends None (a run without a logical date) reads everything
-    the filter allows. A bad or empty window fails the task without retries."""
-    from prospect_to_cash.sync.contracts import Window
+    the filter allows, and so does a data interval of no length (the runs of a DAG without
+    a time-based schedule). A bad or empty explicit window fails the task without retries."""
+    from prospect_to_cash.sync.contracts import Window, iso_utc
 
     try:
+        interval = (iso_utc(data_interval_start), iso_utc(data_interval_end))
+        if interval[0] is not None and interval[0] == interval[1]:
+            interval = (None, None)
         return Window.of(
-            data_interval_start,
-            data_interval_end,
+            *interval,
             start=window_start,
             end=window_end,
             full_refresh=full_refresh,
