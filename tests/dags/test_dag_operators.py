@@ -125,6 +125,7 @@ def test_the_asset_graph_links_customers_and_products_to_orders_and_invoices(dag
         "p2c_contacts",  # contact persons look up their customer
         "p2c_sales_quotations",
         "p2c_sales_orders_sales_to_fno",
+        "p2c_reconciliation",  # compares what the syncs wrote
     }
     products = entity_uri("dataverse", "products")
     assert _producers(dags, products) == {"p2c_products"}
@@ -231,3 +232,22 @@ def test_a_point_interval_reads_everything_but_an_empty_explicit_window_fails() 
     }
     with pytest.raises(AirflowFailException):
         change_window(None, None, point, point)
+
+
+def test_the_reconciliation_follows_every_sync_it_checks(dags: dict[str, DAG]) -> None:
+    reconcile = dags["p2c_reconciliation"].get_task("reconcile")
+    inlets = {a.uri for a in reconcile.inlets}
+    written = {a.uri for dag_id in DAG_IDS for t in dags[dag_id].tasks for a in t.outlets}
+    read = {
+        a.uri
+        for dag_id in DAG_IDS
+        for t in dags[dag_id].tasks
+        if t.task_id.endswith(".extract")
+        for a in t.inlets
+    }
+    assert inlets == written | read
+    for dag_id, template in DAG_IDS.items():
+        assert {
+            entity_uri(load_template(template).target_system, t.target.entity_set)
+            for t in load_template(template).tasks
+        } <= inlets, dag_id

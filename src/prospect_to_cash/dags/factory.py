@@ -109,39 +109,17 @@ def _run_book(spec: TemplateSpec) -> str:
 """
 
 
-def template_dag(
-    *,
-    dag_id: str,
-    template: str,
-    title: str,
-    source_system: str,
-    target_system: str,
-    steps: Sequence[SyncStep],
-    upstream: Sequence[str] = (),
-    doc_md: str | None = None,
-    tags: Sequence[str] = (),
-    dataverse_conn_id: str = "dynamics_dataverse_default",
-    fno_conn_id: str = "dynamics_fno_default",
-) -> DAG:
+def template_dag(spec: TemplateSpec, *, doc_md: str | None = None, tags: Sequence[str] = ()) -> DAG:
     """One P2C DAG: run-order sensors, preflight, then the template's steps per company pair.
 
-    :param template: the mapping file's name (``include/mappings/<template>.yaml``).
-    :param steps: the mapping file's tasks in file order, with their entity sets.
-    :param upstream: DAG ids that must succeed for the same data interval first.
+    :param spec: the template's run book (``RUN_BOOKS[<template>]``): its mapping tasks in
+        file order with their entity sets, and the DAGs that must succeed first.
+    :param doc_md: the DAG file's prose; the run book's table is appended to it.
     """
-    if not steps:
-        raise ValueError(f"{dag_id}: a template DAG needs at least one step")
-    spec = TemplateSpec(
-        dag_id=dag_id,
-        template=template,
-        title=title,
-        source_system=source_system,
-        target_system=target_system,
-        steps=tuple(steps),
-        upstream=tuple(upstream),
-        dataverse_conn_id=dataverse_conn_id,
-        fno_conn_id=fno_conn_id,
-    )
+    if not spec.steps:
+        raise ValueError(f"{spec.dag_id}: a template DAG needs at least one step")
+    dag_id, title, template = spec.dag_id, spec.title, spec.template
+    source_system, target_system = spec.source_system, spec.target_system
     direction = f"{_SHORT_NAMES[source_system]}-to-{_SHORT_NAMES[target_system]}"
     with DAG(
         dag_id=dag_id,
