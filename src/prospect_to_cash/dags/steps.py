@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -116,21 +115,6 @@ def check_mapping(spec: TemplateSpec) -> dict[str, Any]:
 # -- per company pair: the report after the steps' loads --------------------------------
 
 
-COUNT_ORDER = (
-    "read",
-    "skipped",
-    "created",
-    "updated",
-    "unchanged",
-    "rejected",
-    "failed",
-    "second_pass_updated",
-    "second_pass_failed",
-)
-#: A dry run reports the plan's own counts: nothing was created, this much would be.
-DRY_RUN_COUNT_ORDER = ("read", "skipped", "to_create", "to_update", "unchanged", "rejected", "second_pass")
-
-
 def report_step(
     spec: TemplateSpec,
     pair: CompanyPairDict,
@@ -141,38 +125,28 @@ def report_step(
 ) -> ReportedXCom:
     """Sum the company's counts over the template's tasks, write ``summary.json`` next to
     the staging of the run and log one table an operator can read at a glance."""
-    from prospect_to_cash.sync.staging import as_path, write_run_summary
+    from prospect_to_cash.sync.contracts import CompanyPair
+    from prospect_to_cash.sync.staging import as_path
+    from prospect_to_cash.sync.summary import count_order, summarize, write_summary
 
-    order = DRY_RUN_COUNT_ORDER if dry_run else COUNT_ORDER
-    totals: dict[str, int] = dict.fromkeys(order, 0)
-    for loaded in loads:
-        for name, value in loaded["counts"].items():
-            totals[name] = totals.get(name, 0) + int(value)
-    dead_letters = [
-        {"task": loaded["task"], "kind": kind, "path": path, "rows": loaded["counts"].get(kind, 0)}
-        for loaded in loads
-        for kind, path in loaded["deadletter"].items()
-        if path and loaded["counts"].get(kind, 0)
-    ]
-    summary = {
-        "template": spec.template,
-        "dag_id": spec.dag_id,
-        "legal_entity": pair["legal_entity"],
-        "business_unit": pair.get("business_unit"),
-        "run_id": run_id,
-        "dry_run": dry_run,
-        "finished_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "window": loads[0].get("window") if loads else None,
-        "counts": totals,
-        "tasks": {
-            loaded["task"]: {"counts": loaded["counts"], "deadletter": loaded["deadletter"]}
+    summary = summarize(
+        spec.template,
+        CompanyPair.of(pair),
+        run_id,
+        {
+            loaded["task"]: {
+                "counts": loaded["counts"],
+                "deadletter": loaded["deadletter"],
+                "paths": {name: path for name in ("plan", "outcome") if (path := loaded.get(name))},
+            }
             for loaded in loads
         },
-        "dead_letters": dead_letters,
-    }
-    summary_path = write_run_summary(
-        as_path(spec.extra_options.get("staging_root")), spec.template, run_id, pair["legal_entity"], summary
+        dry_run=dry_run,
+        window=loads[0].get("window") if loads else None,
+        dag_id=spec.dag_id,
     )
+    summary_path = write_summary(as_path(spec.extra_options.get("staging_root")), summary)
+    order, totals, dead_letters = count_order(dry_run), summary["counts"], summary["dead_letters"]
     header = ["task", *order]
     rows = [[loaded["task"], *(str(loaded["counts"].get(c, 0)) for c in order)] for loaded in loads]
     rows.append(["TOTAL", *(str(totals.get(c, 0)) for c in order)])

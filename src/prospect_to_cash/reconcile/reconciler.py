@@ -34,12 +34,13 @@ from prospect_to_cash.reconcile.classify import (
 )
 from prospect_to_cash.reconcile.scope import OrphanScope, load_scopes, scope_for
 from prospect_to_cash.sync import runner
+from prospect_to_cash.sync.columns import ID, REF
 from prospect_to_cash.sync.diff import fold
 from prospect_to_cash.sync.environment import load_environment
 from prospect_to_cash.sync.errors import MappingError, SyncError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, TEMPLATES, Task, Template, load_template
 from prospect_to_cash.sync.staging import TaskStaging, as_path, safe_segment
-from prospect_to_cash.sync.transform import ID, REF, snapshot_frame
+from prospect_to_cash.sync.target_rows import snapshot_frame
 from prospect_to_cash.sync.values import py
 
 if TYPE_CHECKING:

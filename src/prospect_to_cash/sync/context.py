@@ -1,84 +1,26 @@
-"""What every engine step shares: the hooks, the compiled template and staging of one task
-for one company pair, and the small OData helpers the steps read through."""
+"""What every engine step shares: the compiled template, the company pair, the hooks and
+the staging of one task, and the environment's company pairs to choose from."""
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
-from prospect_to_cash.hooks.odata import format_literal
-from prospect_to_cash.sync.contracts import DATAVERSE_CONN_ID, FNO_CONN_ID, CompanyPair, SyncOptions
-from prospect_to_cash.sync.mapping import Task, Template, load_template
+from prospect_to_cash.sync.contracts import CompanyPair, SyncHooks, SyncOptions
+from prospect_to_cash.sync.mapping import Task, Template, compiled_template
 from prospect_to_cash.sync.staging import TaskStaging, as_path
-from prospect_to_cash.sync.transform import REF, SOURCE_KEY
-from prospect_to_cash.sync.values import py
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
     from pathlib import Path
 
-    import pandas as pd
-
     from prospect_to_cash.sync.contracts import CompanyPairDict, StepResult
-
-PLANNED, OUTCOME = "planned", "outcome"
-OUTCOME_SCHEMA = pa.schema(
-    [
-        (REF, pa.string()),
-        ("status", pa.string()),
-        ("reason", pa.string()),
-        ("id", pa.string()),
-        (SOURCE_KEY, pa.string()),
-    ]
-)
-
-
-# -- hooks and context -------------------------------------------------------------------------
-
-
-@dataclass
-class SyncHooks:
-    """The two hooks the engine talks through (tests pass in-memory stand-ins).
-
-    Made on first use, under a lock: company pairs running side by side must share one
-    hook per service (one limiter, one token), not each make their own.
-    """
-
-    dataverse: Any = None
-    fno: Any = None
-    dataverse_conn_id: str = DATAVERSE_CONN_ID
-    fno_conn_id: str = FNO_CONN_ID
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    @classmethod
-    def from_options(cls, options: SyncOptions) -> SyncHooks:
-        """The options' ``hooks`` if given, else hooks on the options' connection ids."""
-        return options.hooks or cls(
-            dataverse_conn_id=options.dataverse_conn_id, fno_conn_id=options.fno_conn_id
-        )
-
-    def for_system(self, system: str) -> Any:
-        if system not in ("dataverse", "fno"):
-            raise ValueError(f"unknown system {system!r}")
-        with self._lock:
-            if system == "dataverse":
-                if self.dataverse is None:
-                    from prospect_to_cash.hooks.dataverse import DataverseHook
-
-                    self.dataverse = DataverseHook(dataverse_conn_id=self.dataverse_conn_id)
-                return self.dataverse
-            if self.fno is None:
-                from prospect_to_cash.hooks.fno import FinanceOperationsHook
-
-                self.fno = FinanceOperationsHook(fno_conn_id=self.fno_conn_id)
-            return self.fno
 
 
 @dataclass
 class SyncContext:
+    """One task of one template for one company pair, as every step of it sees it."""
+
     template: Template
     task: Task
     pair: CompanyPair
@@ -92,13 +34,14 @@ class SyncContext:
 
 
 def resolve_template(template: str | Template, legal_entity: str, options: SyncOptions) -> Template:
-    """The template compiled for this company (its pair's defaults and value maps)."""
+    """The template compiled for this company (its pair's defaults and value maps), once
+    per process: every step of every task reuses it (`compiled_template`)."""
     if not isinstance(template, str):
         environment = template.environment
         if environment is not None and (environment.legal_entity or "").casefold() == legal_entity.casefold():
             return template
         template = template.path
-    return load_template(
+    return compiled_template(
         template,
         mappings_dir=options.mappings_dir,
         environment_file=options.environment_file,
@@ -160,27 +103,6 @@ def select_pairs(
             + ", ".join(pair.legal_entity for pair in pairs)
         )
     return [pair for pair in pairs if pair.legal_entity.casefold() in wanted]
-
-
-# -- reading helpers ---------------------------------------------------------------------------
-
-
-def odata_literal(value: Any) -> str:
-    """An OData literal for a value read from staging (numpy and pandas scalars included)."""
-    return format_literal(py(value))
-
-
-def read_pages(
-    ctx: SyncContext, system: str, entity_set: str, select: Sequence[str], filter: str | None
-) -> Iterator[pd.DataFrame]:
-    hook = ctx.hooks.for_system(system)
-    page_size = ctx.options.page_size
-    kwargs: dict[str, Any] = {"select": list(select), "filter": filter}
-    if page_size:
-        kwargs["page_size"] = page_size
-    if system == "fno":
-        kwargs["companies"] = [ctx.pair.legal_entity]
-    return hook.iter_pages(entity_set, **kwargs)
 
 
 def base_result(ctx: SyncContext, step: str) -> StepResult:

@@ -9,6 +9,7 @@ while it is parsed.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
 
     from airflow.sdk import ObjectStoragePath
 
-    from prospect_to_cash.sync.context import SyncHooks
 
 DATAVERSE_CONN_ID = "dynamics_dataverse_default"
 FNO_CONN_ID = "dynamics_fno_default"
@@ -186,6 +186,44 @@ class SyncOptions:
         return dataclasses.replace(self, **changes)
 
 
+@dataclass
+class SyncHooks:
+    """The two hooks the engine talks through (tests pass in-memory stand-ins).
+
+    Made on first use, under a lock: company pairs running side by side must share one
+    hook per service (one limiter, one token), not each make their own.
+    """
+
+    dataverse: Any = None
+    fno: Any = None
+    dataverse_conn_id: str = DATAVERSE_CONN_ID
+    fno_conn_id: str = FNO_CONN_ID
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @classmethod
+    def from_options(cls, options: SyncOptions) -> SyncHooks:
+        """The options' ``hooks`` if given, else hooks on the options' connection ids."""
+        return options.hooks or cls(
+            dataverse_conn_id=options.dataverse_conn_id, fno_conn_id=options.fno_conn_id
+        )
+
+    def for_system(self, system: str) -> Any:
+        if system not in ("dataverse", "fno"):
+            raise ValueError(f"unknown system {system!r}")
+        with self._lock:
+            if system == "dataverse":
+                if self.dataverse is None:
+                    from prospect_to_cash.hooks.dataverse import DataverseHook
+
+                    self.dataverse = DataverseHook(dataverse_conn_id=self.dataverse_conn_id)
+                return self.dataverse
+            if self.fno is None:
+                from prospect_to_cash.hooks.fno import FinanceOperationsHook
+
+                self.fno = FinanceOperationsHook(fno_conn_id=self.fno_conn_id)
+            return self.fno
+
+
 class SyncArgs(TypedDict, total=False):
     """The keyword form of `SyncOptions` and `Window` the engine's entry points accept
     beside (or instead of) the objects: ``run_template("accounts", legal_entity="usmf",
@@ -301,24 +339,50 @@ class LoadResult(StepResult, total=False):
     samples: dict[str, list[dict[str, Any]]]
 
 
-class TaskSummary(TypedDict):
-    """One task's line in a run summary."""
+class DeadLetters(TypedDict):
+    """A task's dead-letter files: ``rejected`` by the transform, ``failed`` at the service."""
+
+    rejected: str | None
+    failed: str | None
+
+
+class DeadLetterFile(TypedDict):
+    task: str
+    kind: str
+    path: str
+    rows: int
+
+
+class TaskReport(TypedDict):
+    """One task's part of a run summary: its counts, dead letters and staged files."""
 
     counts: Counts
+    deadletter: DeadLetters
     paths: dict[str, str]
 
 
-class RunSummary(TypedDict, total=False):
-    """``run_template``'s answer, and the ``summary.json`` it writes: counts summed over
-    the template's tasks and per task, and where the summary file is."""
+class RunSummary(TypedDict):
+    """One template's run for one company pair: ``summary.json``, whoever ran it (a DAG's
+    report task, ``run_template``, the CLI or ``TemplateSyncOperator``). ``counts`` sums
+    the tasks' counts; ``dead_letters`` lists the files that hold rows."""
 
     template: str
+    dag_id: str | None
     legal_entity: str
+    business_unit: str | None
     run_id: str
     dry_run: bool
     finished_at: str
+    window: WindowDict | None
     counts: Counts
-    tasks: dict[str, TaskSummary]
+    tasks: dict[str, TaskReport]
+    dead_letters: list[DeadLetterFile]
+
+
+class TemplateRunResult(RunSummary, total=False):
+    """``run_template``'s answer: the summary, where it was written, and in a dry run the
+    plan's sample rows per task (row values: for a log or a reviewer, not for XCom)."""
+
     summary_path: str
     samples: dict[str, dict[str, list[dict[str, Any]]]]
 
@@ -369,11 +433,6 @@ class TransformedXCom(TypedDict):
     paths: dict[str, str]
 
 
-class DeadLetters(TypedDict):
-    rejected: str | None
-    failed: str | None
-
-
 class LoadedXCom(TypedDict):
     """A load task's answer (and its asset event's extra): counts and dead-letter files."""
 
@@ -388,13 +447,6 @@ class LoadedXCom(TypedDict):
     deadletter: DeadLetters
     plan: str | None
     outcome: str | None
-
-
-class DeadLetterFile(TypedDict):
-    task: str
-    kind: str
-    path: str
-    rows: int
 
 
 class ReportedXCom(TypedDict):

@@ -28,20 +28,25 @@ import pyarrow.parquet as pq
 
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
 from prospect_to_cash.sync import deadletter
-from prospect_to_cash.sync.context import (
+from prospect_to_cash.sync.columns import (
+    BIND_PREFIX,
+    CHANGED,
+    ID,
     OUTCOME,
     OUTCOME_SCHEMA,
     PLANNED,
+    REF,
+    SOURCE_KEY,
+)
+from prospect_to_cash.sync.context import (
     SyncContext,
     base_result,
     make_context,
-    odata_literal,
-    read_pages,
 )
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, resolve
 from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Task, Template
-from prospect_to_cash.sync.transform import BIND_PREFIX, CHANGED, ID, REF, SOURCE_KEY
+from prospect_to_cash.sync.reading import odata_literal, read_pages
 from prospect_to_cash.sync.values import is_blank, normalize, py, values_equal
 
 if TYPE_CHECKING:
