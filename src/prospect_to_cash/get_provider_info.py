@@ -92,7 +92,7 @@ def get_provider_info() -> dict[str, Any]:
             },
             {
                 "integration-name": _INTEGRATION_P2C,
-                "external-doc-url": "https://learn.microsoft.com/dynamics365/sales/prospect-to-cash",
+                "external-doc-url": "https://learn.microsoft.com/dynamics365/fin-ops-core/dev-itpro/sales-marketing/prospect-to-cash",
                 "tags": ["software"],
             },
         ],

@@ -1,5 +1,6 @@
 """What the operators and sensors share: failing fast on configuration errors, the change
-window of a run, and reading a run-time flag that may arrive as text.
+window of a run, reading a run-time flag that may arrive as text, and the hook of a
+connection by its type.
 
 Imports nothing heavy: DAG files import the operators while they are parsed.
 """
@@ -105,3 +106,21 @@ def param_value(params: Any, name: str, default: Any = None) -> Any:
     except KeyError:
         return default
     return default if value is None else value
+
+
+def hook_for_connection(conn_id: str) -> Any:
+    """The provider's hook for a connection, by its type (Dataverse or F&O)."""
+    from airflow.sdk import BaseHook
+
+    from prospect_to_cash.hooks.dataverse import DataverseHook
+    from prospect_to_cash.hooks.fno import FinanceOperationsHook
+
+    conn_type = BaseHook.get_connection(conn_id).conn_type
+    if conn_type == DataverseHook.conn_type:
+        return DataverseHook(dataverse_conn_id=conn_id)
+    if conn_type == FinanceOperationsHook.conn_type:
+        return FinanceOperationsHook(fno_conn_id=conn_id)
+    raise ValueError(
+        f"connection {conn_id!r} has type {conn_type!r}; expected {DataverseHook.conn_type!r} "
+        f"or {FinanceOperationsHook.conn_type!r}"
+    )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow.sdk import BaseOperator
 
-from prospect_to_cash.operators.common import change_window, flag
+from prospect_to_cash.operators.common import change_window, flag, hook_for_connection
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -29,24 +29,6 @@ class ExportResult(TypedDict):
     entity_set: str
     filter: str | None
     window: WindowDict | None
-
-
-def hook_for_connection(conn_id: str) -> Any:
-    """The provider's hook for a connection, by its type (Dataverse or F&O)."""
-    from airflow.sdk import BaseHook
-
-    from prospect_to_cash.hooks.dataverse import DataverseHook
-    from prospect_to_cash.hooks.fno import FinanceOperationsHook
-
-    conn_type = BaseHook.get_connection(conn_id).conn_type
-    if conn_type == DataverseHook.conn_type:
-        return DataverseHook(dataverse_conn_id=conn_id)
-    if conn_type == FinanceOperationsHook.conn_type:
-        return FinanceOperationsHook(fno_conn_id=conn_id)
-    raise ValueError(
-        f"connection {conn_id!r} has type {conn_type!r}; expected {DataverseHook.conn_type!r} "
-        f"or {FinanceOperationsHook.conn_type!r}"
-    )
 
 
 class DynamicsExtractOperator(BaseOperator):

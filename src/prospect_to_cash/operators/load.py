@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from prospect_to_cash.operators.common import flag
-from prospect_to_cash.operators.extract import hook_for_connection
+from prospect_to_cash.operators.common import flag, hook_for_connection
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -52,6 +51,8 @@ class DynamicsLoadOperator(BaseOperator):
     column or the columns of an alternate key; F&O: every key field, ``dataAreaId``
     included), the other columns are its body, sent with the values the file holds (a
     null is sent as null). ``columns`` renames file columns to the entity's names first.
+    The file is read whole, as `GenericTransfer` reads its rows: for files that fit in
+    memory (the mapping operators stream any size).
 
     :param conn_id: a ``dynamics_dataverse`` or ``dynamics_fno`` connection.
     :param input_path: the Parquet file (``file://``, ``abfs://``, ...; templated).

@@ -205,6 +205,8 @@ class MappingTransformOperator(_MappingStepOperator):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("company", extracted)
+        if kwargs["company"] is None:
+            raise ValueError("MappingTransformOperator needs company= or extracted= (the extract's XCom)")
         super().__init__(**kwargs)
         self.extracted = extracted
         self.chunk_rows = chunk_rows
