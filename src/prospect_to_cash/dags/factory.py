@@ -31,7 +31,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import DAG, CronDataIntervalTimetable, TaskGroup, get_current_context, task, task_group
 
 from prospect_to_cash.dags.assets import entity_asset
-from prospect_to_cash.dags.params import COMPANIES, DRY_RUN, param_value, sync_params
+from prospect_to_cash.dags.params import (
+    COMPANIES,
+    DRY_RUN,
+    FULL_REFRESH,
+    WINDOW_END,
+    WINDOW_START,
+    param_value,
+    sync_params,
+)
 from prospect_to_cash.dags.steps import (
     SYSTEM_LABELS,
     SyncStep,
@@ -177,9 +185,9 @@ def template_dag(spec: TemplateSpec, *, doc_md: str | None = None, tags: Sequenc
                     extract = MappingExtractOperator(
                         task_id="extract",
                         company=company,
-                        window_start="{{ params.window_start or '' }}",
-                        window_end="{{ params.window_end or '' }}",
-                        full_refresh="{{ params.full_refresh }}",
+                        window_start=_param(WINDOW_START),
+                        window_end=_param(WINDOW_END),
+                        full_refresh=_param(FULL_REFRESH),
                         inlets=[_source_asset(spec, step)],
                         **common,
                     )
@@ -193,7 +201,7 @@ def template_dag(spec: TemplateSpec, *, doc_md: str | None = None, tags: Sequenc
                     load = MappingLoadOperator(
                         task_id="load",
                         transformed=transform.output,
-                        dry_run="{{ params.dry_run }}",
+                        dry_run=_param(DRY_RUN),
                         max_active_tis_per_dagrun=1,
                         inlets=_load_inlets(spec, step),
                         outlets=[_target_asset(spec, step)],
@@ -209,6 +217,11 @@ def template_dag(spec: TemplateSpec, *, doc_md: str | None = None, tags: Sequenc
             wait >> [checked, pairs]
         checked >> sync.expand(pair=pairs)
     return dag
+
+
+def _param(name: str) -> str:
+    """A Param as an operator argument, rendered when the task runs ("" when it is null)."""
+    return f"{{{{ params.{name} if params.{name} is not none else '' }}}}"
 
 
 def _source_asset(spec: TemplateSpec, step: SyncStep) -> Asset:
