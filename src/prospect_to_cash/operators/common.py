@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from datetime import datetime
 
+    from prospect_to_cash.hooks.dataverse import DataverseHook
+    from prospect_to_cash.hooks.fno import FinanceOperationsHook
     from prospect_to_cash.sync.contracts import CompanyPairDict, Window, WindowDict
 
 #: A company as an operator accepts it: the legal entity (``usmf``), a company pair
@@ -108,8 +110,9 @@ def param_value(params: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def hook_for_connection(conn_id: str) -> Any:
-    """The provider's hook for a connection, by its type (Dataverse or F&O)."""
+def hook_for_connection(conn_id: str) -> DataverseHook | FinanceOperationsHook:
+    """The provider's hook for a connection, by its type (Dataverse or F&O); another type
+    fails the task without retries."""
     from airflow.sdk import BaseHook
 
     from prospect_to_cash.hooks.dataverse import DataverseHook
@@ -120,7 +123,7 @@ def hook_for_connection(conn_id: str) -> Any:
         return DataverseHook(dataverse_conn_id=conn_id)
     if conn_type == FinanceOperationsHook.conn_type:
         return FinanceOperationsHook(fno_conn_id=conn_id)
-    raise ValueError(
+    raise AirflowFailException(
         f"connection {conn_id!r} has type {conn_type!r}; expected {DataverseHook.conn_type!r} "
         f"or {FinanceOperationsHook.conn_type!r}"
     )
