@@ -62,14 +62,16 @@ def _endpoints(tmp_path: Path) -> EmulatorEndpoints:
 
 
 def _dag_upstreams() -> dict[str, list[str]]:
-    """dag_id -> upstream DAG ids, read from the DAG files' source (no Airflow import)."""
+    """dag_id -> upstream DAG ids, read from the run books' source (no Airflow import), for
+    the DAG files in dags/ that build a template DAG from them."""
+    run_books = ROOT / "src" / "prospect_to_cash" / "dags" / "run_books.py"
     found: dict[str, list[str]] = {}
-    for path in sorted((ROOT / "dags").glob("p2c_*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "template_dag":
-                keywords = {k.arg: k.value for k in node.keywords}
-                dag_id = ast.literal_eval(keywords["dag_id"])
-                found[dag_id] = ast.literal_eval(keywords.get("upstream", ast.List(elts=[])))
+    for node in ast.walk(ast.parse(run_books.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "TemplateSpec":
+            keywords = {k.arg: k.value for k in node.keywords}
+            dag_id = ast.literal_eval(keywords["dag_id"])
+            if (ROOT / "dags" / f"{dag_id}.py").exists():
+                found[dag_id] = list(ast.literal_eval(keywords.get("upstream", ast.Tuple(elts=[]))))
     return found
 
 
