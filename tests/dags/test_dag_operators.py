@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import json
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -173,7 +174,12 @@ OPERATORS = [
 
 
 def test_provider_info_lists_hooks_operators_and_sensors() -> None:
+    import airflow
+    import jsonschema
+
     info = get_provider_info()
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    jsonschema.validate(info, schema)  # what ProvidersManager checks when it loads the provider
     assert info["versions"] == [version("airflow-provider-prospect-to-cash")]
     integrations = {i["integration-name"] for i in info["integrations"]}
     for kind in ("hooks", "operators", "sensors"):
