@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
-from emulators.dataverse import errors, metadata
+from emulators.dataverse import errors, metadata, tracking
 from emulators.dataverse.calls import MAX_COUNT, ROWS_PER_OPERATION, Call, Reply, Source
 from emulators.dataverse.definitions import EntityDefinitions
 from emulators.dataverse.paging import SortTerm, after_clause, decode_cookie, encode_cookie, next_link
@@ -52,6 +52,7 @@ class DataverseReads:
         self.data = Source(self.store, self.catalog, writable=True)
         self.system = Source(self.system_store, self.system_catalog, writable=False)
         self.definitions = EntityDefinitions(ctx, self.catalog)
+        self.deletions = tracking.Deletions(self.store)
         self._csdl: str | None = None
         self._props: dict[str, list[Property]] = {}
         self._version = self._max_version()
@@ -66,7 +67,11 @@ class DataverseReads:
             if table.field("versionnumber") is not None:
                 row = self.store.execute(f'SELECT MAX("versionnumber") FROM {quote(table.entity_set)}')
                 highest = max(highest, int(row[0][0] or 0))
-        return highest
+        return max(highest, self.deletions.max_version())
+
+    def current_version(self) -> int:
+        """The version of the latest change (write or delete); delta tokens point at one."""
+        return self._version
 
     def next_version(self) -> int:
         self._version += 1
@@ -222,10 +227,12 @@ class DataverseReads:
     # -- reads -------------------------------------------------------------------------
 
     def query(self, call: Call, source: Source, table: Table) -> Reply:
+        if call.prefs.track_changes or any(name == "$deltatoken" for name, _ in call.query):
+            tracking.refuse_options(call)
         options = self._options(call)
         prefs = call.prefs
-        if prefs.track_changes or options.deltatoken is not None:
-            raise errors.not_implemented("change tracking (odata.track-changes)")
+        if tracking.is_tracked(call, options):
+            return tracking.tracked_query(self, call, source, table, options)
         selected = self._selected(table, options)
         resolve = self.resolver(source, table)
         where, params = "", []
@@ -305,6 +312,8 @@ class DataverseReads:
 
     def count(self, call: Call, source: Source, table: Table) -> Reply:
         options = self._options(call)
+        if options.deltatoken is not None:
+            raise errors.not_implemented("$count of changes ($deltatoken)")
         where, params = "", []
         if options.filter is not None:
             where, params = compile_filter(
