@@ -53,7 +53,7 @@ class DataverseReads:
         self.system = Source(self.system_store, self.system_catalog, writable=False)
         self.definitions = EntityDefinitions(ctx, self.catalog)
         self.deletions = tracking.Deletions(self.store)
-        self._csdl: str | None = None
+        self._csdl: dict[bool, str] = {}  # $metadata without / with annotations=true
         self._props: dict[str, list[Property]] = {}
         self._version = self._max_version()
         self._sequences: dict[tuple[str, str], int] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -196,6 +197,31 @@ def test_tables_opt_in_through_change_tracking_enabled(api: httpx.Client) -> Non
     assert (
         response.json()["error"]["message"] == "Change tracking is not enabled for the entity 'businessunit'."
     )
+
+
+def tracked_sets(document: str) -> set[str]:
+    """Entity sets annotated with Org.OData.Capabilities.V1.ChangeTracking Supported=true."""
+    edm = "{http://docs.oasis-open.org/odata/ns/edm}"
+    found = set()
+    for entity_set in ET.fromstring(document).iter(f"{edm}EntitySet"):
+        for annotation in entity_set.findall(f"{edm}Annotation"):
+            if annotation.get("Term") == "Org.OData.Capabilities.V1.ChangeTracking":
+                value = annotation.find(f"{edm}Record/{edm}PropertyValue")
+                assert value is not None
+                assert (value.get("Property"), value.get("Bool")) == ("Supported", "true")
+                found.add(str(entity_set.get("Name")))
+    return found
+
+
+def test_metadata_annotates_tracked_entity_sets_when_annotations_are_asked_for(api: httpx.Client) -> None:
+    assert tracked_sets(api.get("$metadata").text) == set()
+    annotated = tracked_sets(api.get("$metadata", params={"annotations": "true"}).text)
+    assert {"accounts", "contacts", "products", "quotes", "salesorders", "invoices"} <= annotated
+    assert "businessunits" not in annotated
+    definitions = api.get(
+        "EntityDefinitions", params={"$select": "EntitySetName", "$filter": "ChangeTrackingEnabled eq true"}
+    ).json()["value"]
+    assert annotated == {row["EntitySetName"] for row in definitions}
 
 
 def test_tokens_older_than_the_expiry_are_refused(api: httpx.Client, dataverse_admin: AdminClient) -> None:
