@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from emulators.config import DataverseServiceConfig
+from emulators.config import CHANGE_TRACKING_EXPIRY_SECONDS, DataverseServiceConfig
 from emulators.dataverse import errors
 from emulators.dataverse.calls import ROWS_PER_OPERATION, Reply
 from emulators.dataverse.paging import link_with, next_link
@@ -180,7 +180,7 @@ def tracked_query(
         expiry = (
             settings.change_tracking_expiry_seconds
             if isinstance(settings, DataverseServiceConfig)
-            else DataverseServiceConfig().change_tracking_expiry_seconds
+            else CHANGE_TRACKING_EXPIRY_SECONDS
         )
         if token.version > reads.current_version():
             raise errors.invalid_delta_token(options.deltatoken)
@@ -197,7 +197,7 @@ def tracked_query(
 
     prefs = call.prefs
     size = prefs.page_size
-    selected = reads._selected(table, options)
+    selected = reads.selected(table, options)
     rows: list[dict[str, Any]] = []
     deleted: list[tuple[int, str]] = []
     more = False
@@ -217,8 +217,8 @@ def tracked_query(
         deleted = deleted[:room]
         last = deleted[-1] if deleted else after
 
-    renderer = Renderer(source.catalog, table, selected, prefs, reads._names(source))
-    context = reads._context(table, options, "/$delta" if since else "")
+    renderer = Renderer(source.catalog, table, selected, prefs, reads.lookup_names(source))
+    context = reads.context_url(table, options, "/$delta" if since else "")
     values = renderer.render(rows)
     values += [
         {
@@ -239,7 +239,7 @@ def tracked_query(
     payload["value"] = values
     reads.ctx.charge_operations(1 + -(-len(values) // ROWS_PER_OPERATION))
     reads.ctx.record_read(len(values))
-    headers = reads._applied(prefs, page_size=True)
+    headers = reads.applied(prefs, page_size=True)
     if prefs.track_changes:
         headers = _with_tracking(headers)
     return Reply.json(200, payload, headers)

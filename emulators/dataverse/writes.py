@@ -242,7 +242,7 @@ class DataverseWrites(DataverseReads):
                 row,
                 options,
                 prefs,
-                self._selected(table, options),
+                self.selected(table, options),
                 headers,
             )
         else:
