@@ -9,9 +9,10 @@ SQLite and no network beyond loopback:
 * :class:`AirflowStack` starts the real thing: ``api-server`` (the execution API the
   workers report to, and the REST API this class drives), ``scheduler`` with the
   LocalExecutor, ``dag-processor`` and ``triggerer`` (the run-order sensors defer), each
-  its own process group with its log in ``<home>/logs/<component>.log``. Runs are
-  created through the public REST API (``/api/v2``): triggers, backfills, unpausing,
-  and read back the same way.
+  in its own session with a parent-death signal and its log in
+  ``<home>/logs/<component>.log`` (see :mod:`devstack.processes`: nothing it starts,
+  down to the task processes, outlives it). Runs are created through the public REST API
+  (``/api/v2``): triggers, backfills, unpausing, and read back the same way.
 
 Connections reach the tasks as ``AIRFLOW_CONN_*`` JSON environment variables built by
 :func:`connection_env` from the emulators' JSON line; the client secret only ever lives
@@ -48,8 +49,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from devstack.processes import PidFiles, stop_sessions
+from emulators.client import die_with_parent
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = ROOT / "dags"
@@ -60,10 +64,33 @@ DEFAULT_CONN_IDS = {"dataverse": "dynamics_dataverse_default", "fno": "dynamics_
 
 SQLITE_BUSY_TIMEOUT = 60
 """Seconds a writer waits for the Airflow SQLite database's lock."""
+API_TIMEOUT = httpx.Timeout(SQLITE_BUSY_TIMEOUT + 30, connect=10)
+"""A REST call may wait inside the api-server for the SQLite lock as long as any writer."""
+API_ATTEMPTS = 6
 
 
 class StackError(RuntimeError):
-    """Something in the local Airflow did not come up or did not finish in time."""
+    """Something in the local Airflow did not come up or did not finish in time.
+
+    The first line of the message says what; later lines carry log tails for a log file.
+    """
+
+
+class ApiError(StackError):
+    """The REST API answered a call with an error status."""
+
+    def __init__(self, method: str, path: str, status: int, text: str, *, retried: bool) -> None:
+        super().__init__(f"{method} {path} -> {status}: {text}")
+        self.status = status
+        #: an earlier attempt of the same call got no answer (it may have been applied)
+        self.retried = retried
+
+
+def _transient(response: httpx.Response) -> bool:
+    """What SQLite under load answers: 503 "Database is locked", or a 500 naming the lock."""
+    if response.status_code == 503:
+        return True
+    return response.status_code == 500 and "locked" in response.text.casefold()
 
 
 # -- configuration ------------------------------------------------------------------------------
@@ -118,6 +145,20 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def port_free(port: int) -> bool:
+    """True when a server could listen on ``port`` now. Bound with ``SO_REUSEADDR`` as
+    uvicorn binds, so a port whose last connections sit in TIME_WAIT (a server stopped a
+    moment ago) counts as free."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+            probe.listen(1)
+        except OSError:
+            return False
+    return True
 
 
 def airflow_env(
@@ -368,7 +409,14 @@ class AirflowStack:
     """api-server + scheduler + dag-processor + triggerer of one AIRFLOW_HOME.
 
     A context manager: ``__exit__`` stops every process it started (SIGTERM to each
-    process group, SIGKILL after ``stop_timeout``).
+    process group, SIGKILL after ``stop_timeout``, then whatever is left in each
+    component's session: LocalExecutor workers, task processes).
+
+    :param pids: where each component's pid is recorded while it runs (the next start
+        stops leftovers of a killed one); None: not recorded (tests on throw-away homes).
+    :param before_scheduler: called once the api-server answers and before the scheduler
+        starts, e.g. to finish runs an earlier, killed stack left behind before anything
+        resumes them.
     """
 
     def __init__(
@@ -380,6 +428,8 @@ class AirflowStack:
         start_timeout: float = 180,
         stop_timeout: float = 20,
         max_restarts: int = 3,
+        pids: PidFiles | None = None,
+        before_scheduler: Callable[[AirflowStack], None] | None = None,
     ) -> None:
         self.home = Path(home)
         self.env = dict(env)
@@ -391,7 +441,9 @@ class AirflowStack:
         self.base_url = self.env["AIRFLOW__API__BASE_URL"]
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.log_dir = self.home / "logs"
-        self._http = httpx.Client(base_url=f"{self.base_url}/api/v2", timeout=30)
+        self.pids = pids
+        self.before_scheduler = before_scheduler
+        self._http = httpx.Client(base_url=f"{self.base_url}/api/v2", timeout=API_TIMEOUT)
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -404,9 +456,18 @@ class AirflowStack:
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for component in self.components:
-            self._launch(component, mode="wb")
+        held = {"scheduler"} if self.before_scheduler is not None else set()
         try:
+            for component in self.components:
+                if component not in held:
+                    self._launch(component, mode="wb")
+            if held:
+                self.wait_api()
+                assert self.before_scheduler is not None
+                self.before_scheduler(self)
+                for component in self.components:
+                    if component in held:
+                        self._launch(component, mode="wb")
             self.wait_healthy()
         except BaseException:
             self.stop()
@@ -417,14 +478,18 @@ class AirflowStack:
         if component == "api-server":
             args += ["--host", "127.0.0.1", "--port", self.env["AIRFLOW__API__PORT"], "--workers", "1"]
         with (self.log_dir / f"{component}.log").open(mode) as log_file:
-            self.processes[component] = subprocess.Popen(
+            process = subprocess.Popen(
                 args,
                 env=self.env,
                 cwd=self.home,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True,  # a Ctrl-C reaches the caller, which stops us in order
+                preexec_fn=die_with_parent,  # the caller killed: SIGTERM (devstack.processes)
             )
+        self.processes[component] = process
+        if self.pids is not None:
+            self.pids.record(component, process.pid)
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -439,6 +504,11 @@ class AirflowStack:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        # the scheduler's LocalExecutor workers and their task processes (own process groups)
+        stop_sessions([process.pid for process in self.processes.values()], grace=5)
+        if self.pids is not None:
+            for component in self.processes:
+                self.pids.forget(component)
         self._http.close()
 
     def check_alive(self) -> None:
@@ -456,7 +526,22 @@ class AirflowStack:
                 raise StackError(f"{message} (after {len(self.restarts)} restarts)\n{tail}")
             self.restarts.append(f"{message}\n{tail}")
             print(f"{message}; restarting it ({len(self.restarts)}/{self.max_restarts})", file=sys.stderr)
+            stop_sessions([process.pid], grace=5)  # its orphaned workers hold no slot of the new one
             self._launch(component, mode="ab")
+
+    def wait_api(self) -> None:
+        """Until the api-server answers (before the other components report heartbeats)."""
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            with contextlib.suppress(httpx.HTTPError):
+                if self._http.get("/monitor/health").status_code == 200:
+                    return
+            time.sleep(1)
+        raise StackError(
+            f"the Airflow api-server did not answer within {self.start_timeout:g}s\n"
+            f"{self.diagnostics(components=['api-server'])}"
+        )
 
     def wait_healthy(self) -> dict[str, Any]:
         """Until the API answers and every started component reports a fresh heartbeat."""
@@ -474,20 +559,49 @@ class AirflowStack:
             except httpx.HTTPError:
                 pass
             time.sleep(1)
-        raise StackError(f"Airflow not healthy within {self.start_timeout}s: {health}\n{self.diagnostics()}")
+        unhealthy = sorted(name for name in wanted if health.get(name, {}).get("status") != "healthy")
+        raise StackError(
+            f"Airflow not healthy within {self.start_timeout:g}s (no heartbeat from {', '.join(unhealthy)})\n"
+            f"{health}\n{self.diagnostics()}"
+        )
 
     # REST API --------------------------------------------------------------------------------
 
-    def api(self, method: str, path: str, *, attempts: int = 10, **kwargs: Any) -> Any:
-        """One REST call; a 503 (SQLite busy: "Database is locked") is retried with backoff."""
+    def api(self, method: str, path: str, *, attempts: int = API_ATTEMPTS, **kwargs: Any) -> Any:
+        """One REST call. What SQLite under load causes is retried with backoff: a 503
+        "Database is locked", a 500 naming the lock, no answer within :data:`API_TIMEOUT`
+        (a writer held the lock), a refused connection (the api-server is restarting).
+
+        :raises ApiError: an error status (``retried``: an earlier attempt got no answer).
+        :raises StackError: no answer after ``attempts`` tries.
+        """
+        failure = "no attempt"
+        retried = False
         for attempt in range(attempts):
-            response = self._http.request(method, path, **kwargs)
-            if response.status_code != 503 or attempt == attempts - 1:
-                break
-            time.sleep(min(0.5 * 2**attempt, 5))
-        if response.status_code >= 400:
-            raise StackError(f"{method} {path} -> {response.status_code}: {response.text}")
-        return response.json() if response.content else None
+            if attempt:
+                time.sleep(min(0.5 * 2**attempt, 10))
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                failure, retried = f"{type(exc).__name__}: {exc}".rstrip(": "), True
+                continue
+            if _transient(response) and attempt < attempts - 1:
+                failure = f"HTTP {response.status_code}"
+                continue
+            if response.status_code >= 400:
+                raise ApiError(method, path, response.status_code, response.text, retried=retried)
+            return response.json() if response.content else None
+        raise StackError(
+            f"the local Airflow API did not answer {method} {path} in {attempts} attempts ({failure}); "
+            f"see {self.log_dir / 'api-server.log'}"
+        )
+
+    def _get(self, path: str, **kwargs: Any) -> httpx.Response | None:
+        """A GET for polling loops: None when the API did not answer this time."""
+        try:
+            return self._http.get(path, **kwargs)
+        except httpx.TransportError:
+            return None
 
     def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 120) -> None:
         """Until the dag-processor has parsed and serialized each DAG."""
@@ -496,14 +610,18 @@ class AirflowStack:
         while pending and time.monotonic() < deadline:
             self.check_alive()
             for dag_id in sorted(pending):
-                response = self._http.get(f"/dags/{dag_id}/details")
-                if response.status_code == 200:
+                response = self._get(f"/dags/{dag_id}/details")
+                if response is not None and response.status_code == 200:
                     pending.discard(dag_id)
             if pending:
                 time.sleep(1)
         if pending:
-            errors = self._http.get("/importErrors").text
-            raise StackError(f"DAGs not parsed within {timeout}s: {sorted(pending)}; import errors: {errors}")
+            errors = self._get("/importErrors")
+            raise StackError(
+                f"DAGs not parsed within {timeout:g}s: {sorted(pending)} "
+                f"(see {self.log_dir / 'dag-processor.log'})\n"
+                f"import errors: {errors.text if errors is not None else '(no answer)'}"
+            )
 
     def unpause(self, dag_id: str) -> None:
         self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
@@ -558,12 +676,12 @@ class AirflowStack:
         return item["value"]
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
-        response = self._http.get(
+        response = self._get(
             f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
             params={"map_index": map_index, "full_content": True},
             headers={"Accept": "text/plain"},
         )
-        return response.text
+        return response.text if response is not None else "(the log could not be read: no answer)"
 
     def wait_for_runs(
         self, dag_id: str, count: int, *, timeout: float = 600, poll: float = 2
