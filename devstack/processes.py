@@ -35,8 +35,10 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from emulators.client import die_with_parent
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 #: Seconds a process gets between SIGTERM and SIGKILL when a session is swept.
 SWEEP_GRACE = 10.0
@@ -115,6 +117,46 @@ def stop_processes(processes: Sequence[psutil.Process], grace: float = SWEEP_GRA
             process.kill()
     _, alive = psutil.wait_procs(alive, timeout=5)
     return alive
+
+
+def run_recorded(
+    pids: PidFiles | None,
+    name: str,
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    log_path: Path,
+    timeout: float,
+) -> int:
+    """Run a command of the stack to its end (``airflow db migrate``), output to ``log_path``,
+    recorded in ``pids`` while it runs; returns its exit code.
+
+    Started like the servers (own session, parent-death signal); stopped with its session
+    when it overruns ``timeout`` or the caller is interrupted.
+    """
+    with Path(log_path).open("w") as log_file:
+        process = subprocess.Popen(
+            list(args),
+            env=dict(env),
+            cwd=cwd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+    if pids is not None:
+        pids.record(name, process.pid)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return -1
+    finally:
+        if process.poll() is None:
+            stop_sessions([process.pid], grace=5)
+            process.wait()
+        if pids is not None:
+            pids.forget(name)
 
 
 def stop_sessions(sids: Iterable[int], grace: float = SWEEP_GRACE) -> list[psutil.Process]:
