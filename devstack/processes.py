@@ -205,8 +205,8 @@ class PidFiles:
         records; returns the names that had something running."""
         running = self.alive()
         stop_processes([p for procs in running.values() for p in procs], grace)
-        for record in self.records():
-            self.forget(record.name)
+        for path in [*self.directory.glob("*.json"), *self.directory.glob("*.tmp")]:
+            path.unlink(missing_ok=True)
         return sorted(running)
 
 

@@ -312,9 +312,8 @@ def finish_stale_runs(stack: AirflowStack, out: Callable[[str], None]) -> int:
             )
             finished.append(run["dag_id"])
     if finished:
-        counts = ", ".join(f"{dag_id} {finished.count(dag_id)}" for dag_id in sorted(set(finished)))
         out(
-            f"  Marked {len(finished)} run(s) failed that an interrupted earlier start left running or "
-            f"queued ({counts}); nothing was working on them any more."
+            f"  Marked {len(finished)} run(s) of {len(set(finished))} DAG(s) failed that an interrupted "
+            "earlier start left running or queued (nothing was working on them any more)."
         )
     return len(finished)
