@@ -10,7 +10,10 @@ One state directory, real processes, the command as ``make demo`` runs it
 3. SIGKILL to the process group while the DAG runs sync (LocalExecutor workers and task
    processes alive);
 4. SIGTERM while the DAG runs are under way;
-5. a whole demo, which must succeed with the summary README.md shows for the demo world.
+5. a whole demo, which must succeed with the summary README.md shows for the demo world;
+
+then ``make airflow`` on the same state, stopped with SIGTERM and started again at once on
+the same port, twice.
 
 After each kill no process of the killed stack may be left, checked by pid (everything the
 command had started, down to the task processes, snapshotted just before the kill) and by
@@ -24,6 +27,7 @@ import os
 import queue
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -32,9 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import psutil
 import pytest
 
+from devstack.airflow_stack import free_port
 from tests.e2e.test_demo_e2e import STORY_NEW_ROWS
 from tests.support.emulators import start_emulators
 
@@ -48,17 +54,18 @@ STACK_RECORDS = {"emulators", "api-server", "scheduler", "dag-processor", "trigg
 
 
 @dataclass
-class Demo:
-    """One ``python -m devstack demo`` in its own process group, its output read as it comes."""
+class Command:
+    """One ``python -m devstack <command>`` in its own process group, its output read as it comes."""
 
     state: Path
+    args: tuple[str, ...] = ("demo",)
     process: subprocess.Popen[str] = field(init=False)
     lines: list[str] = field(default_factory=list)
     _queue: queue.Queue[str | None] = field(default_factory=queue.Queue)
 
     def __post_init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "devstack", "demo", "--state-dir", str(self.state)],
+            [sys.executable, "-m", "devstack", *self.args, "--state-dir", str(self.state)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -99,7 +106,7 @@ class Demo:
         return "\n".join(self.lines)
 
 
-def _started_by(demo: Demo) -> list[tuple[int, float, str]]:
+def _started_by(demo: Command) -> list[tuple[int, float, str]]:
     """Every process the demo has started, down to the task processes: (pid, start, command)."""
     found = []
     for child in psutil.Process(demo.process.pid).children(recursive=True):
@@ -146,7 +153,7 @@ def _recorded(state: Path) -> set[str]:
     return {path.stem for path in (state / "pids").glob("*.json")}
 
 
-def _kill_group(demo: Demo) -> list[tuple[int, float, str]]:
+def _kill_group(demo: Command) -> list[tuple[int, float, str]]:
     """SIGKILL to the command's process group, as a crash, an OOM kill or a closed session."""
     started = _started_by(demo)
     os.killpg(demo.process.pid, signal.SIGKILL)
@@ -154,12 +161,14 @@ def _kill_group(demo: Demo) -> list[tuple[int, float, str]]:
     return started
 
 
-def _terminate(demo: Demo) -> list[tuple[int, float, str]]:
+def _terminate(
+    demo: Command, code: int = 130, last_line: str = "Interrupted; everything make demo started has stopped."
+) -> list[tuple[int, float, str]]:
     """SIGTERM to the command, as ``make`` forwards it from a process manager."""
     started = _started_by(demo)
     demo.process.send_signal(signal.SIGTERM)
-    assert demo.finish(120) == 130, demo.output
-    assert demo.lines[-1] == "Interrupted; everything make demo started has stopped.", demo.output
+    assert demo.finish(120) == code, demo.output
+    assert demo.lines[-1] == last_line, demo.output
     assert "Traceback" not in demo.output
     return started
 
@@ -167,35 +176,43 @@ def _terminate(demo: Demo) -> list[tuple[int, float, str]]:
 SUMMARY_TOTAL = re.compile(r"^\s+all templates\s+" + r"\s+".join([r"(\d+)"] * 7) + r"$")
 
 
-def test_killed_demos_leave_no_process_and_the_next_demo_succeeds(tmp_path: Path) -> None:
-    state = tmp_path / "state"
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One state directory for the whole module, as one checkout's ``state/``."""
+    return tmp_path_factory.mktemp("crash") / "state"
+
+
+def test_killed_demos_leave_no_process_and_the_next_demo_succeeds(state: Path) -> None:
     with start_emulators(state / "emulators", "--seed", "demo") as seeded:
         seed_tables = seeded.tables()
-    migrating = state / "airflow.migrating" / "airflow.db"
 
     # 1. killed hard while the first start migrates the database
-    demo = Demo(state)
+    demo = Command(state)
     demo.wait_for(lambda line: line.startswith("Preparing the Airflow"))
-    _wait_until(lambda: "airflow-db-migrate" in _recorded(state) and migrating.exists())
-    time.sleep(3)  # well into the migration
+    _wait_until(lambda: "airflow-db-migrate" in _recorded(state))
+    time.sleep(1)  # airflow db migrate is still importing Airflow: seconds from its end
     started = _kill_group(demo)
     assert any("airflow db migrate" in command for _, _, command in started)
     _assert_nothing_left(state, started, timeout=45)
-    assert not (state / "airflow" / "airflow.db").exists()  # the half-migrated copy never replaced it
+    # stopped, not left to finish on its own behind the killed command
+    assert "Database migration done!" not in (state / "airflow" / "logs" / "db-migrate.log").read_text()
+    assert not (state / "airflow" / "airflow.db").exists()  # a half-migrated copy never replaces it
 
-    # 2. a half-migrated database where an older, in-place migration left it; SIGTERM during the rebuild
-    (state / "airflow").mkdir(parents=True, exist_ok=True)
-    migrating.replace(state / "airflow" / "airflow.db")
-    demo = Demo(state)
+    # 2. a database whose first migration was cut off in place (tables begun, no .migrated stamp,
+    #    as an older checkout leaves it); SIGTERM during the rebuild
+    with contextlib.closing(sqlite3.connect(state / "airflow" / "airflow.db")) as half:
+        half.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        half.commit()
+    demo = Command(state)
     demo.wait_for(lambda line: "left half-prepared by an interrupted start; rebuilding it" in line)
     _wait_until(lambda: "airflow-db-migrate" in _recorded(state))
-    time.sleep(3)
+    time.sleep(1)
     started = _terminate(demo)
     _assert_nothing_left(state, started, timeout=0)
     assert not (state / "airflow" / ".migrated").exists()
 
     # 3. killed hard while the DAG runs sync
-    demo = Demo(state)
+    demo = Command(state)
     demo.wait_for(lambda line: "left half-prepared by an interrupted start; rebuilding it" in line)
     demo.wait_for(lambda line: " syncing " in line)
     assert _recorded(state) == STACK_RECORDS
@@ -204,7 +221,7 @@ def test_killed_demos_leave_no_process_and_the_next_demo_succeeds(tmp_path: Path
     _assert_nothing_left(state, started, timeout=45)
 
     # 4. SIGTERM while the runs are under way (queued behind their run-order sensors)
-    demo = Demo(state)
+    demo = Command(state)
     stale = demo.wait_for(lambda line: line.startswith("  Marked "))
     assert stale == (
         "  Marked 7 run(s) of 7 DAG(s) failed that an interrupted earlier start left running or queued "
@@ -218,7 +235,7 @@ def test_killed_demos_leave_no_process_and_the_next_demo_succeeds(tmp_path: Path
     assert "Stopped what an interrupted earlier start left running" not in demo.output  # the watchdog did
 
     # 5. a whole demo on what the four left
-    demo = Demo(state)
+    demo = Command(state)
     assert demo.finish() == 0, demo.output
     output = demo.output
     assert "Traceback" not in output
@@ -236,6 +253,21 @@ def test_killed_demos_leave_no_process_and_the_next_demo_succeeds(tmp_path: Path
     for (service, entity_set), new_rows in STORY_NEW_ROWS.items():  # no row written twice by a rerun
         grown = final_tables[service][entity_set] - seed_tables[service][entity_set]
         assert grown == new_rows, (service, entity_set)
+
+
+def test_make_airflow_stops_everything_on_sigterm_and_starts_again_on_the_same_port(state: Path) -> None:
+    port = free_port()
+    for attempt in range(2):
+        stack = Command(state, ("airflow", "--port", str(port)))
+        stack.wait_for(lambda line: line.startswith("Airflow UI:"), timeout=600)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as browser:
+            assert browser.get("/api/v2/dags/p2c_accounts").json()["is_paused"] is True
+            # the keep-alive connection is closed by the server as it stops: TIME_WAIT on its port
+            started = _terminate(stack, code=0, last_line="Everything make airflow started has stopped.")
+        _assert_nothing_left(state, started, timeout=0)
+        assert _recorded(state) == set(), attempt
+        assert "Traceback" not in stack.output
+        assert "is taken" not in stack.output
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float = 120) -> None:
