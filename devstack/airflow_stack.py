@@ -1,18 +1,14 @@
 """A local Airflow 3 against the emulators: for the DAG tests and for ``make demo``.
 
-Two ways to run the P2C DAGs on this machine, both in a throw-away ``AIRFLOW_HOME`` with
-SQLite and no network beyond loopback:
-
-* :func:`run_dag_tests` runs ``dag.test()`` for one or more DAG runs in a subprocess
-  (Airflow reads ``AIRFLOW_HOME`` once per process, so each home gets its own process)
-  and returns each run's task states, return values and asset events as JSON.
-* :class:`AirflowStack` starts the real thing: ``api-server`` (the execution API the
-  workers report to, and the REST API this class drives), ``scheduler`` with the
-  LocalExecutor, ``dag-processor`` and ``triggerer`` (the run-order sensors defer), each
-  in its own session with a parent-death signal and its log in
-  ``<home>/logs/<component>.log`` (see :mod:`devstack.processes`: nothing it starts,
-  down to the task processes, outlives it). Runs are created through the public REST API
-  (``/api/v2``): triggers, backfills, unpausing, and read back the same way.
+The configuration of a throw-away ``AIRFLOW_HOME`` with SQLite and no network beyond
+loopback (:func:`airflow_env`, :func:`prepare_home`; ``dag.test()`` in such a home is
+:mod:`devstack.dag_test`), and :class:`AirflowStack`, the real thing: ``api-server`` (the
+execution API the workers report to, and the REST API this class drives), ``scheduler``
+with the LocalExecutor, ``dag-processor`` and ``triggerer`` (the run-order sensors defer),
+each in its own session with a parent-death signal and its log in
+``<home>/logs/<component>.log`` (see :mod:`devstack.processes`: nothing it starts, down to
+the task processes, outlives it). Runs are created through the public REST API
+(``/api/v2``): triggers, backfills, unpausing, and read back the same way.
 
 Connections reach the tasks as ``AIRFLOW_CONN_*`` JSON environment variables built by
 :func:`connection_env` from the emulators' JSON line; the client secret only ever lives
@@ -31,7 +27,6 @@ Usage (tests)::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -42,8 +37,6 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +46,7 @@ from devstack.processes import PidFiles, stop_sessions
 from emulators.client import die_with_parent
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = ROOT / "dags"
@@ -262,144 +255,6 @@ def _file_tail(path: Path, lines: int = 60) -> str:
         return _tail(path.read_text(errors="replace"), lines)
     except OSError:
         return f"({path} missing)"
-
-
-# -- dag.test() in a subprocess -----------------------------------------------------------------
-
-
-@dataclass
-class DagTestRun:
-    """One ``dag.test()`` request."""
-
-    dag_id: str
-    logical_date: str | None = None
-    conf: dict[str, Any] = field(default_factory=dict)
-
-
-def run_dag_tests(
-    env: Mapping[str, str], runs: Sequence[DagTestRun], *, timeout: float = 900, workdir: Path | None = None
-) -> list[dict[str, Any]]:
-    """Run ``dag.test()`` for each request in order, in one subprocess with ``env``;
-    returns one result per run (see :func:`_collect`). The Airflow output goes to
-    ``<workdir>/dag-test-<n>.log``; its tail is in the exception when the process fails."""
-    home = Path(env["AIRFLOW_HOME"])
-    workdir = Path(workdir or home)
-    index = len(list(workdir.glob("dag-test-*.log")))
-    log_path = workdir / f"dag-test-{index}.log"
-    request_path = workdir / f"dag-test-{index}.json"
-    result_path = workdir / f"dag-test-{index}.result.json"
-    request_path.write_text(json.dumps([run.__dict__ for run in runs]))
-    with log_path.open("w") as log_file:
-        try:
-            completed = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "devstack.airflow_stack",
-                    "dag-test",
-                    str(request_path),
-                    str(result_path),
-                ],
-                env=dict(env),
-                cwd=ROOT,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise StackError(f"dag.test() did not finish in {timeout}s:\n{_file_tail(log_path)}") from exc
-    if completed.returncode != 0 or not result_path.exists():
-        raise StackError(f"dag.test() process failed ({completed.returncode}):\n{_file_tail(log_path, 120)}")
-    return json.loads(result_path.read_text())
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(timezone.utc).isoformat() if value else None
-
-
-def _collect(dag_run: Any) -> dict[str, Any]:
-    """State, task instances, return values and asset events of one finished run.
-    (Runs inside the dag-test subprocess; reading the metadata database is fine for
-    development tooling, never for DAG or task code.)"""
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        tis = session.scalars(
-            select(TaskInstance).where(
-                TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id
-            )
-        ).all()
-        xcoms = session.scalars(
-            select(XComModel).where(
-                XComModel.dag_id == dag_run.dag_id,
-                XComModel.run_id == dag_run.run_id,
-                XComModel.key == "return_value",
-            )
-        ).all()
-        events = session.execute(
-            select(AssetEvent, AssetModel.uri)
-            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
-            .where(AssetEvent.source_dag_id == dag_run.dag_id, AssetEvent.source_run_id == dag_run.run_id)
-        ).all()
-        return {
-            "dag_id": dag_run.dag_id,
-            "run_id": dag_run.run_id,
-            "state": str(dag_run.state),
-            "logical_date": _iso(dag_run.logical_date),
-            "data_interval": [_iso(dag_run.data_interval_start), _iso(dag_run.data_interval_end)],
-            "tasks": [
-                {
-                    "task_id": ti.task_id,
-                    "map_index": ti.map_index,
-                    "state": str(ti.state),
-                    "start": _iso(ti.start_date),
-                    "end": _iso(ti.end_date),
-                    "rendered_map_index": ti.rendered_map_index,
-                }
-                for ti in tis
-            ],
-            "returns": [
-                {"task_id": x.task_id, "map_index": x.map_index, "value": XComModel.deserialize_value(x)}
-                for x in xcoms
-            ],
-            "asset_events": [
-                {
-                    "uri": uri,
-                    "extra": event.extra,
-                    "task_id": event.source_task_id,
-                    "map_index": event.source_map_index,
-                }
-                for event, uri in events
-            ],
-        }
-
-
-def _dag_test_main(request_path: Path, result_path: Path) -> int:
-    from airflow.dag_processing.dagbag import DagBag
-
-    requests = json.loads(Path(request_path).read_text())
-    bag = DagBag(dag_folder=os.environ.get("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS_FOLDER)))
-    if bag.import_errors:
-        print(f"import errors: {bag.import_errors}", file=sys.stderr)
-        return 2
-    results = []
-    for request in requests:
-        dag = bag.get_dag(request["dag_id"])
-        if dag is None:
-            print(f"no DAG {request['dag_id']!r}", file=sys.stderr)
-            return 2
-        logical_date = (
-            datetime.fromisoformat(request["logical_date"]) if request.get("logical_date") else None
-        )
-        dag_run = dag.test(logical_date=logical_date, run_conf=request.get("conf") or None)
-        results.append(_collect(dag_run))
-    Path(result_path).write_text(json.dumps(results, default=str))
-    return 0
 
 
 # -- the real stack -----------------------------------------------------------------------------
@@ -730,24 +585,3 @@ class AirflowStack:
             f"--- {component}.log ---\n{_file_tail(self.log_dir / f'{component}.log', lines)}"
             for component in (components or self.components)
         )
-
-
-# -- command line -------------------------------------------------------------------------------
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m devstack.airflow_stack", description=__doc__.splitlines()[0]
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    dag_test = commands.add_parser("dag-test", help="run dag.test() for the runs in a JSON request file")
-    dag_test.add_argument("request", type=Path)
-    dag_test.add_argument("result", type=Path)
-    arguments = parser.parse_args(argv)
-    if arguments.command == "dag-test":
-        return _dag_test_main(arguments.request, arguments.result)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
