@@ -53,20 +53,23 @@ class ProcessRecord:
     name: str
     pid: int
     create_time: float
-    cmdline: tuple[str, ...]
+    exe: str
+    cmdline: tuple[str, ...]  # as started; for people reading the record
 
     @classmethod
     def of(cls, name: str, pid: int) -> ProcessRecord:
         process = psutil.Process(pid)
         with process.oneshot():
-            return cls(name, pid, process.create_time(), tuple(process.cmdline()))
+            return cls(name, pid, process.create_time(), process.exe(), tuple(process.cmdline()))
 
     def is_same(self, process: psutil.Process) -> bool:
-        """True when ``process`` is the recorded program, not a later one with a reused pid."""
+        """True when ``process`` is the recorded program, not a later one with a reused pid:
+        same start time and executable. (Not the command line: Airflow retitles its
+        processes, ``airflow api_server -- host:...``.)"""
         with contextlib.suppress(psutil.Error), process.oneshot():
             return (
                 abs(process.create_time() - self.create_time) < START_TIME_TOLERANCE
-                and tuple(process.cmdline()) == self.cmdline
+                and process.exe() == self.exe
             )
         return False
 
@@ -193,7 +196,7 @@ class PidFiles:
             with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
                 data = json.loads(path.read_text())
                 name, pid, started = str(data["name"]), int(data["pid"]), float(data["create_time"])
-                found.append(ProcessRecord(name, pid, started, tuple(data["cmdline"])))
+                found.append(ProcessRecord(name, pid, started, str(data["exe"]), tuple(data["cmdline"])))
         return found
 
     def alive(self) -> dict[str, list[psutil.Process]]:

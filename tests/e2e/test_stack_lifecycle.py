@@ -4,6 +4,7 @@ check, the signal handling and the one-line failures of ``python -m devstack``. 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -79,6 +80,7 @@ def test_the_next_start_stops_a_recorded_leader_and_the_orphans_in_its_session(t
         record = pids.record("scheduler", leader.pid)
         assert record is not None
         assert record.cmdline == (sys.executable, "-c", FAMILY)
+        assert record.exe == os.path.realpath(sys.executable)
         saved = json.loads((tmp_path / "pids" / "scheduler.json").read_text())
         assert (saved["name"], saved["pid"]) == ("scheduler", leader.pid)
         assert {p.pid for p in record.alive()} == {leader.pid, child}
@@ -104,15 +106,11 @@ def test_a_record_whose_pid_now_belongs_to_another_program_stops_nothing(tmp_pat
         real = ProcessRecord.of("emulators", bystander.pid)
         pids = PidFiles(tmp_path / "pids")
         pids.directory.mkdir()
-        for name, record in {
-            "started-earlier": ProcessRecord(name="x", pid=bystander.pid, create_time=real.create_time - 3600,
-                                             cmdline=real.cmdline),
-            "other-program": ProcessRecord(name="y", pid=bystander.pid, create_time=real.create_time,
-                                           cmdline=("python", "-m", "emulators", "serve")),
-        }.items():  # fmt: skip
-            (pids.directory / f"{name}.json").write_text(
-                json.dumps(record.__dict__ | {"cmdline": list(record.cmdline)})
-            )
+        for record in (
+            dataclasses.replace(real, name="started-earlier", create_time=real.create_time - 3600),
+            dataclasses.replace(real, name="other-program", exe="/usr/bin/other-program"),
+        ):
+            (pids.directory / f"{record.name}.json").write_text(json.dumps(dataclasses.asdict(record)))
             assert not record.is_same(psutil.Process(bystander.pid))
         assert pids.stop_all(grace=1) == []
         assert bystander.poll() is None
@@ -120,6 +118,38 @@ def test_a_record_whose_pid_now_belongs_to_another_program_stops_nothing(tmp_pat
     finally:
         bystander.kill()
         bystander.wait()
+
+
+#: A server that retitles itself once recorded, as Airflow's components do.
+RETITLED = (
+    "import setproctitle, sys, time; sys.stdin.readline(); "
+    "setproctitle.setproctitle('airflow api_server -- host:127.0.0.1'); print('retitled', flush=True); "
+    "time.sleep(600)"
+)
+
+
+def test_a_recorded_leader_that_retitled_itself_is_still_stopped(tmp_path: Path) -> None:
+    pids = PidFiles(tmp_path / "pids")
+    leader = subprocess.Popen(
+        [sys.executable, "-c", RETITLED],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert leader.stdin is not None
+    assert leader.stdout is not None
+    try:
+        pids.record("api-server", leader.pid)
+        leader.stdin.write("\n")
+        leader.stdin.flush()
+        assert leader.stdout.readline() == "retitled\n"
+        assert psutil.Process(leader.pid).cmdline()[0] == "airflow api_server -- host:127.0.0.1"
+        assert pids.stop_all(grace=5) == ["api-server"]
+        assert _gone(leader.pid, timeout=10)
+    finally:
+        _kill(leader.pid)
+        leader.wait()
 
 
 def test_stop_sessions_ends_every_member_and_spares_other_sessions(tmp_path: Path) -> None:
