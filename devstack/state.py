@@ -22,7 +22,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devstack.airflow_stack import airflow_env, connection_env
+from devstack.airflow_stack import ApiError, airflow_env, connection_env
 from devstack.processes import PidFiles, run_recorded, watchdog
 from emulators.client import EmulatorEndpoints, EmulatorStartError, RunningEmulators, start_emulators
 
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 #: The run-order sensors check every 5 s instead of every minute (P2C_RUN_ORDER_POKE_SECONDS).
 POKE_SECONDS = 5
 PRELOAD_DIR = Path(__file__).resolve().parent / "preload"
+#: The note a run marked failed by :func:`finish_stale_runs` carries in the UI.
+STALE_RUN_NOTE = "left unfinished by an interrupted local stack (devstack)"
 
 
 class DemoError(RuntimeError):
@@ -295,25 +297,35 @@ def finish_stale_runs(stack: AirflowStack, out: Callable[[str], None]) -> int:
     Called before the scheduler starts, when no process of an earlier start is left: such
     a run has nothing working on it, and resuming it against SQLite while new runs wait
     behind it (``max_active_runs=1``) is what made a demo time out. A user who wants one
-    again triggers or clears it.
+    again triggers or clears it. A run the API refuses to change (its DAG file is gone) is
+    left as it is and counted in the same line.
     """
     finished: list[str] = []
-    for _ in range(20):  # pages of 100
+    refused = 0
+    while True:
         stale = stack.api(
-            "GET", "/dags/~/dagRuns", params={"state": ["running", "queued"], "limit": 100, "order_by": "id"}
+            "GET",
+            "/dags/~/dagRuns",
+            # finished runs leave the filter; the refused ones stay in front
+            params={"state": ["running", "queued"], "limit": 100, "offset": refused, "order_by": "id"},
         )["dag_runs"]
         if not stale:
             break
         for run in stale:
-            stack.api(
-                "PATCH",
-                f"/dags/{run['dag_id']}/dagRuns/{run['dag_run_id']}",
-                json={"state": "failed", "note": "left unfinished by an interrupted local stack (devstack)"},
-            )
-            finished.append(run["dag_id"])
-    if finished:
+            try:
+                stack.api(
+                    "PATCH",
+                    f"/dags/{run['dag_id']}/dagRuns/{run['dag_run_id']}",
+                    json={"state": "failed", "note": STALE_RUN_NOTE},
+                )
+            except ApiError:
+                refused += 1
+            else:
+                finished.append(run["dag_id"])
+    if finished or refused:
         out(
             f"  Marked {len(finished)} run(s) of {len(set(finished))} DAG(s) failed that an interrupted "
-            "earlier start left running or queued (nothing was working on them any more)."
+            "earlier start left running or queued (nothing was working on them any more)"
+            + (f"; {refused} could not be changed (see the UI)." if refused else ".")
         )
     return len(finished)

@@ -14,14 +14,15 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from devstack.__main__ import failure_line, stop_on_signals
-from devstack.airflow_stack import StackError, port_free
+from devstack.airflow_stack import ApiError, StackError, port_free
 from devstack.processes import PidFiles, ProcessRecord, stop_sessions
-from devstack.state import DemoError, DemoPaths, state_lock
+from devstack.state import STALE_RUN_NOTE, DemoError, DemoPaths, finish_stale_runs, state_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -319,3 +320,55 @@ def test_make_airflow_on_a_taken_port_ends_in_one_line(tmp_path: Path) -> None:
         f"make airflow failed: port {port} is taken. To do: choose another with AIRFLOW_PORT"
     )
     assert "Traceback" not in result.stdout + result.stderr
+
+
+# -- runs an interrupted start left behind ----------------------------------------------------------
+
+
+class _RunsApi:
+    """The two REST calls :func:`finish_stale_runs` makes, over a list of runs, as Airflow
+    answers them: ``GET /dags/~/dagRuns`` filters by state and pages by offset/limit in id
+    order; ``PATCH`` of a run whose DAG is no longer parsed answers 404."""
+
+    def __init__(self, runs: list[dict[str, str]], gone: set[str]) -> None:
+        self.runs = runs
+        self.gone = gone
+        self.calls: list[tuple[str, str]] = []
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        self.calls.append((method, path))
+        if method == "GET":
+            params = kwargs["params"]
+            matching = [run for run in self.runs if run["state"] in params["state"]]
+            page = matching[params["offset"] : params["offset"] + params["limit"]]
+            return {"dag_runs": [dict(run) for run in page], "total_entries": len(matching)}
+        dag_id, run_id = path.split("/")[2], path.split("/")[4]
+        if dag_id in self.gone:
+            raise ApiError(method, path, 404, '{"detail": "Dag not found"}', retried=False)
+        assert kwargs["json"] == {"state": "failed", "note": STALE_RUN_NOTE}
+        run = next(run for run in self.runs if (run["dag_id"], run["dag_run_id"]) == (dag_id, run_id))
+        run["state"] = "failed"
+        return run
+
+
+def test_stale_runs_are_marked_failed_in_one_line_and_a_refused_one_does_not_loop() -> None:
+    runs = [
+        {"dag_id": f"p2c_{name}", "dag_run_id": f"r{i}", "state": state}
+        for i, (name, state) in enumerate(
+            [("accounts", "running"), ("products", "queued"), ("gone", "running"), ("accounts", "success")]
+            + [("contacts", "queued")] * 150
+        )
+    ]
+    fake = _RunsApi(runs, gone={"p2c_gone"})
+    lines: list[str] = []
+    assert finish_stale_runs(fake, lines.append) == 152  # type: ignore[arg-type]
+    assert lines == [
+        "  Marked 152 run(s) of 3 DAG(s) failed that an interrupted earlier start left running or queued "
+        "(nothing was working on them any more); 1 could not be changed (see the UI)."
+    ]
+    assert [run["state"] for run in runs[:4]] == ["failed", "failed", "running", "success"]
+    assert all(run["state"] == "failed" for run in runs[4:])
+    assert [call for call in fake.calls if call[0] == "GET"] == [("GET", "/dags/~/dagRuns")] * 3
+    quiet: list[str] = []
+    assert finish_stale_runs(_RunsApi([runs[3]], gone=set()), quiet.append) == 0  # type: ignore[arg-type]
+    assert quiet == []
