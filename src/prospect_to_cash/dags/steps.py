@@ -17,13 +17,24 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from datetime import datetime
+
+    from prospect_to_cash.sync.contracts import (
+        CompanyPairDict,
+        ExtractedXCom,
+        LoadedXCom,
+        ReportedXCom,
+        SyncArgs,
+        SyncOptions,
+        TransformedXCom,
+        WindowDict,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -57,19 +68,22 @@ class TemplateSpec:
     upstream: tuple[str, ...] = ()
     dataverse_conn_id: str = "dynamics_dataverse_default"
     fno_conn_id: str = "dynamics_fno_default"
-    extra_options: dict[str, Any] = field(default_factory=dict)
+    extra_options: SyncArgs = field(default_factory=dict)
 
     def conn_id(self, system: str) -> str:
         return self.dataverse_conn_id if system == "dataverse" else self.fno_conn_id
 
-    @property
-    def engine_options(self) -> dict[str, Any]:
-        """Keyword options every engine call gets (connection ids, test overrides)."""
-        return {
-            "dataverse_conn_id": self.dataverse_conn_id,
-            "fno_conn_id": self.fno_conn_id,
-            **self.extra_options,
-        }
+    def sync_options(self, run_id: str, *, dry_run: bool = False) -> SyncOptions:
+        """The options every engine call of a run gets (connection ids, test overrides)."""
+        from prospect_to_cash.sync.contracts import SyncOptions, resolve
+
+        base = SyncOptions(
+            run_id=run_id,
+            dataverse_conn_id=self.dataverse_conn_id,
+            fno_conn_id=self.fno_conn_id,
+            dry_run=dry_run,
+        )
+        return resolve(base, None, self.extra_options)[0]
 
 
 @contextlib.contextmanager
@@ -83,49 +97,35 @@ def fail_fast_on_configuration_errors() -> Iterator[None]:
         raise AirflowFailException(str(exc)) from exc
 
 
-def _iso(value: datetime | str | None) -> str | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-    else:
-        moment = value
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def sync_window(
     data_interval_start: datetime | str | None,
     data_interval_end: datetime | str | None,
     window_start: datetime | str | None = None,
     window_end: datetime | str | None = None,
-) -> dict[str, str | None]:
+) -> WindowDict:
     """The change window a run reads: the Params' override where given, else the run's
     data interval. Both ends None (a manual run without a logical date) reads everything
     the template's filter allows."""
+    from prospect_to_cash.sync.contracts import Window
+
     try:
-        start = _iso(window_start) or _iso(data_interval_start)
-        end = _iso(window_end) or _iso(data_interval_end)
+        window = Window.of(data_interval_start, data_interval_end, start=window_start, end=window_end)
     except ValueError as exc:
-        raise AirflowFailException(f"window_start/window_end must be ISO 8601 timestamps: {exc}") from exc
-    if start and end and start >= end:
-        raise AirflowFailException(f"empty change window: start {start} is not before end {end}")
-    return {"start": start, "end": end}
+        raise AirflowFailException(f"window_start/window_end: {exc}") from exc
+    return window.to_dict()
 
 
 # -- preflight ----------------------------------------------------------------------------
 
 
-def select_company_pairs(requested: Sequence[str] | None) -> list[dict[str, Any]]:
+def select_company_pairs(requested: Sequence[str] | None) -> list[CompanyPairDict]:
     """The company pairs of ``environment.yaml`` to run: all, or the ``companies`` Param's
     subset. An unknown legal entity fails the run rather than syncing less than asked."""
     from prospect_to_cash.sync.context import select_pairs
 
     with fail_fast_on_configuration_errors():
         pairs = select_pairs(requested)
-    selected = list(pairs)
+    selected = [pair.to_dict() for pair in pairs]
     log.info(
         "Company pairs to sync: %s",
         ", ".join(f"{p['legal_entity']} <-> {p['business_unit'] or '(all of Sales)'}" for p in selected),
@@ -161,24 +161,23 @@ def check_mapping(spec: TemplateSpec) -> dict[str, Any]:
 def extract_step(
     spec: TemplateSpec,
     step: str,
-    pair: dict[str, Any],
+    pair: CompanyPairDict,
     *,
     run_id: str,
-    window: dict[str, str | None],
+    window: WindowDict,
     full_refresh: bool,
-) -> dict[str, Any]:
+) -> ExtractedXCom:
     """Read the source rows of the window and a snapshot of the target into staging."""
     from prospect_to_cash.sync import runner
+    from prospect_to_cash.sync.contracts import CompanyPair, Window
 
-    common = {"legal_entity": pair["legal_entity"], "run_id": run_id, **spec.engine_options}
     with fail_fast_on_configuration_errors():
         extracted, snapped = runner.extract_and_snapshot(
             spec.template,
             step,
-            data_interval_start=window["start"],
-            data_interval_end=window["end"],
-            full_refresh=full_refresh,
-            **common,
+            legal_entity=CompanyPair.of(pair),
+            options=spec.sync_options(run_id),
+            window=Window(window["start"], window["end"], full_refresh),
         )
     return {
         "template": spec.template,
@@ -192,13 +191,14 @@ def extract_step(
     }
 
 
-def transform_step(spec: TemplateSpec, step: str, pair: dict[str, Any], *, run_id: str) -> dict[str, Any]:
+def transform_step(spec: TemplateSpec, step: str, pair: CompanyPairDict, *, run_id: str) -> TransformedXCom:
     """Map, look up, validate and diff; rejected rows go to the dead-letter file."""
     from prospect_to_cash.sync import runner
+    from prospect_to_cash.sync.contracts import CompanyPair
 
     with fail_fast_on_configuration_errors():
         planned = runner.transform(
-            spec.template, step, legal_entity=pair["legal_entity"], run_id=run_id, **spec.engine_options
+            spec.template, step, legal_entity=CompanyPair.of(pair), options=spec.sync_options(run_id)
         )
     return {
         "template": spec.template,
@@ -212,27 +212,26 @@ def transform_step(spec: TemplateSpec, step: str, pair: dict[str, Any], *, run_i
 def load_step(
     spec: TemplateSpec,
     step: str,
-    pair: dict[str, Any],
-    transformed: dict[str, Any],
+    pair: CompanyPairDict,
+    transformed: TransformedXCom,
     *,
     run_id: str,
     dry_run: bool,
-    window: dict[str, str | None] | None = None,
+    window: WindowDict | None = None,
     full_refresh: bool = False,
-) -> dict[str, Any]:
+) -> LoadedXCom:
     """Write the plan (or, in a dry run, only report it). Returns counts and the paths of
     the dead-letter files: ``rejected`` (refused by the transform) and ``failed`` (refused
     by the service)."""
     from prospect_to_cash.sync import runner
+    from prospect_to_cash.sync.contracts import CompanyPair
 
     with fail_fast_on_configuration_errors():
         loaded = runner.load(
             spec.template,
             step,
-            legal_entity=pair["legal_entity"],
-            run_id=run_id,
-            dry_run=dry_run,
-            **spec.engine_options,
+            legal_entity=CompanyPair.of(pair),
+            options=spec.sync_options(run_id, dry_run=dry_run),
         )
     if dry_run:
         # the samples are row values: they go to the task log for review, not to XCom
@@ -260,7 +259,7 @@ def load_step(
     }
 
 
-def asset_event_extra(loaded: dict[str, Any]) -> dict[str, Any]:
+def asset_event_extra(loaded: LoadedXCom) -> dict[str, Any]:
     """What the load task attaches to its target asset's event: enough to read the run's
     result from the asset view without opening the logs."""
     return {
@@ -276,63 +275,38 @@ def asset_event_extra(loaded: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-COUNT_ORDER = (
-    "read",
-    "skipped",
-    "created",
-    "updated",
-    "unchanged",
-    "rejected",
-    "failed",
-    "second_pass_updated",
-    "second_pass_failed",
-)
-#: A dry run reports the plan's own counts: nothing was created, this much would be.
-DRY_RUN_COUNT_ORDER = ("read", "skipped", "to_create", "to_update", "unchanged", "rejected", "second_pass")
-
-
 def report_step(
     spec: TemplateSpec,
-    pair: dict[str, Any],
-    loads: Sequence[dict[str, Any]],
+    pair: CompanyPairDict,
+    loads: Sequence[LoadedXCom],
     *,
     run_id: str,
     dry_run: bool,
-) -> dict[str, Any]:
+) -> ReportedXCom:
     """Sum the company's counts over the template's tasks, write ``summary.json`` next to
     the staging of the run and log one table an operator can read at a glance."""
-    from prospect_to_cash.sync.staging import as_path, write_run_summary
+    from prospect_to_cash.sync.contracts import CompanyPair
+    from prospect_to_cash.sync.staging import as_path
+    from prospect_to_cash.sync.summary import count_order, summarize, write_summary
 
-    order = DRY_RUN_COUNT_ORDER if dry_run else COUNT_ORDER
-    totals: dict[str, int] = dict.fromkeys(order, 0)
-    for loaded in loads:
-        for name, value in loaded["counts"].items():
-            totals[name] = totals.get(name, 0) + int(value)
-    dead_letters = [
-        {"task": loaded["task"], "kind": kind, "path": path, "rows": loaded["counts"].get(kind, 0)}
-        for loaded in loads
-        for kind, path in loaded["deadletter"].items()
-        if path and loaded["counts"].get(kind, 0)
-    ]
-    summary = {
-        "template": spec.template,
-        "dag_id": spec.dag_id,
-        "legal_entity": pair["legal_entity"],
-        "business_unit": pair.get("business_unit"),
-        "run_id": run_id,
-        "dry_run": dry_run,
-        "finished_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "window": loads[0].get("window") if loads else None,
-        "counts": totals,
-        "tasks": {
-            loaded["task"]: {"counts": loaded["counts"], "deadletter": loaded["deadletter"]}
+    summary = summarize(
+        spec.template,
+        CompanyPair.of(pair),
+        run_id,
+        {
+            loaded["task"]: {
+                "counts": loaded["counts"],
+                "deadletter": loaded["deadletter"],
+                "paths": {name: path for name in ("plan", "outcome") if (path := loaded.get(name))},
+            }
             for loaded in loads
         },
-        "dead_letters": dead_letters,
-    }
-    summary_path = write_run_summary(
-        as_path(spec.extra_options.get("staging_root")), spec.template, run_id, pair["legal_entity"], summary
+        dry_run=dry_run,
+        window=loads[0].get("window") if loads else None,
+        dag_id=spec.dag_id,
     )
+    summary_path = write_summary(as_path(spec.extra_options.get("staging_root")), summary)
+    order, totals, dead_letters = count_order(dry_run), summary["counts"], summary["dead_letters"]
     header = ["task", *order]
     rows = [[loaded["task"], *(str(loaded["counts"].get(c, 0)) for c in order)] for loaded in loads]
     rows.append(["TOTAL", *(str(totals.get(c, 0)) for c in order)])

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
+    from prospect_to_cash.sync.contracts import PairsResult
+
 
 class TemplateSyncOperator(BaseOperator):
     """Sync one Prospect-to-cash template for its company pairs, side by side, in one task.
@@ -64,24 +66,31 @@ class TemplateSyncOperator(BaseOperator):
         self.dataverse_conn_id = dataverse_conn_id
         self.fno_conn_id = fno_conn_id
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> PairsResult:
         from prospect_to_cash.dags.steps import fail_fast_on_configuration_errors
-        from prospect_to_cash.sync.runner import SyncHooks, run_company_pairs
+        from prospect_to_cash.sync.contracts import SyncOptions, Window
+        from prospect_to_cash.sync.runner import run_company_pairs
 
-        options: dict[str, Any] = {"staging_root": self.staging_root} if self.staging_root else {}
+        options = SyncOptions(
+            run_id=context["run_id"],
+            staging_root=self.staging_root or None,
+            dataverse_conn_id=self.dataverse_conn_id,
+            fno_conn_id=self.fno_conn_id,
+            dry_run=bool(self.dry_run),
+            check_metadata=self.check_metadata,
+        )
+        window = Window.of(
+            context.get("data_interval_start"),
+            context.get("data_interval_end"),
+            full_refresh=bool(self.full_refresh),
+        )
         with fail_fast_on_configuration_errors():
             result = run_company_pairs(
                 self.template,
-                run_id=context["run_id"],
                 legal_entities=list(self.legal_entities) if self.legal_entities else None,
                 max_parallel=self.max_parallel,
-                check_metadata=self.check_metadata,
-                hooks=SyncHooks(dataverse_conn_id=self.dataverse_conn_id, fno_conn_id=self.fno_conn_id),
-                data_interval_start=context.get("data_interval_start"),
-                data_interval_end=context.get("data_interval_end"),
-                full_refresh=bool(self.full_refresh),
-                dry_run=bool(self.dry_run),
-                **options,
+                options=options,
+                window=window,
             )
         self.log.info("%s: %s", result["template"], result["counts"])
         return result

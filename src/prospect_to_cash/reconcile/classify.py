@@ -15,9 +15,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from prospect_to_cash.sync.columns import CHANGED, ID, REASON, REF, ROW, SOURCE_KEY
 from prospect_to_cash.sync.diff import fold
 from prospect_to_cash.sync.staging import to_text
-from prospect_to_cash.sync.transform import CHANGED, ID, REASON, REF, ROW, SOURCE_KEY
 from prospect_to_cash.sync.values import is_blank, py
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-    from prospect_to_cash.sync.transform import Plan
+    from prospect_to_cash.sync.planner import Plan
 
 IN_SYNC, MISSING, DIFFERENT, ORPHANED, REJECTED = "in_sync", "missing", "different", "orphaned", "rejected"
 #: Report order: good first, then what a sync would fix, then what needs a person.

@@ -34,12 +34,14 @@ from prospect_to_cash.reconcile.classify import (
 )
 from prospect_to_cash.reconcile.scope import OrphanScope, load_scopes, scope_for
 from prospect_to_cash.sync import runner
+from prospect_to_cash.sync.columns import ID, REF
+from prospect_to_cash.sync.contracts import SyncHooks, SyncOptions, Window
 from prospect_to_cash.sync.diff import fold
 from prospect_to_cash.sync.environment import load_environment
 from prospect_to_cash.sync.errors import MappingError, SyncError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, TEMPLATES, Task, Template, load_template
 from prospect_to_cash.sync.staging import TaskStaging, as_path, safe_segment
-from prospect_to_cash.sync.transform import ID, REF, snapshot_frame
+from prospect_to_cash.sync.target_rows import snapshot_frame
 from prospect_to_cash.sync.values import py
 
 if TYPE_CHECKING:
@@ -144,7 +146,7 @@ class _Reconciliation:
         companies: list[str],
         environment: Environment,
         run_id: str,
-        hooks: runner.SyncHooks,
+        hooks: SyncHooks,
         scopes: dict[tuple[str, str], OrphanScope],
         options: dict[str, Any],
         check_metadata: bool,
@@ -222,10 +224,12 @@ class _Reconciliation:
             self.incomplete.add((other.target_system, other.target.entity_set, _company_key(other, company)))
 
     def _task(self, template: Template, task: Task, company: str) -> _TaskRun:
-        common = {"legal_entity": company, "run_id": self.run_id, "hooks": self.hooks, **self.options}
-        runner.extract(template, task.name, full_refresh=True, **common)
-        runner.snapshot(template, task.name, **common)
-        planned = runner.transform(template, task.name, **common)
+        options = SyncOptions(run_id=self.run_id, hooks=self.hooks, **self.options)
+        runner.extract(
+            template, task.name, legal_entity=company, options=options, window=Window(full_refresh=True)
+        )
+        runner.snapshot(template, task.name, legal_entity=company, options=options)
+        planned = runner.transform(template, task.name, legal_entity=company, options=options)
         staging = TaskStaging(self.root, template.name, self.run_id, company, task.name)
         plan = _plan_frames(staging)
         current = snapshot_frame(task, staging.read_frame("target", "rows"), company)
@@ -357,7 +361,7 @@ class _NotChecked(Exception):
 # -- the report document ---------------------------------------------------------------------
 
 
-def _environment_url(hooks: runner.SyncHooks, system: str) -> str | None:
+def _environment_url(hooks: SyncHooks, system: str) -> str | None:
     """The environment URL of a system's connection, for the report header only."""
     try:
         config = hooks.for_system(system).config
@@ -465,7 +469,7 @@ def reconcile(
     companies: Sequence[str] | None = None,
     *,
     run_id: str | None = None,
-    hooks: runner.SyncHooks | None = None,
+    hooks: SyncHooks | None = None,
     scopes_file: str | None = None,
     check_metadata: bool = True,
     dataverse_conn_id: str = "dynamics_dataverse_default",
@@ -494,7 +498,7 @@ def reconcile(
         companies=_select_pairs(environment, companies),
         environment=environment,
         run_id=safe_segment(run_id or f"reconcile__{moment.strftime('%Y%m%dT%H%M%SZ')}"),
-        hooks=hooks or runner.SyncHooks(dataverse_conn_id=dataverse_conn_id, fno_conn_id=fno_conn_id),
+        hooks=hooks or SyncHooks(dataverse_conn_id=dataverse_conn_id, fno_conn_id=fno_conn_id),
         scopes=load_scopes(scopes_file),
         options=options,
         check_metadata=check_metadata,

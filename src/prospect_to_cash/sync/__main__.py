@@ -14,10 +14,13 @@ import json
 import os
 import sys
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prospect_to_cash.sync.errors import MappingError
 from prospect_to_cash.sync.mapping import TEMPLATES, load_all
+
+if TYPE_CHECKING:
+    from prospect_to_cash.sync.contracts import PairsResult
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,30 +72,31 @@ def _run(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _run_template(arguments: argparse.Namespace) -> dict[str, Any] | None:
+def _run_template(arguments: argparse.Namespace) -> PairsResult | None:
+    from prospect_to_cash.sync.contracts import SyncOptions, Window
     from prospect_to_cash.sync.errors import SyncError
-    from prospect_to_cash.sync.runner import SyncHooks, run_company_pairs
+    from prospect_to_cash.sync.runner import run_company_pairs
 
-    options = {
-        "mappings_dir": arguments.mappings_dir,
-        "environment_file": arguments.environment_file,
-        "staging_root": arguments.staging_root,
-    }
+    options = SyncOptions(
+        run_id=arguments.run_id or datetime.now(timezone.utc).strftime("cli-%Y%m%dT%H%M%SZ"),
+        staging_root=arguments.staging_root or None,
+        mappings_dir=arguments.mappings_dir or None,
+        environment_file=arguments.environment_file or None,
+        dataverse_conn_id=arguments.dataverse_conn_id,
+        fno_conn_id=arguments.fno_conn_id,
+        dry_run=arguments.dry_run,
+        check_metadata=not arguments.no_metadata_check,
+    )
     try:
+        window = Window.of(arguments.since, arguments.until, full_refresh=arguments.full_refresh)
         return run_company_pairs(
             arguments.template,
-            run_id=arguments.run_id or datetime.now(timezone.utc).strftime("cli-%Y%m%dT%H%M%SZ"),
             legal_entities=arguments.companies,
             max_parallel=arguments.max_parallel,
-            check_metadata=not arguments.no_metadata_check,
-            hooks=SyncHooks(dataverse_conn_id=arguments.dataverse_conn_id, fno_conn_id=arguments.fno_conn_id),
-            data_interval_start=arguments.since,
-            data_interval_end=arguments.until,
-            full_refresh=arguments.full_refresh,
-            dry_run=arguments.dry_run,
-            **{name: value for name, value in options.items() if value},
+            options=options,
+            window=window,
         )
-    except SyncError as exc:
+    except (SyncError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return None
 

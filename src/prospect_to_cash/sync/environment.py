@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from prospect_to_cash.sync.contracts import CompanyPair
 from prospect_to_cash.sync.errors import MappingError
 
 #: Environment variable naming an override file layered on ``environment.yaml``.
@@ -100,27 +101,6 @@ class ValueMap:
         if self.on_miss == "default":
             return self.default, False
         return None, True
-
-
-@dataclass(frozen=True)
-class CompanyPair:
-    """One F&O legal entity (``dataAreaId``) and the Dataverse business unit it syncs with."""
-
-    legal_entity: str
-    business_unit: str | None = None
-    business_unit_id: str | None = None
-    owner: str | None = None
-    defaults: dict[str, Any] = field(default_factory=dict)
-    value_maps: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The pair as the DAG layer fans out over it (JSON-serializable)."""
-        return {
-            "legal_entity": self.legal_entity,
-            "business_unit": self.business_unit,
-            "business_unit_id": self.business_unit_id,
-            "owner": self.owner,
-        }
 
 
 @dataclass(frozen=True)

@@ -409,12 +409,3 @@ class StagingSpill(Spill):
                 leftover.unlink()
         with suppress(OSError):
             (self.staging.base / "work").rmdir()
-
-
-def write_run_summary(root: ObjectStoragePath, template: str, run_id: str, company: str, data: Any) -> str:
-    """``<root>/<template>/<run_id>/<company>/summary.json``: the run's counts per task."""
-    target = root / template / safe_segment(run_id) / company.lower() / "summary.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True, default=str)
-    return str(target)

@@ -27,15 +27,9 @@ from prospect_to_cash.reconcile.classify import (
     count,
     orphan_rows,
 )
-from prospect_to_cash.sync.transform import (
-    CHANGED,
-    ID,
-    REF,
-    SOURCE_KEY,
-    TransformInputs,
-    build_plan,
-    snapshot_frame,
-)
+from prospect_to_cash.sync.columns import CHANGED, ID, REF, SOURCE_KEY
+from prospect_to_cash.sync.planner import TransformInputs, build_plan
+from prospect_to_cash.sync.target_rows import snapshot_frame
 
 if TYPE_CHECKING:
     from prospect_to_cash.sync.mapping import Task

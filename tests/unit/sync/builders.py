@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from prospect_to_cash.sync.mapping import Task, load_template
+from prospect_to_cash.sync.planner import Plan, TransformInputs, build_plan
 from prospect_to_cash.sync.staging import to_text
-from prospect_to_cash.sync.transform import Plan, TransformInputs, build_plan
 from tests.unit.sync.conftest import SHIPPED
 
 if TYPE_CHECKING:

@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prospect_to_cash.sync import runner, transform
+from prospect_to_cash.sync import planner, rules, runner
+from prospect_to_cash.sync.planner import Plan, build_plan
 from prospect_to_cash.sync.staging import CHUNK_ROWS_VARIABLE, TaskStaging, chunk_rows
-from prospect_to_cash.sync.transform import Plan, build_plan
 from tests.unit.sync.builders import by_ref, reasons, staged, task_of
 from tests.unit.sync.conftest import SHIPPED, write_template
 
@@ -88,7 +88,7 @@ def account_world(count: int, seed: int = 7) -> dict[str, Any]:
 
 def plan_of(task: Task, world: dict[str, Any], rows: int, **extra: Any) -> Plan:
     references = world.get("references", {})
-    inputs = transform.TransformInputs(
+    inputs = planner.TransformInputs(
         source=staged(world["source"], task.source_columns),
         snapshot=staged(world.get("snapshot", []), task.snapshot_columns),
         references={
@@ -118,7 +118,15 @@ class TestSamePlanWhateverTheChunkSize:
         plan = plans[0]
         # the inputs exercise what spans chunks, or the comparison would prove little
         counts = plan.counts()
-        assert min(counts["to_create"], counts["to_update"], counts["unchanged"], counts["second_pass"]) > 0
+        assert counts == {
+            "read": 60,
+            "skipped": 0,
+            "to_create": 24,
+            "to_update": 5,
+            "unchanged": 5,
+            "rejected": 26,
+            "second_pass": 4,
+        }
         why = " | ".join(plan.rejects["__reason"])
         for expected in (
             "duplicate source key accountnumber='ACC-00001' (2 rows)",
@@ -238,7 +246,7 @@ class TestSamePlanWhateverTheChunkSize:
         creates = by_ref(plans[0].creates)
         assert {row["pricelevelid"] for row in creates.values()} == {price_a}
         assert creates[f"{price_a}|{uuid.UUID(int=77)}"]["amount"] == 0.5  # found in the target
-        planned = transform.deterministic_id("products", "P-24")
+        planned = "3293e303-a1dc-51cb-8fb1-2aab2eb32131"  # the golden id of products | P-24
         assert creates[f"{price_a}|{planned}"]["productid"] == planned  # planned upstream
         assert "dangling lookup productid" in reasons(plans[0])["P-1"]
 
@@ -272,7 +280,7 @@ def test_parent_in_another_chunk_is_found_in_the_second_pass() -> None:
 def test_a_chunk_never_holds_more_than_chunk_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     """What the rules see at once is bounded by the chunk, however many rows the task has."""
     seen: list[int] = []
-    original = transform._Transformer.map_chunk
+    original = rules.RowRules.map_chunk
 
     def spy(self: Any, raw: Any, start: int) -> Any:
         seen.append(raw.num_rows)
@@ -280,7 +288,7 @@ def test_a_chunk_never_holds_more_than_chunk_rows(monkeypatch: pytest.MonkeyPatc
 
     task = task_of("accounts", "customers")
     world = account_world(1000)
-    monkeypatch.setattr(transform._Transformer, "map_chunk", spy)
+    monkeypatch.setattr(rules.RowRules, "map_chunk", spy)
     plan = plan_of(task, world, 64)
     assert max(seen) == 64
     assert sum(seen) == 1000

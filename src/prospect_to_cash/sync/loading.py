@@ -28,30 +28,37 @@ import pyarrow.parquet as pq
 
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
 from prospect_to_cash.sync import deadletter
-from prospect_to_cash.sync.context import (
+from prospect_to_cash.sync.columns import (
+    BIND_PREFIX,
+    CHANGED,
+    ID,
     OUTCOME,
     OUTCOME_SCHEMA,
     PLANNED,
+    REF,
+    SOURCE_KEY,
+)
+from prospect_to_cash.sync.context import (
     SyncContext,
     base_result,
     make_context,
-    odata_literal,
-    read_pages,
 )
+from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, resolve
 from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Task, Template
-from prospect_to_cash.sync.transform import BIND_PREFIX, CHANGED, ID, REF, SOURCE_KEY
+from prospect_to_cash.sync.reading import odata_literal, read_pages
 from prospect_to_cash.sync.values import is_blank, normalize, py, values_equal
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
+    from typing_extensions import Unpack
+
+    from prospect_to_cash.sync.contracts import LoadResult
     from prospect_to_cash.sync.staging import TaskStaging
 
 log = logging.getLogger(__name__)
 
-DEFAULT_JOURNAL_EVERY = 1000
-DEFAULT_JOURNAL_SECONDS = 5.0
 JOURNAL_SCHEMA = pa.schema(
     [
         ("ref", pa.string()),
@@ -410,34 +417,30 @@ def load(
     template: str | Template,
     task: str,
     *,
-    legal_entity: str,
-    run_id: str,
-    dry_run: bool = False,
-    journal_every: int = DEFAULT_JOURNAL_EVERY,
-    journal_seconds: float = DEFAULT_JOURNAL_SECONDS,
-    **options: Any,
-) -> dict[str, Any]:
+    legal_entity: str | CompanyPair,
+    options: SyncOptions | None = None,
+    **given: Unpack[SyncArgs],
+) -> LoadResult:
     """Write the plan through the hook: creates and updates, then the second pass.
 
-    :param dry_run: report the plan (counts and samples) without writing anything.
-    :param journal_every: outcomes per journal file; a retried load skips every operation
-        a journal file confirms.
-    :param journal_seconds: a journal file is also written when this much time has passed
-        since the last, so a slow load loses little bookkeeping if it is killed.
+    With ``dry_run`` it reports the plan (counts and samples) without writing anything.
+    ``journal_every`` outcomes make a journal file (so does ``journal_seconds`` since the
+    last one); a retried load skips every operation a journal file confirms, and a slow
+    load that is killed loses little bookkeeping.
     """
-    if journal_every < 1:
-        raise ValueError("journal_every must be at least 1")
-    ctx = make_context(template, task, legal_entity, run_id, options)
+    options, _ = resolve(options, None, given)
+    ctx = make_context(template, task, legal_entity, options)
+    journal_every, dry_run = options.journal_every, options.dry_run
     staging = ctx.staging
     summary = staging.read_json("plan", "summary")
-    result = base_result(ctx, "load")
+    result: LoadResult = {**base_result(ctx, "load")}
     if dry_run:
         result.update(dry_run=True, counts=summary["counts"], samples=summary["samples"])
         log.info(
             "%s/%s [%s]: dry run, nothing written: %s",
             ctx.template.name,
             ctx.task.name,
-            legal_entity,
+            ctx.pair.legal_entity,
             summary["counts"],
         )
         return result
@@ -451,7 +454,7 @@ def load(
     state = _LoadState(journal_index=len(journal_files), done=done)
     del journal
     rows_per_batch = max(journal_every, 1000)
-    stream = {"journal_every": journal_every, "journal_seconds": journal_seconds}
+    stream = {"journal_every": journal_every, "journal_seconds": options.journal_seconds}
 
     planned_writes = int(summary["counts"].get("to_create", 0)) + int(summary["counts"].get("to_update", 0))
     expected = max(planned_writes - sum(1 for phase, _ref in done if phase == "load"), 0)
@@ -474,7 +477,7 @@ def load(
         "%s/%s [%s]: %s",
         ctx.template.name,
         ctx.task.name,
-        legal_entity,
+        ctx.pair.legal_entity,
         ", ".join(f"{k}={v}" for k, v in counts.items()),
     )
     for failure in state.failures[:20]:
