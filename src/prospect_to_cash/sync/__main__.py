@@ -5,6 +5,8 @@
                     through the Airflow connections (exit code 1 on any mismatch)
 ``run``             one template for its company pairs side by side, outside a DAG (an
                     initial load from a shell); JSON counts on stdout, exit code 1 on failure
+``pending``         list a template's pending ledger (rows rejected or failed, not landed yet)
+``dismiss``         drop entries from the pending ledger (they are not retried any more)
 """
 
 from __future__ import annotations
@@ -50,7 +52,37 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-metadata-check", action="store_true", help="skip the $metadata check")
     run.add_argument("--dataverse-conn-id", default="dynamics_dataverse_default")
     run.add_argument("--fno-conn-id", default="dynamics_fno_default")
+    pending = commands.add_parser("pending", help="list the rows of a template still waiting to land")
+    pending.add_argument("template", choices=TEMPLATES)
+    dismiss = commands.add_parser("dismiss", help="drop rows from a template's pending ledger")
+    dismiss.add_argument("template", choices=TEMPLATES)
+    dismiss.add_argument("--company", required=True, help="legal entity of the entries")
+    dismiss.add_argument("--task", required=True, help="mapping task of the entries")
+    chosen = dismiss.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--key", action="append", dest="keys", help="source key to drop (repeat)")
+    chosen.add_argument("--all", action="store_true", help="drop every entry of the task")
+    for command in (pending, dismiss):
+        command.add_argument("--staging-root", help="staging URL (default P2C_STAGING_ROOT)")
     return parser
+
+
+def _pending(arguments: argparse.Namespace) -> int:
+    """List (``pending``) or drop (``dismiss``) ledger entries; JSON on stdout."""
+    from prospect_to_cash.sync.pending import PendingLedger, ledgers
+    from prospect_to_cash.sync.staging import as_path
+
+    root = as_path(arguments.staging_root or None)
+    if arguments.command == "pending":
+        listing = {
+            f"{ledger.company}/{ledger.task}": ledger.read() for ledger in ledgers(root, arguments.template)
+        }
+        print(json.dumps(listing, indent=2))
+        return 0
+    ledger = PendingLedger(root, arguments.template, arguments.company, arguments.task)
+    dropped = ledger.dismiss(None if arguments.all else arguments.keys)
+    missing = sorted({k.casefold() for k in arguments.keys or ()} - {k.casefold() for k in dropped})
+    print(json.dumps({"dismissed": dropped, "not_found": missing}, indent=2))
+    return 1 if missing else 0
 
 
 def _run(arguments: argparse.Namespace) -> int:
@@ -110,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if arguments.command == "run":
         return _run(arguments)
+    if arguments.command in ("pending", "dismiss"):
+        return _pending(arguments)
     if arguments.command == "validate":
         for name, template in templates.items():
             print(f"{name}: {len(template.tasks)} task(s) valid")

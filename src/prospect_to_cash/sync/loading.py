@@ -46,6 +46,7 @@ from prospect_to_cash.sync.context import (
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, resolve
 from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Task, Template
+from prospect_to_cash.sync.pending import ledger_of
 from prospect_to_cash.sync.reading import odata_literal, read_pages
 from prospect_to_cash.sync.values import is_blank, normalize, py, values_equal
 
@@ -472,6 +473,7 @@ def load(
         "failed": deadletter.write_failed(staging, state.failures),
     }
     counts = _counts(summary["counts"], outcome, state)
+    counts["pending"] = ledger_of(ctx).record(outcome, key_columns=ctx.task.source.key, run_id=ctx.run_id)
     staging.write_json("plan", "load-summary", {"counts": counts})
     log.info(
         "%s/%s [%s]: %s",
@@ -516,4 +518,16 @@ def _counts(plan_counts: dict[str, int], outcome: pd.DataFrame, state: _LoadStat
         # a row whose self-reference was held back is not in place, even if its other fields are
         "second_pass_updated": len(state.second_pass_written - second_failed),
         "second_pass_failed": len(second_failed),
+        "failed_retryable": sum(1 for failure in state.failures if may_heal(failure["status"])),
     }
+
+
+#: HTTP statuses of a refusal the service may get over by itself (timeout, throttling).
+HEALING_STATUSES = frozenset({408, 429})
+
+
+def may_heal(status: int | None) -> bool:
+    """Whether a failed write may succeed unchanged later: no answer (transport error,
+    ambiguous write), a 5xx, a timeout or throttling beyond the wait budget. A 4xx other
+    than those is the target refusing the row's data: retrying the same row cannot help."""
+    return status is None or status >= 500 or status in HEALING_STATUSES

@@ -165,13 +165,16 @@ class MemoryService:
         lose_answer_of_unit: int | None = None,
         unit_size: int = 1000,
         page_size: int = 2,
+        outage: dict[str, int] | None = None,
     ) -> None:
         """``write`` sends operations in units of ``unit_size`` (a hook's change sets).
 
         :param fail_after_units: units after this many raise before writing (a worker
             killed between units).
         :param lose_answer_of_unit: that unit (1-based) is applied, then the stream raises
-            (the service did the work but the answer never arrived)."""
+            (the service did the work but the answer never arrived).
+        :param outage: writes of these refs answer this HTTP status (what a hook returns
+            once its retries are spent, e.g. 503); a test empties it when the service heals."""
         self.system = system
         self.tables = tables
         self.writes: list[WriteOperation] = []
@@ -181,6 +184,7 @@ class MemoryService:
         self.lose_answer_of_unit = lose_answer_of_unit
         self.page_size = page_size  # small by default so tests exercise paging
         self.reads: list[tuple[str, str | None]] = []
+        self.outage = outage if outage is not None else {}
 
     # reading ------------------------------------------------------------------------------
     def iter_pages(
@@ -253,6 +257,8 @@ class MemoryService:
         table = self.tables[operation.entity_set]
         key = dict(operation.key)
         ref = operation.ref
+        if ref in self.outage:
+            return WriteOutcome(ref, False, self.outage[ref], message="Service Unavailable")
         if operation.kind == WriteKind.CREATE:
             if self.system == "fno" and set(key) != set(table.key):
                 return WriteOutcome(ref, False, 400, message="every key field is required")
