@@ -24,6 +24,12 @@ DATAVERSE_CONN_ID = "dynamics_dataverse_default"
 FNO_CONN_ID = "dynamics_fno_default"
 DEFAULT_JOURNAL_EVERY = 1000
 DEFAULT_JOURNAL_SECONDS = 5.0
+#: Error threshold defaults (`SyncOptions.max_rejected`, ``max_failed``): the demo world
+#: rejects up to 10% of a template's rows by design (rows without keys, unknown codes),
+#: so a run fails only well above what a healthy integration meets; a row the target
+#: refuses for its data is rarer, hence the lower limit.
+DEFAULT_MAX_REJECTED = "20%"
+DEFAULT_MAX_FAILED = "5%"
 
 Moment = datetime | str | None
 
@@ -161,6 +167,10 @@ class SyncOptions:
         50,000, when None).
     :param journal_every: load outcomes per journal file.
     :param journal_seconds: a journal file is also written when this much time passed.
+    :param max_rejected: rejected rows a whole run tolerates: a count (``"25"``) or a
+        percentage of the rows read (``"20%"``); above it the run fails after writing
+        everything it could (`prospect_to_cash.sync.thresholds`).
+    :param max_failed: the same for rows the target refused for their data.
     """
 
     run_id: str
@@ -176,10 +186,16 @@ class SyncOptions:
     chunk_rows: int | None = None
     journal_every: int = DEFAULT_JOURNAL_EVERY
     journal_seconds: float = DEFAULT_JOURNAL_SECONDS
+    max_rejected: str = DEFAULT_MAX_REJECTED
+    max_failed: str = DEFAULT_MAX_FAILED
 
     def __post_init__(self) -> None:
         if self.journal_every < 1:
             raise ValueError("journal_every must be at least 1")
+        from prospect_to_cash.sync.thresholds import Limit
+
+        for name in ("max_rejected", "max_failed"):
+            object.__setattr__(self, name, str(Limit.parse(getattr(self, name))))
 
     def but(self, **changes: Any) -> SyncOptions:
         """A copy with ``changes`` (names checked by `dataclasses.replace`)."""
@@ -243,6 +259,8 @@ class SyncArgs(TypedDict, total=False):
     chunk_rows: int | None
     journal_every: int
     journal_seconds: float
+    max_rejected: str
+    max_failed: str
     data_interval_start: Moment
     data_interval_end: Moment
     full_refresh: bool

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from prospect_to_cash.sync import __main__ as cli
+from prospect_to_cash.sync.errors import RowsRefused, ServiceFailures
 from prospect_to_cash.sync.pending import PendingLedger, ledgers
 from prospect_to_cash.sync.runner import SyncHooks, run_template
 from tests.unit.sync.memory_service import MemoryService, MemoryTable
@@ -64,6 +65,8 @@ def services() -> tuple[MemoryService, MemoryService]:
 
 
 def run(sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, run_id: str, **kw: Any) -> dict:
+    kw.setdefault("max_rejected", "100%")
+    kw.setdefault("max_failed", "100%")
     return run_template(
         "accounts",
         legal_entity="usmf",
@@ -75,6 +78,14 @@ def run(sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, run_i
     )
 
 
+def day_1(sales: MemoryService, fno: MemoryService, root: ObjectStoragePath) -> dict[str, int]:
+    """Day 1 fails at its end for the outage (so Airflow retries it); its counts."""
+    with pytest.raises(ServiceFailures, match=r"accounts \[usmf\]: 1 write\(s\) failed at the service"):
+        run(sales, fno, root, "day-1", **DAY1)
+    with (root / "accounts" / "day-1" / "usmf" / "summary.json").open("r") as handle:
+        return json.load(handle)["counts"]
+
+
 def customers(fno: MemoryService) -> set[str]:
     return {row["CustomerAccount"] for row in fno.tables["CustomersV3"].rows}
 
@@ -83,8 +94,7 @@ def test_rows_rejected_or_failed_on_day_1_land_on_day_2_without_a_source_change(
     staging_root: ObjectStoragePath,
 ) -> None:
     sales, fno = services()
-    day1 = run(sales, fno, staging_root, "day-1", **DAY1)
-    counts = day1["counts"]
+    counts = day_1(sales, fno, staging_root)
     assert (counts["read"], counts["created"], counts["rejected"], counts["failed"]) == (3, 1, 1, 1)
     assert (counts["failed_retryable"], counts["pending"]) == (1, 2)
     assert customers(fno) == {"ACC-1"}
@@ -127,7 +137,7 @@ def test_a_row_still_refused_counts_another_attempt_and_keeps_its_first_seen(
     staging_root: ObjectStoragePath,
 ) -> None:
     sales, fno = services()
-    run(sales, fno, staging_root, "day-1", **DAY1)
+    day_1(sales, fno, staging_root)
     ledger = PendingLedger(staging_root, "accounts", "usmf", "customers")
     first = {e["source_key"]: e for e in ledger.read()}
     fno.outage.clear()
@@ -150,7 +160,7 @@ def test_cli_lists_and_dismisses_entries(
     staging_root: ObjectStoragePath, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sales, fno = services()
-    run(sales, fno, staging_root, "day-1", **DAY1)
+    day_1(sales, fno, staging_root)
     root = str(staging_root)
     assert cli.main(["pending", "accounts", "--staging-root", root]) == 0
     listing = json.loads(capsys.readouterr().out)
@@ -185,3 +195,51 @@ def test_the_ledger_is_replaced_whole_and_leaves_no_temporary_file(staging_root:
     ledger.write([{**entry, "source_key": "B", "key_values": '["B"]'}])
     assert [e["source_key"] for e in ledger.read()] == ["B"]
     assert [p.name for p in ledger.path.parent.iterdir()] == ["customers.parquet"]
+
+
+class TestThreshold:
+    """Above the threshold the run fails after writing every row it could; at or below it
+    the run succeeds with a warning."""
+
+    def test_rejects_above_a_count_fail_the_run_after_writing_the_rest(
+        self, staging_root: ObjectStoragePath
+    ) -> None:
+        sales, fno = services()
+        fno.outage.clear()
+        with pytest.raises(RowsRefused, match=r"1 rejected of 3 read \(max_rejected 0\)$"):
+            run(sales, fno, staging_root, "r1", max_rejected="0", **DAY1)
+        assert customers(fno) == {"ACC-1", "ACC-3"}
+
+    def test_a_percentage_of_the_rows_read(self, staging_root: ObjectStoragePath) -> None:
+        sales, fno = services()
+        fno.outage.clear()
+        with pytest.raises(RowsRefused, match=r"1 rejected of 3 read \(max_rejected 33%\)"):
+            run(sales, fno, staging_root, "r1", max_rejected="33%", **DAY1)
+        result = run(sales, fno, staging_root, "r2", max_rejected="34%", **DAY1)
+        assert result["counts"]["rejected"] == 1
+
+    def test_data_refusals_count_against_max_failed(self, staging_root: ObjectStoragePath) -> None:
+        sales, fno = services()
+        fno.outage["ACC-3"] = 400  # the target refuses the row's data
+        with pytest.raises(RowsRefused, match=r"1 failed of 3 read \(max_failed 0\)$"):
+            run(sales, fno, staging_root, "r1", max_failed="0", **DAY1)
+        result = run(sales, fno, staging_root, "r2", max_failed="1", **DAY1)
+        assert (result["counts"]["failed"], result["counts"]["failed_retryable"]) == (1, 0)
+
+    def test_service_failures_fail_the_run_whatever_the_threshold(
+        self, staging_root: ObjectStoragePath
+    ) -> None:
+        sales, fno = services()
+        fno.outage["ACC-3"] = 429
+        with pytest.raises(ServiceFailures):
+            run(sales, fno, staging_root, "r1", **DAY1)
+
+    def test_defaults_and_bad_limits(self) -> None:
+        from prospect_to_cash.sync.contracts import SyncOptions
+
+        options = SyncOptions(run_id="r")
+        assert (options.max_rejected, options.max_failed) == ("20%", "5%")
+        assert SyncOptions(run_id="r", max_rejected=" 2.5% ").max_rejected == "2.5%"
+        for bad in ("-1", "101%", "ten", "1.5"):
+            with pytest.raises(ValueError, match="row limit"):
+                SyncOptions(run_id="r", max_failed=bad)
