@@ -18,6 +18,7 @@ import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from prospect_to_cash.sync.contracts import DEFAULT_MAX_FAILED, DEFAULT_MAX_REJECTED
 from prospect_to_cash.sync.errors import MappingError
 from prospect_to_cash.sync.mapping import TEMPLATES, load_all
 
@@ -50,6 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-parallel", type=int, help="company pairs at once (default all)")
     run.add_argument("--staging-root", help="staging URL (default P2C_STAGING_ROOT)")
     run.add_argument("--no-metadata-check", action="store_true", help="skip the $metadata check")
+    run.add_argument(
+        "--max-rejected",
+        default=DEFAULT_MAX_REJECTED,
+        help=f"rejected rows tolerated per company pair: a count or a percentage of the rows read "
+        f"(default {DEFAULT_MAX_REJECTED})",
+    )
+    run.add_argument(
+        "--max-failed",
+        default=DEFAULT_MAX_FAILED,
+        help=f"rows the target refused for their data, tolerated per company pair "
+        f"(default {DEFAULT_MAX_FAILED})",
+    )
     run.add_argument("--dataverse-conn-id", default="dynamics_dataverse_default")
     run.add_argument("--fno-conn-id", default="dynamics_fno_default")
     pending = commands.add_parser("pending", help="list the rows of a template still waiting to land")
@@ -109,17 +122,19 @@ def _run_template(arguments: argparse.Namespace) -> PairsResult | None:
     from prospect_to_cash.sync.errors import SyncError
     from prospect_to_cash.sync.runner import run_company_pairs
 
-    options = SyncOptions(
-        run_id=arguments.run_id or datetime.now(timezone.utc).strftime("cli-%Y%m%dT%H%M%SZ"),
-        staging_root=arguments.staging_root or None,
-        mappings_dir=arguments.mappings_dir or None,
-        environment_file=arguments.environment_file or None,
-        dataverse_conn_id=arguments.dataverse_conn_id,
-        fno_conn_id=arguments.fno_conn_id,
-        dry_run=arguments.dry_run,
-        check_metadata=not arguments.no_metadata_check,
-    )
     try:
+        options = SyncOptions(
+            run_id=arguments.run_id or datetime.now(timezone.utc).strftime("cli-%Y%m%dT%H%M%SZ"),
+            staging_root=arguments.staging_root or None,
+            mappings_dir=arguments.mappings_dir or None,
+            environment_file=arguments.environment_file or None,
+            dataverse_conn_id=arguments.dataverse_conn_id,
+            fno_conn_id=arguments.fno_conn_id,
+            dry_run=arguments.dry_run,
+            check_metadata=not arguments.no_metadata_check,
+            max_rejected=arguments.max_rejected,
+            max_failed=arguments.max_failed,
+        )
         window = Window.of(arguments.since, arguments.until, full_refresh=arguments.full_refresh)
         return run_company_pairs(
             arguments.template,
