@@ -30,6 +30,9 @@ DEFAULT_JOURNAL_SECONDS = 5.0
 #: refuses for its data is rarer, hence the lower limit.
 DEFAULT_MAX_REJECTED = "20%"
 DEFAULT_MAX_FAILED = "5%"
+#: Seconds a scheduled run reads before its task's high-water mark (clock skew between
+#: the service's ``modifiedon`` stamps and the end of the interval that was read).
+DEFAULT_WATERMARK_OVERLAP = 300.0
 
 Moment = datetime | str | None
 
@@ -68,11 +71,17 @@ class Window:
     A template without a change field reads its source whole whatever the window;
     ``full_refresh`` makes every template do so. Both ends are normalized to UTC text, so
     a window compares, logs and goes to XCom the same way wherever it was made.
+
+    ``since_watermark`` (a scheduled run) reads from the task's last high-water mark,
+    less the overlap, when that is earlier than ``start``: a skipped or failed interval
+    leaves no gap (`prospect_to_cash.sync.watermarks`). Without it the window is read
+    exactly as given (a backfill, ``--since/--until``, the DAG's window Params).
     """
 
     start: str | None = None
     end: str | None = None
     full_refresh: bool = False
+    since_watermark: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", iso_utc(self.start))
@@ -89,13 +98,16 @@ class Window:
         start: Moment = None,
         end: Moment = None,
         full_refresh: bool = False,
+        since_watermark: bool = False,
     ) -> Window:
         """The run's data interval, with either end replaced by an explicit one (the
-        ``window_start`` / ``window_end`` Params). Neither given: everything."""
+        ``window_start`` / ``window_end`` Params). Neither given: everything. An explicit
+        start is read exactly, whatever ``since_watermark`` says."""
         return cls(
             start=iso_utc(start) or iso_utc(data_interval_start),
             end=iso_utc(end) or iso_utc(data_interval_end),
             full_refresh=full_refresh,
+            since_watermark=since_watermark and not iso_utc(start),
         )
 
     @property
@@ -105,6 +117,10 @@ class Window:
 
     def to_dict(self) -> WindowDict:
         return {"start": self.start, "end": self.end}
+
+    def but(self, **changes: Any) -> Window:
+        """A copy with ``changes`` (names checked by `dataclasses.replace`)."""
+        return dataclasses.replace(self, **changes)
 
 
 class CompanyPairDict(TypedDict):
@@ -171,6 +187,7 @@ class SyncOptions:
         percentage of the rows read (``"20%"``); above it the run fails after writing
         everything it could (`prospect_to_cash.sync.thresholds`).
     :param max_failed: the same for rows the target refused for their data.
+    :param watermark_overlap: seconds a ``since_watermark`` window reads before the mark.
     """
 
     run_id: str
@@ -188,6 +205,7 @@ class SyncOptions:
     journal_seconds: float = DEFAULT_JOURNAL_SECONDS
     max_rejected: str = DEFAULT_MAX_REJECTED
     max_failed: str = DEFAULT_MAX_FAILED
+    watermark_overlap: float = DEFAULT_WATERMARK_OVERLAP
 
     def __post_init__(self) -> None:
         if self.journal_every < 1:
@@ -261,12 +279,14 @@ class SyncArgs(TypedDict, total=False):
     journal_seconds: float
     max_rejected: str
     max_failed: str
+    watermark_overlap: float
     data_interval_start: Moment
     data_interval_end: Moment
     full_refresh: bool
+    since_watermark: bool
 
 
-WINDOW_ARGS = ("data_interval_start", "data_interval_end", "full_refresh")
+WINDOW_ARGS = ("data_interval_start", "data_interval_end", "full_refresh", "since_watermark")
 
 
 def resolve(
@@ -290,9 +310,10 @@ def resolve(
             spans.get("data_interval_start"),
             spans.get("data_interval_end"),
             full_refresh=bool(spans.get("full_refresh", False)),
+            since_watermark=bool(spans.get("since_watermark", False)),
         )
     elif spans:
-        raise TypeError("pass either window= or data_interval_start/data_interval_end/full_refresh")
+        raise TypeError(f"pass either window= or {'/'.join(WINDOW_ARGS)}")
     return options, window
 
 
@@ -313,13 +334,16 @@ class StepResult(TypedDict):
 
 
 class ExtractResult(StepResult):
-    """The source rows of the window (``path``, ``read`` rows) and the source-side
-    reference tables (``references``: name → path)."""
+    """The source rows of the window (``path``, ``read`` rows), the source-side reference
+    tables (``references``: name → path) and the window actually read (``window``, after
+    the high-water mark; ``window_file``, which the load reads to move the mark)."""
 
     path: str
     read: int
     references: dict[str, str]
     full_refresh: bool
+    window: WindowDict
+    window_file: str
 
 
 class SnapshotResult(StepResult):

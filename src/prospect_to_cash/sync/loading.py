@@ -49,6 +49,7 @@ from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Task, Tem
 from prospect_to_cash.sync.pending import ledger_of
 from prospect_to_cash.sync.reading import odata_literal, read_pages
 from prospect_to_cash.sync.values import is_blank, normalize, py, values_equal
+from prospect_to_cash.sync.watermarks import watermark_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -474,6 +475,8 @@ def load(
     }
     counts = _counts(summary["counts"], outcome, state)
     counts["pending"] = ledger_of(ctx).record(outcome, key_columns=ctx.task.source.key, run_id=ctx.run_id)
+    if staging.exists("source", "window", ".json"):  # what the extract read moves the mark
+        watermark_of(ctx).advance(staging.read_json("source", "window"), ctx.run_id)
     staging.write_json("plan", "load-summary", {"counts": counts})
     log.info(
         "%s/%s [%s]: %s",

@@ -18,6 +18,7 @@ from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, 
 from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.pending import ledger_of
 from prospect_to_cash.sync.values import py
+from prospect_to_cash.sync.watermarks import ReadWindow, now_utc, watermark_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -191,6 +192,13 @@ def extract(
     """
     options, window = resolve(options, window, given)
     ctx = make_context(template, task, legal_entity, options)
+    window = watermark_of(ctx).window(window, options.watermark_overlap)
+    read: ReadWindow = {
+        "start": window.start,
+        "end": window.end,
+        "full_refresh": window.full_refresh,
+        "read_at": now_utc(),
+    }
     query, pending = _source_filter(ctx, window)
     (path, rows), references = _read_step(
         ctx,
@@ -213,6 +221,8 @@ def extract(
         "read": rows,
         "references": {name: item["path"] for name, item in references.items()},
         "full_refresh": window.full_refresh,
+        "window": window.to_dict(),
+        "window_file": ctx.staging.write_json("source", "window", read),
     }
 
 
