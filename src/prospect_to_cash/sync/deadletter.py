@@ -2,8 +2,8 @@
 
 Two files per task and run: ``deadletter/rejected.parquet`` (the transform refused the row:
 missing key, value-map miss, dangling lookup, held back behind its header, ...) and
-``deadletter/failed.parquet`` (the service refused the write). Nothing is retried from
-here: a failed row is simply still different on the next run and is planned again.
+``deadletter/failed.parquet`` (the service refused the write). These files are one run's
+record; what comes back in later runs is the pending ledger (`prospect_to_cash.sync.pending`).
 """
 
 from __future__ import annotations
