@@ -48,7 +48,7 @@ from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Task, Template
 from prospect_to_cash.sync.pending import ledger_of
 from prospect_to_cash.sync.reading import odata_literal, read_pages
-from prospect_to_cash.sync.values import is_blank, normalize, py, values_equal
+from prospect_to_cash.sync.values import is_blank, natural_key, normalize, py, values_equal
 from prospect_to_cash.sync.watermarks import watermark_of
 
 if TYPE_CHECKING:
@@ -325,6 +325,7 @@ def _record(state: _LoadState, item: _Pending, outcome: WriteOutcome) -> None:
         {
             "ref": item.operation.ref,
             "source_key": item.source_key,
+            "record_id": natural_key(list(item.operation.key.values())),
             "reason": outcome.message or f"HTTP {outcome.status}",
             "status": outcome.status,
             "error_code": outcome.error_code,
@@ -474,7 +475,9 @@ def load(
         "failed": deadletter.write_failed(staging, state.failures),
     }
     counts = _counts(summary["counts"], outcome, state)
-    counts["pending"] = ledger_of(ctx).record(outcome, key_columns=ctx.task.source.key, run_id=ctx.run_id)
+    counts["pending"] = ledger_of(ctx).record(
+        outcome, key_columns=ctx.task.source.key, run_id=ctx.run_id, record_ids=_record_ids(staging, state)
+    )
     if staging.exists("source", "window", ".json"):  # what the extract read moves the mark
         watermark_of(ctx).advance(staging.read_json("source", "window"), ctx.run_id)
     staging.write_json("plan", "load-summary", {"counts": counts})
@@ -491,6 +494,20 @@ def load(
         )
     result.update(dry_run=False, paths=paths, counts=counts)
     return result
+
+
+def _record_ids(staging: TaskStaging, state: _LoadState) -> dict[str, str]:
+    """Source key -> record id of this run's dead letters (rejected, then failed)."""
+    ids: dict[str, str] = {}
+    rejected = staging.read_frame_if_exists("deadletter", deadletter.REJECTED)
+    if rejected is not None and "record_id" in rejected.columns:
+        for key, record in zip(rejected["source_key"], rejected["record_id"], strict=True):
+            if not is_blank(key) and not is_blank(record):
+                ids[str(key)] = str(record)
+    for failure in state.failures:
+        if not is_blank(failure["source_key"]) and not is_blank(failure["record_id"]):
+            ids[str(failure["source_key"])] = str(failure["record_id"])
+    return ids
 
 
 def _final_outcome(planned: pd.DataFrame, state: _LoadState) -> pd.DataFrame:

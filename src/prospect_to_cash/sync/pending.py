@@ -29,7 +29,7 @@ from prospect_to_cash.sync.staging import buffered
 from prospect_to_cash.sync.values import is_blank
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     import pandas as pd
     from airflow.sdk import ObjectStoragePath
@@ -120,10 +120,18 @@ class PendingLedger:
             if temporary.exists():
                 temporary.unlink()
 
-    def record(self, outcome: pd.DataFrame, *, key_columns: Sequence[str], run_id: str) -> int:
+    def record(
+        self,
+        outcome: pd.DataFrame,
+        *,
+        key_columns: Sequence[str],
+        run_id: str,
+        record_ids: Mapping[str, str] | None = None,
+    ) -> int:
         """Fold a load's outcome (``plan/outcome.parquet``) into the ledger: rows rejected
         or failed are added (or their ``attempts`` grow), rows that landed are removed;
-        entries this run did not read stay as they were. Returns the entries left."""
+        entries this run did not read stay as they were. ``record_ids`` (source key -> the
+        dead letter's record id) names each entry's record. Returns the entries left."""
         entries = {entry["source_key"]: entry for entry in self.read()}
         now = _now()
         width = len(key_columns)
@@ -145,7 +153,8 @@ class PendingLedger:
             entries[source_key] = {
                 "source_key": source_key,
                 "key_values": json.dumps(values),
-                "record_id": None if is_blank(data.get("id")) else str(data.get("id")),
+                "record_id": (record_ids or {}).get(source_key)
+                or (None if is_blank(data.get("id")) else str(data.get("id"))),
                 "target_key": None if is_blank(data.get(REF)) else str(data.get(REF)),
                 "status": status,
                 "reason": None if is_blank(data.get("reason")) else str(data.get("reason")),

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from prospect_to_cash.sync import __main__ as cli
+from prospect_to_cash.sync import deadletter
 from prospect_to_cash.sync.errors import RowsRefused, ServiceFailures
 from prospect_to_cash.sync.pending import PendingLedger, ledgers
 from prospect_to_cash.sync.runner import SyncHooks, run_template
+from prospect_to_cash.sync.staging import TaskStaging
 from tests.unit.sync.memory_service import MemoryService, MemoryTable
 
 if TYPE_CHECKING:
@@ -108,6 +110,9 @@ def test_rows_rejected_or_failed_on_day_1_land_on_day_2_without_a_source_change(
     assert entries["ACC-3"]["reason"] == "Service Unavailable"
     assert [e["attempts"] for e in entries.values()] == [1, 1]
     assert json.loads(entries["ACC-2"]["key_values"]) == ["ACC-2"]
+    sales_ids = {row["accountnumber"]: row["accountid"] for row in sales.tables["accounts"].rows}
+    assert entries["ACC-2"]["record_id"] == sales_ids["ACC-2"]  # rejected: the Sales record
+    assert entries["ACC-3"]["record_id"] == "usmf|ACC-3"  # failed: the F&O record written to
 
     # day 2: the currency arrives, the service is healthy; no account changed on day 2
     currencies = sales.tables["transactioncurrencies"].rows
@@ -243,3 +248,18 @@ class TestThreshold:
         for bad in ("-1", "101%", "ten", "1.5"):
             with pytest.raises(ValueError, match="row limit"):
                 SyncOptions(run_id="r", max_failed=bad)
+
+
+def test_dead_letters_name_the_record_even_without_a_business_number(staging_root: ObjectStoragePath) -> None:
+    sales, fno = services()
+    fno.outage.clear()
+    nameless = {**account("", USD), "accountnumber": None}
+    sales.tables["accounts"].rows.append(nameless)
+    run(sales, fno, staging_root, "r1", **DAY1)
+    dead = deadletter.read(TaskStaging(staging_root, "accounts", "r1", "usmf", "customers"))
+    by_record = dict(zip(dead["record_id"], dead["source_key"], strict=True))
+    sales_ids = {row["accountnumber"]: row["accountid"] for row in sales.tables["accounts"].rows}
+    assert by_record == {nameless["accountid"]: "", sales_ids["ACC-2"]: "ACC-2"}
+    # the nameless row cannot be read again by key: it is not pending, ACC-2 is
+    ledger = PendingLedger(staging_root, "accounts", "usmf", "customers")
+    assert [e["source_key"] for e in ledger.read()] == ["ACC-2"]
