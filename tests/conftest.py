@@ -1,8 +1,7 @@
 """Shared fixtures: the emulators as a real subprocess over real HTTPS.
 
-- `emulators` (session): one instance for the whole run, seeded with the demo data when the
-  seed module exists. Tests that change settings use `AdminClient.overrides(...)` so nothing
-  leaks into the next test.
+- `emulators` (session): one instance for the whole run, seeded with the demo data. Tests
+  that change settings use `AdminClient.overrides(...)` so nothing leaks into the next test.
 - `fresh_emulators` (function): a separate, empty instance for tests that need isolation
   (restarts, persistence, destructive limits).
 - `start_emulators` (function): a factory for instances with custom arguments or config.
@@ -19,7 +18,6 @@ from tests.support.emulators import (
     EmulatorEndpoints,
     RunningEmulators,
     acquire_token,
-    seed_available,
     start_emulators,
 )
 
@@ -36,10 +34,9 @@ TEST_CONFIG: dict[str, Any] = {
 
 @pytest.fixture(scope="session")
 def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulators]:
-    """The shared emulator instance (demo data when `emulators.seed` exists)."""
+    """The shared emulator instance, with the demo data."""
     state_dir = tmp_path_factory.mktemp("emulators") / "state"
-    extra = ("--seed", "demo") if seed_available() else ()
-    running = start_emulators(state_dir, *extra, config=TEST_CONFIG)
+    running = start_emulators(state_dir, "--seed", "demo", config=TEST_CONFIG)
     try:
         yield running
     finally:

@@ -15,7 +15,7 @@ import pytest
 
 from emulators.server import load_catalog
 from emulators.store import Store
-from tests.support.emulators import ROOT, acquire_token, catalogs_available, seed_available, serve_command
+from tests.support.emulators import ROOT, acquire_token, serve_command
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -26,10 +26,9 @@ pytestmark = pytest.mark.integration
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    module = "emulators" if catalogs_available() else "tests.support.serve_fallback"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", module, *args],
+        [sys.executable, "-m", "emulators", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -61,12 +60,11 @@ def test_stdout_carries_only_the_json_line(fresh_emulators: RunningEmulators) ->
     assert "emulators stopped" in fresh_emulators.stderr_tail()
 
 
-def first_guid_keyed_table(service: str) -> str | None:
+def first_guid_keyed_table(service: str) -> str:
     catalog = load_catalog(service)
-    for name, table in catalog.tables.items():
-        if len(table.key) == 1 and table.field(table.key[0]) is not None:
-            return name
-    return None
+    return next(
+        name for name, table in catalog.tables.items() if len(table.key) == 1 and table.field(table.key[0])
+    )
 
 
 def test_state_survives_a_restart(
@@ -80,11 +78,10 @@ def test_state_survives_a_restart(
     assert first.stop() == 0
 
     # Data written while the service is down is there after the restart.
-    table = first_guid_keyed_table("dataverse") if catalogs_available() else None
-    if table is not None:
-        store = Store(state_dir / "dataverse.sqlite", load_catalog("dataverse"))
-        store.insert(table, {})
-        store.close()
+    table = first_guid_keyed_table("dataverse")
+    store = Store(state_dir / "dataverse.sqlite", load_catalog("dataverse"))
+    store.insert(table, {})
+    store.close()
 
     second = start_emulators_factory(state_dir=state_dir)
     e1, e2 = first.endpoints, second.endpoints
@@ -94,8 +91,7 @@ def test_state_survives_a_restart(
         assert admin.get_config()["limits"]["max_requests"] == 4321
     with second.admin("dataverse") as admin:
         tables = admin.tables()
-    if table is not None:
-        assert tables[table] == 1
+    assert tables[table] == 1
     # The restarted process serves requests with the kept credentials and CA.
     with httpx.Client(verify=e2.ssl_context()) as client:
         token = acquire_token(e2, "dataverse")
@@ -163,14 +159,6 @@ def test_bad_scale_is_refused(tmp_path: Path) -> None:
     assert "scale must be 'demo' or a row count" in result.stderr
 
 
-@pytest.mark.skipif(seed_available(), reason="the seed module exists")
-def test_seed_without_the_seed_module_explains(tmp_path: Path) -> None:
-    result = run_cli("seed", "--state-dir", str(tmp_path), "--scale", "demo")
-    assert result.returncode != 0
-    assert "emulators.seed" in result.stderr
-
-
-@pytest.mark.skipif(not seed_available(), reason="the seed module is not written yet")
 def test_show_prints_what_each_service_holds(tmp_path: Path) -> None:
     result = run_cli("show", "--state-dir", str(tmp_path / "demo"), timeout=300)
     assert result.returncode == 0, result.stderr

@@ -245,6 +245,12 @@ def test_bind_to_the_wrong_table_or_undeclared_navigation_fails(api: httpx.Clien
         json={"lastname": "x", "parentcustomerid_contact@odata.bind": f"/accounts({account['accountid']})"},
     )
     assert wrong.status_code == 400
+    assert error_of(wrong) == {
+        "code": "0x80048d19",
+        "message": PAYLOAD_PREFIX.format(set="contacts")
+        + "The navigation property 'parentcustomerid_contact' expects a reference to an entity of set "
+        "'contacts', but the reference addresses 'accounts'.",
+    }
     undeclared = api.post(
         "contacts", json={"lastname": "x", "parentcustomerid@odata.bind": f"accounts({account['accountid']})"}
     )

@@ -23,6 +23,65 @@ if TYPE_CHECKING:
 CATALOGS: dict[str, Catalog] = {"dataverse": dataverse.CATALOG, "fno": fno.CATALOG}
 LARGE_DATAVERSE_SETS = ("accounts", "contacts", "quotes", "quotedetails")
 
+# Golden output of the generator (see TestDeterminism.test_output_is_pinned).
+GOLDEN_DEMO_SHA256 = "8831a4534d03cd0ba61ce06d6d2a150a0ddf0591b22b46498e13dc76ae8021b3"
+GOLDEN_SCALED_SHA256 = "e0ad64cc811cac5eeb800374cef06ae67b4a80376e1e20f5b894f14d53973220"  # 250 rows, seed 11
+GOLDEN_DEMO_COUNTS = {
+    "dataverse:accounts": 80,
+    "dataverse:businessunits": 3,
+    "dataverse:contacts": 60,
+    "dataverse:pricelevels": 3,
+    "dataverse:productpricelevels": 32,
+    "dataverse:products": 32,
+    "dataverse:quotedetails": 77,
+    "dataverse:quotes": 20,
+    "dataverse:salesorderdetails": 83,
+    "dataverse:salesorders": 22,
+    "dataverse:systemusers": 3,
+    "dataverse:transactioncurrencies": 2,
+    "dataverse:uoms": 4,
+    "dataverse:uomschedules": 1,
+    "fno:CDSContactPersons": 6,
+    "fno:CDSSalesOrderHeaders": 30,
+    "fno:CDSSalesOrderLines": 116,
+    "fno:Currencies": 2,
+    "fno:CustomerGroups": 4,
+    "fno:CustomersV3": 34,
+    "fno:ExternallyMaintainedCustomerSalesInvoiceHeaders": 6,
+    "fno:ExternallyMaintainedCustomerSalesInvoiceLines": 17,
+    "fno:LegalEntities": 2,
+    "fno:SellableReleasedProducts": 60,
+    "fno:Units": 4,
+}
+# Known rows by key: (service, entity set, key column, key value) -> some of their stored values.
+GOLDEN_ROWS: dict[tuple[str, str, str, str], dict[str, object]] = {
+    ("dataverse", "accounts", "accountid", "73a93556-fe46-4a7b-a1b7-8a1ad16e6cce"): {
+        "name": "Northwind Energy GmbH",
+        "accountnumber": "ACC-01000-UZUAOU",
+        "numberofemployees": 4328,
+        "creditlimit": 55000.0,
+        "transactioncurrencyid": "a48bef5b-f113-49cd-850b-87405606b7ab",
+        "owningbusinessunit": "2d9a3d24-7508-444c-8e9f-d64def62d1e9",
+        "createdon": "2026-11-01T09:04:22Z",
+        "modifiedon": "2026-11-01T12:54:00Z",
+    },
+    ("dataverse", "products", "productid", "300b5b26-ceba-48ae-8790-e4dfb80c37d0"): {
+        "name": "Wireless Turntable",
+        "productnumber": "USMF-P00001",
+        "price": 407.24,
+        "defaultuomid": "428fc2d0-1a3c-4bcf-906e-82b645f1ce9b",
+        "defaultuomscheduleid": "ea25f3bd-46ef-41bf-a650-e6e3167ab9ff",
+        "createdon": "2026-11-03T15:55:09Z",
+    },
+    ("fno", "CustomersV3", "CustomerAccount", "ACC-01000-UZUAOU"): {
+        "dataAreaId": "usmf",
+        "OrganizationName": "Northwind Energy GmbH",
+        "CustomerGroupId": "10",
+        "PrimaryContactPhone": "+1 425 555 0000",
+        "IsExternallyMaintained": 1,
+    },
+}
+
 
 def collect(batches: Iterable[tuple[str, str, list[dict]]]) -> dict[tuple[str, str], list[dict]]:
     tables: dict[tuple[str, str], list[dict]] = defaultdict(list)
@@ -75,6 +134,17 @@ class TestDeterminism:
             return {key: len(rows) for key, rows in tables.items() if key[1] not in lines}
 
         assert shape(first) == shape(second)
+
+    def test_output_is_pinned(self, demo: dict[tuple[str, str], list[dict]]) -> None:
+        """Golden output: a change to the generator shows up here as a failing literal, to
+        be updated on purpose (with STORY.md and the story checks), never by accident."""
+        counts = {f"{service}:{entity_set}": len(rows) for (service, entity_set), rows in demo.items()}
+        assert counts == GOLDEN_DEMO_COUNTS
+        for (service, entity_set, key, value), expected in GOLDEN_ROWS.items():
+            (row,) = [row for row in demo[service, entity_set] if row[key] == value]
+            assert {name: row[name] for name in expected} == expected, (entity_set, value)
+        assert fingerprint(generate("demo")) == GOLDEN_DEMO_SHA256
+        assert fingerprint(generate(250, random_seed=11)) == GOLDEN_SCALED_SHA256
 
     def test_demo_is_not_a_scale(self) -> None:
         with pytest.raises(ValueError, match="scale"):
@@ -287,8 +357,13 @@ class TestStreaming:
             counts[entity_set] += len(rows)
         assert largest <= BATCH_SIZE
         assert largest == BATCH_SIZE  # big tables really are split
-        for entity_set in ("accounts", "contacts", "SellableReleasedProducts", "salesorders"):
-            assert counts[entity_set] >= 6_000, entity_set
+        main = ("accounts", "contacts", "SellableReleasedProducts", "salesorders")
+        assert {entity_set: counts[entity_set] for entity_set in main} == {
+            "accounts": 6_000,
+            "contacts": 6_000,
+            "SellableReleasedProducts": 6_000,
+            "salesorders": 6_400,
+        }
         assert counts["CDSSalesOrderHeaders"] == 6_000
         assert 3 * 6_000 <= counts["CDSSalesOrderLines"] <= 5 * 6_000
         assert counts["ExternallyMaintainedCustomerSalesInvoiceHeaders"] == 6_000 // 5

@@ -33,7 +33,7 @@ from tests.support.connections import connect
 from tests.support.emulators import Oracle, start_emulators
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from prospect_to_cash.hooks import WriteOutcome
     from tests.support.emulators import AdminClient, EmulatorEndpoints, RunningEmulators
@@ -87,6 +87,12 @@ class Call:
     answered: float
     status: int | None
     retry_after: float | None
+    content: bytes = b""
+
+    @property
+    def writes(self) -> bool:
+        """A change set (a write unit) rather than a batch of reads."""
+        return b"changeset_" in self.content
 
 
 class TimingTransport(httpx.BaseTransport):
@@ -151,7 +157,15 @@ class TimingTransport(httpx.BaseTransport):
     ) -> None:
         with self._lock:
             self.calls.append(
-                Call(request.method, request.url.path, started, time.monotonic(), status, retry)
+                Call(
+                    request.method,
+                    request.url.path,
+                    started,
+                    time.monotonic(),
+                    status,
+                    retry,
+                    request.content,
+                )
             )
 
     def close(self) -> None:
@@ -341,26 +355,55 @@ def test_injected_429_storm_on_fno_writes(
 # ---------------------------------------------------------------------------- connection resets
 
 
+def assert_every_reset_resent_once(
+    transport: TimingTransport,
+    operations: list[WriteOperation],
+    marker: Callable[[WriteOperation], bytes],
+    resets: int,
+) -> None:
+    """The client saw exactly the resets the service counted, read each cut unit back once,
+    and sent each record once more per cut that carried it, never otherwise."""
+    cut = [call for call in transport.calls if call.status is None]
+    assert len(cut) == resets
+    writes = [call for call in transport.calls if call.method == "POST" and call.writes]
+    cut_writes = [call for call in writes if call.status is None]
+    read_backs = [call for call in transport.calls if call.method == "POST" and not call.writes]
+    assert len([call for call in read_backs if call.status == 200]) == len(cut_writes)
+    for op in operations:
+        sent = sum(marker(op) in call.content for call in writes)
+        lost = sum(marker(op) in call.content for call in cut_writes)
+        assert sent == lost + 1, (op.ref, sent, lost)
+
+
 def test_fno_connection_resets_during_batches_leave_no_duplicates(
     monkeypatch: pytest.MonkeyPatch, endpoints: EmulatorEndpoints, fno_admin: AdminClient, fno_oracle: Oracle
 ) -> None:
     """A third of the batches die before the service applies them: the engine reads the rows
-    back, finds none, resends; the reads back are retried when they are reset too. A unit
-    unlucky enough to be cut every time is given up on, never resent blindly."""
+    back, finds none, resends; the reads back are retried when they are reset too. One request
+    at a time makes the fault seed decide exactly which requests are cut: four, none of them a
+    unit's every attempt, so all 24 land."""
     prefix = f"R{tag()}"
     operations = fno_creates(prefix, 24)
-    faults = {"faults": {"seed": 8, "reset": {"rate": 0.35, "methods": ["POST"], "path_contains": "$batch"}}}
+    transport = TimingTransport(endpoints.ca_bundle)
+    faults = {"faults": {"seed": 9, "reset": {"rate": 0.35, "methods": ["POST"], "path_contains": "$batch"}}}
     with (
-        FinanceOperationsHook(connect(monkeypatch, endpoints, "fno"), retry=FAST_RETRY) as hook,
+        FinanceOperationsHook(
+            connect(monkeypatch, endpoints, "fno"),
+            retry=FAST_RETRY,
+            transport=transport,
+            initial_concurrency=1,
+            max_concurrency=1,
+        ) as hook,
         fno_admin.overrides(faults),
     ):
         before = fno_admin.counters()["faults"].get("reset", 0)
         outcomes = one_outcome_each(hook.write(operations, batch_size=4), operations)
         resets = fno_admin.counters()["faults"].get("reset", 0) - before
 
-    assert resets >= 2
-    assert_written_exactly_once(outcomes, fno_accounts(fno_oracle, prefix))
-    assert sum(outcome.ok for outcome in outcomes.values()) >= 16
+    assert resets == 4  # serial requests: the seed decides which ones are cut
+    assert [ref for ref, outcome in outcomes.items() if not outcome.ok] == []
+    assert fno_accounts(fno_oracle, prefix) == Counter({op.ref: 1 for op in operations})
+    assert_every_reset_resent_once(transport, operations, lambda op: op.ref.encode(), resets)
 
 
 def test_dataverse_connection_resets_during_batches_leave_no_duplicates(
@@ -368,18 +411,26 @@ def test_dataverse_connection_resets_during_batches_leave_no_duplicates(
 ) -> None:
     run = f"Reset {tag()}"
     operations = dv_creates("accounts", 24, run)
+    transport = TimingTransport(endpoints.ca_bundle)
     faults = {"faults": {"seed": 9, "reset": {"rate": 0.35, "methods": ["POST"], "path_contains": "$batch"}}}
     with (
-        DataverseHook(connect(monkeypatch, endpoints, "dataverse"), retry=FAST_RETRY) as hook,
+        DataverseHook(
+            connect(monkeypatch, endpoints, "dataverse"),
+            retry=FAST_RETRY,
+            transport=transport,
+            initial_concurrency=1,
+            max_concurrency=1,
+        ) as hook,
         dv_admin.overrides(faults),
     ):
         before = dv_admin.counters()["faults"].get("reset", 0)
         outcomes = one_outcome_each(hook.write(operations, batch_size=4), operations)
         resets = dv_admin.counters()["faults"].get("reset", 0) - before
 
-    assert resets >= 2
-    assert_written_exactly_once(outcomes, dv_refs(dv_oracle, "accounts", run))
-    assert sum(outcome.ok for outcome in outcomes.values()) >= 16
+    assert resets == 4  # serial requests: the seed decides which ones are cut
+    assert [ref for ref, outcome in outcomes.items() if not outcome.ok] == []
+    assert dv_refs(dv_oracle, "accounts", run) == Counter({op.ref: 1 for op in operations})
+    assert_every_reset_resent_once(transport, operations, lambda op: op.body["name"].encode(), resets)
 
 
 def test_a_unit_cut_off_every_time_is_given_up_with_one_outcome_each(

@@ -25,6 +25,7 @@ from prospect_to_cash.sync.mapping import TEMPLATES
 from prospect_to_cash.sync.runner import SyncHooks, run_template
 from tests.conftest import TEST_CONFIG
 from tests.support.emulators import start_emulators
+from tests.support.world import ODataReader, business_units, value_map
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -81,6 +82,58 @@ def _count(hook: Any, entity_set: str, column: str, **kwargs: Any) -> Counter[st
     for page in hook.iter_pages(entity_set, select=[column], **kwargs):
         values.update(str(v) for v in page[column].tolist())
     return values
+
+
+def _product_numbers(reader: ODataReader) -> Counter[str]:
+    """Sales products by number, read with plain HTTPS (not through the hooks)."""
+    return Counter(row["productnumber"] for row in reader.rows("dataverse", "products", ["productnumber"]))
+
+
+def _customer_accounts(reader: ODataReader, company: str) -> Counter[str]:
+    """F&O customers of one company by account, read with plain HTTPS."""
+    rows = reader.rows("fno", "CustomersV3", ["CustomerAccount"], filter=f"dataAreaId eq '{company}'")
+    return Counter(row["CustomerAccount"] for row in rows)
+
+
+def _products_to_create(reader: ODataReader, company: str, existing: Counter[str]) -> set[str]:
+    """The company's F&O products Sales lacks, except those whose unit has no Sales unit (STORY.md)."""
+    units = value_map("units_fno_to_sales")
+    rows = reader.rows(
+        "fno",
+        "SellableReleasedProducts",
+        ["ProductNumber", "SalesUnitSymbol"],
+        filter=f"dataAreaId eq '{company}'",
+    )
+    return {
+        row["ProductNumber"]
+        for row in rows
+        if row["ProductNumber"] not in existing and str(row["SalesUnitSymbol"]).casefold() in units
+    }
+
+
+def _accounts_to_sync(reader: ODataReader, company: str) -> set[str]:
+    """Active accounts of the company's business unit with a number of their own and a known
+    (or blank) country: the customers the accounts template keeps (STORY.md)."""
+    countries = value_map("country_to_iso")
+    units = {unit for unit, legal_entity in business_units(reader).items() if legal_entity == company}
+    accounts = [
+        row
+        for row in reader.rows(
+            "dataverse",
+            "accounts",
+            ["accountnumber", "address1_country", "_owningbusinessunit_value"],
+            filter="statecode eq 0",
+        )
+        if row["_owningbusinessunit_value"] in units
+    ]
+    numbers = Counter(row["accountnumber"] for row in accounts if row["accountnumber"])
+    return {
+        row["accountnumber"]
+        for row in accounts
+        if row["accountnumber"]
+        and numbers[row["accountnumber"]] == 1
+        and (not row["address1_country"] or str(row["address1_country"]).casefold() in countries)
+    }
 
 
 def test_all_templates_then_a_rerun_that_writes_nothing(instance: _Instance, tmp_path: Path) -> None:
@@ -177,7 +230,10 @@ def test_crash_during_a_dataverse_load_then_rerun_has_no_duplicates(
 ) -> None:
     root = ObjectStoragePath(f"file://{tmp_path / 'staging'}")
     hooks = instance.hooks()
-    before = _count(hooks.dataverse, "products", "productnumber")
+    reader = ODataReader(instance.running.endpoints)
+    before = _product_numbers(reader)
+    created = _products_to_create(reader, "usmf", before)
+    assert len(created) == 14
     crashing = SyncHooks(
         dataverse=_Crashing(hooks.dataverse, 7, after_applying=after_applying), fno=hooks.fno
     )
@@ -211,9 +267,8 @@ def test_crash_during_a_dataverse_load_then_rerun_has_no_duplicates(
     )
     assert fresh["counts"]["created"] == fresh["counts"]["updated"] == 0
 
-    after = _count(hooks.dataverse, "products", "productnumber")
-    assert all(count == 1 for count in after.values()), {k: v for k, v in after.items() if v > 1}
-    assert len(after) == len(before) + 14
+    assert _product_numbers(reader) == before + Counter(created)  # each new one exactly once
+    reader.close()
 
 
 def test_crash_during_an_fno_load_then_fresh_run_creates_the_rest(
@@ -221,6 +276,10 @@ def test_crash_during_an_fno_load_then_fresh_run_creates_the_rest(
 ) -> None:
     root = ObjectStoragePath(f"file://{tmp_path / 'staging'}")
     hooks = instance.hooks()
+    reader = ODataReader(instance.running.endpoints)
+    before = _customer_accounts(reader, "usmf")
+    synced_accounts = _accounts_to_sync(reader, "usmf")
+    assert len(synced_accounts) == 36
     crashing = SyncHooks(dataverse=hooks.dataverse, fno=_Crashing(hooks.fno, 10, after_applying=True))
     with pytest.raises(ConnectionError):
         runner.run_task(
@@ -236,10 +295,12 @@ def test_crash_during_an_fno_load_then_fresh_run_creates_the_rest(
         "accounts", "customers", legal_entity="usmf", run_id="fresh", hooks=hooks, **_options(root)
     )
     assert fresh["counts"]["failed"] == 0
-    customers = _count(hooks.fno, "CustomersV3", "CustomerAccount", companies=["usmf"])
-    assert all(count == 1 for count in customers.values())
     synced = fresh["counts"]["created"] + fresh["counts"]["updated"] + fresh["counts"]["unchanged"]
     assert synced == 36
+    # every customer there before, plus each account the template keeps, exactly once
+    expected = Counter({account: 1 for account in set(before) | synced_accounts})
+    assert _customer_accounts(reader, "usmf") == expected
+    reader.close()
 
 
 def test_cli_runs_a_template_for_every_pair_side_by_side(instance: _Instance, tmp_path: Path) -> None:
@@ -302,7 +363,7 @@ def test_template_sync_operator_plans_then_syncs_every_pair(instance: _Instance,
     context: Any = {"run_id": "op-dry", "data_interval_start": None, "data_interval_end": None}
     planned = operator(dry_run=True).execute(context)
     assert planned["dry_run"] is True
-    assert planned["counts"]["to_create"] > 0
+    assert planned["counts"]["to_create"] == 52  # STORY.md: 52 new customers
     assert customers() == before  # a dry run plans, it writes nothing
 
     landed = operator().execute({**context, "run_id": "op"})

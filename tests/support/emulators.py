@@ -2,15 +2,12 @@
 
 Launching, the JSON line and the admin routes live in :mod:`emulators.client` (also used by
 the benchmark and ``make demo``); its names are re-exported here because most test modules
-import them from this module. What stays here is test-only: tokens through msal, the
-independent :class:`Oracle` reader, and the stand-in ``serve`` module used while a service
-catalogue is not written yet.
+import them from this module. What stays here is test-only: tokens through msal and the
+independent :class:`Oracle` reader.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -36,36 +33,15 @@ __all__ = [
     "Oracle",
     "RunningEmulators",
     "acquire_token",
-    "catalogs_available",
     "msal_app",
-    "seed_available",
     "serve_command",
     "start_emulators",
 ]
 
 
-def catalogs_available() -> bool:
-    return all(importlib.util.find_spec(f"emulators.schema.{service}") is not None for service in SERVICES)
-
-
-def seed_available() -> bool:
-    """True once `emulators.seed.seed_store` exists (the seed module is written separately)."""
-    if importlib.util.find_spec("emulators.seed") is None:
-        return False
-    try:
-        module = importlib.import_module("emulators.seed")
-    except ImportError:
-        return False
-    return callable(getattr(module, "seed_store", None))
-
-
-def _serve_module() -> str:
-    return "emulators" if catalogs_available() else "tests.support.serve_fallback"
-
-
 def serve_command(state_dir: Path, *extra: str) -> list[str]:
-    """The `serve` command line; falls back to empty catalogs only while they are unwritten."""
-    return client.serve_command(state_dir, *extra, module=_serve_module())
+    """The `serve` command line on free ports."""
+    return client.serve_command(state_dir, *extra)
 
 
 def start_emulators(
@@ -75,9 +51,7 @@ def start_emulators(
     timeout: float = START_TIMEOUT,
 ) -> RunningEmulators:
     """:func:`emulators.client.start_emulators` on free ports (stderr beside the state)."""
-    return client.start_emulators(
-        state_dir, *extra_args, config=config, timeout=timeout, module=_serve_module()
-    )
+    return client.start_emulators(state_dir, *extra_args, config=config, timeout=timeout)
 
 
 def msal_app(endpoints: EmulatorEndpoints, client_secret: str | None = None) -> Any:

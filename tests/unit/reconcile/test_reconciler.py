@@ -58,9 +58,7 @@ def services(rows: list[dict[str, Any]]) -> tuple[MemoryService, MemoryService]:
             ),
         },
     )
-    fno = MemoryService(
-        "fno", {"CustomersV3": MemoryTable(key=("dataAreaId", "CustomerAccount"), company_specific=True)}
-    )
+    fno = MemoryService("fno", {"CustomersV3": MemoryTable(key=("dataAreaId", "CustomerAccount"))})
     return sales, fno
 
 

@@ -1,42 +1,99 @@
-"""An in-memory Dataverse / F&O stand-in for engine tests.
+"""An in-memory Dataverse / F&O stand-in for engine tests, as strict as the emulators.
 
-It keeps rows the way the real service identifies them and refuses what the real service
-refuses for the operations the engine uses (odata-protocol.md):
+Every table is an entity set of the emulators' schema catalogs (``emulators.schema``): a
+table the catalog lacks, or a key that differs from the catalog's, is a test bug and
+raises at once. Reads and writes are checked with the emulators' own code, and refused
+with the emulators' own errors, rendered the way each service renders them and parsed
+the way the hooks parse them (``DynamicsAPIError`` for a read, ``WriteOutcome`` for a
+write), so a mapping typo fails at unit level exactly as it would against the service:
 
-* Dataverse create with a caller-chosen id that exists → 412 "A record with matching key
-  values already exists."; update of a missing id → 404; ``nav@odata.bind`` must name an
-  existing row of the declared target set, and is read back as ``_<column>_value``.
-* F&O create of an existing key → 500 "The record already exists."; PATCH of a missing key
-  → 404 "No resources were found when selecting for update."; every key field required.
-* Writing a property the table does not declare → 400.
+* ``$select`` and ``$filter`` go through the emulators' resolver and ``compile_filter``:
+  an unknown property, an enum compared with ``gt``/``lt`` or an unqualified F&O enum
+  literal is a 400 with the service's wording; only then is the filter evaluated here.
+* write bodies go through the emulators' payload checks (Dataverse ``check_body``, F&O's
+  ``_check_payload``): unknown or misspelled properties, wrong types, read-only columns,
+  missing required F&O fields.
+* Dataverse: create of an existing id → 412 "A record with matching key values already
+  exists."; update of a missing id → 404; ``nav@odata.bind`` must name an existing row of
+  the navigation's target set, and is read back as ``_<column>_value``.
+* F&O: create of an existing key → 500 "The record already exists."; PATCH of a missing
+  key → 400 "No resources were found when selecting for update."
 
-Reads support the ``$filter`` subset the mappings use (``eq ne gt ge lt le``, ``and``,
-``or``, ``not``, parentheses, strings, numbers, booleans, ``null``, GUIDs, ISO dates and
-F&O enum literals); anything else raises, so a test can never pass on an ignored filter.
+Rows are kept in their wire form (Dataverse booleans and ``_<lookup>_value`` columns, F&O
+enum member names), so a test can read and seed ``MemoryTable.rows`` directly.
 """
 
 from __future__ import annotations
 
-import copy
+import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from emulators.dataverse import errors as dataverse_errors
+from emulators.dataverse.records import check_body, property_map
+from emulators.fno import errors as fno_errors
+from emulators.fno.entities import EntityView, build_views
+from emulators.fno.service import FnoService
+from emulators.odata.errors import ODataError
+from emulators.odata.query import ColumnRef, compile_filter, compile_select
+from emulators.schema.dataverse import CATALOG as DATAVERSE_CATALOG
+from emulators.schema.fno import CATALOG as FNO_CATALOG
+from prospect_to_cash.hooks._writes import json_body
+from prospect_to_cash.hooks.errors import DynamicsAPIError, parse_error
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
+    from emulators.schema.model import Catalog, Table
+
+CATALOGS: dict[str, Catalog] = {"dataverse": DATAVERSE_CATALOG, "fno": FNO_CATALOG}
+FNO_VIEWS: dict[str, EntityView] = build_views(FNO_CATALOG)
 
 
 @dataclass
 class MemoryTable:
+    """The rows of one entity set (wire form); ``key`` must be the catalog's primary key."""
+
     key: tuple[str, ...]
-    fields: set[str] | None = None  # None: any property accepted
-    lookups: dict[str, tuple[str, str]] = field(default_factory=dict)  # nav -> (column, target set)
     rows: list[dict[str, Any]] = field(default_factory=list)
-    company_specific: bool = False
-    read_only: set[str] = field(default_factory=set)  # computed/system columns: refused on write
-    wire_lookups: set[str] = field(default_factory=set)  # columns read as _<column>_value
+
+
+class _FnoChecks(FnoService):
+    """F&O's own checks (property resolution, body checks, the duplicate-key error) without
+    a store behind them: they read only the catalog."""
+
+    def __init__(self) -> None:
+        self.catalog = FNO_CATALOG
+
+    def resolver(self, entity_set: str) -> Callable[[str], ColumnRef]:
+        """F&O's ``$select``/``$filter`` property resolution (unknown names are 400s)."""
+        return self._resolver(FNO_VIEWS[entity_set])  # type: ignore[no-any-return]
+
+    def infolog(self, entity_set: str, data: dict[str, Any], *, for_create: bool) -> list[str]:
+        """ODL's payload errors raise; F&O's own Infolog lines (mandatory fields...) return."""
+        return self._check_payload(FNO_VIEWS[entity_set], data, for_create=for_create)
+
+    def already_exists(self, entity_set: str, row: dict[str, Any]) -> ODataError:
+        """F&O's 500 for a create of an existing key."""
+        return self._already_exists(FNO_VIEWS[entity_set], row)
+
+
+_FNO_CHECK = _FnoChecks()
+
+
+def service_error(system: str, error: ODataError) -> tuple[int, str | None, str]:
+    """(status, code, message) as a hook reads the error body this service sends."""
+    if system == "fno":
+        body = fno_errors.error_body(error)
+    else:
+        body = {"error": {"code": error.code, "message": error.message}}
+    parsed = parse_error(error.status, json.dumps(body), "application/json")
+    return parsed.status, parsed.code, parsed.message
 
 
 _TOKEN = re.compile(
@@ -61,9 +118,16 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 
 class _Filter:
-    """Recursive-descent evaluator for the supported $filter subset."""
+    """Evaluates a ``$filter`` the emulators' compiler has already accepted.
 
-    def __init__(self, text: str) -> None:
+    The subset the mappings use: ``eq ne gt ge lt le``, ``and``, ``or``, ``not``,
+    parentheses, strings (F&O ``*`` wildcards in ``eq``/``ne``), numbers, booleans,
+    ``null``, GUIDs, ISO dates and qualified F&O enum literals. Anything else raises, so
+    a test can never pass on an ignored filter.
+    """
+
+    def __init__(self, text: str, *, wildcards: bool) -> None:
+        self.wildcards = wildcards
         self.tokens = _tokens(text)
         self.position = 0
         self.tree = self._or()
@@ -139,9 +203,12 @@ class _Filter:
         if node[0] == "not":
             return not self._eval(node[1], row)
         _, operator, name, literal = node
-        value = row.get(name)
+        value = row.get(name)  # a declared property the row omits is null, as on the service
         if isinstance(value, str) and isinstance(literal, str):
             value, literal = value.lower(), literal.lower()
+            if self.wildcards and "*" in literal and operator in ("eq", "ne"):
+                pattern = ".*".join(re.escape(part) for part in literal.split("*"))
+                return (re.fullmatch(pattern, value, re.DOTALL) is not None) == (operator == "eq")
         if operator == "eq":
             return value == literal
         if operator == "ne":
@@ -154,7 +221,7 @@ class _Filter:
 
 
 class MemoryService:
-    """One service (``dataverse`` or ``fno``) with ``iter_pages``, ``write``, ``get_metadata``."""
+    """One service (``dataverse`` or ``fno``) with ``iter_pages`` and ``write``, like its hook."""
 
     def __init__(
         self,
@@ -169,6 +236,8 @@ class MemoryService:
     ) -> None:
         """``write`` sends operations in units of ``unit_size`` (a hook's change sets).
 
+        :param tables: rows by entity set; every set must be in the emulators' catalog of
+            ``system``, with the catalog's key.
         :param fail_after_units: units after this many raise before writing (a worker
             killed between units).
         :param lose_answer_of_unit: that unit (1-based) is applied, then the stream raises
@@ -176,6 +245,13 @@ class MemoryService:
         :param outage: writes of these refs answer this HTTP status (what a hook returns
             once its retries are spent, e.g. 503); a test empties it when the service heals."""
         self.system = system
+        self.catalog = CATALOGS[system]
+        for entity_set, table in tables.items():
+            schema = self.catalog.tables.get(entity_set)
+            if schema is None:
+                raise ValueError(f"{entity_set!r} is not an entity set of the {system} catalog")
+            if tuple(table.key) != schema.key:
+                raise ValueError(f"{entity_set} has the key {schema.key} in the catalog, not {table.key}")
         self.tables = tables
         self.writes: list[WriteOperation] = []
         self.units = 0
@@ -186,7 +262,33 @@ class MemoryService:
         self.reads: list[tuple[str, str | None]] = []
         self.outage = outage if outage is not None else {}
 
+    def _schema(self, entity_set: str) -> Table:
+        if entity_set not in self.tables:
+            raise self._api_error(
+                fno_errors.RouteNotFound(entity_set)
+                if self.system == "fno"
+                else dataverse_errors.segment_not_found(entity_set)
+            )
+        return self.catalog.tables[entity_set]
+
+    def _api_error(self, error: ODataError) -> DynamicsAPIError:
+        return DynamicsAPIError(*service_error(self.system, error))
+
     # reading ------------------------------------------------------------------------------
+    def _resolver(self, table: Table) -> Callable[[str], ColumnRef]:
+        """The emulator's property resolution: wire names only (``_x_value`` for lookups)."""
+        if self.system == "fno":
+            return _FNO_CHECK.resolver(table.entity_set)
+        props = property_map(table)
+
+        def resolve_dataverse(path: str) -> ColumnRef:
+            prop = props.get(path)
+            if prop is None:
+                raise dataverse_errors.unknown_property(table.logical_name, path)
+            return ColumnRef(path, prop.field, prop.kind)
+
+        return resolve_dataverse
+
     def iter_pages(
         self,
         entity_set: str,
@@ -196,20 +298,27 @@ class MemoryService:
         orderby: str | None = None,
         companies: list[str] | None = None,
         page_size: int | None = None,
-    ) -> Any:
+    ) -> Iterator[pd.DataFrame]:
+        schema = self._schema(entity_set)
         table = self.tables[entity_set]
         self.reads.append((entity_set, filter))
-        condition = _Filter(filter) if filter else None
-        rows = []
-        for row in table.rows:
-            if (
-                table.company_specific
-                and companies
-                and row.get("dataAreaId", "").lower() not in {c.lower() for c in companies}
-            ):
-                continue
-            if condition is None or condition.matches(row):
-                rows.append(row)
+        resolver = self._resolver(schema)
+        try:
+            compile_select(select, resolver)
+            if filter:
+                compile_filter(filter, resolver, dialect=self.system, enums=self.catalog.enums)  # type: ignore[arg-type]
+        except ODataError as error:
+            raise self._api_error(error) from None
+        condition = _Filter(filter, wildcards=self.system == "fno") if filter else None
+        wanted = {c.lower() for c in companies or []}
+        rows = [
+            row
+            for row in table.rows
+            if not (
+                schema.company_specific and wanted and str(row.get("dataAreaId", "")).lower() not in wanted
+            )
+            and (condition is None or condition.matches(row))
+        ]
         if not rows:
             yield pd.DataFrame({c: pd.Series([], dtype=object) for c in select})
             return
@@ -218,9 +327,6 @@ class MemoryService:
             chunk = rows[start : start + size]
             yield pd.DataFrame({c: [r.get(c) for r in chunk] for c in select}, columns=select)
 
-    def get_metadata(self) -> str:
-        raise NotImplementedError("use tests.unit.sync.fixtures.csdl_for for metadata tests")
-
     # writing ------------------------------------------------------------------------------
     def _find(self, table: MemoryTable, key: dict[str, Any]) -> dict[str, Any] | None:
         for row in table.rows:
@@ -228,81 +334,91 @@ class MemoryService:
                 return row
         return None
 
-    def _apply_body(self, table: MemoryTable, row: dict[str, Any], body: dict[str, Any]) -> str | None:
+    def _bind(self, schema: Table, navigation: str, value: object) -> tuple[str, str | None]:
+        """``nav@odata.bind`` → (lookup column, target id), checked like the emulator's ``_bind``."""
+        lookup = next(lk for lk in schema.lookups if navigation in lk.targets)  # check_body vetted it
+        if value is None:
+            return lookup.column, None
+        expected = lookup.targets[navigation]
+        match = re.fullmatch(r"/?(\w+)\(([0-9a-fA-F-]{36})\)", str(value))
+        if match is None:
+            raise dataverse_errors.bind_not_a_reference(schema.entity_set, navigation, value)
+        target_set, target_id = match.groups()
+        if target_set != expected:
+            raise dataverse_errors.bind_wrong_target(schema.entity_set, navigation, expected, target_set)
+        target = self.catalog.tables[target_set]
+        rows = self.tables.get(target_set)
+        if rows is None or self._find(rows, {target.key[0]: target_id}) is None:
+            raise dataverse_errors.row_not_found(target.logical_name, target_id.lower())
+        return lookup.column, target_id.lower()
+
+    def _dataverse_changes(self, schema: Table, body: dict[str, Any], *, for_create: bool) -> dict[str, Any]:
+        check_body(schema, body, self.catalog, for_create=for_create)
+        changes: dict[str, Any] = {}
         for name, value in body.items():
             if name.endswith("@odata.bind"):
-                navigation = name[: -len("@odata.bind")]
-                if navigation not in table.lookups and navigation != "ownerid":
-                    return f"undeclared navigation property {navigation!r}"
-                if navigation == "ownerid":
-                    continue
-                column, target_set = table.lookups[navigation]
-                match = re.fullmatch(r"/(\w+)\(([0-9a-fA-F-]{36})\)", str(value))
-                if not match or match.group(1) != target_set:
-                    return f"{navigation} must bind to {target_set}, got {value!r}"
-                target = self.tables[target_set]
-                primary = target.key[0]
-                if self._find(target, {primary: match.group(2)}) is None:
-                    return f"{target_set}({match.group(2)}) does not exist"
-                row[f"_{column}_value"] = match.group(2).lower()
-                continue
-            if name in table.read_only:
-                return f"The property '{name}' is read-only"
-            if table.fields is not None and name not in table.fields and name not in table.key:
-                return f"The property '{name}' does not exist on type '{self.system}'"
-            row[name] = copy.deepcopy(value)
-        return None
+                column, target_id = self._bind(schema, name[: -len("@odata.bind")], value)
+                changes[f"_{column}_value"] = target_id
+            elif "@" not in name:
+                changes[name] = value
+        return changes
 
-    def _write_one(self, operation: WriteOperation) -> WriteOutcome:
+    def _fno_changes(self, entity_set: str, body: dict[str, Any], *, for_create: bool) -> dict[str, Any]:
+        lines = _FNO_CHECK.infolog(entity_set, body, for_create=for_create)
+        if lines:
+            raise fno_errors.write_failed(FNO_VIEWS[entity_set], lines)
+        return {name: value for name, value in body.items() if "@" not in name}
+
+    def _apply(self, operation: WriteOperation) -> WriteOutcome:
+        """One write as the service applies it; an ``ODataError`` is its refusal."""
+        schema = self._schema(operation.entity_set)
         table = self.tables[operation.entity_set]
         key = dict(operation.key)
+        body: dict[str, Any] = json.loads(json_body(dict(operation.body)))  # what the hook sends
         ref = operation.ref
         if ref in self.outage:
             return WriteOutcome(ref, False, self.outage[ref], message="Service Unavailable")
-        if operation.kind == WriteKind.CREATE:
-            if self.system == "fno" and set(key) != set(table.key):
-                return WriteOutcome(ref, False, 400, message="every key field is required")
-            if self._find(table, key) is not None:
-                if self.system == "dataverse":
-                    return WriteOutcome(
-                        ref, False, 412, "0x80040237", "A record with matching key values already exists."
-                    )
-                return WriteOutcome(
-                    ref, False, 500, None, "Write failed for table row. Infolog: The record already exists."
-                )
-            row = dict(key)
-            problem = self._apply_body(table, row, dict(operation.body))
-            if problem:
-                return WriteOutcome(ref, False, 400, message=problem)
-            table.rows.append(row)
-            return WriteOutcome(
-                ref, True, 201 if self.system == "fno" else 204, entity_id=str(key.get(table.key[0]))
-            )
-        if operation.kind == WriteKind.UPDATE:
-            row = self._find(table, key)
-            if row is None:
-                message = (
-                    "No resources were found when selecting for update."
-                    if self.system == "fno"
-                    else "Not found"
-                )
-                return WriteOutcome(ref, False, 404, message=message)
-            candidate = dict(row)
-            problem = self._apply_body(table, candidate, dict(operation.body))
-            if problem:
-                return WriteOutcome(ref, False, 400, message=problem)
-            row.update(candidate)
+        if operation.kind not in (WriteKind.CREATE, WriteKind.UPDATE):
+            return WriteOutcome(ref, False, 405, message=f"{operation.kind} not supported by MemoryService")
+        existing = self._find(table, key)
+        if self.system == "fno":
+            if operation.kind == WriteKind.CREATE:
+                changes = self._fno_changes(operation.entity_set, {**key, **body}, for_create=True)
+                if existing is not None:
+                    raise _FNO_CHECK.already_exists(operation.entity_set, changes)
+                table.rows.append(changes)
+                return WriteOutcome(ref, True, 201)
+            changes = self._fno_changes(operation.entity_set, body, for_create=False)
+            if existing is None:
+                raise fno_errors.not_found_for_update()
+            existing.update(changes)
             return WriteOutcome(ref, True, 204)
-        return WriteOutcome(ref, False, 405, message=f"{operation.kind} not supported by MemoryService")
+        changes = self._dataverse_changes(schema, body, for_create=operation.kind == WriteKind.CREATE)
+        if operation.kind == WriteKind.CREATE:
+            if existing is not None:
+                raise dataverse_errors.record_exists()
+            table.rows.append({**key, **changes})
+            return WriteOutcome(ref, True, 204, entity_id=str(key[schema.key[0]]))
+        if existing is None:
+            raise dataverse_errors.row_not_found(schema.logical_name, str(key[schema.key[0]]).lower())
+        existing.update(changes)
+        return WriteOutcome(ref, True, 204)
+
+    def _write_one(self, operation: WriteOperation) -> WriteOutcome:
+        try:
+            return self._apply(operation)
+        except ODataError as error:
+            status, code, message = service_error(self.system, error)
+            return WriteOutcome(operation.ref, False, status, code, message)
 
     def write(
         self,
-        operations: Any,
+        operations: Iterable[WriteOperation],
         *,
         batch_size: int | None = None,
         bulk: bool = True,
         expected: int | None = None,
-    ) -> Any:
+    ) -> Iterator[WriteOutcome]:
         """Outcomes unit by unit, like the hooks: operations are consumed lazily."""
         unit: list[WriteOperation] = []
         for operation in operations:
@@ -313,7 +429,7 @@ class MemoryService:
         if unit:
             yield from self._write_unit(unit)
 
-    def _write_unit(self, operations: list[WriteOperation]) -> Any:
+    def _write_unit(self, operations: list[WriteOperation]) -> list[WriteOutcome]:
         self.units += 1
         if self.fail_after_units is not None and self.units > self.fail_after_units:
             raise ConnectionError("simulated crash between units")

@@ -2,8 +2,7 @@
 
 The seed generator yields rows in the emulator store's representation; this turns them
 into what the services show on the wire (Dataverse booleans, ``_<lookup>_value`` columns;
-F&O enum member names) and declares each table's writable properties and navigation
-properties from the emulator catalogs, so writes are checked like the service would.
+F&O enum member names); the services check reads and writes against the same catalogs.
 """
 
 from __future__ import annotations
@@ -19,27 +18,17 @@ from prospect_to_cash.sync.metadata_check import parse_csdl
 from tests.unit.sync.memory_service import MemoryService, MemoryTable
 
 
-def _tables(catalog: Catalog) -> dict[str, MemoryTable]:
+def _wire_lookups(catalog: Catalog) -> dict[str, set[str]]:
+    """Per entity set, the lookup columns read as ``_<column>_value`` (from the CSDL)."""
     metadata = parse_csdl(build_csdl(catalog))
-    tables = {}
-    for entity_set, table in catalog.tables.items():
-        writable = {f.name for f in table.fields if not f.read_only}
-        lookups = {
-            nav: (lookup.column, target) for lookup in table.lookups for nav, target in lookup.targets.items()
+    return {
+        entity_set: {
+            name[1:-6]
+            for name in metadata.entity_sets[entity_set].properties
+            if name.startswith("_") and name.endswith("_value")
         }
-        tables[entity_set] = MemoryTable(
-            key=table.key,
-            fields=writable,
-            read_only={f.name for f in table.fields if f.read_only},
-            lookups=lookups,
-            company_specific=table.company_specific,
-            wire_lookups={
-                name[1:-6]
-                for name in metadata.entity_sets[entity_set].properties
-                if name.startswith("_") and name.endswith("_value")
-            },
-        )
-    return tables
+        for entity_set in catalog.tables
+    }
 
 
 def _wire_row(
@@ -67,10 +56,15 @@ def _wire_row(
 def seeded_services() -> tuple[MemoryService, MemoryService]:
     """(Sales, F&O) holding the demo seed."""
     catalogs = {"dataverse": DATAVERSE, "fno": FNO}
-    tables = {"dataverse": _tables(DATAVERSE), "fno": _tables(FNO)}
+    lookups = {service: _wire_lookups(catalog) for service, catalog in catalogs.items()}
+    tables = {
+        service: {name: MemoryTable(key=table.key) for name, table in catalog.tables.items()}
+        for service, catalog in catalogs.items()
+    }
     for service, entity_set, rows in generate("demo"):
         table = tables[service][entity_set]
-        table.rows.extend(_wire_row(catalogs[service], entity_set, row, table.wire_lookups) for row in rows)
+        wire_lookups = lookups[service][entity_set]
+        table.rows.extend(_wire_row(catalogs[service], entity_set, row, wire_lookups) for row in rows)
     return (
         MemoryService("dataverse", tables["dataverse"], page_size=500),
         MemoryService("fno", tables["fno"], page_size=500),

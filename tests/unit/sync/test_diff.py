@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -94,15 +95,24 @@ def test_applying_the_plan_to_the_snapshot_yields_the_desired_target(
     assert len(replay.unchanged) == len(desired_rows)
 
 
-@settings(max_examples=100, deadline=None)
-@given(
-    desired_rows=st.lists(row, max_size=6).map(unique), snapshot_rows=st.lists(row, max_size=6).map(unique)
+@pytest.mark.parametrize(
+    ("wanted", "current", "changed"),
+    [
+        (("Alpha", 1.5, True), ("alpha", 1.5, True), ["name"]),  # values keep their case
+        (("Alpha", 1.5, True), ("Alpha", 2.25, True), ["amount"]),
+        (("Alpha", 1.5, None), ("Alpha", 1.5, False), ["flag"]),  # null is not false
+        (("Alpha", 0.0, True), ("Alpha", None, True), ["amount"]),  # nor is it zero
+        ((None, 1.5, True), ("Alpha", 1.5, True), ["name"]),
+        (("", 1.5, True), ("Alpha", 1.5, True), ["name"]),
+        (("Beta", 10.0, False), ("Alpha", 1.5, True), ["name", "amount", "flag"]),
+    ],
 )
 def test_updates_name_exactly_the_differing_fields(
-    desired_rows: list[dict[str, object]], snapshot_rows: list[dict[str, object]]
+    wanted: tuple[object, ...], current: tuple[object, ...], changed: list[str]
 ) -> None:
-    desired, snapshot = frame(desired_rows), frame(snapshot_rows)
-    for update in diff(desired, snapshot, key="key", compare=FIELDS).updates:
-        wanted, current = desired_rows[update.desired_row], snapshot_rows[update.snapshot_row]
-        assert update.changed == [f for f in FIELDS if not values_equal(wanted[f], current[f])]
-        assert update.changed
+    desired = frame([{"key": "K1", **dict(zip(FIELDS, wanted, strict=True))}])
+    snapshot = frame([{"key": "k1", **dict(zip(FIELDS, current, strict=True))}])
+    result = diff(desired, snapshot, key="key", compare=FIELDS)
+    assert [(u.desired_row, u.snapshot_row, u.changed) for u in result.updates] == [(0, 0, changed)]
+    assert result.creates == []
+    assert result.unchanged == []

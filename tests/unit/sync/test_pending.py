@@ -60,7 +60,7 @@ def services() -> tuple[MemoryService, MemoryService]:
     )
     fno = MemoryService(
         "fno",
-        {"CustomersV3": MemoryTable(key=("dataAreaId", "CustomerAccount"), company_specific=True)},
+        {"CustomersV3": MemoryTable(key=("dataAreaId", "CustomerAccount"))},
         outage={"ACC-3": 503},
     )
     return sales, fno

@@ -17,7 +17,6 @@ from prospect_to_cash.sync import deadletter, runner
 from prospect_to_cash.sync.errors import DataError, MappingError, SyncError
 from prospect_to_cash.sync.runner import SyncHooks, run_task, run_template
 from prospect_to_cash.sync.staging import TaskStaging
-from prospect_to_cash.sync.values import deterministic_id
 from tests.unit.sync.memory_service import MemoryService, MemoryTable
 
 if TYPE_CHECKING:
@@ -54,7 +53,7 @@ def accounts_services(rows: list[dict[str, Any]], **fno_options: Any) -> tuple[M
     )
     fno = MemoryService(
         "fno",
-        {"CustomersV3": MemoryTable(key=("dataAreaId", "CustomerAccount"), company_specific=True)},
+        {"CustomersV3": MemoryTable(key=("dataAreaId", "CustomerAccount"))},
         **fno_options,
     )
     return sales, fno
@@ -208,32 +207,24 @@ class TestAccountsEndToEnd:
     def test_refused_write_is_dead_lettered_and_retried_next_run(
         self, staging_root: ObjectStoragePath
     ) -> None:
-        sales, fno = accounts_services([account("ACC-1", "A", description="memo"), account("ACC-2", "B")])
-        allowed = {
-            "OrganizationName",
-            "PartyType",
-            "IsExternallyMaintained",
-            "CustomerGroupId",
-            "SiteId",
-            "WarehouseId",
-            "LanguageId",
-            "SalesCurrencyCode",
-            "OrganizationNumberOfEmployees",
-            "CreditLimit",
-            "DeliveryAddressCountryRegionISOCode",
-            "AddressCountryRegionISOCode",
-        }
-        fno.tables["CustomersV3"].fields = allowed  # SalesMemo missing: the service refuses ACC-1
+        # OrganizationNumberOfEmployees is an Edm.Int32: the service refuses ACC-1
+        too_many = 3_000_000_000
+        sales, fno = accounts_services(
+            [account("ACC-1", "A", numberofemployees=too_many), account("ACC-2", "B")]
+        )
         first = run_accounts(sales, fno, staging_root, "run-1")
         assert (first["counts"]["created"], first["counts"]["failed"]) == (1, 1)
         dead = deadletter.read(TaskStaging(staging_root, "accounts", "run-1", "usmf", "customers"))
         failed = dead[dead["stage"] == "load"].to_dict("records")
         assert failed[0]["ref"] == "ACC-1"
         assert failed[0]["status"] == 400
-        assert "SalesMemo" in failed[0]["reason"]
-        assert json.loads(failed[0]["row"])["body"]["SalesMemo"] == "memo"
+        assert failed[0]["reason"] == (
+            "An error has occurred. — Cannot convert the literal '3000000000' "
+            "to the expected type 'Edm.Int32'."
+        )
+        assert json.loads(failed[0]["row"])["body"]["OrganizationNumberOfEmployees"] == too_many
 
-        fno.tables["CustomersV3"].fields = {*allowed, "SalesMemo"}
+        sales.tables["accounts"].rows[0]["numberofemployees"] = 250  # corrected in Sales
         second = run_accounts(sales, fno, staging_root, "run-2")
         assert (second["counts"]["created"], second["counts"]["unchanged"]) == (1, 1)
 
@@ -291,7 +282,6 @@ def product_services(**sales_options: Any) -> tuple[MemoryService, MemoryService
         {
             "SellableReleasedProducts": MemoryTable(
                 key=("dataAreaId", "ProductNumber"),
-                company_specific=True,
                 rows=[
                     {
                         "dataAreaId": "usmf",
@@ -313,20 +303,9 @@ def product_services(**sales_options: Any) -> tuple[MemoryService, MemoryService
         {
             "products": MemoryTable(
                 key=("productid",),
-                lookups={
-                    "transactioncurrencyid": ("transactioncurrencyid", "transactioncurrencies"),
-                    "defaultuomscheduleid": ("defaultuomscheduleid", "uomschedules"),
-                    "defaultuomid": ("defaultuomid", "uoms"),
-                    "pricelevelid": ("pricelevelid", "pricelevels"),
-                },
             ),
             "productpricelevels": MemoryTable(
                 key=("productpricelevelid",),
-                lookups={
-                    "pricelevelid": ("pricelevelid", "pricelevels"),
-                    "productid": ("productid", "products"),
-                    "uomid": ("uomid", "uoms"),
-                },
             ),
             "transactioncurrencies": MemoryTable(
                 key=("transactioncurrencyid",),
@@ -377,7 +356,11 @@ class TestProductsToDataverse:
         assert result["tasks"]["products"]["counts"]["created"] == 3
         assert result["tasks"]["price_list_items"]["counts"]["created"] == 3
         products = {r["productnumber"]: r for r in sales.tables["products"].rows}
-        assert products["P-1"]["productid"] == deterministic_id("products", "P-1")
+        assert {number: row["productid"] for number, row in products.items()} == {
+            "P-1": "ad6740ed-74fc-5ce7-a1e1-e4f7c8945703",
+            "P-2": "e2bd7ce3-8ecc-5d50-bef9-8b86adcf904c",
+            "P-3": "8e68fcc9-ef41-5122-b82e-bf2b643c0f3f",
+        }
         assert products["P-1"]["msdynce_ismaintainedexternally"] is True
         items = sales.tables["productpricelevels"].rows
         assert {i["_productid_value"] for i in items} == {r["productid"] for r in products.values()}

@@ -8,10 +8,13 @@ import pandas as pd
 import pytest
 
 from prospect_to_cash.sync.errors import DataError
-from prospect_to_cash.sync.values import deterministic_id
 from tests.unit.sync.builders import by_ref, plan_for, reasons, task_of
 
 USD, EUR = str(uuid.uuid4()), str(uuid.uuid4())
+
+# Golden deterministic ids (tests/unit/sync/test_values.py pins the function itself).
+P100_ID = "63d6ee5b-7f6e-5077-a81b-f5598309abb1"  # products | P-100
+SO1_ID = "569a0744-5ae8-5f70-985b-2413637e463e"  # salesorders | SO-1
 
 
 class TestAccounts:
@@ -236,7 +239,7 @@ class TestProducts:
     def test_product_lookups_by_name_through_unit_group(self) -> None:
         plan = plan_for(task_of("products", "products"), [self.product], references=self.references)
         row = by_ref(plan.creates)["P-100"]
-        assert row["__id"] == deterministic_id("products", "P-100")
+        assert row["__id"] == P100_ID
         assert row["defaultuomscheduleid"] == self.group
         assert row["defaultuomid"] == self.unit  # the unit of the default group, not the other one
         assert row["transactioncurrencyid"] == USD
@@ -265,7 +268,7 @@ class TestProducts:
         )
         row = plan.creates.to_dict("records")[0]
         assert row["pricelevelid"] == self.price_a  # alphabetical: Alpha before Zeta
-        assert row["productid"] == deterministic_id("products", "P-100")
+        assert row["productid"] == P100_ID
         assert row["amount"] == 12.5
 
     def test_no_price_list_for_the_currency_fails_the_task(self) -> None:
@@ -403,8 +406,8 @@ class TestOrdersFromFno:
         plan = self.lines_plan(outcome, orders=[])
         line = plan.creates.to_dict("records")[0]
         assert line["manualdiscountamount"] == 10.0  # 3 x 3.33 with a -0.01 charge = 10.00
-        assert line["salesorderid"] == deterministic_id("salesorders", "SO-1")
-        assert line["__ref"] == f"{deterministic_id('salesorders', 'SO-1')}|1"
+        assert line["salesorderid"] == SO1_ID
+        assert line["__ref"] == f"{SO1_ID}|1"
         why = " ".join(plan.rejects["__reason"])
         assert "held back: order SO-2 was rejected (dangling lookup customerid)" in why
 

@@ -83,12 +83,24 @@ def test_values_equal_treats_none_only_as_none() -> None:
     assert values_equal(1.5, 1.5)
 
 
-def test_natural_key_and_deterministic_id_are_stable() -> None:
+#: Ids earlier versions gave these rows. A change here would make the next run create a
+#: second copy of every row an earlier version created: never update them casually.
+GOLDEN_IDS = {
+    ("salesorders", "SO-1"): "569a0744-5ae8-5f70-985b-2413637e463e",
+    ("invoices", "SO-1"): "2e7a6c7a-76c9-5ab0-916b-f882815783f8",
+    ("products", "P-100"): "63d6ee5b-7f6e-5077-a81b-f5598309abb1",
+    ("accounts", "usmf|C-0001"): "4d7dd9b9-b08c-5e5b-b76d-7fbc2178b28d",
+    ("salesorderdetails", "SO-1|3|"): "eeb500ef-3751-5515-aca4-b729bf9b983c",
+}
+
+
+def test_natural_key_and_deterministic_id_are_pinned() -> None:
     assert natural_key(["SO-1", 3.0, None]) == "SO-1|3|"
-    first = deterministic_id("salesorders", "SO-1")
-    assert first == deterministic_id("salesorders", "SO-1")
-    assert first != deterministic_id("invoices", "SO-1")
-    assert uuid.UUID(first).version == 5
+    assert {pair: deterministic_id(*pair) for pair in GOLDEN_IDS} == GOLDEN_IDS
+    # the documented formula, with the namespace spelled out
+    namespace = uuid.UUID("6f1c3a52-8b7e-5d0a-9c41-2e6a0b7d9f13")
+    for (entity_set, key), expected in GOLDEN_IDS.items():
+        assert str(uuid.uuid5(namespace, f"{entity_set}|{key}")) == expected
 
 
 def test_column_helpers_agree_with_the_per_value_functions() -> None:
