@@ -238,7 +238,7 @@ def attribute_metadata(
         "IsPrimaryId": is_key,
         "IsPrimaryName": column.name == table.primary_name,
         "IsValidForCreate": not column.read_only,
-        "IsValidForUpdate": not column.read_only and not is_key,
+        "IsValidForUpdate": not column.read_only and not column.create_only and not is_key,
         "IsValidForRead": True,
         "IsCustomAttribute": column.name.startswith("msdynce_"),
         "RequiredLevel": {

@@ -1,9 +1,15 @@
-"""Resource paths under `/data/`: entity set, key segment, property, `$count`.
+r"""Resource paths under `/data/`: entity set, key segment, property, `$count`.
 
 F&O keys are composite and must be given in full and by name:
 `CustomersV3(dataAreaId='usmf',CustomerAccount='US-001')`; the order of the parts does
 not matter, quotes inside values are doubled, the whole path may be percent-encoded.
 Key errors carry ODL's wording (F&O parses URIs with Microsoft.OData.Core).
+
+A path is decoded twice, as F&O's stack does: once by the web server before routing, then
+each key value by the OData layer. So a key value holding ``/``, ``\`` or ``+`` encoded only
+once (``%2F``) reaches routing as a bare character and F&O answers 404 "No HTTP resource
+was found"; integrators encode those (and ``%``) twice (``%252F``). Sources: third-party
+reports in docs/design.md's F&O notes; no Microsoft page documents it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,12 @@ _INT_RE = re.compile(r"-?\d+")
 _DATETIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})")
 # Characters left readable in the key segment of URLs the emulator builds.
 _KEY_SAFE = "=',()-._~:*!$@"
+#: Characters of a key value that must reach the web server encoded twice.
+UNROUTABLE_KEY_CHARACTERS = "/\\+"
+
+
+class UnroutableKey(Exception):
+    """A key segment holds a character the web server's routing takes as path syntax."""
 
 
 @dataclass(frozen=True)
@@ -37,8 +49,11 @@ class ResourcePath:
 
 
 def parse_path(path: str) -> ResourcePath:
-    """Split a percent-encoded path below the service root, respecting quoted key values."""
-    text = unquote(path)
+    """Split a percent-encoded path below the service root, respecting quoted key values.
+
+    :raises UnroutableKey: a key value held ``/``, ``\\`` or ``+`` after the first decoding.
+    """
+    text = unquote(path)  # the web server's decoding
     i = 0
     while i < len(text) and text[i] not in "(/":
         i += 1
@@ -58,6 +73,8 @@ def parse_path(path: str) -> ResourcePath:
         if j >= len(text):
             raise uri_error(SYNTAX_ERROR)
         key_text = text[start:j]
+        if any(ch in key_text for ch in UNROUTABLE_KEY_CHARACTERS):
+            raise UnroutableKey(key_text)
         i = j + 1
     rest = tuple(segment for segment in text[i:].split("/") if segment) if i < len(text) else ()
     if i < len(text) and text[i] != "/":
@@ -86,7 +103,7 @@ def _literal(raw: str, kind: EdmType) -> Any:
     if kind is EdmType.STRING:
         if len(raw) < 2 or raw[0] != "'" or raw[-1] != "'":
             raise uri_error(SYNTAX_ERROR)
-        return raw[1:-1].replace("''", "'")
+        return unquote(raw[1:-1]).replace("''", "'")  # the OData layer's decoding
     if kind in (EdmType.INT32, EdmType.INT64):
         if not _INT_RE.fullmatch(raw):
             raise uri_error(SYNTAX_ERROR)
@@ -128,14 +145,23 @@ def parse_key(view: EntityView, key_text: str) -> dict[str, Any]:
 
 
 def key_literal(view: EntityView, row: dict[str, Any]) -> str:
-    """`dataAreaId='usmf',CustomerAccount='US-001'` for a row, percent-encoded for a URL."""
+    """`dataAreaId='usmf',CustomerAccount='US-001'` for a row, percent-encoded for a URL
+    (``%``, ``/``, ``\\`` and ``+`` twice, as `parse_path` needs them)."""
     parts = []
     for name in view.table.key:
         field = view.field(name)
         value = row[name]
         if field is not None and field.type is EdmType.STRING:
-            text = "'" + str(value).replace("'", "''") + "'"
+            text = "'" + _pre_encode(str(value)).replace("'", "''") + "'"
         else:
             text = str(value)
         parts.append(f"{name}={text}")
     return quote(",".join(parts), safe=_KEY_SAFE)
+
+
+def _pre_encode(value: str) -> str:
+    """The first of two encodings of the characters routing would otherwise see."""
+    value = value.replace("%", "%25")
+    for ch in UNROUTABLE_KEY_CHARACTERS:
+        value = value.replace(ch, quote(ch, safe=""))
+    return value

@@ -29,7 +29,8 @@ from urllib.parse import parse_qsl, quote, unquote
 
 from emulators.fno import errors
 from emulators.fno.entities import EntityView, build_views, field_label
-from emulators.fno.paths import key_literal, parse_key, parse_path
+from emulators.fno.integrity import PARTY_STORAGE, Integrity
+from emulators.fno.paths import UnroutableKey, key_literal, parse_key, parse_path
 from emulators.odata.batch import (
     FNO_LIMITS,
     BatchRequest,
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
     from emulators.config import FnoServiceConfig
     from emulators.context import ServiceContext
     from emulators.odata.query import QueryOptions
-    from emulators.schema.model import Field, Reference
+    from emulators.schema.model import Field
 
 JSON_TYPE = "application/json; odata.metadata=minimal"
 #: A query page costs one operation plus one per this many rows returned.
@@ -94,6 +95,7 @@ class FnoService:
         self.catalog = ctx.catalog
         self.root = ctx.service_root
         self.views = build_views(ctx.catalog)
+        self.integrity = Integrity(self.store, self.views)
         self._metadata: str | None = None
         self._plans: dict[tuple[str, tuple[str, ...] | None], list[tuple[str, Callable[[Any], Any]]]] = {}
 
@@ -136,7 +138,10 @@ class FnoService:
             if in_batch:
                 raise ODataError(400, "", "Nested batch requests are not supported.")
             return self._only(method, "POST") or await self.batch(headers, body)
-        resource = parse_path(path)
+        try:
+            resource = parse_path(path)
+        except UnroutableKey:
+            raise errors.RouteNotFound(url) from None
         view = self.views.get(resource.name)
         if view is None:
             raise errors.RouteNotFound(url)
@@ -504,64 +509,6 @@ class FnoService:
         name = view.names.table_name
         return f"Warning: validateWrite failed on data source '{name} ({name})'."
 
-    def _company_exists(self, company: str) -> bool:
-        rows = self.store.execute(
-            f"SELECT 1 FROM {sql_quote('LegalEntities')} "
-            f"WHERE {sql_quote('LegalEntityId')} = ? COLLATE NOCASE LIMIT 1",
-            [company],
-        )
-        return bool(rows)
-
-    def _reference_lines(self, view: EntityView, row: dict[str, Any], changed: set[str]) -> list[str]:
-        """validateField: every reference whose fields were written must name an existing row."""
-        lines: list[str] = []
-        for reference in view.table.references:
-            if not changed.intersection(reference.fields):
-                continue
-            values = [row.get(name) for name in reference.fields]
-            if any(value is None or value == "" for value in values):
-                continue
-            if self._reference_exists(reference, row, values):
-                continue
-            lines += self._reference_failure(view, reference, values)
-        return lines
-
-    def _reference_exists(self, reference: Reference, row: dict[str, Any], values: list[Any]) -> bool:
-        target = self.views[reference.entity_set]
-        terms = [target.predicate] if target.predicate else []
-        params: list[Any] = []
-        if target.company_specific:
-            terms.append(f"{sql_quote('dataAreaId')} = ?")
-            params.append(row.get("dataAreaId"))
-        exact = [f"{sql_quote(name)} = ?" for name in reference.target_fields]
-        converted = [
-            self.store.to_storage(target.storage, name, value)
-            for name, value in zip(reference.target_fields, values, strict=True)
-        ]
-        where = " AND ".join(f"({t})" for t in [*terms, *exact])
-        sql = f"SELECT 1 FROM {sql_quote(target.storage)} WHERE {where} LIMIT 1"
-        if self.store.execute(sql, params + converted):
-            return True
-        # F&O compares case-insensitively; the exact probe above uses the key index.
-        loose = [f"{sql_quote(name)} = ? COLLATE NOCASE" for name in reference.target_fields]
-        where = " AND ".join(f"({t})" for t in [*terms, *loose])
-        sql = f"SELECT 1 FROM {sql_quote(target.storage)} WHERE {where} LIMIT 1"
-        return bool(self.store.execute(sql, params + converted))
-
-    def _reference_failure(self, view: EntityView, reference: Reference, values: list[Any]) -> list[str]:
-        first = reference.fields[0]
-        check = f"Warning: validateField failed on field '{view.names.aot_name}.{first}'."
-        if len(reference.fields) == 1 and view.entity_set != "CDSContactPersons":
-            target = self.views[reference.entity_set].names.table_label
-            return [
-                f"Warning: The value '{values[0]}' in field '{field_label(first)}' is not found in the "
-                f"related table '{target}'.",
-                check,
-            ]
-        # Several fields (a line's header) or a rule beyond a plain relation: the catalogue's text.
-        shown = ", ".join(str(v) for v in values)
-        return [f"Warning: {reference.message.format(shown)}", check]
-
     def _storage_values(self, view: EntityView, data: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, value in data.items():
@@ -589,12 +536,14 @@ class FnoService:
         }
         row.update(values)
         async with self.store.atomic():
-            if view.company_specific and not self._company_exists(row["dataAreaId"]):
+            if view.company_specific and not self.integrity.company_exists(row["dataAreaId"]):
                 lines.insert(0, f"Error: Company '{row['dataAreaId']}' does not exist.")
-            lines = self._reference_lines(view, row, set(values)) + lines
+            lines = self.integrity.reference_lines(view, row, set(values)) + lines
             self.ctx.charge_operations(1)
             if lines:
                 raise errors.write_failed(view, lines)
+            if view.storage == PARTY_STORAGE and not row.get("PartyNumber"):
+                row["PartyNumber"] = self.integrity.next_party_number()
             try:
                 self.store.insert(view.storage, row)
             except KeyExists:
@@ -641,7 +590,7 @@ class FnoService:
             if current is None:
                 raise errors.not_found_for_update()
             merged = {**current, **changes}
-            lines = self._reference_lines(view, merged, set(changes)) + lines
+            lines = self.integrity.reference_lines(view, merged, set(changes)) + lines
             if lines:
                 raise errors.write_failed(view, lines)
             if changes:

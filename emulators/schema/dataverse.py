@@ -148,17 +148,23 @@ def lookup_column(
 
 
 def audit_columns() -> list[Field]:
+    """Audit columns of every table. `overriddencreatedon` ("Date and time that the record was
+    migrated", valid for create only): a create that sets it gets that value as `createdon`,
+    and the column keeps the actual time of the create."""
     return [
         datetime_("createdon", read_only=True),
+        Field("overriddencreatedon", EdmType.DATETIMEOFFSET, attribute_type="DateTime", create_only=True),
         datetime_("modifiedon", read_only=True),
         Field("versionnumber", EdmType.INT64, attribute_type="BigInt", read_only=True),
     ]
 
 
-def owner_columns() -> tuple[list[Field], list[Lookup]]:
-    """`ownerid` (defaults to the caller) and the read-only owning user / business unit."""
+def owner_columns(*, owner_writable: bool = True) -> tuple[list[Field], list[Lookup]]:
+    """`ownerid` (defaults to the caller) and the read-only owning user / business unit, which
+    follow the owner. A line's owner is its parent's (not writable: the entity references of
+    salesorderdetail & co. leave OwnerId out of the writable columns)."""
     fields = [
-        lookup_column("ownerid", SYSTEM, kind="Owner"),
+        lookup_column("ownerid", SYSTEM, kind="Owner", read_only=not owner_writable),
         lookup_column("owninguser", read_only=True),
         lookup_column("owningbusinessunit", read_only=True),
     ]
@@ -328,12 +334,13 @@ def _table(
     supports_multiple: bool = True,
     change_tracking: bool = True,
     description: str = "",
+    owner_parent: str | None = None,
 ) -> Table:
     key = f"{logical_name}id"
     all_fields = [primary_key(key), *fields, *audit_columns()]
     all_lookups = list(lookups)
     if ownership == "UserOwned":
-        owner_fields, owner_lookups = owner_columns()
+        owner_fields, owner_lookups = owner_columns(owner_writable=owner_parent is None)
         all_fields.extend(owner_fields)
         all_lookups.extend(owner_lookups)
     return Table(
@@ -349,6 +356,7 @@ def _table(
         ownership=ownership,
         metadata_id=metadata_id(logical_name),
         description=description,
+        owner_parent=owner_parent,
     )
 
 
@@ -776,7 +784,15 @@ def _quotedetail() -> Table:
         integer("msdynce_quoterevisionnumber"),
         *lookup_fields,
     ]
-    return _table("quotedetail", "quotedetails", "quotedetailname", fields, lookups, ownership="UserOwned")
+    return _table(
+        "quotedetail",
+        "quotedetails",
+        "quotedetailname",
+        fields,
+        lookups,
+        ownership="UserOwned",
+        owner_parent="quoteid",
+    )
 
 
 def _salesorder() -> Table:
@@ -834,6 +850,7 @@ def _salesorderdetail() -> Table:
         fields,
         lookups,
         ownership="UserOwned",
+        owner_parent="salesorderid",
     )
 
 
@@ -880,7 +897,13 @@ def _invoicedetail() -> Table:
     # The real navigation property is PascalCase: SalesOrderDetailId.
     lookups = [*lookups, Lookup("salesorderdetailid", {"SalesOrderDetailId": "salesorderdetails"})]
     return _table(
-        "invoicedetail", "invoicedetails", "invoicedetailname", fields, lookups, ownership="UserOwned"
+        "invoicedetail",
+        "invoicedetails",
+        "invoicedetailname",
+        fields,
+        lookups,
+        ownership="UserOwned",
+        owner_parent="invoiceid",
     )
 
 

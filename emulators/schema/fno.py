@@ -353,10 +353,12 @@ def _contact_persons() -> Table:
             **_enum_fields("NoYes", "IsContactPersonExternallyMaintained, IsInactive, IsReceivingDirectMail"),
         },
         references=(
+            # A contact person points at its customer's party (DirPartyTable), not at the
+            # customer account: the two differ when the party number came from the sequence.
             _ref(
                 "AssociatedPartyNumber",
                 "CustomersV3",
-                "CustomerAccount",
+                "PartyNumber",
                 "The associated party {} is not a customer of this company.",
             ),
         ),

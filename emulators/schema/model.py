@@ -43,7 +43,8 @@ class Field:
     `options` lists the allowed integer values of a Dataverse choice column (Picklist,
     State, Status) with their labels. `attribute_type` is the Dataverse attribute type
     name (String, Memo, Money, Picklist, ...), used for EntityDefinitions; F&O leaves it
-    empty. `read_only` columns are computed or system-set and refused on write.
+    empty. `read_only` columns are computed or system-set and refused on write; `create_only`
+    ones are accepted on create and refused on update (Dataverse IsValidForUpdate false).
     `default` is the wire value the service fills in on create when the request omits
     the field (Dataverse `statecode`, F&O zero decimals); `auto_number` is a Dataverse
     `AutoNumberFormat` (e.g. `QUO-{SEQNUM:5}-{RANDSTRING:6}`) the service uses to fill
@@ -59,6 +60,7 @@ class Field:
     enum_type: str | None = None
     attribute_type: str = ""
     read_only: bool = False
+    create_only: bool = False
     precision: int | None = None
     scale: int | None = None
     description: str = ""
@@ -129,6 +131,8 @@ class Table:
     ownership: str = "UserOwned"
     metadata_id: str = ""  # stable GUID for EntityDefinitions
     description: str = ""
+    #: Dataverse lines (parental ownership): the lookup to the parent whose owner the row takes.
+    owner_parent: str | None = None
 
     def field(self, name: str) -> Field | None:
         return self._fields_by_name.get(name)

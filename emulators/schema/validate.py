@@ -260,6 +260,9 @@ def validate_record(table: Table, body: dict, *, catalog: Catalog, for_create: b
         if field.read_only:
             problems.append(Problem("read_only", key, f"'{key}' is computed by the system."))
             continue
+        if field.create_only and not for_create:
+            problems.append(Problem("read_only", key, f"'{key}' can only be set on create."))
+            continue
         problem = validate_value(field, value, catalog=catalog)
         if problem is not None:
             problems.append(problem)

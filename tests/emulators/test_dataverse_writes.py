@@ -356,3 +356,129 @@ def test_single_property_put_and_delete(api: httpx.Client) -> None:
     assert api.get(f"accounts({account_id})/telephone1").json()["value"] == "2"
     assert api.delete(f"accounts({account_id})/telephone1").status_code == 204
     assert api.get(f"accounts({account_id})").json()["telephone1"] is None
+
+
+def test_overriddencreatedon_dates_a_migrated_row_on_create_only(api: httpx.Client) -> None:
+    """Entity reference (OverriddenCreatedOn, "Date and time that the record was migrated",
+    not valid for update): a create that sets it gets that date as ``createdon``; the column
+    then holds the actual time of the create. A client can so create rows in past windows."""
+    past = "2026-11-02T08:15:00Z"
+    response = api.post("accounts", json={"name": "Migrated Co", "overriddencreatedon": past})
+    assert response.status_code == 204, response.text
+    account_id = response.headers["OData-EntityId"].rsplit("(", 1)[1].rstrip(")")
+    row = api.get(f"accounts({account_id})").json()
+    assert row["createdon"] == past
+    assert row["overriddencreatedon"] == row["modifiedon"]
+    assert row["overriddencreatedon"] > past
+    window = api.get(
+        "accounts",
+        params={
+            "$select": "name",
+            "$filter": f"createdon ge 2026-11-02T00:00:00Z and createdon lt 2026-11-03T00:00:00Z "
+            f"and accountid eq {account_id}",
+        },
+    ).json()["value"]
+    assert [r["name"] for r in window] == ["Migrated Co"]
+
+    refused = api.patch(f"accounts({account_id})", json={"overriddencreatedon": "2026-11-01T00:00:00Z"})
+    assert refused.status_code == 400
+    assert error_of(refused)["code"] == "0x80040203"
+    assert "overriddencreatedon" in error_of(refused)["message"]
+    assert api.get(f"accounts({account_id})").json()["createdon"] == past
+
+    plain = api.post("accounts", json={"name": "Fresh Co"})
+    fresh = api.get(f"accounts({plain.headers['OData-EntityId'].rsplit('(', 1)[1].rstrip(')')})").json()
+    assert fresh["overriddencreatedon"] is None
+    assert fresh["createdon"] == fresh["modifiedon"]
+
+    attributes = api.get("EntityDefinitions(LogicalName='account')/Attributes").json()["value"]
+    column = next(a for a in attributes if a["LogicalName"] == "overriddencreatedon")
+    assert (column["IsValidForCreate"], column["IsValidForUpdate"]) == (True, False)
+
+
+def test_owning_business_unit_follows_the_owner_on_create_and_on_assign(api: httpx.Client) -> None:
+    """salesorder reference: Assign is a PATCH of ``ownerid``; ``owningbusinessunit`` is read
+    only (not valid for create or update) and is the owner's business unit. Lines
+    (salesorderdetail: OwnerId not writable) belong to their order's owner."""
+
+    def one(entity_set: str, select: str, filter_: str) -> dict[str, Any]:
+        rows = api.get(entity_set, params={"$select": select, "$filter": filter_}).json()["value"]
+        assert len(rows) == 1, rows
+        return rows[0]
+
+    units = {
+        name: one("businessunits", "businessunitid", f"name eq '{name}'")["businessunitid"]
+        for name in ("Contoso", "Contoso US", "Contoso Europe")
+    }
+    sam = one("systemusers", "systemuserid", "fullname eq 'Sam Seller'")["systemuserid"]
+    eva = one("systemusers", "systemuserid", "fullname eq 'Eva Verkauf'")["systemuserid"]
+    account = an_account(api)["accountid"]
+    price_list = api.get("pricelevels", params={"$select": "pricelevelid", "$top": "1"}).json()["value"][0]
+    currency = api.get("transactioncurrencies", params={"$select": "transactioncurrencyid", "$top": "1"})
+    order_id, line_id, unowned_id = (str(uuid.uuid4()) for _ in range(3))
+    header = {
+        "name": "Owned order",
+        "customerid_account@odata.bind": f"/accounts({account})",
+        "pricelevelid@odata.bind": f"/pricelevels({price_list['pricelevelid']})",
+        "transactioncurrencyid@odata.bind": (
+            f"/transactioncurrencies({currency.json()['value'][0]['transactioncurrencyid']})"
+        ),
+    }
+    created = api.patch(
+        f"salesorders({order_id})",
+        json={**header, "ownerid@odata.bind": f"/systemusers({sam})"},
+        headers={"If-None-Match": "*"},
+    )
+    assert created.status_code == 204, created.text
+    line = api.patch(
+        f"salesorderdetails({line_id})",
+        json={
+            "salesorderid@odata.bind": f"/salesorders({order_id})",
+            "productdescription": "Write-in",
+            "isproductoverridden": True,
+            "quantity": 1,
+        },
+        headers={"If-None-Match": "*"},
+    )
+    assert line.status_code == 204, line.text
+    owners = "_ownerid_value,_owninguser_value,_owningbusinessunit_value"
+
+    def owner_of(entity_set: str, row_id: str) -> tuple[str, str, str]:
+        row = api.get(f"{entity_set}({row_id})", params={"$select": owners}).json()
+        return row["_ownerid_value"], row["_owninguser_value"], row["_owningbusinessunit_value"]
+
+    assert owner_of("salesorders", order_id) == (sam, sam, units["Contoso US"])
+    assert owner_of("salesorderdetails", line_id) == (sam, sam, units["Contoso US"])
+    in_unit = api.get(
+        "salesorders",
+        params={"$select": "name", "$filter": f"_owningbusinessunit_value eq {units['Contoso US']}"},
+    ).json()["value"]
+    assert "Owned order" in {row["name"] for row in in_unit}
+
+    assigned = api.patch(f"salesorders({order_id})", json={"ownerid@odata.bind": f"/systemusers({eva})"})
+    assert assigned.status_code == 204, assigned.text
+    assert owner_of("salesorders", order_id) == (eva, eva, units["Contoso Europe"])
+    assert owner_of("salesorderdetails", line_id) == (eva, eva, units["Contoso Europe"])
+
+    direct = api.patch(
+        f"salesorders({order_id})",
+        json={"owningbusinessunit@odata.bind": f"/businessunits({units['Contoso US']})"},
+    )
+    assert direct.status_code == 400
+    assert error_of(direct)["code"] == "0x80040203"
+    line_owner = api.patch(
+        f"salesorderdetails({line_id})", json={"ownerid@odata.bind": f"/systemusers({sam})"}
+    )
+    assert line_owner.status_code == 400
+    assert owner_of("salesorders", order_id) == (eva, eva, units["Contoso Europe"])
+
+    # Without an owner the caller (the integration's application user) owns the row, in its unit.
+    caller = api.get("WhoAmI").json()
+    unowned = api.patch(f"salesorders({unowned_id})", json=header, headers={"If-None-Match": "*"})
+    assert unowned.status_code == 204, unowned.text
+    assert owner_of("salesorders", unowned_id) == (
+        caller["UserId"],
+        caller["UserId"],
+        caller["BusinessUnitId"],
+    )
+    assert caller["BusinessUnitId"] == units["Contoso"]

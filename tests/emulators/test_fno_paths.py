@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 
 from emulators.fno.entities import build_views, field_label
-from emulators.fno.paths import key_literal, parse_key, parse_path
+from emulators.fno.paths import UnroutableKey, key_literal, parse_key, parse_path
 from emulators.odata.errors import ODataError
 from emulators.schema.fno import build_catalog
 
@@ -14,10 +16,28 @@ INVOICE_LINES = VIEWS["ExternallyMaintainedCustomerSalesInvoiceLines"]
 
 
 def test_paths_split_respecting_quoted_key_values() -> None:
-    parsed = parse_path("CustomersV3(dataAreaId='usmf',CustomerAccount='A)B/C''D')/OrganizationName")
+    parsed = parse_path("CustomersV3(dataAreaId='usmf',CustomerAccount='A)B%252FC''D')/OrganizationName")
     assert parsed.name == "CustomersV3"
-    assert parsed.key_text == "dataAreaId='usmf',CustomerAccount='A)B/C''D'"
+    assert parsed.key_text == "dataAreaId='usmf',CustomerAccount='A)B%2FC''D'"
     assert parsed.rest == ("OrganizationName",)
+    # The OData layer decodes the value a second time.
+    assert parse_key(VIEWS["CustomersV3"], parsed.key_text)["CustomerAccount"] == "A)B/C'D"
+
+
+@pytest.mark.parametrize("character", ["/", "\\", "+"])
+@pytest.mark.parametrize("encoded", [False, True])
+def test_key_characters_routing_sees_bare_are_unroutable(character: str, encoded: bool) -> None:
+    """Sent bare or encoded once, ``/ \\ +`` reach F&O's routing as path syntax (404)."""
+    value = quote(character, safe="") if encoded else character
+    with pytest.raises(UnroutableKey):
+        parse_path(f"CustomersV3(dataAreaId='usmf',CustomerAccount='A{value}B')")
+
+
+def test_key_literal_encodes_what_parse_path_decodes_twice() -> None:
+    account = "50% A/B\\C+D 'ü' & #1"
+    literal = key_literal(VIEWS["CustomersV3"], {"dataAreaId": "usmf", "CustomerAccount": account})
+    parsed = parse_path(f"CustomersV3({literal})")
+    assert parse_key(VIEWS["CustomersV3"], parsed.key_text or "")["CustomerAccount"] == account
     assert parse_path("CustomersV3/$count").rest == ("$count",)
     assert parse_path("CustomersV3").key_text is None
 

@@ -182,11 +182,22 @@ def test_key_fields_cannot_be_changed_by_patch(http: httpx.Client) -> None:
 
 def test_key_values_with_quotes_and_reserved_characters(http: httpx.Client) -> None:
     account = "O'Brien & Co/1"
-    assert http.post("CustomersV3", json=customer(account)).status_code == 201
-    encoded = "CustomersV3(dataAreaId='usmf',CustomerAccount='O''Brien%20%26%20Co%2F1')"
+    created = http.post("CustomersV3", json=customer(account))
+    assert created.status_code == 201
+    assert created.headers["Location"] == (
+        f"{http.base_url}CustomersV3(dataAreaId='usmf',CustomerAccount='O''Brien%20%26%20Co%252F1')"
+    )
+    encoded = "CustomersV3(dataAreaId='usmf',CustomerAccount='O''Brien%20%26%20Co%252F1')"
     response = http.get(encoded)
     assert response.status_code == 200, response.text
     assert response.json()["CustomerAccount"] == account
+    # "/" encoded once reaches F&O's routing as a path separator.
+    once = http.get("CustomersV3(dataAreaId='usmf',CustomerAccount='O''Brien%20%26%20Co%2F1')")
+    assert once.status_code == 404
+    assert once.json() == {
+        "Message": "No HTTP resource was found that matches the request URI "
+        f"'{http.base_url}CustomersV3(dataAreaId='usmf',CustomerAccount='O''Brien%20%26%20Co%2F1')'."
+    }
 
 
 def test_write_through_v2_and_read_through_v3(http: httpx.Client) -> None:
@@ -553,3 +564,26 @@ def test_a_batch_holds_at_most_5000_operations(http: httpx.Client) -> None:
     response = http.post("$batch", content=body, headers={"Content-Type": content_type})
     assert response.status_code == 400
     assert "A maximum number of '5000' query operations" in response.json()["error"]["message"]
+
+
+def test_customers_without_a_party_number_get_one_from_the_party_number_sequence(http: httpx.Client) -> None:
+    """A customer created without ``PartyNumber`` becomes a new party numbered by the global
+    party number sequence (not by its account); contact persons attach to that party."""
+    first, second, named = unique("PN"), unique("PN"), unique("PN")
+    a = http.post("CustomersV3", json=customer(first))
+    b = http.post("CustomersV2", json=customer(second, dataAreaId="demf", SalesCurrencyCode="EUR"))
+    assert (a.status_code, b.status_code) == (201, 201), (a.text, b.text)
+    party_a, party_b = a.json()["PartyNumber"], b.json()["PartyNumber"]
+    assert len(party_a) == 9
+    assert party_a.isdigit()
+    assert int(party_b) == int(party_a) + 1  # one sequence for every company
+    read = http.get(f"CustomersV3(dataAreaId='usmf',CustomerAccount='{first}')").json()
+    assert read["PartyNumber"] == party_a != first
+    given = http.post("CustomersV3", json=customer(named, PartyNumber=f"P-{named}"))
+    assert given.json()["PartyNumber"] == f"P-{named}"
+
+    person = {"ContactPersonPartyNumber": unique("CON"), "LastName": "Doe"}
+    by_account = http.post("CDSContactPersons", json={**person, "AssociatedPartyNumber": first})
+    assert f"{first} is not a customer of this company" in write_failure(by_account)
+    by_party = http.post("CDSContactPersons", json={**person, "AssociatedPartyNumber": party_a})
+    assert by_party.status_code == 201, by_party.text

@@ -336,6 +336,10 @@ def test_fno_enum_members() -> None:
     assert enums["NoYes"].qualified_name == "Microsoft.Dynamics.DataEntities.NoYes"
 
 
+#: References to a customer's party number instead of its key (contact persons attach to parties).
+PARTY_REFERENCES = {("CDSContactPersons", ("AssociatedPartyNumber",))}
+
+
 def _check_references(catalog: Catalog) -> None:
     for table in catalog.tables.values():
         for reference in table.references:
@@ -343,8 +347,11 @@ def _check_references(catalog: Catalog) -> None:
             assert len(reference.fields) == len(reference.target_fields)
             for name in reference.fields:
                 assert table.field(name) is not None, (table.entity_set, name)
-            # A reference names the target's key (minus the implicit dataAreaId).
+            # A reference names the target's key (minus the implicit dataAreaId), except where F&O
+            # relates to the customer's party (DirPartyTable) rather than to its account.
             target_key = tuple(k for k in target.key if k != "dataAreaId")
+            if (table.entity_set, reference.fields) in PARTY_REFERENCES:
+                target_key = ("PartyNumber",)
             assert set(reference.target_fields) == set(target_key), (table.entity_set, reference)
 
 

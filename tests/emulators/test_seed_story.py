@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from emulators.schema.fno import CATALOG as FNO
 from emulators.seed import generate
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ STORY = Path(__file__).resolve().parents[2] / "emulators" / "seed" / "STORY.md"
 KNOWN_COUNTRIES = {"United States", "Canada", "Germany", "France", "Netherlands", "United Kingdom"}
 UNIT_MAP = {"ea": "Each", "hr": "Hour", "box": "Box"}
 PROCESSING_ACTIVE, PROCESSING_DRAFT = 647390000, 647390011
+INVOICED = FNO.enums["SalesStatus"].members["Invoiced"]
 FNO_STATUS = {"Active": 0, "Confirmed": 1, "Delivered": 4, "Invoiced": 5, "PartiallyInvoiced": 6}
 WORK_ORDER = 2
 
@@ -154,6 +156,18 @@ def checks(w: World) -> dict[str, int]:
     )
     order_lines = Counter((row["dataAreaId"], row["SalesOrderNumber"]) for row in t["CDSSalesOrderLines"])
 
+    accounts_by_id = {row["accountid"]: row for row in t["accounts"]}
+    fno_order_status = {
+        (row["dataAreaId"], row["SalesOrderNumber"]): row["SalesOrderStatus"]
+        for row in t["CDSSalesOrderHeaders"]
+    }
+
+    def of_new_account_same_day(row: dict) -> bool:
+        parent = accounts_by_id[row["parentcustomerid"]]
+        new_to_fno = (w.company(row), parent["accountnumber"]) not in w.customers
+        same_day = parent["modifiedon"][:10] == row["modifiedon"][:10]
+        return new_to_fno and same_day and parent["modifiedon"] <= row["modifiedon"]
+
     def persons_sync(row: dict) -> bool:
         return bool(row["msdynce_contactnumber"])
 
@@ -200,6 +214,9 @@ def checks(w: World) -> dict[str, int]:
             w.person_candidates(), lambda r: (w.company(r), r["msdynce_contactnumber"]) in w.persons
         ),
         "contacts.persons.reject.no_number": count(w.person_candidates(), lambda r: not persons_sync(r)),
+        "contacts.persons.sync.new_account_same_day": count(
+            w.person_candidates(), lambda r: persons_sync(r) and of_new_account_same_day(r)
+        ),
         "contacts.customers.sync": count(w.customer_candidates(), persons_sync),
         "contacts.customers.sync.existing_in_fno": count(
             w.customer_candidates(), lambda r: (w.company(r), r["msdynce_contactnumber"]) in w.customers
@@ -257,6 +274,10 @@ def checks(w: World) -> dict[str, int]:
                 invoice_lines[r["dataAreaId"], r["InvoiceNumber"]]
                 < order_lines[r["dataAreaId"], r["SalesOrderNumber"]]
             ),
+        ),
+        "invoices.close_order": count(
+            t["ExternallyMaintainedCustomerSalesInvoiceHeaders"],
+            lambda r: fno_order_status[r["dataAreaId"], r["SalesOrderNumber"]] == INVOICED,
         ),
         "fno_customers.total": len(t["CustomersV3"]),
         "fno_customers.fno_only": count(t["CustomersV3"], lambda r: r["IsExternallyMaintained"] == 0),

@@ -110,9 +110,13 @@ def tag() -> str:
     return uuid.uuid4().hex[:6].upper()
 
 
-def fno_key_path(entity_set: str, company: str, account: str) -> str:
-    literal = quote(format_literal(account), safe="'")
-    return f"{entity_set}(dataAreaId='{company}',CustomerAccount={literal})?cross-company=true"
+def fno_key_path(entity_set: str, company: str, account: str, *, twice: str = "%/\\+") -> str:
+    """The key URL built by hand (not by the hook): ``twice`` are the characters encoded twice."""
+    literal = format_literal(account)
+    for character in twice:
+        literal = literal.replace(character, f"%{ord(character):02X}")
+    key = f"dataAreaId='{company}',CustomerAccount={quote(literal, safe=chr(39))}"
+    return f"{entity_set}({key})?cross-company=true"
 
 
 # ---------------------------------------------------------------------------- F&O change sets
@@ -404,7 +408,14 @@ def test_a_refused_bulk_message_falls_back_to_batch(
 
 # ---------------------------------------------------------------------------- key escaping
 
-FNO_KEYS = ["O'Brien & Sons", "A/B #1", "Müller Öl-Großhandel", "東京 支店+1", "50% off?"]
+FNO_KEYS = [
+    "O'Brien & Sons",
+    "A/B #1",
+    "Müller Öl-Großhandel",
+    "東京 支店+1",
+    "50% off?",
+    "C:\\ü + 100%41 / 'x' & #",
+]
 
 
 def test_fno_keys_with_quotes_reserved_and_non_ascii_characters(
@@ -413,10 +424,10 @@ def test_fno_keys_with_quotes_reserved_and_non_ascii_characters(
     """Create, read back (by key and by filter), update and delete rows keyed with text that
     needs both OData quoting and URL encoding.
 
-    Open question: third-party reports (no Microsoft page) say real F&O answers 404 to a key
-    segment holding ``%2F``, ``%5C`` or ``%2B`` unless double-encoded; the emulator takes them
-    single-encoded, as the hook sends them. Creates (POST to the collection) and filters are
-    unaffected either way.
+    F&O answers 404 to a key segment holding ``%2F``, ``%5C`` or ``%2B`` encoded once (third-party
+    reports; no Microsoft page): the hook encodes them, and ``%``, twice. Read by hand, the same
+    keys encoded once are refused with F&O's routing message. Creates (POST to the collection)
+    and filters are unaffected.
     """
     run = tag()
     accounts = [f"{key} {run}" for key in FNO_KEYS]
@@ -427,6 +438,14 @@ def test_fno_keys_with_quotes_reserved_and_non_ascii_characters(
         response = fno_oracle.get(fno_key_path("CustomersV3", "usmf", account))
         assert response.status_code == 200, (account, response.text)
         assert response.json()["CustomerAccount"] == account
+        once = fno_oracle.get(fno_key_path("CustomersV3", "usmf", account, twice=""))
+        if set("/\\+") & set(account):
+            assert once.status_code == 404, (account, once.text)
+            assert once.json()["Message"].startswith(
+                "No HTTP resource was found that matches the request URI"
+            )
+        elif "%" not in account:
+            assert once.status_code == 200, (account, once.text)
         rows = pd.concat(
             list(
                 fno.iter_pages(

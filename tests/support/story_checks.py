@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.support.world import value_map
+from tests.support.world import ENVIRONMENT, value_map
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -79,11 +79,17 @@ SALES_READS = {
         "msdynce_ismaintainedexternally",
         "_owningbusinessunit_value",
     ],
-    "salesorderdetails": ["_salesorderid_value", "sequencenumber", "quantity", "manualdiscountamount"],
+    "salesorderdetails": [
+        "_salesorderid_value",
+        "sequencenumber",
+        "quantity",
+        "manualdiscountamount",
+        "_owningbusinessunit_value",
+    ],
     "products": ["productid", "productnumber", "name", "price", "msdynce_ismaintainedexternally"],
     "productpricelevels": ["_productid_value", "amount"],
-    "invoices": ["invoiceid", "invoicenumber"],
-    "invoicedetails": ["_invoiceid_value", "sequencenumber"],
+    "invoices": ["invoiceid", "invoicenumber", "_owningbusinessunit_value"],
+    "invoicedetails": ["_invoiceid_value", "sequencenumber", "_owningbusinessunit_value"],
 }
 FNO_READS = {
     "CustomersV3": [
@@ -94,6 +100,7 @@ FNO_READS = {
         "IsExternallyMaintained",
         "PartyType",
         "PersonLastName",
+        "PartyNumber",
     ],
     "CDSContactPersons": ["dataAreaId", "ContactPersonPartyNumber", "AssociatedPartyNumber", "LastName"],
     "SellableReleasedProducts": [
@@ -113,6 +120,8 @@ FNO_READS = {
         "SalesOrderProcessingStatus",
         "AreTotalsUpdated",
         "SalesOrderOriginType",
+        "SalesOrderOriginCode",
+        "SalesOrderStatus",
         "OrderHeaderTaxAmount",
     ],
     "CDSSalesOrderLines": [
@@ -153,6 +162,12 @@ def by_company(synced: StoryState, rows: list[dict[str, Any]]) -> dict[str, list
         if company:
             grouped[company].append(row)
     return grouped
+
+
+def company_setting(company: str, name: str) -> Any:
+    """A default of environment.yaml as ``company`` sees it (its pair's defaults win)."""
+    pair = next(p for p in ENVIRONMENT["company_pairs"] if p["legal_entity"] == company)
+    return (pair.get("defaults") or {}).get(name, ENVIRONMENT["defaults"][name])
 
 
 def country_ok(value: Any) -> bool:
@@ -201,10 +216,16 @@ def accounts_become_externally_maintained_customers(synced: StoryState) -> None:
             assert customer["OrganizationName"] == account["name"]
             assert same_text(customer["PrimaryContactPhone"], account["telephone1"])
             assert customer["IsExternallyMaintained"] == "Yes"
+            if (company, account["accountnumber"]) not in existed:
+                # F&O's party number sequence numbered the new customer's party.
+                assert not blank(customer["PartyNumber"]), account["accountnumber"]
+                assert customer["PartyNumber"] != account["accountnumber"]
         for number in wanted["shared"]:
             if (company, number) not in existed:
                 assert (company, number) not in customers, f"duplicate number {number} was merged"
     assert sum(len(w["synced"]) for w in expected.values()) == 72  # emulators/seed/STORY.md
+    parties = [c["PartyNumber"] for c in synced.after.fno["CustomersV3"] if not blank(c["PartyNumber"])]
+    assert len(parties) == len(set(parties)), "two customers share a party"
 
 
 def products_become_externally_maintained_sales_products_with_prices(synced: StoryState) -> None:
@@ -238,7 +259,8 @@ def contacts_become_contact_persons_or_person_customers(synced: StoryState) -> N
         (p["dataAreaId"], p["ContactPersonPartyNumber"]): p for p in synced.after.fno["CDSContactPersons"]
     }
     customers = {(c["dataAreaId"], c["CustomerAccount"]): c for c in synced.after.fno["CustomersV3"]}
-    counts = {"persons": 0, "customers": 0}
+    existed = {(c["dataAreaId"], c["CustomerAccount"]) for c in synced.before.fno["CustomersV3"]}
+    counts = {"persons": 0, "customers": 0, "persons_of_new_customers": 0}
     for company, contacts in by_company(synced, synced.before.sales["contacts"]).items():
         for contact in contacts:
             number = contact["msdynce_contactnumber"]
@@ -255,13 +277,16 @@ def contacts_become_contact_persons_or_person_customers(synced: StoryState) -> N
                 assert parent is not None
                 person = persons.get((company, number))
                 assert person is not None, f"{company}: contact person {number}"
-                assert person["AssociatedPartyNumber"] == parent["accountnumber"]
+                parent_customer = customers[(company, parent["accountnumber"])]
+                # The contact person attaches to its customer's party, whatever numbered it.
+                assert person["AssociatedPartyNumber"] == parent_customer["PartyNumber"]
                 assert person["LastName"] == contact["lastname"]
                 counts["persons"] += 1
+                counts["persons_of_new_customers"] += (company, parent["accountnumber"]) not in existed
             else:
                 assert (company, number) not in persons
                 assert (company, number) not in customers
-    assert counts == {"persons": 36, "customers": 16}  # STORY.md
+    assert counts == {"persons": 36, "customers": 16, "persons_of_new_customers": 2}  # STORY.md
 
 
 def activated_quotes_with_their_lines(synced: StoryState) -> None:
@@ -324,6 +349,10 @@ def fno_orders_become_sales_orders_with_lines_and_freight_tax(synced: StoryState
 
 def sales_orders_reach_fno_with_lines_and_unit_discounts(synced: StoryState) -> None:
     headers = {(h["dataAreaId"], h["SalesOrderNumber"]) for h in synced.after.fno["CDSSalesOrderHeaders"]}
+    origins = {
+        (h["dataAreaId"], h["SalesOrderNumber"]): (h["SalesOrderOriginType"], h["SalesOrderOriginCode"])
+        for h in synced.after.fno["CDSSalesOrderHeaders"]
+    }
     native = {(h["dataAreaId"], h["SalesOrderNumber"]) for h in synced.before.fno["CDSSalesOrderHeaders"]}
     fno_lines = {
         (line["dataAreaId"], line["SalesOrderNumber"], int(line["LineCreationSequenceNumber"])): line
@@ -348,6 +377,7 @@ def sales_orders_reach_fno_with_lines_and_unit_discounts(synced: StoryState) -> 
                 continue
             sent += 1
             assert key in headers, key
+            assert origins[key] == ("SalesOrderIntegration", company_setting(company, "sales_origin")), key
             for line in source_lines[order["salesorderid"]]:
                 target = fno_lines.get((*key, int(line["sequencenumber"])))
                 assert target is not None, (key, line["sequencenumber"])
@@ -371,13 +401,60 @@ def invoices_reach_sales_and_mark_their_orders_invoiced(synced: StoryState) -> N
     orders = {o["ordernumber"]: o for o in synced.after.sales["salesorders"]}
     headers = synced.before.fno["ExternallyMaintainedCustomerSalesInvoiceHeaders"]
     assert {h["dataAreaId"] for h in headers} == set(COMPANIES)
+    status = {o["SalesOrderNumber"]: o["SalesOrderStatus"] for o in synced.before.fno["CDSSalesOrderHeaders"]}
+    partial = 0
     for header in headers:
         target = invoices.get(header["InvoiceNumber"])
         assert target is not None, header["InvoiceNumber"]
         assert details[target["invoiceid"]] == fno_lines[header["InvoiceNumber"]]
-        if not blank(header["SalesOrderNumber"]):
-            assert orders[header["SalesOrderNumber"]]["statecode"] == 4, "order not marked Invoiced"
+        if blank(header["SalesOrderNumber"]):
+            continue
+        order = orders[header["SalesOrderNumber"]]
+        if status[header["SalesOrderNumber"]] == "Invoiced":
+            assert order["statecode"] == 4, f"{header['SalesOrderNumber']} not marked Invoiced"
+        else:  # partly invoiced in F&O: stays Active so template 5 keeps updating it
+            assert order["statecode"] == 0, f"{header['SalesOrderNumber']} closed after a partial invoice"
+            partial += 1
     assert len(headers) == 6  # STORY.md: invoices.sync
+    assert partial == 2  # STORY.md: invoices.sync.partial
+
+
+def rows_created_in_sales_belong_to_their_company(synced: StoryState) -> None:
+    """Orders and invoices the F&O-to-Sales templates created, and their lines, are owned in
+    their company's business unit (the pair's owner), not in the integration user's root unit."""
+    units = {company: unit for unit, company in synced.companies.items()}
+    company_of_order = {
+        o["SalesOrderNumber"]: o["dataAreaId"] for o in synced.before.fno["CDSSalesOrderHeaders"]
+    }
+    company_of_invoice = {
+        h["InvoiceNumber"]: h["dataAreaId"]
+        for h in synced.before.fno["ExternallyMaintainedCustomerSalesInvoiceHeaders"]
+    }
+    checked = {"orders": 0, "order lines": 0, "invoices": 0, "invoice lines": 0}
+    for kind, rows, key, number, owner_of in (
+        ("orders", "salesorders", "salesorderid", "ordernumber", company_of_order),
+        ("invoices", "invoices", "invoiceid", "invoicenumber", company_of_invoice),
+    ):
+        existed = {row[key] for row in synced.before.sales[rows]}
+        created = {
+            row[key]: units[owner_of[row[number]]]
+            for row in synced.after.sales[rows]
+            if row[key] not in existed and row[number] in owner_of
+        }
+        for row in synced.after.sales[rows]:
+            if row[key] in created:
+                assert row["_owningbusinessunit_value"] == created[row[key]], (kind, row[number])
+                checked[kind] += 1
+        parent = f"_{key}_value"
+        lines = "salesorderdetails" if rows == "salesorders" else "invoicedetails"
+        for line in synced.after.sales[lines]:
+            if line[parent] in created:
+                assert line["_owningbusinessunit_value"] == created[line[parent]], (kind, line[parent])
+                checked[f"{kind[:-1]} lines"] += 1
+    # STORY.md: 16 of the 18 synced F&O orders are new to Sales, and all 6 invoices.
+    assert (checked["orders"], checked["invoices"]) == (16, 6)
+    assert checked["order lines"] > checked["orders"]
+    assert checked["invoice lines"] >= checked["invoices"]
 
 
 #: Every check, in run order of the templates (a test parametrizes over these).
@@ -389,4 +466,5 @@ CHECKS: tuple[Callable[[StoryState], None], ...] = (
     fno_orders_become_sales_orders_with_lines_and_freight_tax,
     sales_orders_reach_fno_with_lines_and_unit_discounts,
     invoices_reach_sales_and_mark_their_orders_invoiced,
+    rows_created_in_sales_belong_to_their_company,
 )

@@ -1,9 +1,12 @@
-"""The one place that builds OData URLs, keys, literals and query strings for both services.
+r"""The one place that builds OData URLs, keys, literals and query strings for both services.
 
 Escaping happens in two layers, always in this order: OData literal syntax first (a
 quote inside a string literal is doubled), then URL percent-encoding of everything that
 is not unreserved or part of OData's own key syntax (``'(),=``). So ``O'Brien & Sons``
-becomes ``'O''Brien%20%26%20Sons'`` and ``A/B #1`` becomes ``'A%2FB%20%231'``.
+becomes ``'O''Brien%20%26%20Sons'``. In an F&O key, ``/``, ``\`` and ``+`` (and so ``%``)
+are encoded twice: F&O's web server decodes the path once before routing, and a bare
+``/`` there answers 404 "No HTTP resource was found"; so ``A/B #1`` becomes
+``'A%252FB%20%231'`` (F&O's OData layer decodes the value a second time).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
 
 # Characters left as they are inside a key segment: OData's key syntax itself.
 _KEY_SAFE = "'(),="
+# F&O key value characters encoded twice (the web server decodes the path before routing).
+_FNO_DOUBLE_ENCODED = "%/\\+"
 # Characters left as they are inside a query option value.
 _QUERY_SAFE = "'(),:$/@*"
 # Dataverse refuses these in alternate key values, even percent-encoded (powerapps-docs
@@ -119,7 +124,8 @@ def key_segment(key: Mapping[str, Any], *, dataverse: bool = False) -> str:
 
     A single GUID value gives the bare form ``(guid)`` (Dataverse primary key). Every
     other key is named, in the mapping's order: ``(dataAreaId='usmf',CustomerAccount='US-001')``.
-    With ``dataverse=True`` alternate key values are checked for forbidden characters.
+    With ``dataverse=True`` alternate key values are checked for forbidden characters;
+    otherwise (F&O) ``% / \\ +`` are encoded twice (``%252F``), which F&O needs.
 
     :param key: column name to value, in key order.
     :param dataverse: apply Dataverse's alternate key rules.
@@ -139,8 +145,16 @@ def key_segment(key: Mapping[str, Any], *, dataverse: bool = False) -> str:
             raise InvalidKeyError(f"key column {column!r} has no value")
         if dataverse:
             check_dataverse_key_value(column, value)
-        parts.append(f"{column}={format_key_value(value)}")
+        literal = format_key_value(value)
+        parts.append(f"{column}={literal if dataverse else _fno_pre_encode(literal)}")
     return "(" + quote(",".join(parts), safe=_KEY_SAFE) + ")"
+
+
+def _fno_pre_encode(literal: str) -> str:
+    """The first of the two encodings F&O needs for ``% / \\ +`` in a key value."""
+    for character in _FNO_DOUBLE_ENCODED:  # "%" first, so the escapes made here stay intact
+        literal = literal.replace(character, quote(character, safe=""))
+    return literal
 
 
 def entity_path(entity_set: str, key: Mapping[str, Any] | None = None, *, dataverse: bool = False) -> str:

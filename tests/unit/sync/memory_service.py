@@ -61,6 +61,8 @@ class MemoryTable:
 
     key: tuple[str, ...]
     rows: list[dict[str, Any]] = field(default_factory=list)
+    # what the service fills in on create (F&O's party number sequence for customers)
+    on_create: Callable[[dict[str, Any]], None] | None = None
 
 
 class _FnoChecks(FnoService):
@@ -386,6 +388,8 @@ class MemoryService:
                 changes = self._fno_changes(operation.entity_set, {**key, **body}, for_create=True)
                 if existing is not None:
                     raise _FNO_CHECK.already_exists(operation.entity_set, changes)
+                if table.on_create is not None:
+                    table.on_create(changes)
                 table.rows.append(changes)
                 return WriteOutcome(ref, True, 201)
             changes = self._fno_changes(operation.entity_set, body, for_create=False)

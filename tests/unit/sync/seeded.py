@@ -7,8 +7,10 @@ F&O enum member names); the services check reads and writes against the same cat
 
 from __future__ import annotations
 
-from typing import Any
+from itertools import count
+from typing import TYPE_CHECKING, Any
 
+from emulators.fno.integrity import PARTY_NUMBER_DIGITS
 from emulators.odata.csdl import build_csdl
 from emulators.schema.dataverse import CATALOG as DATAVERSE
 from emulators.schema.fno import CATALOG as FNO
@@ -16,6 +18,9 @@ from emulators.schema.model import Catalog, EdmType
 from emulators.seed import generate
 from prospect_to_cash.sync.metadata_check import parse_csdl
 from tests.unit.sync.memory_service import MemoryService, MemoryTable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _wire_lookups(catalog: Catalog) -> dict[str, set[str]]:
@@ -53,6 +58,18 @@ def _wire_row(
     return out
 
 
+def _party_number_sequence() -> Callable[[dict[str, Any]], None]:
+    """F&O gives a customer created without ``PartyNumber`` the next party number (the
+    emulator's rule: tests/emulators/test_fno_writes.py)."""
+    numbers = count(1)
+
+    def fill(row: dict[str, Any]) -> None:
+        if not row.get("PartyNumber"):
+            row["PartyNumber"] = f"{next(numbers):0{PARTY_NUMBER_DIGITS}d}"
+
+    return fill
+
+
 def seeded_services() -> tuple[MemoryService, MemoryService]:
     """(Sales, F&O) holding the demo seed."""
     catalogs = {"dataverse": DATAVERSE, "fno": FNO}
@@ -65,6 +82,7 @@ def seeded_services() -> tuple[MemoryService, MemoryService]:
         table = tables[service][entity_set]
         wire_lookups = lookups[service][entity_set]
         table.rows.extend(_wire_row(catalogs[service], entity_set, row, wire_lookups) for row in rows)
+    tables["fno"]["CustomersV3"].on_create = _party_number_sequence()
     return (
         MemoryService("dataverse", tables["dataverse"], page_size=500),
         MemoryService("fno", tables["fno"], page_size=500),

@@ -163,7 +163,12 @@ class TestSamePlanWhateverTheChunkSize:
             }
             for n in range(3)  # SO-3 does not exist: this task only updates
         ]
-        plans = [plan_of(task, {"source": source, "snapshot": snapshot}, rows) for rows in SIZES]
+        # Every order is fully invoiced in F&O (only those are closed in Sales).
+        references = {
+            "src_orders": [{"SalesOrderNumber": f"SO-{n}", "SalesOrderStatus": "Invoiced"} for n in range(4)]
+        }
+        world = {"source": source, "snapshot": snapshot, "references": references}
+        plans = [plan_of(task, world, rows) for rows in SIZES]
         for plan in plans[1:]:
             assert_same_plan(plans[0], plan)
         plan = plans[0]

@@ -179,12 +179,12 @@ class TestContactRouting:
             self.contacts,
             references={
                 "src_accounts": [{"accountid": self.account_id, "accountnumber": "ACC-1"}],
-                "tgt_customers": [{"CustomerAccount": "ACC-1"}],
+                "tgt_customers": [{"CustomerAccount": "ACC-1", "PartyNumber": "000000042"}],
             },
         )
         assert plan.skipped == 2
-        row = by_ref(plan.creates)["CON-1|ACC-1"]
-        assert row["AssociatedPartyNumber"] == "ACC-1"
+        row = by_ref(plan.creates)["CON-1|000000042"]
+        assert row["AssociatedPartyNumber"] == "000000042"  # the customer's party, not its account
         assert row["Gender"] == "Female"
         assert row["IsReceivingDirectMail"] == "No"
         assert row["IsContactPersonExternallyMaintained"] == "Yes"
@@ -489,6 +489,11 @@ class TestInvoices:
                 },
             ],
             snapshot=[{"salesorderid": order, "ordernumber": "SO-1", "statecode": 0, "statuscode": 1}],
+            references={
+                "src_orders": [
+                    {"SalesOrderNumber": n, "SalesOrderStatus": "Invoiced"} for n in ("SO-1", "SO-404")
+                ]
+            },
         )
         update = by_ref(plan.updates)["SO-1"]
         assert sorted(update["__changed"]) == ["statecode", "statuscode"]
@@ -496,6 +501,38 @@ class TestInvoices:
         assert plan.skipped == 1  # the second invoice of SO-1 collapsed into the first
         assert "not found (this task only updates)" in reasons(plan)["SO-404"]
         assert plan.creates.empty
+
+    def test_a_partly_invoiced_order_stays_open(self) -> None:
+        """Only an order F&O has invoiced in full (SalesStatus Invoiced) is closed in Sales."""
+        task = task_of("sales_invoices", "orders_invoiced")
+        orders = [str(uuid.uuid4()) for _ in range(2)]
+        invoices = [
+            {
+                "InvoiceNumber": f"INV-{n}",
+                "InvoiceDate": "2024-01-02T12:00:00Z",
+                "LedgerVoucher": f"V{n}",
+                "SalesOrderNumber": f"SO-{n}",
+                "dataAreaId": "usmf",
+            }
+            for n in range(2)
+        ]
+        plan = plan_for(
+            task,
+            invoices,
+            snapshot=[
+                {"salesorderid": orders[n], "ordernumber": f"SO-{n}", "statecode": 0, "statuscode": 1}
+                for n in range(2)
+            ],
+            references={
+                "src_orders": [
+                    {"SalesOrderNumber": "SO-0", "SalesOrderStatus": "Backorder"},  # partly invoiced
+                    {"SalesOrderNumber": "SO-1", "SalesOrderStatus": "Invoiced"},
+                ]
+            },
+        )
+        assert list(plan.updates["__ref"]) == ["SO-1"]
+        assert plan.skipped == 1
+        assert plan.rejects.empty
 
     def test_invoice_header_links_order_and_dates(self) -> None:
         order, account = str(uuid.uuid4()), str(uuid.uuid4())
