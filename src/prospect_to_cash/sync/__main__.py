@@ -47,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--since", help="data interval start (ISO 8601) for templates with a change window")
     run.add_argument("--until", help="data interval end (ISO 8601)")
     run.add_argument("--full-refresh", action="store_true", help="ignore the change window")
+    run.add_argument(
+        "--from-watermark",
+        action="store_true",
+        help="read from each task's high-water mark (less the overlap) to --until: a scheduled run",
+    )
     run.add_argument("--dry-run", action="store_true", help="plan and report, write nothing")
     run.add_argument("--max-parallel", type=int, help="company pairs at once (default all)")
     run.add_argument("--staging-root", help="staging URL (default P2C_STAGING_ROOT)")
@@ -135,7 +140,15 @@ def _run_template(arguments: argparse.Namespace) -> PairsResult | None:
             max_rejected=arguments.max_rejected,
             max_failed=arguments.max_failed,
         )
-        window = Window.of(arguments.since, arguments.until, full_refresh=arguments.full_refresh)
+        if arguments.from_watermark and arguments.since:
+            raise ValueError("--from-watermark starts at the high-water mark: leave out --since")
+        window = Window.of(
+            None,
+            arguments.until,
+            start=arguments.since,
+            full_refresh=arguments.full_refresh,
+            since_watermark=arguments.from_watermark,
+        )
         return run_company_pairs(
             arguments.template,
             legal_entities=arguments.companies,

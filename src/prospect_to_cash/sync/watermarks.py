@@ -6,8 +6,9 @@ One small JSON file per task beside the runs' folders in staging:
 ``<root>/_watermarks/<template>/<company>/<task>.json`` (``{"mark", "run_id",
 "updated_at"}``), replaced atomically like the pending ledger. The rules:
 
-- a ``since_watermark`` window (a scheduled run) reads from ``min(start, mark - overlap)``
-  to its end; any other window is read exactly as given;
+- a ``since_watermark`` window (a scheduled run, the CLI's ``--from-watermark``) reads from
+  ``min(start, mark - overlap)`` (``mark - overlap`` when it has no start) to its end; any
+  other window is read exactly as given;
 - the mark moves when a load finishes (not in a dry run): to the end of the window read
   (the time the extract started when the window has no end), and only forwards, and only
   when the window started at or before the mark (a window beyond a gap leaves it where
@@ -75,11 +76,11 @@ class Watermark:
         """The window a run reads: ``window`` itself, or for a ``since_watermark`` window
         one that starts at the mark less the overlap when that is earlier."""
         mark = self.read()
-        if not window.since_watermark or window.full_refresh or mark is None or window.start is None:
+        if not window.since_watermark or window.full_refresh or mark is None:
             return window
         start = iso_utc(_moment(mark) - timedelta(seconds=overlap_seconds))
         assert start is not None
-        return window.but(start=min(start, window.start))
+        return window.but(start=min(start, window.start) if window.start else start)
 
     def advance(self, read: ReadWindow, run_id: str) -> str | None:
         """Move the mark after a load of what ``read`` describes; returns the mark."""

@@ -157,3 +157,15 @@ def test_a_dry_run_leaves_the_mark_alone(staging_root: ObjectStoragePath) -> Non
         window=scheduled(1, 2),
     )
     assert mark(staging_root) is None
+
+
+def test_without_a_start_the_mark_is_the_start(staging_root: ObjectStoragePath) -> None:
+    """The CLI's ``run --from-watermark``: everything while there is no mark, then from it."""
+    sales, fno = world()
+    first = run(sales, fno, staging_root, "first", Window.of(None, day(2), since_watermark=True))
+    assert first["counts"]["read"] == 1  # no mark: everything before the end (ACC-1)
+    assert mark(staging_root) == day(2)
+    second = run(sales, fno, staging_root, "second", Window.of(None, None, since_watermark=True))
+    assert (second["counts"]["read"], second["counts"]["created"]) == (2, 2)
+    read = read_window(staging_root, "second")
+    assert (read["start"], read["end"]) == ("2024-01-01T23:55:00Z", None)
