@@ -20,16 +20,8 @@ country, ...) are *rejected*, not merged or guessed: see `rejected.parquet` of t
 
 from __future__ import annotations
 
-# An Airflow DAG file: the run book of one template; the DAG shape is prospect_to_cash.dags.factory.
-from prospect_to_cash.dags import SyncStep, template_dag
+# An Airflow DAG file: the prose of one template; its run book (steps, entity sets, upstream
+# DAGs) is prospect_to_cash.dags.run_books, the DAG shape prospect_to_cash.dags.factory.
+from prospect_to_cash.dags import RUN_BOOKS, template_dag
 
-dag = template_dag(
-    dag_id="p2c_accounts",
-    template="accounts",
-    title="Accounts (Sales to Fin and Ops)",
-    source_system="dataverse",
-    target_system="fno",
-    steps=[SyncStep("customers", source="accounts", target="CustomersV3")],
-    upstream=[],
-    doc_md=__doc__,
-)
+dag = template_dag(RUN_BOOKS["accounts"], doc_md=__doc__)

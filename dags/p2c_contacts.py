@@ -23,19 +23,8 @@ account is synced and they change again (or with a full refresh).
 
 from __future__ import annotations
 
-# An Airflow DAG file: the run book of one template; the DAG shape is prospect_to_cash.dags.factory.
-from prospect_to_cash.dags import SyncStep, template_dag
+# An Airflow DAG file: the prose of one template; its run book (steps, entity sets, upstream
+# DAGs) is prospect_to_cash.dags.run_books, the DAG shape prospect_to_cash.dags.factory.
+from prospect_to_cash.dags import RUN_BOOKS, template_dag
 
-dag = template_dag(
-    dag_id="p2c_contacts",
-    template="contacts",
-    title="Contacts (Sales to Fin and Ops)",
-    source_system="dataverse",
-    target_system="fno",
-    steps=[
-        SyncStep("contact_persons", source="contacts", target="CDSContactPersons"),
-        SyncStep("contact_customers", source="contacts", target="CustomersV3"),
-    ],
-    upstream=["p2c_accounts", "p2c_products"],
-    doc_md=__doc__,
-)
+dag = template_dag(RUN_BOOKS["contacts"], doc_md=__doc__)

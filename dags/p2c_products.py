@@ -21,19 +21,8 @@ products without a price.
 
 from __future__ import annotations
 
-# An Airflow DAG file: the run book of one template; the DAG shape is prospect_to_cash.dags.factory.
-from prospect_to_cash.dags import SyncStep, template_dag
+# An Airflow DAG file: the prose of one template; its run book (steps, entity sets, upstream
+# DAGs) is prospect_to_cash.dags.run_books, the DAG shape prospect_to_cash.dags.factory.
+from prospect_to_cash.dags import RUN_BOOKS, template_dag
 
-dag = template_dag(
-    dag_id="p2c_products",
-    template="products",
-    title="Products (Fin and Ops to Sales)",
-    source_system="fno",
-    target_system="dataverse",
-    steps=[
-        SyncStep("products", source="SellableReleasedProducts", target="products"),
-        SyncStep("price_list_items", source="SellableReleasedProducts", target="productpricelevels"),
-    ],
-    upstream=[],
-    doc_md=__doc__,
-)
+dag = template_dag(RUN_BOOKS["products"], doc_md=__doc__)

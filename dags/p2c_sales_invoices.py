@@ -20,32 +20,8 @@ differs, so a rerun writes nothing.
 
 from __future__ import annotations
 
-# An Airflow DAG file: the run book of one template; the DAG shape is prospect_to_cash.dags.factory.
-from prospect_to_cash.dags import SyncStep, template_dag
+# An Airflow DAG file: the prose of one template; its run book (steps, entity sets, upstream
+# DAGs) is prospect_to_cash.dags.run_books, the DAG shape prospect_to_cash.dags.factory.
+from prospect_to_cash.dags import RUN_BOOKS, template_dag
 
-dag = template_dag(
-    dag_id="p2c_sales_invoices",
-    template="sales_invoices",
-    title="Sales invoices (Fin and Ops to Sales)",
-    source_system="fno",
-    target_system="dataverse",
-    steps=[
-        SyncStep(
-            "invoice_headers", source="ExternallyMaintainedCustomerSalesInvoiceHeaders", target="invoices"
-        ),
-        SyncStep(
-            "invoice_lines", source="ExternallyMaintainedCustomerSalesInvoiceLines", target="invoicedetails"
-        ),
-        SyncStep(
-            "orders_invoiced", source="ExternallyMaintainedCustomerSalesInvoiceHeaders", target="salesorders"
-        ),
-    ],
-    upstream=[
-        "p2c_accounts",
-        "p2c_products",
-        "p2c_contacts",
-        "p2c_sales_orders_fno_to_sales",
-        "p2c_sales_orders_sales_to_fno",
-    ],
-    doc_md=__doc__,
-)
+dag = template_dag(RUN_BOOKS["sales_invoices"], doc_md=__doc__)

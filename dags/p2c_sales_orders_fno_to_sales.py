@@ -21,20 +21,8 @@ and lands on a later run once the parent is there.
 
 from __future__ import annotations
 
-# An Airflow DAG file: the run book of one template; the DAG shape is prospect_to_cash.dags.factory.
-from prospect_to_cash.dags import SyncStep, template_dag
+# An Airflow DAG file: the prose of one template; its run book (steps, entity sets, upstream
+# DAGs) is prospect_to_cash.dags.run_books, the DAG shape prospect_to_cash.dags.factory.
+from prospect_to_cash.dags import RUN_BOOKS, template_dag
 
-dag = template_dag(
-    dag_id="p2c_sales_orders_fno_to_sales",
-    template="sales_orders_fno_to_sales",
-    title="Sales orders (Fin and Ops to Sales)",
-    source_system="fno",
-    target_system="dataverse",
-    steps=[
-        SyncStep("order_headers", source="CDSSalesOrderHeaders", target="salesorders"),
-        SyncStep("order_lines", source="CDSSalesOrderLines", target="salesorderdetails"),
-        SyncStep("order_freight_tax", source="CDSSalesOrderHeaders", target="salesorderdetails"),
-    ],
-    upstream=["p2c_accounts", "p2c_products", "p2c_contacts"],
-    doc_md=__doc__,
-)
+dag = template_dag(RUN_BOOKS["sales_orders_fno_to_sales"], doc_md=__doc__)

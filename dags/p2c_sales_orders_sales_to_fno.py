@@ -22,19 +22,8 @@ interval, or a full refresh) lands the order with its lines.
 
 from __future__ import annotations
 
-# An Airflow DAG file: the run book of one template; the DAG shape is prospect_to_cash.dags.factory.
-from prospect_to_cash.dags import SyncStep, template_dag
+# An Airflow DAG file: the prose of one template; its run book (steps, entity sets, upstream
+# DAGs) is prospect_to_cash.dags.run_books, the DAG shape prospect_to_cash.dags.factory.
+from prospect_to_cash.dags import RUN_BOOKS, template_dag
 
-dag = template_dag(
-    dag_id="p2c_sales_orders_sales_to_fno",
-    template="sales_orders_sales_to_fno",
-    title="Sales orders (Sales to Fin and Ops)",
-    source_system="dataverse",
-    target_system="fno",
-    steps=[
-        SyncStep("order_headers", source="salesorders", target="CDSSalesOrderHeaders"),
-        SyncStep("order_lines", source="salesorderdetails", target="CDSSalesOrderLines"),
-    ],
-    upstream=["p2c_accounts", "p2c_products", "p2c_contacts"],
-    doc_md=__doc__,
-)
+dag = template_dag(RUN_BOOKS["sales_orders_sales_to_fno"], doc_md=__doc__)

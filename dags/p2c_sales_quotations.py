@@ -20,19 +20,8 @@ selected (the `skipped` count). A quote whose customer or product is not in F&O 
 
 from __future__ import annotations
 
-# An Airflow DAG file: the run book of one template; the DAG shape is prospect_to_cash.dags.factory.
-from prospect_to_cash.dags import SyncStep, template_dag
+# An Airflow DAG file: the prose of one template; its run book (steps, entity sets, upstream
+# DAGs) is prospect_to_cash.dags.run_books, the DAG shape prospect_to_cash.dags.factory.
+from prospect_to_cash.dags import RUN_BOOKS, template_dag
 
-dag = template_dag(
-    dag_id="p2c_sales_quotations",
-    template="sales_quotations",
-    title="Sales quotations (Sales to Fin and Ops)",
-    source_system="dataverse",
-    target_system="fno",
-    steps=[
-        SyncStep("quote_headers", source="quotes", target="CDSSalesQuotationHeaders"),
-        SyncStep("quote_lines", source="quotedetails", target="CDSSalesQuotationLines"),
-    ],
-    upstream=["p2c_accounts", "p2c_products", "p2c_contacts"],
-    doc_md=__doc__,
-)
+dag = template_dag(RUN_BOOKS["sales_quotations"], doc_md=__doc__)

@@ -49,6 +49,20 @@ def _behaviour(host_label: str, host_placeholder: str) -> dict[str, Any]:
     }
 
 
+PACKAGE = "airflow-provider-prospect-to-cash"
+_INTEGRATION_DATAVERSE = "Microsoft Dynamics 365 Sales (Dataverse)"
+_INTEGRATION_FNO = "Microsoft Dynamics 365 Finance and Operations"
+#: The templates' own layer: mapping tasks, whole templates, the run order between DAGs.
+_INTEGRATION_P2C = "Dynamics 365 Prospect to cash"
+
+
+def _version() -> str:
+    """The installed package's version: pyproject.toml is its one home."""
+    from importlib.metadata import version
+
+    return version(PACKAGE)
+
+
 def get_provider_info() -> dict[str, Any]:
     """Describe this package to Airflow so its connection types reach the UI."""
     fno_fields = _common_fields()
@@ -60,11 +74,57 @@ def get_provider_info() -> dict[str, Any]:
     fno_behaviour = _behaviour("Environment URL", "https://contoso.operations.dynamics.com")
     fno_behaviour["placeholders"]["default_company"] = "usmf"
     return {
-        "package-name": "airflow-provider-prospect-to-cash",
+        "package-name": PACKAGE,
         "name": "Dynamics 365 Prospect to cash",
         "description": "Hooks, operators and DAGs that synchronize Dynamics 365 Sales (Dataverse) "
         "and Dynamics 365 Finance and Operations.",
-        "versions": ["0.1.0"],
+        "versions": [_version()],
+        "integrations": [
+            {
+                "integration-name": _INTEGRATION_DATAVERSE,
+                "external-doc-url": "https://learn.microsoft.com/power-apps/developer/data-platform/webapi/overview",
+                "tags": ["service"],
+            },
+            {
+                "integration-name": _INTEGRATION_FNO,
+                "external-doc-url": "https://learn.microsoft.com/dynamics365/fin-ops-core/dev-itpro/data-entities/odata",
+                "tags": ["service"],
+            },
+            {
+                "integration-name": _INTEGRATION_P2C,
+                "external-doc-url": "https://learn.microsoft.com/dynamics365/fin-ops-core/dev-itpro/sales-marketing/prospect-to-cash",
+                "tags": ["software"],
+            },
+        ],
+        "hooks": [
+            {
+                "integration-name": _INTEGRATION_DATAVERSE,
+                "python-modules": ["prospect_to_cash.hooks.dataverse"],
+            },
+            {
+                "integration-name": _INTEGRATION_FNO,
+                "python-modules": ["prospect_to_cash.hooks.fno"],
+            },
+        ],
+        "operators": [
+            *(
+                {
+                    "integration-name": integration,
+                    "python-modules": [
+                        "prospect_to_cash.operators.extract",
+                        "prospect_to_cash.operators.load",
+                    ],
+                }
+                for integration in (_INTEGRATION_DATAVERSE, _INTEGRATION_FNO)
+            ),
+            {
+                "integration-name": _INTEGRATION_P2C,
+                "python-modules": ["prospect_to_cash.operators.mapping", "prospect_to_cash.operators.sync"],
+            },
+        ],
+        "sensors": [
+            {"integration-name": _INTEGRATION_P2C, "python-modules": ["prospect_to_cash.sensors.run_order"]},
+        ],
         "connection-types": [
             {
                 "connection-type": "dynamics_dataverse",

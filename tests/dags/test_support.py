@@ -15,8 +15,10 @@ import yaml
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
 from prospect_to_cash.dags import RunOrderSensor, SyncStep, TemplateSpec, entity_asset, entity_uri
-from prospect_to_cash.dags.run_order import SameIntervalTrigger, candidate_dates
-from prospect_to_cash.dags.steps import asset_event_extra, report_step, select_company_pairs, sync_window
+from prospect_to_cash.dags.steps import report_step, select_company_pairs
+from prospect_to_cash.operators.common import sync_window
+from prospect_to_cash.operators.mapping import asset_event_extra
+from prospect_to_cash.sensors.run_order import SameIntervalTrigger, candidate_dates
 
 UTC = timezone.utc
 D1, D2 = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
@@ -217,7 +219,7 @@ def test_trigger_polls_in_the_triggerer_and_serializes(monkeypatch: pytest.Monke
     monkeypatch.setattr(RuntimeTaskInstance, "get_dr_count", staticmethod(count))
     trigger = SameIntervalTrigger("p2c_accounts", [D1, D2], poke_interval=0.01)
     classpath, kwargs = trigger.serialize()
-    assert classpath == "prospect_to_cash.dags.run_order.SameIntervalTrigger"
+    assert classpath == "prospect_to_cash.sensors.run_order.SameIntervalTrigger"
     rebuilt = SameIntervalTrigger(**kwargs)
 
     async def first_event() -> Any:

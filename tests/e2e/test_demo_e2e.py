@@ -18,7 +18,6 @@ nothing, by its own counts and by the emulators' write counters.
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from devstack.airflow_stack import free_port
 from devstack.demo import SYNC_DAGS, DemoResult, format_summary, run_demo, serve
 from tests.support import story_checks
 from tests.support.emulators import start_emulators
+from tests.support.run_books import declared_upstreams
 from tests.support.world import ODataReader, business_units
 
 if TYPE_CHECKING:
@@ -98,16 +98,6 @@ def _progress(output: list[str]) -> list[tuple[str, str]]:
     return [match.groups() for line in output if (match := PROGRESS.match(line))]
 
 
-def _declared_upstreams() -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for path in sorted((ROOT / "dags").glob("p2c_*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "template_dag":
-                keywords = {k.arg: k.value for k in node.keywords}
-                found[ast.literal_eval(keywords["dag_id"])] = ast.literal_eval(keywords["upstream"])
-    return found
-
-
 # -- first run ------------------------------------------------------------------------------------
 
 
@@ -134,7 +124,7 @@ def test_the_run_order_holds_each_dag_until_its_prerequisites_are_done(demo: Dem
     events = _progress(demo.first_output)
     done_at = {dag_id: i for i, (dag_id, text) in enumerate(events) if text.startswith("done")}
     assert set(done_at) >= set(SYNC_DAGS)
-    for dag_id, upstream in _declared_upstreams().items():
+    for dag_id, upstream in declared_upstreams().items():
         first_sync = min(
             i for i, (d, text) in enumerate(events) if d == dag_id and text.startswith("syncing")
         )

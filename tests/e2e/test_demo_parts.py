@@ -3,7 +3,6 @@ the environment of the Airflow processes, the DAG list and the command line. Sec
 
 from __future__ import annotations
 
-import ast
 import json
 import runpy
 import subprocess
@@ -33,6 +32,7 @@ from devstack.demo import (
 )
 from emulators.client import EmulatorEndpoints
 from prospect_to_cash.sync.mapping import TEMPLATES
+from tests.support.run_books import declared_upstreams
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-client-secret-never-printed"
@@ -61,20 +61,8 @@ def _endpoints(tmp_path: Path) -> EmulatorEndpoints:
 # -- the DAGs the demo runs -----------------------------------------------------------------------
 
 
-def _dag_upstreams() -> dict[str, list[str]]:
-    """dag_id -> upstream DAG ids, read from the DAG files' source (no Airflow import)."""
-    found: dict[str, list[str]] = {}
-    for path in sorted((ROOT / "dags").glob("p2c_*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "template_dag":
-                keywords = {k.arg: k.value for k in node.keywords}
-                dag_id = ast.literal_eval(keywords["dag_id"])
-                found[dag_id] = ast.literal_eval(keywords.get("upstream", ast.List(elts=[])))
-    return found
-
-
 def test_the_demo_runs_every_template_dag_in_run_order() -> None:
-    upstreams = _dag_upstreams()
+    upstreams = declared_upstreams()
     assert set(SYNC_DAGS) == set(upstreams)
     for position, dag_id in enumerate(SYNC_DAGS):
         assert set(upstreams[dag_id]) <= set(SYNC_DAGS[:position]), dag_id

@@ -74,6 +74,17 @@ class ODataReader:
             url, first = body.get("@odata.nextLink"), False
         return found
 
+    def patch(self, service: str, entity_set: str, key: str, body: dict[str, Any]) -> None:
+        """Change one row (``key`` as the URL spells it), to set up what a test needs."""
+        url = f"{self.endpoints.service_root(service).rstrip('/')}/{entity_set}({key})"
+        params = {"cross-company": "true"} if service == "fno" else None
+        response = self._http.patch(
+            url, params=params, json=body, headers={"Authorization": f"Bearer {self._token(service)}"}
+        )
+        assert response.status_code in (200, 204), (
+            f"PATCH {url}: {response.status_code} {response.text[:300]}"
+        )
+
     def delete(self, service: str, entity_set: str, key: str) -> None:
         url = f"{self.endpoints.service_root(service).rstrip('/')}/{entity_set}({key})"
         response = self._http.delete(url, headers={"Authorization": f"Bearer {self._token(service)}"})

@@ -8,10 +8,14 @@ Shape of every DAG (``<step>`` = one task of the mapping file, in file order)::
                                         <step 1>.extract -> .transform -> .load
                                      -> <step 2>.extract -> .transform -> .load ... -> report
 
-``sync`` is a mapped task group over the company pairs: pair *i*'s load waits only for
-pair *i*'s transform, and one company's failure does not stop another's. Steps run one
-after the other inside a pair, so lines are read, planned and loaded after their headers
-are in the target.
+``extract``, ``transform`` and ``load`` are the provider's `MappingExtractOperator`,
+`MappingTransformOperator` and `MappingLoadOperator`. ``sync`` is a mapped task group
+over the company pairs: pair *i*'s load waits only for pair *i*'s transform, and one
+company's failure does not stop another's. Steps run one after the other inside a pair,
+so lines are read, planned and loaded after their headers are in the target. Each task
+learns its company from the XCom of the task before it (only the first extract and the
+report read the pair), so the graph has one edge per hand-over and no fan of edges from
+``company_pairs``.
 
 Parsing does no I/O: the steps and entity sets are declared in the DAG file (a test
 checks them against the mapping files), the schedule comes from constants or the
@@ -36,25 +40,27 @@ from prospect_to_cash.dags.params import (
     param_value,
     sync_params,
 )
-from prospect_to_cash.dags.run_order import RunOrderSensor
 from prospect_to_cash.dags.steps import (
     SYSTEM_LABELS,
     SyncStep,
     TemplateSpec,
-    asset_event_extra,
     check_mapping,
-    extract_step,
-    load_step,
     report_step,
     select_company_pairs,
-    sync_window,
-    transform_step,
 )
+from prospect_to_cash.operators.mapping import (
+    MappingExtractOperator,
+    MappingLoadOperator,
+    MappingTransformOperator,
+)
+from prospect_to_cash.sensors.run_order import RunOrderSensor
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Asset
+
+    from prospect_to_cash.sync.contracts import CompanyPairDict, LoadedXCom, ReportedXCom
 
 #: Cron expression (UTC) shared by all seven DAGs; the run order needs one schedule for all.
 SCHEDULE_VARIABLE = "P2C_SCHEDULE"
@@ -78,11 +84,6 @@ def shared_schedule() -> CronDataIntervalTimetable:
     """The one timetable of every P2C DAG: data intervals (so a run knows which changes it
     owns and backfills mean something), on ``P2C_SCHEDULE`` or daily at 00:00 UTC."""
     return CronDataIntervalTimetable(os.environ.get(SCHEDULE_VARIABLE) or DEFAULT_SCHEDULE, timezone="UTC")
-
-
-def _company_label(pair: dict[str, Any]) -> None:
-    """Name the mapped task instance after its company (``map_index_template``)."""
-    get_current_context()["p2c_company"] = pair["legal_entity"]  # type: ignore[literal-required]
 
 
 def _run_book(spec: TemplateSpec) -> str:
@@ -116,39 +117,17 @@ def _run_book(spec: TemplateSpec) -> str:
 """
 
 
-def template_dag(
-    *,
-    dag_id: str,
-    template: str,
-    title: str,
-    source_system: str,
-    target_system: str,
-    steps: Sequence[SyncStep],
-    upstream: Sequence[str] = (),
-    doc_md: str | None = None,
-    tags: Sequence[str] = (),
-    dataverse_conn_id: str = "dynamics_dataverse_default",
-    fno_conn_id: str = "dynamics_fno_default",
-) -> DAG:
+def template_dag(spec: TemplateSpec, *, doc_md: str | None = None, tags: Sequence[str] = ()) -> DAG:
     """One P2C DAG: run-order sensors, preflight, then the template's steps per company pair.
 
-    :param template: the mapping file's name (``include/mappings/<template>.yaml``).
-    :param steps: the mapping file's tasks in file order, with their entity sets.
-    :param upstream: DAG ids that must succeed for the same data interval first.
+    :param spec: the template's run book (``RUN_BOOKS[<template>]``): its mapping tasks in
+        file order with their entity sets, and the DAGs that must succeed first.
+    :param doc_md: the DAG file's prose; the run book's table is appended to it.
     """
-    if not steps:
-        raise ValueError(f"{dag_id}: a template DAG needs at least one step")
-    spec = TemplateSpec(
-        dag_id=dag_id,
-        template=template,
-        title=title,
-        source_system=source_system,
-        target_system=target_system,
-        steps=tuple(steps),
-        upstream=tuple(upstream),
-        dataverse_conn_id=dataverse_conn_id,
-        fno_conn_id=fno_conn_id,
-    )
+    if not spec.steps:
+        raise ValueError(f"{spec.dag_id}: a template DAG needs at least one step")
+    dag_id, title, template = spec.dag_id, spec.title, spec.template
+    source_system, target_system = spec.source_system, spec.target_system
     direction = f"{_SHORT_NAMES[source_system]}-to-{_SHORT_NAMES[target_system]}"
     with DAG(
         dag_id=dag_id,
@@ -175,96 +154,61 @@ def template_dag(
             return check_mapping(spec)
 
         @task(task_id="company_pairs")
-        def company_pairs_task(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        def company_pairs_task(params: dict[str, Any] | None = None) -> list[CompanyPairDict]:
             return select_company_pairs(param_value(params, COMPANIES, []))
-
-        @task(task_id="extract", map_index_template="{{ p2c_company }}")
-        def extract(
-            step: str,
-            pair: dict[str, Any],
-            params: dict[str, Any] | None = None,
-            run_id: str | None = None,
-            data_interval_start: datetime | None = None,
-            data_interval_end: datetime | None = None,
-        ) -> dict[str, Any]:
-            _company_label(pair)
-            window = sync_window(
-                data_interval_start,
-                data_interval_end,
-                param_value(params, WINDOW_START),
-                param_value(params, WINDOW_END),
-            )
-            return extract_step(
-                spec,
-                step,
-                pair,
-                run_id=run_id,
-                window=window,
-                full_refresh=bool(param_value(params, FULL_REFRESH, False)),
-            )
-
-        @task(task_id="transform", map_index_template="{{ p2c_company }}")
-        def transform(
-            step: str, pair: dict[str, Any], extracted: dict[str, Any], run_id: str | None = None
-        ) -> dict[str, Any]:
-            _company_label(pair)
-            return transform_step(spec, step, pair, run_id=run_id)
-
-        # One company pair's load at a time per step: each load alone keeps the service's
-        # recommended parallelism busy (its own limiter follows x-ms-dop-hint), and separate
-        # task processes cannot share a limiter; the other pairs read and transform meanwhile.
-        @task(task_id="load", map_index_template="{{ p2c_company }}", max_active_tis_per_dagrun=1)
-        def load(
-            step: str,
-            pair: dict[str, Any],
-            extracted: dict[str, Any],
-            transformed: dict[str, Any],
-            params: dict[str, Any] | None = None,
-            run_id: str | None = None,
-            outlet_events: Any = None,
-        ) -> dict[str, Any]:
-            _company_label(pair)
-            loaded = load_step(
-                spec,
-                step,
-                pair,
-                transformed,
-                run_id=run_id,
-                dry_run=bool(param_value(params, DRY_RUN, False)),
-                window=extracted.get("window"),
-                full_refresh=bool(extracted.get("full_refresh")),
-            )
-            if outlet_events is not None:
-                outlet_events[_target_asset(spec, step)].extra = asset_event_extra(loaded)
-            return loaded
 
         @task(task_id="report", map_index_template="{{ p2c_company }}")
         def report(
-            pair: dict[str, Any],
-            loads: list[dict[str, Any]],
+            pair: CompanyPairDict,
+            loads: list[LoadedXCom],
             params: dict[str, Any] | None = None,
             run_id: str | None = None,
-        ) -> dict[str, Any]:
-            _company_label(pair)
+        ) -> ReportedXCom:
+            get_current_context()["p2c_company"] = pair["legal_entity"]  # type: ignore[typeddict-unknown-key]
             return report_step(
-                spec, pair, loads, run_id=run_id, dry_run=bool(param_value(params, DRY_RUN, False))
+                spec, pair, loads, run_id=run_id or "", dry_run=bool(param_value(params, DRY_RUN, False))
             )
 
         @task_group(group_id=GROUP_ID)
-        def sync(pair: dict[str, Any]) -> None:
-            previous = None
+        def sync(pair: CompanyPairDict) -> None:
+            company: Any = pair
             loads = []
             for step in spec.steps:
                 with TaskGroup(group_id=step.name, tooltip=f"{step.source} -> {step.target}"):
-                    extracted = extract.override(inlets=[_source_asset(spec, step.name)])(step.name, pair)
-                    transformed = transform(step.name, pair, extracted)
-                    loaded = load.override(outlets=[_target_asset(spec, step.name)])(
-                        step.name, pair, extracted, transformed
+                    common = {
+                        "template": spec.template,
+                        "mapping_task": step.name,
+                        "dataverse_conn_id": spec.dataverse_conn_id,
+                        "fno_conn_id": spec.fno_conn_id,
+                        "map_index_template": "{{ p2c_company }}",
+                    }
+                    extract = MappingExtractOperator(
+                        task_id="extract",
+                        company=company,
+                        window_start=_param(WINDOW_START),
+                        window_end=_param(WINDOW_END),
+                        full_refresh=_param(FULL_REFRESH),
+                        inlets=[_source_asset(spec, step)],
+                        **common,
                     )
-                if previous is not None:
-                    previous >> extracted
-                previous = loaded
-                loads.append(loaded)
+                    transform = MappingTransformOperator(
+                        task_id="transform", extracted=extract.output, **common
+                    )
+                    # One company pair's load at a time per step: each load alone keeps the
+                    # service's recommended parallelism busy (its own limiter follows
+                    # x-ms-dop-hint), and separate task processes cannot share a limiter;
+                    # the other pairs read and transform meanwhile.
+                    load = MappingLoadOperator(
+                        task_id="load",
+                        transformed=transform.output,
+                        dry_run=_param(DRY_RUN),
+                        max_active_tis_per_dagrun=1,
+                        inlets=_load_inlets(spec, step),
+                        outlets=[_target_asset(spec, step)],
+                        **common,
+                    )
+                company = load.output  # the next step follows this one, for the same company
+                loads.append(load.output)
             report(pair, loads)
 
         checked = check_mapping_task()
@@ -275,16 +219,33 @@ def template_dag(
     return dag
 
 
-def _step(spec: TemplateSpec, name: str) -> SyncStep:
-    for step in spec.steps:
-        if step.name == name:
-            return step
-    raise KeyError(name)
+def _param(name: str) -> str:
+    """A Param as an operator argument, rendered when the task runs ("" when it is null)."""
+    return f"{{{{ params.{name} if params.{name} is not none else '' }}}}"
 
 
-def _source_asset(spec: TemplateSpec, name: str) -> Asset:
-    return entity_asset(spec.source_system, _step(spec, name).source, spec.conn_id(spec.source_system))
+def _source_asset(spec: TemplateSpec, step: SyncStep) -> Asset:
+    return entity_asset(spec.source_system, step.source, spec.conn_id(spec.source_system))
 
 
-def _target_asset(spec: TemplateSpec, name: str) -> Asset:
-    return entity_asset(spec.target_system, _step(spec, name).target, spec.conn_id(spec.target_system))
+def _target_asset(spec: TemplateSpec, step: SyncStep) -> Asset:
+    return entity_asset(spec.target_system, step.target, spec.conn_id(spec.target_system))
+
+
+def _load_inlets(spec: TemplateSpec, step: SyncStep) -> list[Asset]:
+    """What the rows a load writes are made of: the step's source rows and every table its
+    lookups read (the customers, products or headers other DAGs wrote). In the asset graph
+    they link those DAGs' loads to this one."""
+    lookups = [
+        *(
+            entity_asset(spec.source_system, name, spec.conn_id(spec.source_system))
+            for name in step.source_lookups
+            if name != step.source
+        ),
+        *(
+            entity_asset(spec.target_system, name, spec.conn_id(spec.target_system))
+            for name in step.target_lookups
+            if name != step.target
+        ),
+    ]
+    return [_source_asset(spec, step), *lookups]

@@ -7,18 +7,33 @@ values through ``--dag-run-conf`` (CLI) or the backfill dialog (UI).
 
 from __future__ import annotations
 
-from typing import Any
-
 from airflow.sdk import Param
+
+from prospect_to_cash.operators.common import param_value
+from prospect_to_cash.sensors.run_order import WAIT_FOR_UPSTREAM
 
 FULL_REFRESH = "full_refresh"
 DRY_RUN = "dry_run"
 COMPANIES = "companies"
 WINDOW_START = "window_start"
 WINDOW_END = "window_end"
-WAIT_FOR_UPSTREAM = "wait_for_upstream"
 
 _TIMESTAMP = {"type": ["null", "string"], "format": "date-time"}
+
+
+def companies_param() -> Param:
+    """The company pairs a run covers; every P2C DAG (the reconciliation too) offers it."""
+    return Param(
+        [],
+        type="array",
+        items={"type": "string", "minLength": 1},
+        uniqueItems=True,
+        title="Companies",
+        description=(
+            "F&O legal entities (dataAreaId, e.g. usmf) to run, a subset of the company pairs "
+            "in include/mappings/environment.yaml. Empty: every configured pair."
+        ),
+    )
 
 
 def sync_params() -> dict[str, Param]:
@@ -45,17 +60,7 @@ def sync_params() -> dict[str, Param]:
                 "carry dry_run=true."
             ),
         ),
-        COMPANIES: Param(
-            [],
-            type="array",
-            items={"type": "string", "minLength": 1},
-            uniqueItems=True,
-            title="Companies",
-            description=(
-                "F&O legal entities (dataAreaId, e.g. usmf) to sync, a subset of the company pairs "
-                "in include/mappings/environment.yaml. Empty: every configured pair."
-            ),
-        ),
+        COMPANIES: companies_param(),
         WINDOW_START: Param(
             None,
             **_TIMESTAMP,
@@ -88,12 +93,14 @@ def sync_params() -> dict[str, Param]:
     }
 
 
-def param_value(params: Any, name: str, default: Any = None) -> Any:
-    """A param from the task context's ``params`` (a mapping or None in unit tests)."""
-    if params is None:
-        return default
-    try:
-        value = params[name]
-    except KeyError:
-        return default
-    return default if value is None else value
+__all__ = [
+    "COMPANIES",
+    "DRY_RUN",
+    "FULL_REFRESH",
+    "WAIT_FOR_UPSTREAM",
+    "WINDOW_END",
+    "WINDOW_START",
+    "companies_param",
+    "param_value",
+    "sync_params",
+]

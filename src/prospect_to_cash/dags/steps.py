@@ -1,11 +1,13 @@
-"""What each task of a P2C DAG does, as plain functions the DAG factory wraps in ``@task``.
+"""The run book of a P2C DAG (`SyncStep`, `TemplateSpec`) and the DAG's own tasks around
+the operators: the preflight (``check_mapping``, ``company_pairs``) and the per-company
+``report``, as plain functions the DAG factory wraps in ``@task``.
 
-They take explicit arguments (no Airflow context), so they can be tested without a
-scheduler. Each calls one step of the sync engine for one company pair and returns a
-small JSON-serializable dict: staging paths and counts, never rows, never secrets.
-Configuration errors (a wrong mapping file, an unknown company, a mapping that no longer
-matches the services' ``$metadata``) raise :class:`AirflowFailException`: retrying cannot
-fix them, so the task fails at once with the engine's message.
+The extract, transform and load of each step are the operators of
+:mod:`prospect_to_cash.operators.mapping`. These functions take explicit arguments (no
+Airflow context), so they can be tested without a scheduler; they return small
+JSON-serializable dicts. Configuration errors (a wrong mapping file, an unknown company,
+a mapping that no longer matches the services' ``$metadata``) raise
+:class:`AirflowFailException`: retrying cannot fix them.
 
 Heavy imports (pandas, pyarrow, the engine) happen inside the functions so that parsing
 a DAG file stays fast.
@@ -13,28 +15,18 @@ a DAG file stays fast.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
-    from datetime import datetime
+from prospect_to_cash.operators.common import fail_fast_on_configuration_errors
 
-    from prospect_to_cash.sync.contracts import (
-        CompanyPairDict,
-        ExtractedXCom,
-        LoadedXCom,
-        ReportedXCom,
-        SyncArgs,
-        SyncOptions,
-        TransformedXCom,
-        WindowDict,
-    )
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from prospect_to_cash.sync.contracts import CompanyPairDict, LoadedXCom, ReportedXCom, SyncArgs
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +40,17 @@ class SyncStep:
     :param name: the task name in ``include/mappings/<template>.yaml``.
     :param source: the source entity set the task reads.
     :param target: the target entity set the task writes (its asset).
+    :param source_lookups: other entity sets of the source system its lookups read.
+    :param target_lookups: other entity sets of the target system its lookups read (the
+        customers, products or headers other DAGs wrote): with ``source_lookups`` they are
+        the load's inlets, so the asset graph links those DAGs to this one.
     """
 
     name: str
     source: str
     target: str
+    source_lookups: tuple[str, ...] = ()
+    target_lookups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,47 +70,6 @@ class TemplateSpec:
 
     def conn_id(self, system: str) -> str:
         return self.dataverse_conn_id if system == "dataverse" else self.fno_conn_id
-
-    def sync_options(self, run_id: str, *, dry_run: bool = False) -> SyncOptions:
-        """The options every engine call of a run gets (connection ids, test overrides)."""
-        from prospect_to_cash.sync.contracts import SyncOptions, resolve
-
-        base = SyncOptions(
-            run_id=run_id,
-            dataverse_conn_id=self.dataverse_conn_id,
-            fno_conn_id=self.fno_conn_id,
-            dry_run=dry_run,
-        )
-        return resolve(base, None, self.extra_options)[0]
-
-
-@contextlib.contextmanager
-def fail_fast_on_configuration_errors() -> Iterator[None]:
-    """Turn the engine's configuration errors into a no-retry task failure."""
-    from prospect_to_cash.sync.errors import DataError, MappingError, MetadataMismatch
-
-    try:
-        yield
-    except (MappingError, MetadataMismatch, DataError) as exc:
-        raise AirflowFailException(str(exc)) from exc
-
-
-def sync_window(
-    data_interval_start: datetime | str | None,
-    data_interval_end: datetime | str | None,
-    window_start: datetime | str | None = None,
-    window_end: datetime | str | None = None,
-) -> WindowDict:
-    """The change window a run reads: the Params' override where given, else the run's
-    data interval. Both ends None (a manual run without a logical date) reads everything
-    the template's filter allows."""
-    from prospect_to_cash.sync.contracts import Window
-
-    try:
-        window = Window.of(data_interval_start, data_interval_end, start=window_start, end=window_end)
-    except ValueError as exc:
-        raise AirflowFailException(f"window_start/window_end: {exc}") from exc
-    return window.to_dict()
 
 
 # -- preflight ----------------------------------------------------------------------------
@@ -155,124 +112,7 @@ def check_mapping(spec: TemplateSpec) -> dict[str, Any]:
     return {"template": spec.template, "mapping": template.path, "tasks": names}
 
 
-# -- per company pair: extract, transform, load, report -----------------------------------
-
-
-def extract_step(
-    spec: TemplateSpec,
-    step: str,
-    pair: CompanyPairDict,
-    *,
-    run_id: str,
-    window: WindowDict,
-    full_refresh: bool,
-) -> ExtractedXCom:
-    """Read the source rows of the window and a snapshot of the target into staging."""
-    from prospect_to_cash.sync import runner
-    from prospect_to_cash.sync.contracts import CompanyPair, Window
-
-    with fail_fast_on_configuration_errors():
-        extracted, snapped = runner.extract_and_snapshot(
-            spec.template,
-            step,
-            legal_entity=CompanyPair.of(pair),
-            options=spec.sync_options(run_id),
-            window=Window(window["start"], window["end"], full_refresh),
-        )
-    return {
-        "template": spec.template,
-        "task": step,
-        "legal_entity": pair["legal_entity"],
-        "window": window,
-        "full_refresh": full_refresh,
-        "source": {"path": extracted["path"], "rows": extracted["read"]},
-        "target": {"path": snapped["path"], "rows": snapped["rows"]},
-        "staging": extracted["staging"],
-    }
-
-
-def transform_step(spec: TemplateSpec, step: str, pair: CompanyPairDict, *, run_id: str) -> TransformedXCom:
-    """Map, look up, validate and diff; rejected rows go to the dead-letter file."""
-    from prospect_to_cash.sync import runner
-    from prospect_to_cash.sync.contracts import CompanyPair
-
-    with fail_fast_on_configuration_errors():
-        planned = runner.transform(
-            spec.template, step, legal_entity=CompanyPair.of(pair), options=spec.sync_options(run_id)
-        )
-    return {
-        "template": spec.template,
-        "task": step,
-        "legal_entity": pair["legal_entity"],
-        "counts": planned["counts"],
-        "paths": planned["paths"],
-    }
-
-
-def load_step(
-    spec: TemplateSpec,
-    step: str,
-    pair: CompanyPairDict,
-    transformed: TransformedXCom,
-    *,
-    run_id: str,
-    dry_run: bool,
-    window: WindowDict | None = None,
-    full_refresh: bool = False,
-) -> LoadedXCom:
-    """Write the plan (or, in a dry run, only report it). Returns counts and the paths of
-    the dead-letter files: ``rejected`` (refused by the transform) and ``failed`` (refused
-    by the service)."""
-    from prospect_to_cash.sync import runner
-    from prospect_to_cash.sync.contracts import CompanyPair
-
-    with fail_fast_on_configuration_errors():
-        loaded = runner.load(
-            spec.template,
-            step,
-            legal_entity=CompanyPair.of(pair),
-            options=spec.sync_options(run_id, dry_run=dry_run),
-        )
-    if dry_run:
-        # the samples are row values: they go to the task log for review, not to XCom
-        log.info(
-            "Dry run sample of the plan (full plan under %s):\n%s",
-            transformed["paths"].get("summary"),
-            json.dumps(loaded.get("samples", {}), indent=2, default=str),
-        )
-    paths = loaded.get("paths", {})
-    return {
-        "template": spec.template,
-        "task": step,
-        "legal_entity": pair["legal_entity"],
-        "run_id": run_id,
-        "dry_run": dry_run,
-        "window": window,
-        "full_refresh": full_refresh,
-        "counts": {name: int(value) for name, value in loaded["counts"].items()},
-        "deadletter": {
-            "rejected": transformed["paths"].get("rejected"),
-            "failed": paths.get("failed"),
-        },
-        "plan": transformed["paths"].get("summary"),
-        "outcome": paths.get("outcome"),
-    }
-
-
-def asset_event_extra(loaded: LoadedXCom) -> dict[str, Any]:
-    """What the load task attaches to its target asset's event: enough to read the run's
-    result from the asset view without opening the logs."""
-    return {
-        "template": loaded["template"],
-        "task": loaded["task"],
-        "legal_entity": loaded["legal_entity"],
-        "run_id": loaded["run_id"],
-        "dry_run": loaded["dry_run"],
-        "window": loaded.get("window"),
-        "full_refresh": loaded.get("full_refresh", False),
-        "counts": loaded["counts"],
-        "deadletter": loaded["deadletter"],
-    }
+# -- per company pair: the report after the steps' loads --------------------------------
 
 
 def report_step(

@@ -67,7 +67,7 @@ class TemplateSyncOperator(BaseOperator):
         self.fno_conn_id = fno_conn_id
 
     def execute(self, context: Context) -> PairsResult:
-        from prospect_to_cash.dags.steps import fail_fast_on_configuration_errors
+        from prospect_to_cash.operators.common import fail_fast_on_configuration_errors
         from prospect_to_cash.sync.contracts import SyncOptions, Window
         from prospect_to_cash.sync.runner import run_company_pairs
 

@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import DAG, Asset, CronTriggerTimetable, Param, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from prospect_to_cash.dags.assets import ASSET_GROUP
+from prospect_to_cash.dags.assets import ASSET_GROUP, entity_asset
 from prospect_to_cash.dags.factory import START_DATE
+from prospect_to_cash.dags.params import COMPANIES, companies_param
+from prospect_to_cash.dags.run_books import RUN_BOOKS
 from prospect_to_cash.sync.mapping import TEMPLATES
 
 if TYPE_CHECKING:
@@ -36,7 +38,7 @@ DAG_ID = "p2c_reconciliation"
 SCHEDULE_VARIABLE = "P2C_RECONCILIATION_SCHEDULE"
 #: After the nightly syncs (00:00 UTC) have had time to finish.
 DEFAULT_SCHEDULE = "0 6 * * *"
-TEMPLATES_PARAM, COMPANIES_PARAM, OUTPUT_PARAM = "templates", "companies", "output_dir"
+TEMPLATES_PARAM, COMPANIES_PARAM, OUTPUT_PARAM = "templates", COMPANIES, "output_dir"
 #: Consumers (the UI plugin, a notification DAG) schedule on this asset.
 REPORT_ASSET = Asset(name="p2c_reconciliation_report", uri="p2c://reconciliation/report", group=ASSET_GROUP)
 
@@ -52,17 +54,7 @@ def reconciliation_params() -> dict[str, Param]:
             title="Templates",
             description="Templates to reconcile, in any order (they run in run order). Empty: all seven.",
         ),
-        COMPANIES_PARAM: Param(
-            [],
-            type="array",
-            items={"type": "string", "minLength": 1},
-            uniqueItems=True,
-            title="Companies",
-            description=(
-                "F&O legal entities of the company pairs in environment.yaml. Empty: every pair. Orphans "
-                "in Sales tables (shared by all companies) are only looked for when every pair is included."
-            ),
-        ),
+        COMPANIES_PARAM: companies_param(),
         OUTPUT_PARAM: Param(
             None,
             type=["null", "string"],
@@ -137,6 +129,19 @@ def verdict_step(result: dict[str, Any]) -> dict[str, Any]:
     return result["totals"]
 
 
+def checked_assets(dataverse_conn_id: str, fno_conn_id: str) -> list[Asset]:
+    """Every entity set the reconciliation compares: each template step's source and target.
+    As the ``reconcile`` task's inlets they put the report after the syncs in the asset graph."""
+    conn_ids = {"dataverse": dataverse_conn_id, "fno": fno_conn_id}
+    found: dict[str, Asset] = {}
+    for spec in RUN_BOOKS.values():
+        for step in spec.steps:
+            for system, entity_set in ((spec.source_system, step.source), (spec.target_system, step.target)):
+                asset = entity_asset(system, entity_set, conn_ids[system])
+                found.setdefault(asset.uri, asset)
+    return list(found.values())
+
+
 def reconciliation_dag(
     *,
     dag_id: str = DAG_ID,
@@ -171,7 +176,11 @@ def reconciliation_dag(
         doc_md=doc_md,
     ) as dag:
 
-        @task(task_id="reconcile", outlets=[REPORT_ASSET])
+        @task(
+            task_id="reconcile",
+            inlets=checked_assets(dataverse_conn_id, fno_conn_id),
+            outlets=[REPORT_ASSET],
+        )
         def reconcile(
             params: dict[str, Any] | None = None, run_id: str | None = None, outlet_events: Any = None
         ) -> dict[str, Any]:

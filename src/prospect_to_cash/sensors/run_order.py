@@ -36,7 +36,7 @@ from airflow.sdk import DagRunState
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from prospect_to_cash.dags.params import WAIT_FOR_UPSTREAM, param_value
+from prospect_to_cash.operators.common import param_value
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
@@ -50,6 +50,8 @@ TIMEOUT_SECONDS_VARIABLE = "P2C_RUN_ORDER_TIMEOUT_SECONDS"
 DEFAULT_POKE_SECONDS = 60.0
 DEFAULT_TIMEOUT = timedelta(hours=6)
 SUCCESS, FAILED, WAITING = "success", "failed", "waiting"
+#: The boolean Param that, when false, lets the sensor succeed at once (ad-hoc runs).
+WAIT_FOR_UPSTREAM = "wait_for_upstream"
 
 
 def _seconds_from_env(name: str, default: float) -> float:

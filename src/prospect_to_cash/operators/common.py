@@ -1,0 +1,129 @@
+"""What the operators and sensors share: failing fast on configuration errors, the change
+window of a run, reading a run-time flag that may arrive as text, and the hook of a
+connection by its type.
+
+Imports nothing heavy: DAG files import the operators while they are parsed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from datetime import datetime
+
+    from prospect_to_cash.hooks.dataverse import DataverseHook
+    from prospect_to_cash.hooks.fno import FinanceOperationsHook
+    from prospect_to_cash.sync.contracts import CompanyPairDict, Window, WindowDict
+
+#: A company as an operator accepts it: the legal entity (``usmf``), a company pair
+#: (``{"legal_entity": "usmf", "business_unit": ...}``), or an upstream step's result,
+#: which names its legal entity the same way. Lets a later step follow an earlier one's
+#: XCom instead of drawing a second edge from the task that listed the pairs.
+Company = str | Mapping[str, Any]
+
+
+@contextlib.contextmanager
+def fail_fast_on_configuration_errors() -> Iterator[None]:
+    """Turn the engine's configuration errors (mapping, ``$metadata``, data rules) into a
+    no-retry task failure: retrying cannot fix them."""
+    from prospect_to_cash.sync.errors import DataError, MappingError, MetadataMismatch
+
+    try:
+        yield
+    except (MappingError, MetadataMismatch, DataError) as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def legal_entity_of(company: Company | CompanyPairDict) -> str:
+    """The legal entity a `Company` names; anything else is a no-retry failure."""
+    if isinstance(company, str) and company.strip():
+        return company.strip()
+    if isinstance(company, Mapping) and isinstance(company.get("legal_entity"), str):
+        return str(company["legal_entity"])
+    raise AirflowFailException(f"not a company (legal entity or company pair): {company!r}")
+
+
+def flag(value: bool | str | None, name: str) -> bool:
+    """A boolean operator argument, also when a template rendered it as text (``"True"``)."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().casefold()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no", "", "none"):
+        return False
+    raise AirflowFailException(f"{name} must be true or false, got {value!r}")
+
+
+def change_window(
+    data_interval_start: datetime | str | None,
+    data_interval_end: datetime | str | None,
+    window_start: datetime | str | None = None,
+    window_end: datetime | str | None = None,
+    *,
+    full_refresh: bool = False,
+) -> Window:
+    """The change window a run reads: ``window_start`` / ``window_end`` where given, else
+    the run's data interval. Both ends None (a run without a logical date) reads everything
+    the filter allows, and so does a data interval of no length (the runs of a DAG without
+    a time-based schedule). A bad or empty explicit window fails the task without retries."""
+    from prospect_to_cash.sync.contracts import Window, iso_utc
+
+    try:
+        interval = (iso_utc(data_interval_start), iso_utc(data_interval_end))
+        if interval[0] is not None and interval[0] == interval[1]:
+            interval = (None, None)
+        return Window.of(
+            *interval,
+            start=window_start,
+            end=window_end,
+            full_refresh=full_refresh,
+        )
+    except ValueError as exc:
+        raise AirflowFailException(f"window_start/window_end: {exc}") from exc
+
+
+def sync_window(
+    data_interval_start: datetime | str | None,
+    data_interval_end: datetime | str | None,
+    window_start: datetime | str | None = None,
+    window_end: datetime | str | None = None,
+) -> WindowDict:
+    """`change_window`'s ends as they go to XCom and asset events."""
+    return change_window(data_interval_start, data_interval_end, window_start, window_end).to_dict()
+
+
+def param_value(params: Any, name: str, default: Any = None) -> Any:
+    """A Param from the task context's ``params`` (a mapping, or None in unit tests)."""
+    if params is None:
+        return default
+    try:
+        value = params[name]
+    except KeyError:
+        return default
+    return default if value is None else value
+
+
+def hook_for_connection(conn_id: str) -> DataverseHook | FinanceOperationsHook:
+    """The provider's hook for a connection, by its type (Dataverse or F&O); another type
+    fails the task without retries."""
+    from airflow.sdk import BaseHook
+
+    from prospect_to_cash.hooks.dataverse import DataverseHook
+    from prospect_to_cash.hooks.fno import FinanceOperationsHook
+
+    conn_type = BaseHook.get_connection(conn_id).conn_type
+    if conn_type == DataverseHook.conn_type:
+        return DataverseHook(dataverse_conn_id=conn_id)
+    if conn_type == FinanceOperationsHook.conn_type:
+        return FinanceOperationsHook(fno_conn_id=conn_id)
+    raise AirflowFailException(
+        f"connection {conn_id!r} has type {conn_type!r}; expected {DataverseHook.conn_type!r} "
+        f"or {FinanceOperationsHook.conn_type!r}"
+    )
