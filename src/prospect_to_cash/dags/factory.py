@@ -105,14 +105,16 @@ def _run_book(spec: TemplateSpec) -> str:
   defaults and value maps).
 * **Waits for**: {waits}, for the same data interval (Param `wait_for_upstream`).
 * **Schedule**: `{os.environ.get(SCHEDULE_VARIABLE) or DEFAULT_SCHEDULE}` (UTC, shared by all P2C DAGs);
-  a run reads the Sales rows changed in its data interval (F&O entities have no change
-  timestamp and are read whole). `max_active_runs=1`.
+  a run reads the Sales rows changed in its data interval, plus the rows of the pending
+  ledger (F&O entities have no change timestamp and are read whole). `max_active_runs=1`.
 * **Results**: task `{GROUP_ID}.report` (one per company) logs a count table and writes
   `<staging>/{spec.template}/<run_id>/<company>/summary.json`. Rows that did not reach the
   target are in `<staging>/{spec.template}/<run_id>/<company>/<step>/deadletter/rejected.parquet`
   (refused by the mapping: missing key, unknown code, parent not synced yet) and
-  `failed.parquet` (refused by the service), each with the reason. They are not retried from
-  there: fix the cause and the next run (or a full refresh) picks them up. Each load publishes
+  `failed.parquet` (refused by the service), each with the reason and the record id. Each
+  load also keeps them in the pending ledger `<staging>/_pending/{spec.template}/<company>/<step>.parquet`:
+  every later run reads them again by key, unchanged or not, until they land or are dismissed
+  (`python -m prospect_to_cash.sync pending {spec.template}`, `... dismiss`). Each load publishes
   an asset event on its target entity with the counts and dead-letter paths in `extra`.
 """
 
