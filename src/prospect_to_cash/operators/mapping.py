@@ -299,6 +299,15 @@ class MappingLoadOperator(_MappingStepOperator):
         if outlet_events is not None:
             for outlet in self.outlets:
                 outlet_events[outlet].extra = asset_event_extra(result)
+        retryable = result["counts"].get("failed_retryable", 0)
+        if retryable and not dry_run:
+            from prospect_to_cash.sync.errors import ServiceFailures
+
+            # everything else is written and journaled: Airflow's retry resends only these
+            raise ServiceFailures(
+                f"{result['template']}/{self.mapping_task} [{legal_entity}]: {retryable} write(s) "
+                "failed at the service (5xx, timeout, throttling or an ambiguous write)"
+            )
         return result
 
 
