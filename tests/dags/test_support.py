@@ -344,3 +344,13 @@ def test_asset_event_extra_is_small_and_has_counts_and_dead_letters() -> None:
         "deadletter",
     }
     assert extra["counts"]["created"] == 2
+
+
+def test_a_scheduled_window_starts_at_the_mark_unless_its_start_is_explicit() -> None:
+    from prospect_to_cash.operators.common import change_window
+    from prospect_to_cash.sync.contracts import Window
+
+    start, end = "2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z"
+    assert change_window(start, end, since_watermark=True) == Window(start, end, False, True)
+    explicit = change_window(start, end, "2026-10-01T00:00:00Z", since_watermark=True)
+    assert explicit == Window("2026-10-01T00:00:00Z", end, False, False)
