@@ -109,8 +109,11 @@ def _run_book(spec: TemplateSpec) -> str:
   defaults and value maps).
 * **Waits for**: {waits}, for the same data interval (Param `wait_for_upstream`).
 * **Schedule**: `{os.environ.get(SCHEDULE_VARIABLE) or DEFAULT_SCHEDULE}` (UTC, shared by all P2C DAGs);
-  a run reads the Sales rows changed in its data interval, plus the rows of the pending
-  ledger (F&O entities have no change timestamp and are read whole). `max_active_runs=1`.
+  a scheduled run reads the Sales rows changed since its tasks' last successful run (the
+  high-water mark, less 5 minutes) to its interval's end, so a skipped or failed day leaves
+  no gap; a manual run or backfill reads its data interval (or the window Params) exactly.
+  Both also read the rows of the pending ledger (F&O entities have no change timestamp and
+  are read whole). `max_active_runs=1`.
 * **Results**: task `{GROUP_ID}.report` (one per company) logs a count table and writes
   `<staging>/{spec.template}/<run_id>/<company>/summary.json`. Rows that did not reach the
   target are in `<staging>/{spec.template}/<run_id>/<company>/<step>/deadletter/rejected.parquet`
