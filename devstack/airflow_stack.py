@@ -1,17 +1,14 @@
 """A local Airflow 3 against the emulators: for the DAG tests and for ``make demo``.
 
-Two ways to run the P2C DAGs on this machine, both in a throw-away ``AIRFLOW_HOME`` with
-SQLite and no network beyond loopback:
-
-* :func:`run_dag_tests` runs ``dag.test()`` for one or more DAG runs in a subprocess
-  (Airflow reads ``AIRFLOW_HOME`` once per process, so each home gets its own process)
-  and returns each run's task states, return values and asset events as JSON.
-* :class:`AirflowStack` starts the real thing: ``api-server`` (the execution API the
-  workers report to, and the REST API this class drives), ``scheduler`` with the
-  LocalExecutor, ``dag-processor`` and ``triggerer`` (the run-order sensors defer), each
-  its own process group with its log in ``<home>/logs/<component>.log``. Runs are
-  created through the public REST API (``/api/v2``): triggers, backfills, unpausing,
-  and read back the same way.
+The configuration of a throw-away ``AIRFLOW_HOME`` with SQLite and no network beyond
+loopback (:func:`airflow_env`, :func:`prepare_home`; ``dag.test()`` in such a home is
+:mod:`devstack.dag_test`), and :class:`AirflowStack`, the real thing: ``api-server`` (the
+execution API the workers report to, and the REST API this class drives), ``scheduler``
+with the LocalExecutor, ``dag-processor`` and ``triggerer`` (the run-order sensors defer),
+each in its own session with a parent-death signal and its log in
+``<home>/logs/<component>.log`` (see :mod:`devstack.processes`: nothing it starts, down to
+the task processes, outlives it). Runs are created through the public REST API
+(``/api/v2``): triggers, backfills, unpausing, and read back the same way.
 
 Connections reach the tasks as ``AIRFLOW_CONN_*`` JSON environment variables built by
 :func:`connection_env` from the emulators' JSON line; the client secret only ever lives
@@ -30,7 +27,6 @@ Usage (tests)::
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -41,15 +37,16 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from devstack.processes import PidFiles, stop_sessions
+from emulators.client import die_with_parent
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = ROOT / "dags"
@@ -60,10 +57,33 @@ DEFAULT_CONN_IDS = {"dataverse": "dynamics_dataverse_default", "fno": "dynamics_
 
 SQLITE_BUSY_TIMEOUT = 60
 """Seconds a writer waits for the Airflow SQLite database's lock."""
+API_TIMEOUT = httpx.Timeout(SQLITE_BUSY_TIMEOUT + 30, connect=10)
+"""A REST call may wait inside the api-server for the SQLite lock as long as any writer."""
+API_ATTEMPTS = 6
 
 
 class StackError(RuntimeError):
-    """Something in the local Airflow did not come up or did not finish in time."""
+    """Something in the local Airflow did not come up or did not finish in time.
+
+    The first line of the message says what; later lines carry log tails for a log file.
+    """
+
+
+class ApiError(StackError):
+    """The REST API answered a call with an error status."""
+
+    def __init__(self, method: str, path: str, status: int, text: str, *, retried: bool) -> None:
+        super().__init__(f"{method} {path} -> {status}: {text}")
+        self.status = status
+        #: an earlier attempt of the same call got no answer (it may have been applied)
+        self.retried = retried
+
+
+def _transient(response: httpx.Response) -> bool:
+    """What SQLite under load answers: 503 "Database is locked", or a 500 naming the lock."""
+    if response.status_code == 503:
+        return True
+    return response.status_code == 500 and "locked" in response.text.casefold()
 
 
 # -- configuration ------------------------------------------------------------------------------
@@ -118,6 +138,20 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def port_free(port: int) -> bool:
+    """True when a server could listen on ``port`` now. Bound with ``SO_REUSEADDR`` as
+    uvicorn binds, so a port whose last connections sit in TIME_WAIT (a server stopped a
+    moment ago) counts as free."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+            probe.listen(1)
+        except OSError:
+            return False
+    return True
 
 
 def airflow_env(
@@ -223,144 +257,6 @@ def _file_tail(path: Path, lines: int = 60) -> str:
         return f"({path} missing)"
 
 
-# -- dag.test() in a subprocess -----------------------------------------------------------------
-
-
-@dataclass
-class DagTestRun:
-    """One ``dag.test()`` request."""
-
-    dag_id: str
-    logical_date: str | None = None
-    conf: dict[str, Any] = field(default_factory=dict)
-
-
-def run_dag_tests(
-    env: Mapping[str, str], runs: Sequence[DagTestRun], *, timeout: float = 900, workdir: Path | None = None
-) -> list[dict[str, Any]]:
-    """Run ``dag.test()`` for each request in order, in one subprocess with ``env``;
-    returns one result per run (see :func:`_collect`). The Airflow output goes to
-    ``<workdir>/dag-test-<n>.log``; its tail is in the exception when the process fails."""
-    home = Path(env["AIRFLOW_HOME"])
-    workdir = Path(workdir or home)
-    index = len(list(workdir.glob("dag-test-*.log")))
-    log_path = workdir / f"dag-test-{index}.log"
-    request_path = workdir / f"dag-test-{index}.json"
-    result_path = workdir / f"dag-test-{index}.result.json"
-    request_path.write_text(json.dumps([run.__dict__ for run in runs]))
-    with log_path.open("w") as log_file:
-        try:
-            completed = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "devstack.airflow_stack",
-                    "dag-test",
-                    str(request_path),
-                    str(result_path),
-                ],
-                env=dict(env),
-                cwd=ROOT,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise StackError(f"dag.test() did not finish in {timeout}s:\n{_file_tail(log_path)}") from exc
-    if completed.returncode != 0 or not result_path.exists():
-        raise StackError(f"dag.test() process failed ({completed.returncode}):\n{_file_tail(log_path, 120)}")
-    return json.loads(result_path.read_text())
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(timezone.utc).isoformat() if value else None
-
-
-def _collect(dag_run: Any) -> dict[str, Any]:
-    """State, task instances, return values and asset events of one finished run.
-    (Runs inside the dag-test subprocess; reading the metadata database is fine for
-    development tooling, never for DAG or task code.)"""
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        tis = session.scalars(
-            select(TaskInstance).where(
-                TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id
-            )
-        ).all()
-        xcoms = session.scalars(
-            select(XComModel).where(
-                XComModel.dag_id == dag_run.dag_id,
-                XComModel.run_id == dag_run.run_id,
-                XComModel.key == "return_value",
-            )
-        ).all()
-        events = session.execute(
-            select(AssetEvent, AssetModel.uri)
-            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
-            .where(AssetEvent.source_dag_id == dag_run.dag_id, AssetEvent.source_run_id == dag_run.run_id)
-        ).all()
-        return {
-            "dag_id": dag_run.dag_id,
-            "run_id": dag_run.run_id,
-            "state": str(dag_run.state),
-            "logical_date": _iso(dag_run.logical_date),
-            "data_interval": [_iso(dag_run.data_interval_start), _iso(dag_run.data_interval_end)],
-            "tasks": [
-                {
-                    "task_id": ti.task_id,
-                    "map_index": ti.map_index,
-                    "state": str(ti.state),
-                    "start": _iso(ti.start_date),
-                    "end": _iso(ti.end_date),
-                    "rendered_map_index": ti.rendered_map_index,
-                }
-                for ti in tis
-            ],
-            "returns": [
-                {"task_id": x.task_id, "map_index": x.map_index, "value": XComModel.deserialize_value(x)}
-                for x in xcoms
-            ],
-            "asset_events": [
-                {
-                    "uri": uri,
-                    "extra": event.extra,
-                    "task_id": event.source_task_id,
-                    "map_index": event.source_map_index,
-                }
-                for event, uri in events
-            ],
-        }
-
-
-def _dag_test_main(request_path: Path, result_path: Path) -> int:
-    from airflow.dag_processing.dagbag import DagBag
-
-    requests = json.loads(Path(request_path).read_text())
-    bag = DagBag(dag_folder=os.environ.get("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS_FOLDER)))
-    if bag.import_errors:
-        print(f"import errors: {bag.import_errors}", file=sys.stderr)
-        return 2
-    results = []
-    for request in requests:
-        dag = bag.get_dag(request["dag_id"])
-        if dag is None:
-            print(f"no DAG {request['dag_id']!r}", file=sys.stderr)
-            return 2
-        logical_date = (
-            datetime.fromisoformat(request["logical_date"]) if request.get("logical_date") else None
-        )
-        dag_run = dag.test(logical_date=logical_date, run_conf=request.get("conf") or None)
-        results.append(_collect(dag_run))
-    Path(result_path).write_text(json.dumps(results, default=str))
-    return 0
-
-
 # -- the real stack -----------------------------------------------------------------------------
 
 
@@ -368,7 +264,14 @@ class AirflowStack:
     """api-server + scheduler + dag-processor + triggerer of one AIRFLOW_HOME.
 
     A context manager: ``__exit__`` stops every process it started (SIGTERM to each
-    process group, SIGKILL after ``stop_timeout``).
+    process group, SIGKILL after ``stop_timeout``, then whatever is left in each
+    component's session: LocalExecutor workers, task processes).
+
+    :param pids: where each component's pid is recorded while it runs (the next start
+        stops leftovers of a killed one); None: not recorded (tests on throw-away homes).
+    :param before_scheduler: called once the api-server answers and before the scheduler
+        starts, e.g. to finish runs an earlier, killed stack left behind before anything
+        resumes them.
     """
 
     def __init__(
@@ -380,6 +283,8 @@ class AirflowStack:
         start_timeout: float = 180,
         stop_timeout: float = 20,
         max_restarts: int = 3,
+        pids: PidFiles | None = None,
+        before_scheduler: Callable[[AirflowStack], None] | None = None,
     ) -> None:
         self.home = Path(home)
         self.env = dict(env)
@@ -391,7 +296,9 @@ class AirflowStack:
         self.base_url = self.env["AIRFLOW__API__BASE_URL"]
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.log_dir = self.home / "logs"
-        self._http = httpx.Client(base_url=f"{self.base_url}/api/v2", timeout=30)
+        self.pids = pids
+        self.before_scheduler = before_scheduler
+        self._http = httpx.Client(base_url=f"{self.base_url}/api/v2", timeout=API_TIMEOUT)
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -404,9 +311,18 @@ class AirflowStack:
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for component in self.components:
-            self._launch(component, mode="wb")
+        held = {"scheduler"} if self.before_scheduler is not None else set()
         try:
+            for component in self.components:
+                if component not in held:
+                    self._launch(component, mode="wb")
+            if held:
+                self.wait_api()
+                assert self.before_scheduler is not None
+                self.before_scheduler(self)
+                for component in self.components:
+                    if component in held:
+                        self._launch(component, mode="wb")
             self.wait_healthy()
         except BaseException:
             self.stop()
@@ -417,14 +333,18 @@ class AirflowStack:
         if component == "api-server":
             args += ["--host", "127.0.0.1", "--port", self.env["AIRFLOW__API__PORT"], "--workers", "1"]
         with (self.log_dir / f"{component}.log").open(mode) as log_file:
-            self.processes[component] = subprocess.Popen(
+            process = subprocess.Popen(
                 args,
                 env=self.env,
                 cwd=self.home,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True,  # a Ctrl-C reaches the caller, which stops us in order
+                preexec_fn=die_with_parent,  # the caller killed: SIGTERM (devstack.processes)
             )
+        self.processes[component] = process
+        if self.pids is not None:
+            self.pids.record(component, process.pid)
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -439,6 +359,11 @@ class AirflowStack:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        # the scheduler's LocalExecutor workers and their task processes (own process groups)
+        stop_sessions([process.pid for process in self.processes.values()], grace=5)
+        if self.pids is not None:
+            for component in self.processes:
+                self.pids.forget(component)
         self._http.close()
 
     def check_alive(self) -> None:
@@ -456,7 +381,22 @@ class AirflowStack:
                 raise StackError(f"{message} (after {len(self.restarts)} restarts)\n{tail}")
             self.restarts.append(f"{message}\n{tail}")
             print(f"{message}; restarting it ({len(self.restarts)}/{self.max_restarts})", file=sys.stderr)
+            stop_sessions([process.pid], grace=5)  # its orphaned workers hold no slot of the new one
             self._launch(component, mode="ab")
+
+    def wait_api(self) -> None:
+        """Until the api-server answers (before the other components report heartbeats)."""
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            with contextlib.suppress(httpx.HTTPError):
+                if self._http.get("/monitor/health").status_code == 200:
+                    return
+            time.sleep(1)
+        raise StackError(
+            f"the Airflow api-server did not answer within {self.start_timeout:g}s\n"
+            f"{self.diagnostics(components=['api-server'])}"
+        )
 
     def wait_healthy(self) -> dict[str, Any]:
         """Until the API answers and every started component reports a fresh heartbeat."""
@@ -474,20 +414,49 @@ class AirflowStack:
             except httpx.HTTPError:
                 pass
             time.sleep(1)
-        raise StackError(f"Airflow not healthy within {self.start_timeout}s: {health}\n{self.diagnostics()}")
+        unhealthy = sorted(name for name in wanted if health.get(name, {}).get("status") != "healthy")
+        raise StackError(
+            f"Airflow not healthy within {self.start_timeout:g}s (no heartbeat from {', '.join(unhealthy)})\n"
+            f"{health}\n{self.diagnostics()}"
+        )
 
     # REST API --------------------------------------------------------------------------------
 
-    def api(self, method: str, path: str, *, attempts: int = 10, **kwargs: Any) -> Any:
-        """One REST call; a 503 (SQLite busy: "Database is locked") is retried with backoff."""
+    def api(self, method: str, path: str, *, attempts: int = API_ATTEMPTS, **kwargs: Any) -> Any:
+        """One REST call. What SQLite under load causes is retried with backoff: a 503
+        "Database is locked", a 500 naming the lock, no answer within :data:`API_TIMEOUT`
+        (a writer held the lock), a refused connection (the api-server is restarting).
+
+        :raises ApiError: an error status (``retried``: an earlier attempt got no answer).
+        :raises StackError: no answer after ``attempts`` tries.
+        """
+        failure = "no attempt"
+        retried = False
         for attempt in range(attempts):
-            response = self._http.request(method, path, **kwargs)
-            if response.status_code != 503 or attempt == attempts - 1:
-                break
-            time.sleep(min(0.5 * 2**attempt, 5))
-        if response.status_code >= 400:
-            raise StackError(f"{method} {path} -> {response.status_code}: {response.text}")
-        return response.json() if response.content else None
+            if attempt:
+                time.sleep(min(0.5 * 2**attempt, 10))
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                failure, retried = f"{type(exc).__name__}: {exc}".rstrip(": "), True
+                continue
+            if _transient(response) and attempt < attempts - 1:
+                failure = f"HTTP {response.status_code}"
+                continue
+            if response.status_code >= 400:
+                raise ApiError(method, path, response.status_code, response.text, retried=retried)
+            return response.json() if response.content else None
+        raise StackError(
+            f"the local Airflow API did not answer {method} {path} in {attempts} attempts ({failure}); "
+            f"see {self.log_dir / 'api-server.log'}"
+        )
+
+    def _get(self, path: str, **kwargs: Any) -> httpx.Response | None:
+        """A GET for polling loops: None when the API did not answer this time."""
+        try:
+            return self._http.get(path, **kwargs)
+        except httpx.TransportError:
+            return None
 
     def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 120) -> None:
         """Until the dag-processor has parsed and serialized each DAG."""
@@ -496,14 +465,18 @@ class AirflowStack:
         while pending and time.monotonic() < deadline:
             self.check_alive()
             for dag_id in sorted(pending):
-                response = self._http.get(f"/dags/{dag_id}/details")
-                if response.status_code == 200:
+                response = self._get(f"/dags/{dag_id}/details")
+                if response is not None and response.status_code == 200:
                     pending.discard(dag_id)
             if pending:
                 time.sleep(1)
         if pending:
-            errors = self._http.get("/importErrors").text
-            raise StackError(f"DAGs not parsed within {timeout}s: {sorted(pending)}; import errors: {errors}")
+            errors = self._get("/importErrors")
+            raise StackError(
+                f"DAGs not parsed within {timeout:g}s: {sorted(pending)} "
+                f"(see {self.log_dir / 'dag-processor.log'})\n"
+                f"import errors: {errors.text if errors is not None else '(no answer)'}"
+            )
 
     def unpause(self, dag_id: str) -> None:
         self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
@@ -558,12 +531,12 @@ class AirflowStack:
         return item["value"]
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
-        response = self._http.get(
+        response = self._get(
             f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
             params={"map_index": map_index, "full_content": True},
             headers={"Accept": "text/plain"},
         )
-        return response.text
+        return response.text if response is not None else "(the log could not be read: no answer)"
 
     def wait_for_runs(
         self, dag_id: str, count: int, *, timeout: float = 600, poll: float = 2
@@ -612,24 +585,3 @@ class AirflowStack:
             f"--- {component}.log ---\n{_file_tail(self.log_dir / f'{component}.log', lines)}"
             for component in (components or self.components)
         )
-
-
-# -- command line -------------------------------------------------------------------------------
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m devstack.airflow_stack", description=__doc__.splitlines()[0]
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    dag_test = commands.add_parser("dag-test", help="run dag.test() for the runs in a JSON request file")
-    dag_test.add_argument("request", type=Path)
-    dag_test.add_argument("result", type=Path)
-    arguments = parser.parse_args(argv)
-    if arguments.command == "dag-test":
-        return _dag_test_main(arguments.request, arguments.result)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

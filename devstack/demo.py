@@ -22,6 +22,11 @@ write counters both show.
 :func:`serve` is ``make airflow``: the same stack on the same state, left running for the
 UI until Ctrl-C.
 
+Both start from a state they can trust (:mod:`devstack.state`): one command per state
+directory, what a killed earlier start left running stopped first, a watchdog that stops
+everything if this command is killed, a half-migrated Airflow database rebuilt, and runs an
+earlier start left running or queued marked failed before the scheduler could resume them.
+
 The emulators' client secret only travels from their JSON line into the Airflow processes'
 environment; it is never printed or logged here.
 """
@@ -29,12 +34,6 @@ environment; it is never printed or logged here.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -44,17 +43,24 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from devstack.airflow_stack import (
-    FINISHED,
-    AirflowStack,
-    StackError,
-    airflow_env,
-    connection_env,
+from devstack.airflow_stack import FINISHED, AirflowStack, ApiError, StackError, port_free
+from devstack.state import (
+    DemoError,
+    DemoPaths,
+    demo_emulators,
+    emulator_writes,
+    finish_stale_runs,
+    owned_state,
+    prepare_airflow_home,
+    seeded_before,
+    shown,
+    stack_env,
 )
-from emulators.client import EmulatorEndpoints, EmulatorStartError, RunningEmulators, start_emulators
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
+
+    from devstack.processes import PidFiles
 
 #: The seven template DAGs in run order (the order of the summary).
 SYNC_DAGS = (
@@ -71,194 +77,12 @@ ALL_DAGS = (*SYNC_DAGS, RECONCILIATION_DAG)
 SERVICES = {"dataverse": "Dataverse (Sales)", "fno": "Finance and Operations"}
 #: Per-company counts shown in the summary, in this order.
 SUMMARY_COUNTS = ("read", "skipped", "created", "updated", "unchanged", "rejected", "failed")
-#: The run-order sensors check every 5 s instead of every minute (P2C_RUN_ORDER_POKE_SECONDS).
-POKE_SECONDS = 5
 DEFAULT_UI_PORT = 8080
-PRELOAD_DIR = Path(__file__).resolve().parent / "preload"
 ACTIVE_TASK_STATES = ("queued", "running", "scheduled", "up_for_retry", "up_for_reschedule", "restarting")
 
 
 def _print(line: str) -> None:
     print(line, flush=True)
-
-
-class DemoError(RuntimeError):
-    """The demo could not run (an emulator or Airflow component failed to start, a timeout)."""
-
-
-# -- where things live ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DemoPaths:
-    """Everything the demo keeps, under one state directory (``state/`` by default)."""
-
-    root: Path
-
-    @property
-    def emulators(self) -> Path:
-        return self.root / "emulators"
-
-    @property
-    def airflow(self) -> Path:
-        return self.root / "airflow"
-
-    @property
-    def staging(self) -> Path:
-        return self.root / "staging"
-
-    @property
-    def reports(self) -> Path:
-        return self.root / "reports" / "reconciliation"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def pycache(self) -> Path:
-        return self.root / "pycache"
-
-
-def _shown(path: Path | str) -> str:
-    """A path as the user should type it: relative to the checkout when inside it."""
-    path = Path(path)
-    with contextlib.suppress(ValueError):
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    return str(path)
-
-
-# -- the emulators ----------------------------------------------------------------------------------
-
-
-def seeded_before(state_dir: Path) -> bool:
-    """True when both services' databases exist (``--seed demo`` only fills empty stores)."""
-    return (state_dir / "dataverse.sqlite").exists() and (state_dir / "fno.sqlite").exists()
-
-
-def start_demo_emulators(paths: DemoPaths) -> RunningEmulators:
-    """``python -m emulators serve --seed demo`` on free ports, stderr appended to
-    ``<state>/logs/emulators.log``.
-
-    The seed only fills empty stores, so the demo world is written on the first start and
-    everything the sync wrote before is still there on the next one. The emulators get
-    their own session: a Ctrl-C reaches the demo, which stops Airflow before them.
-    """
-    log_path = paths.logs / "emulators.log"
-    try:
-        return start_emulators(
-            paths.emulators,
-            "--seed",
-            "demo",
-            timeout=180,
-            log_path=log_path,
-            append_log=True,
-            new_session=True,
-        )
-    except EmulatorStartError as exc:
-        raise DemoError(
-            f"the emulators did not start ({exc.reason}); see {_shown(log_path)}:\n{exc.log_tail}"
-        ) from exc
-
-
-def emulator_writes(emulators: RunningEmulators) -> dict[str, int]:
-    """Create/update/upsert/delete operations each service applied since the last reset."""
-    return {
-        service: int(counters["operations_written_total"])
-        for service, counters in emulators.counters().items()
-    }
-
-
-@contextlib.contextmanager
-def state_lock(paths: DemoPaths) -> Iterator[None]:
-    """One demo or stack per state directory: two would run two emulators and two
-    schedulers on the same SQLite files."""
-
-    paths.root.mkdir(parents=True, exist_ok=True)
-    with (paths.root / ".lock").open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise DemoError(
-                f"{_shown(paths.root)} is in use by {holder} (make demo or make airflow); "
-                "stop it first, or use another DEMO_STATE"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-# -- the local Airflow ------------------------------------------------------------------------------
-
-
-def stack_env(
-    paths: DemoPaths,
-    endpoints: EmulatorEndpoints,
-    *,
-    api_port: int | None = None,
-    use_job_schedule: bool = False,
-    base: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """The environment of every Airflow process of the demo stack.
-
-    On top of :func:`airflow_env` (SQLite, LocalExecutor, connections): staging under the
-    state directory, quick run-order checks, the scheduler's preload of heavy libraries
-    (``devstack/preload``), and -- when the caller's environment forbids bytecode files
-    (``PYTHONDONTWRITEBYTECODE``) -- a bytecode cache under the state directory, without
-    which every task process would compile Airflow and pandas from source again.
-    """
-    source = dict(os.environ if base is None else base)
-    extra = {
-        "P2C_RUN_ORDER_POKE_SECONDS": str(POKE_SECONDS),
-        # the DAG files do not change during a demo; re-parse them every 5 minutes, not 30 s
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "300",
-    }
-    if source.pop("PYTHONDONTWRITEBYTECODE", None):
-        extra["PYTHONPYCACHEPREFIX"] = str(paths.pycache.resolve())
-    env = airflow_env(
-        paths.airflow,
-        staging_root=paths.staging,
-        connections=connection_env(endpoints),
-        api_port=api_port,
-        parallelism=4,
-        use_job_schedule=use_job_schedule,
-        extra=extra,
-        base=source,
-    )
-    env["PYTHONPATH"] = os.pathsep.join([str(PRELOAD_DIR), env["PYTHONPATH"]])
-    return env
-
-
-def prepare_airflow_home(home: Path, env: Mapping[str, str], out: Callable[[str], None]) -> bool:
-    """Create and migrate the SQLite metadata database once per Airflow version; True when it
-    had to (first start)."""
-    home = Path(home)
-    stamp = home / ".migrated"
-    wanted = version("apache-airflow")
-    if (home / "airflow.db").exists() and stamp.exists() and stamp.read_text().strip() == wanted:
-        return False
-    home.mkdir(parents=True, exist_ok=True)
-    out(f"Preparing the Airflow {wanted} database in {_shown(home)} (first start only, about 30 s)")
-    result = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        env=dict(env),
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise DemoError(f"airflow db migrate failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    stamp.write_text(wanted + "\n")
-    return True
 
 
 # -- following the runs -----------------------------------------------------------------------------
@@ -456,6 +280,16 @@ class DemoResult:
         return self.ok and self.total("created", "updated", "failed") == 0 and not any(self.writes.values())
 
 
+def _pending_rows(staging: Path) -> int:
+    """Rows in every template's pending ledger (docs/sync.md, "Daily runs")."""
+    from prospect_to_cash.sync.mapping import TEMPLATES
+    from prospect_to_cash.sync.pending import ledgers
+    from prospect_to_cash.sync.staging import as_path
+
+    root = as_path(staging)
+    return sum(len(ledger.read()) for name in TEMPLATES for ledger in ledgers(root, name))
+
+
 def _logical_date() -> str:
     """One logical date for all seven runs of a demo (the sensors pair runs by it): now, to
     the second, so every demo gets its own and never one in the future."""
@@ -463,11 +297,16 @@ def _logical_date() -> str:
 
 
 def _trigger(stack: AirflowStack, dag_id: str, run_id: str, logical_date: str, conf: dict[str, Any]) -> None:
-    stack.api(
-        "POST",
-        f"/dags/{dag_id}/dagRuns",
-        json={"dag_run_id": run_id, "logical_date": logical_date, "conf": conf},
-    )
+    try:
+        stack.api(
+            "POST",
+            f"/dags/{dag_id}/dagRuns",
+            json={"dag_run_id": run_id, "logical_date": logical_date, "conf": conf},
+        )
+    except ApiError as exc:
+        if not (exc.status == 409 and exc.retried):
+            raise
+        # an attempt that got no answer in time did create the run (this run id is new)
 
 
 def _set_paused(stack: AirflowStack, dag_ids: Sequence[str], paused: bool) -> None:
@@ -476,7 +315,9 @@ def _set_paused(stack: AirflowStack, dag_ids: Sequence[str], paused: bool) -> No
 
 
 def _earlier_runs(stack: AirflowStack) -> int:
-    return int(stack.api("GET", f"/dags/{SYNC_DAGS[0]}/dagRuns", params={"limit": 1})["total_entries"])
+    """Successful earlier runs of the first DAG (a killed demo's runs synced only part)."""
+    runs = stack.api("GET", f"/dags/{SYNC_DAGS[0]}/dagRuns", params={"limit": 1, "state": "success"})
+    return int(runs["total_entries"])
 
 
 def run_demo(
@@ -494,22 +335,24 @@ def run_demo(
     started = time.monotonic()
     paths = DemoPaths(Path(state_dir).resolve())
     paths.logs.mkdir(parents=True, exist_ok=True)
-    with state_lock(paths):
-        return _run_demo(paths, out, run_timeout, started)
-
-
-def _run_demo(paths: DemoPaths, out: Callable[[str], None], run_timeout: float, started: float) -> DemoResult:
     out("Prospect to cash demo: Dynamics 365 Sales <-> Finance and Operations through Apache Airflow")
+    with owned_state(paths, out) as pids:
+        return _run_demo(paths, pids, out, run_timeout, started)
+
+
+def _run_demo(
+    paths: DemoPaths, pids: PidFiles, out: Callable[[str], None], run_timeout: float, started: float
+) -> DemoResult:
     first_start = not seeded_before(paths.emulators)
     out(
         "Starting the Dynamics emulators"
         + (
             " and seeding the demo world (emulators/seed/STORY.md)"
             if first_start
-            else f" on {_shown(paths.emulators)}"
+            else f" on {shown(paths.emulators)}"
         )
     )
-    with start_demo_emulators(paths) as emulators:
+    with demo_emulators(paths, pids) as emulators:
         endpoints = emulators.endpoints
         out(
             f"  Dataverse {endpoints.dataverse_url}  F&O {endpoints.fno_url}  "
@@ -517,9 +360,11 @@ def _run_demo(paths: DemoPaths, out: Callable[[str], None], run_timeout: float, 
         )
         tables_before = emulators.tables()
         env = stack_env(paths, endpoints)
-        prepare_airflow_home(paths.airflow, env, out)
+        prepare_airflow_home(paths.airflow, env, out, pids)
         out("Starting Airflow: api-server, scheduler (LocalExecutor), dag-processor, triggerer")
-        stack = AirflowStack(paths.airflow, env)
+        stack = AirflowStack(
+            paths.airflow, env, pids=pids, before_scheduler=lambda stack: finish_stale_runs(stack, out)
+        )
         with stack:
             out(
                 f"  Airflow {version('apache-airflow')} is up at {stack.base_url} "
@@ -528,7 +373,11 @@ def _run_demo(paths: DemoPaths, out: Callable[[str], None], run_timeout: float, 
             stack.wait_for_dags(ALL_DAGS, timeout=300)
             earlier = _earlier_runs(stack)
             if earlier:
-                out(f"  This state was synced before ({earlier} earlier run(s)): expect nothing to write.")
+                out(
+                    f"  This state was synced before ({earlier} earlier run(s)): only rows changed in the "
+                    f"emulators since then are written; {_pending_rows(paths.staging)} pending row(s) "
+                    "(rejected or failed before) are tried again and, unchanged, rejected again."
+                )
             logical_date = _logical_date()
             stamp = logical_date.replace("-", "").replace(":", "")
             runs = {dag_id: RunResult(dag_id, f"p2c_demo__{stamp}") for dag_id in SYNC_DAGS}
@@ -649,8 +498,8 @@ def format_summary(result: DemoResult) -> str:
     report = result.reconciliation.result if result.reconciliation else None
     if report:
         local = report.get("paths", {})
-        lines.append(f"  Reconciliation report  {_shown(local.get('local_html', local.get('html', '')))}")
-        lines.append(f"{'':25}{_shown(local.get('local_json', local.get('json', '')))} (same data as JSON)")
+        lines.append(f"  Reconciliation report  {shown(local.get('local_html', local.get('html', '')))}")
+        lines.append(f"{'':25}{shown(local.get('local_json', local.get('json', '')))} (same data as JSON)")
     dead = [(run.template, item) for run in result.runs for item in run.dead_letters]
     if dead:
         lines += dead_letter_lines(dead)
@@ -661,11 +510,10 @@ def format_summary(result: DemoResult) -> str:
         "(no login: local all-admins mode); same state, these runs and their logs"
     )
     lines.append(
-        f"  Logs                   {_shown(paths.airflow / 'logs')} (Airflow), "
-        f"{_shown(paths.logs)} (emulators)"
+        f"  Logs                   {shown(paths.airflow / 'logs')} (Airflow), {shown(paths.logs)} (emulators)"
     )
     own = (paths.emulators, paths.airflow, paths.staging, paths.reports.parent, paths.logs)
-    lines.append(f"  Start again from zero  rm -rf {' '.join(_shown(path) for path in own)}")
+    lines.append(f"  Start again from zero  rm -rf {' '.join(shown(path) for path in own)}")
     return "\n".join(lines)
 
 
@@ -688,7 +536,7 @@ def dead_letter_lines(dead: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
         pattern = (
             root / "<template>" / run_ids.pop() / "<company>" / "<task>" / "deadletter" / "<kind>.parquet"
         )
-        lines.append(f"  Dead-letter files      {_shown(pattern)}")
+        lines.append(f"  Dead-letter files      {shown(pattern)}")
         grouped: dict[tuple[str, str, str], list[str]] = {}
         for template, item in dead:
             key = (f"{template}/{item['task']}", item["task"], item["kind"])
@@ -701,7 +549,7 @@ def dead_letter_lines(dead: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
         for (template, item), path in zip(dead, paths, strict=True):
             lines.append(
                 f"    {template}/{item['task']} [{item['company']}] {item['rows']} {item['kind']}: "
-                f"{_shown(path)}"
+                f"{shown(path)}"
             )
     lines.append(
         '    each row with its reason; read one with .venv/bin/python -c "import pandas, sys; '
@@ -713,29 +561,6 @@ def dead_letter_lines(dead: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
 # -- make airflow -----------------------------------------------------------------------------------
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C, so every child process is stopped on the way out."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def serve(
     state_dir: Path | str = "state",
     *,
@@ -744,29 +569,30 @@ def serve(
     until: Callable[[], bool] | None = None,
 ) -> int:
     """``make airflow``: the demo's emulators and Airflow on the same state, running until
-    Ctrl-C (or until ``until()`` is true, for tests). The scheduler's own schedule is on,
-    as in production; the DAGs stay paused until you unpause them."""
+    Ctrl-C or SIGTERM (the command line turns both into ``KeyboardInterrupt``), or until
+    ``until()`` is true, for tests. The scheduler's own schedule is on, as in production;
+    the DAGs stay paused until you unpause them."""
     paths = DemoPaths(Path(state_dir).resolve())
     paths.logs.mkdir(parents=True, exist_ok=True)
-    if not _port_free(port):
-        out(f"Port {port} is taken; choose another with AIRFLOW_PORT=<port> make airflow (or --port).")
-        return 2
-    with (
-        state_lock(paths),
-        terminate_as_interrupt(),
-        start_demo_emulators(paths) as emulators,
-    ):
+    if not port_free(port):
+        raise DemoError(
+            f"port {port} is taken", hint="choose another with AIRFLOW_PORT=<port> make airflow (or --port)"
+        )
+    with owned_state(paths, out) as pids, demo_emulators(paths, pids) as emulators:
         endpoints = emulators.endpoints
         env = stack_env(paths, endpoints, api_port=port, use_job_schedule=True)
-        prepare_airflow_home(paths.airflow, env, out)
+        prepare_airflow_home(paths.airflow, env, out, pids)
         out("Starting Airflow: api-server, scheduler (LocalExecutor), dag-processor, triggerer")
-        with AirflowStack(paths.airflow, env) as stack:
+        stack = AirflowStack(
+            paths.airflow, env, pids=pids, before_scheduler=lambda stack: finish_stale_runs(stack, out)
+        )
+        with stack:
             stack.wait_for_dags(ALL_DAGS, timeout=300)
             out("")
             out(f"Airflow UI:   {stack.base_url}  (no login: local all-admins mode, this machine only)")
             out(f"Emulators:    Dataverse {endpoints.dataverse_url}  F&O {endpoints.fno_url}")
             out("Connections:  dynamics_dataverse_default, dynamics_fno_default (AIRFLOW_CONN_* variables)")
-            out(f"State:        {_shown(paths.root)} (Airflow home {_shown(paths.airflow)})")
+            out(f"State:        {shown(paths.root)} (Airflow home {shown(paths.airflow)})")
             out(
                 "Try: Dags -> p2c_accounts -> Trigger, or a backfill of 2026-11-01..2026-11-03 "
                 "(the seed's days)"

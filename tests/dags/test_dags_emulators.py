@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.parquet as pq
 import pytest
 
-from devstack.airflow_stack import DagTestRun
+from devstack.dag_test import DagTestRun
 from prospect_to_cash.sync.mapping import TEMPLATES
 from tests.support.story_checks import CHECKS, COMPANIES, FNO_READS, StoryState, expected_accounts, snapshot
 from tests.support.world import business_units, start_demo_world

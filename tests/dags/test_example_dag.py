@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.parquet as pq
 import pytest
 
-from devstack.airflow_stack import DagTestRun, run_dag_tests
+from devstack.dag_test import DagTestRun, run_dag_tests
 from tests.support.world import start_demo_world
 
 if TYPE_CHECKING:

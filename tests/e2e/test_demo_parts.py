@@ -16,20 +16,16 @@ from devstack.__main__ import build_parser
 from devstack.airflow_stack import AirflowStack, StackError
 from devstack.demo import (
     ALL_DAGS,
-    PRELOAD_DIR,
     SYNC_DAGS,
-    DemoError,
-    DemoPaths,
     DemoResult,
     RunResult,
     dead_letter_lines,
     describe_phase,
     format_summary,
     one_line_counts,
-    stack_env,
-    state_lock,
     summary_table,
 )
+from devstack.state import PRELOAD_DIR, DemoError, DemoPaths, stack_env, state_lock
 from emulators.client import EmulatorEndpoints
 from prospect_to_cash.sync.mapping import TEMPLATES
 from tests.support.run_books import declared_upstreams

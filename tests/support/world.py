@@ -17,13 +17,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import yaml
 
-from devstack.airflow_stack import (
-    DagTestRun,
-    airflow_env,
-    connection_env,
-    prepare_home,
-    run_dag_tests,
-)
+from devstack.airflow_stack import airflow_env, connection_env, prepare_home
+from devstack.dag_test import DagTestRun, run_dag_tests
 from tests.conftest import TEST_CONFIG
 from tests.support.emulators import acquire_token, start_emulators
 
