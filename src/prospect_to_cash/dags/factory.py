@@ -80,6 +80,11 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
+def tag(name: str) -> str:
+    """Tags in one style, kebab-case, as the UI's tag filter lists them side by side."""
+    return name.strip().lower().replace("_", "-").replace(" ", "-")
+
+
 def shared_schedule() -> CronDataIntervalTimetable:
     """The one timetable of every P2C DAG: data intervals (so a run knows which changes it
     owns and backfills mean something), on ``P2C_SCHEDULE`` or daily at 00:00 UTC."""
@@ -138,8 +143,8 @@ def template_dag(spec: TemplateSpec, *, doc_md: str | None = None, tags: Sequenc
         catchup=False,
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
-        params=sync_params(),
-        tags=sorted({*COMMON_TAGS, direction, template, *tags}),
+        params=sync_params(waits=bool(spec.upstream)),
+        tags=sorted({*COMMON_TAGS, direction, tag(template), *(tag(t) for t in tags)}),
         doc_md=(doc_md or f"### {title}") + _run_book(spec),
     ) as dag:
         waits = [

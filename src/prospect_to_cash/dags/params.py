@@ -19,13 +19,17 @@ WINDOW_START = "window_start"
 WINDOW_END = "window_end"
 
 _TIMESTAMP = {"type": ["null", "string"], "format": "date-time"}
+#: Every Param has a default, so each schema admits null: Airflow 3's trigger form marks a Param
+#: whose type lacks "null" as required (red star). A null value means "the default" to the tasks
+#: (``param_value`` and ``flag``), so the REST API may send it too.
+_BOOLEAN = ["boolean", "null"]
 
 
 def companies_param() -> Param:
     """The company pairs a run covers; every P2C DAG (the reconciliation too) offers it."""
     return Param(
         [],
-        type="array",
+        type=["array", "null"],
         items={"type": "string", "minLength": 1},
         uniqueItems=True,
         title="Companies",
@@ -36,12 +40,16 @@ def companies_param() -> Param:
     )
 
 
-def sync_params() -> dict[str, Param]:
-    """A fresh set of Params (each DAG needs its own objects)."""
-    return {
+def sync_params(*, waits: bool = True) -> dict[str, Param]:
+    """A fresh set of Params (each DAG needs its own objects).
+
+    :param waits: whether the DAG has run-order sensors; only then does it offer
+        ``wait_for_upstream`` (a switch that does nothing would mislead the form's reader).
+    """
+    params = {
         FULL_REFRESH: Param(
             False,
-            type="boolean",
+            type=_BOOLEAN,
             title="Full refresh",
             description=(
                 "Read every source row the template's filter allows instead of only the rows "
@@ -52,7 +60,7 @@ def sync_params() -> dict[str, Param]:
         ),
         DRY_RUN: Param(
             False,
-            type="boolean",
+            type=_BOOLEAN,
             title="Dry run",
             description=(
                 "Extract, snapshot and plan, but write nothing to the target. The load tasks "
@@ -79,9 +87,11 @@ def sync_params() -> dict[str, Param]:
                 "interval end. Ignored with a full refresh."
             ),
         ),
-        WAIT_FOR_UPSTREAM: Param(
+    }
+    if waits:
+        params[WAIT_FOR_UPSTREAM] = Param(
             True,
-            type="boolean",
+            type=_BOOLEAN,
             title="Wait for upstream DAGs",
             description=(
                 "Start only after the prerequisite P2C DAGs (see the DAG docs) succeeded for the same "
@@ -89,8 +99,8 @@ def sync_params() -> dict[str, Param]:
                 "are missing in the target are then rejected to the dead-letter file, not written "
                 "half-done, and a later run picks them up."
             ),
-        ),
-    }
+        )
+    return params
 
 
 __all__ = [
