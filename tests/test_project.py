@@ -132,3 +132,15 @@ def test_readme_documents_the_stack_command_and_compose() -> None:
     assert "\nairflow: $(STAMP)" in makefile
     assert "-m devstack demo" in makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
     assert "docker compose up" in readme
+
+
+def test_readme_dry_run_tips_warn_that_the_trigger_form_unpauses_a_paused_dag() -> None:
+    """Airflow 3's trigger form ticks "Unpause <dag> on trigger" by default: a dry run of a paused
+    DAG would otherwise turn on its real schedule."""
+    readme = (ROOT / "README.md").read_text()
+    tips = [part for part in readme.split("\n\n") if "*Dry run* Param" in part]
+    assert len(tips) == 2
+    for tip in tips:
+        assert "on trigger*" in tip
+        assert "unpause" in tip.lower()
+        assert "scheduled" in tip
