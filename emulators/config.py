@@ -173,8 +173,24 @@ class FnoServiceConfig(ServiceConfig):
             raise ConfigError(f"page_size must be between 1 and {FNO_MAX_PAGE_SIZE}, got {self.page_size}")
 
 
-def _dataverse_defaults() -> ServiceConfig:
-    return ServiceConfig(cost=CostConfig(request_latency_ms=10.0, operation_ms=1.0), dop_hint=4)
+#: Dataverse's default `Organization.ExpireChangeTrackingInDays` (7 days), in seconds.
+CHANGE_TRACKING_EXPIRY_SECONDS = 7 * 24 * 3600
+
+
+@dataclass
+class DataverseServiceConfig(ServiceConfig):
+    """Dataverse settings: the shared ones plus the age at which a delta token expires
+    (the organization's ExpireChangeTrackingInDays; tests lower it to reach expiry)."""
+
+    change_tracking_expiry_seconds: int = CHANGE_TRACKING_EXPIRY_SECONDS
+
+    def validate(self) -> None:
+        super().validate()
+        _positive(self.change_tracking_expiry_seconds, "change_tracking_expiry_seconds")
+
+
+def _dataverse_defaults() -> DataverseServiceConfig:
+    return DataverseServiceConfig(cost=CostConfig(request_latency_ms=10.0, operation_ms=1.0), dop_hint=4)
 
 
 def _fno_defaults() -> FnoServiceConfig:
@@ -187,7 +203,7 @@ class EmulatorConfig:
     """The whole configuration file (`config.json`)."""
 
     entra: EntraConfig = field(default_factory=EntraConfig)
-    dataverse: ServiceConfig = field(default_factory=_dataverse_defaults)
+    dataverse: DataverseServiceConfig = field(default_factory=_dataverse_defaults)
     fno: FnoServiceConfig = field(default_factory=_fno_defaults)
 
     def validate(self) -> None:

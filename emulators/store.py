@@ -607,6 +607,12 @@ class Store:
         """Escape hatch for read-only SQL the typed methods cannot express (aggregates)."""
         return self._conn.execute(sql, list(params)).fetchall()
 
+    def execute_write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Escape hatch for a service's own bookkeeping tables (change tracking's deletions);
+        joins the caller's transaction like the typed writes do."""
+        self._check_writer()
+        self._conn.execute(sql, list(params))
+
     def close(self) -> None:
         self._conn.close()
 

@@ -18,6 +18,10 @@ documented text from an inferred one:
   of …`` (0x80044331), ``… is outside the valid range. Accepted Values: …`` (0x8004431a), ``The
   'CreateMultiple' method does not support entities of type …``, ODL's ``The property 'x'
   does not exist on type …`` inside the 0x80048d19 payload error.
+* ``use-change-tracking-synchronize-data-external-systems.md``: ``The "$filter" query
+  parameter isn't supported when Change Tracking is enabled.`` (also $orderby, $expand, $top).
+* PowerApps-Samples (change tracking, metadata cache): ``Version stamp associated with the
+  client has expired. Please perform a full sync.``, ErrorCodes.ExpiredVersionStamp 0x80044352.
 * Inferred (marked below): the codes of the last ones where no capture shows them, the
   missing-required and read-only texts, the URL-length and key-character errors.
 """
@@ -40,6 +44,8 @@ INVALID_ARGUMENT = "0x80040203"
 MESSAGE_NOT_SUPPORTED = "0x80040800"  # inferred: SdkEntityDoesNotSupportMessage
 SEGMENT_NOT_FOUND = "0x8006088a"
 QUERY_ERROR = "0x0"
+EXPIRED_VERSION_STAMP = "0x80044352"
+CHANGE_TRACKING_NOT_ENABLED = "0x80044353"  # inferred
 
 
 def segment_not_found(segment: str) -> ODataError:
@@ -234,3 +240,32 @@ def message_not_supported(message: str, logical_name: str) -> ODataError:
 def not_implemented(what: str) -> ODataError:
     """Something the real service does that this emulator does not (never silently ignored)."""
     return ODataError(501, "0x80040216", f"The Dataverse emulator does not implement {what}.")
+
+
+def tracking_option_refused(option: str) -> ODataError:
+    """A query option the docs list as unsupported with ``Prefer: odata.track-changes``
+    (the status 400 is inferred)."""
+    return ODataError(
+        400, QUERY_ERROR, f'The "{option}" query parameter isn\'t supported when Change Tracking is enabled.'
+    )
+
+
+def expired_version_stamp() -> ODataError:
+    """A delta token older than the organization's change tracking expiry (status inferred)."""
+    return ODataError(
+        400,
+        EXPIRED_VERSION_STAMP,
+        "Version stamp associated with the client has expired. Please perform a full sync.",
+    )
+
+
+def tracking_not_enabled(logical_name: str) -> ODataError:
+    """Inferred text and code: the docs say only that the table must have change tracking on."""
+    return ODataError(
+        400, CHANGE_TRACKING_NOT_ENABLED, f"Change tracking is not enabled for the entity '{logical_name}'."
+    )
+
+
+def invalid_delta_token(token: str) -> ODataError:
+    """Inferred: a ``$deltatoken`` this service never issued."""
+    return ODataError(400, INVALID_ARGUMENT, f"The $deltatoken '{token}' is not valid.")

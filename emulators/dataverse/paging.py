@@ -93,7 +93,12 @@ def after_clause(terms: list[SortTerm], values: list[Any]) -> tuple[str, list[An
 
 def next_link(base_url: str, query: list[tuple[str, str]], cookie: str) -> str:
     """The original query with the new ``$skiptoken``, percent-encoded like Dataverse does."""
-    pairs = [(name, value) for name, value in query if name != "$skiptoken"]
-    pairs.append(("$skiptoken", cookie))
+    return link_with(base_url, query, "$skiptoken", cookie)
+
+
+def link_with(base_url: str, query: list[tuple[str, str]], option: str, value: str) -> str:
+    """The query without its ``$skiptoken`` and ``option``, plus ``option=value``."""
+    pairs = [(name, v) for name, v in query if name not in ("$skiptoken", option)]
+    pairs.append((option, value))
     encoded = "&".join(f"{quote(name, safe='$@')}={quote(value, safe='')}" for name, value in pairs)
     return f"{base_url}?{encoded}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
-from emulators.dataverse import errors, metadata
+from emulators.dataverse import errors, metadata, tracking
 from emulators.dataverse.calls import MAX_COUNT, ROWS_PER_OPERATION, Call, Reply, Source
 from emulators.dataverse.definitions import EntityDefinitions
 from emulators.dataverse.paging import SortTerm, after_clause, decode_cookie, encode_cookie, next_link
@@ -52,7 +52,8 @@ class DataverseReads:
         self.data = Source(self.store, self.catalog, writable=True)
         self.system = Source(self.system_store, self.system_catalog, writable=False)
         self.definitions = EntityDefinitions(ctx, self.catalog)
-        self._csdl: str | None = None
+        self.deletions = tracking.Deletions(self.store)
+        self._csdl: dict[bool, str] = {}  # $metadata without / with annotations=true
         self._props: dict[str, list[Property]] = {}
         self._version = self._max_version()
         self._sequences: dict[tuple[str, str], int] = {}
@@ -66,7 +67,11 @@ class DataverseReads:
             if table.field("versionnumber") is not None:
                 row = self.store.execute(f'SELECT MAX("versionnumber") FROM {quote(table.entity_set)}')
                 highest = max(highest, int(row[0][0] or 0))
-        return highest
+        return max(highest, self.deletions.max_version())
+
+    def current_version(self) -> int:
+        """The version of the latest change (write or delete); delta tokens point at one."""
+        return self._version
 
     def next_version(self) -> int:
         self._version += 1
@@ -177,7 +182,7 @@ class DataverseReads:
             raise errors.not_implemented("$apply")
         return options
 
-    def _selected(self, table: Table, options: QueryOptions) -> list[Property]:
+    def selected(self, table: Table, options: QueryOptions) -> list[Property]:
         if options.select is None:
             return self.props(table)
         props = property_map(table)
@@ -192,7 +197,7 @@ class DataverseReads:
             chosen.append(key)  # Dataverse always returns the primary key
         return chosen
 
-    def _names(self, source: Source) -> Any:
+    def lookup_names(self, source: Source) -> Any:
         """Primary names of rows by id, for lookup FormattedValues."""
 
         def names(entity_set: str, ids: list[str]) -> dict[str, Any]:
@@ -215,18 +220,20 @@ class DataverseReads:
 
         return names
 
-    def _context(self, table: Table, options: QueryOptions, suffix: str = "") -> str:
+    def context_url(self, table: Table, options: QueryOptions, suffix: str = "") -> str:
         select = f"({','.join(options.select)})" if options.select else ""
         return f"{self.root}$metadata#{table.entity_set}{select}{suffix}"
 
     # -- reads -------------------------------------------------------------------------
 
     def query(self, call: Call, source: Source, table: Table) -> Reply:
+        if call.prefs.track_changes or any(name == "$deltatoken" for name, _ in call.query):
+            tracking.refuse_options(call)
         options = self._options(call)
         prefs = call.prefs
-        if prefs.track_changes or options.deltatoken is not None:
-            raise errors.not_implemented("change tracking (odata.track-changes)")
-        selected = self._selected(table, options)
+        if tracking.is_tracked(call, options):
+            return tracking.tracked_query(self, call, source, table, options)
+        selected = self.selected(table, options)
         resolve = self.resolver(source, table)
         where, params = "", []
         if options.filter is not None:
@@ -268,8 +275,8 @@ class DataverseReads:
         if options.top is not None and options.top <= size:
             more = False  # $top smaller than a page: no server-driven paging
 
-        renderer = Renderer(source.catalog, table, selected, prefs, self._names(source))
-        payload: dict[str, Any] = {"@odata.context": self._context(table, options)}
+        renderer = Renderer(source.catalog, table, selected, prefs, self.lookup_names(source))
+        payload: dict[str, Any] = {"@odata.context": self.context_url(table, options)}
         if options.count:
             total = source.store.count(table.entity_set, where, params)
             payload["@odata.count"] = min(total, MAX_COUNT)
@@ -288,10 +295,10 @@ class DataverseReads:
             )
         self.ctx.charge_operations(1 + -(-len(rows) // ROWS_PER_OPERATION))
         self.ctx.record_read(len(rows))
-        return Reply.json(200, payload, self._applied(prefs, page_size=True))
+        return Reply.json(200, payload, self.applied(prefs, page_size=True))
 
     @staticmethod
-    def _applied(
+    def applied(
         prefs: Preferences, *, page_size: bool = False, representation: bool = False
     ) -> list[tuple[str, str]]:
         applied = []
@@ -305,6 +312,8 @@ class DataverseReads:
 
     def count(self, call: Call, source: Source, table: Table) -> Reply:
         options = self._options(call)
+        if options.deltatoken is not None:
+            raise errors.not_implemented("$count of changes ($deltatoken)")
         where, params = "", []
         if options.filter is not None:
             where, params = compile_filter(
@@ -337,7 +346,7 @@ class DataverseReads:
     def retrieve(self, call: Call, source: Source, table: Table, key: RowKey) -> Reply:
         options = self._options(call)
         prefs = call.prefs
-        selected = self._selected(table, options)
+        selected = self.selected(table, options)
         self.ctx.charge_operations(1)
         row = self.find(source, table, key)
         if row is None:
@@ -357,7 +366,9 @@ class DataverseReads:
         row = self.find(source, table, key)
         if row is None:
             raise self._missing(table, key)
-        entity = Renderer(source.catalog, table, [prop], call.prefs, self._names(source)).render([row])[0]
+        entity = Renderer(source.catalog, table, [prop], call.prefs, self.lookup_names(source)).render([row])[
+            0
+        ]
         context = f"{self.root}$metadata#{table.entity_set}({row[table.key[0]]})/{name}"
         return Reply.json(200, {"@odata.context": context, "value": entity[name]})
 
@@ -372,9 +383,9 @@ class DataverseReads:
         selected: list[Property],
         headers: Iterable[tuple[str, str]] = (),
     ) -> Reply:
-        entity = Renderer(source.catalog, table, selected, prefs, self._names(source)).render([row])[0]
-        payload = {"@odata.context": self._context(table, options, "/$entity"), **entity}
-        return Reply.json(status, payload, [*headers, *self._applied(prefs, representation=True)])
+        entity = Renderer(source.catalog, table, selected, prefs, self.lookup_names(source)).render([row])[0]
+        payload = {"@odata.context": self.context_url(table, options, "/$entity"), **entity}
+        return Reply.json(status, payload, [*headers, *self.applied(prefs, representation=True)])
 
 
 def _key_value(table: Table, column: str, value: Any) -> Any:

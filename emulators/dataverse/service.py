@@ -60,10 +60,14 @@ class DataverseService(DataverseWrites):
         if path == "$metadata":
             self._only(call, "GET", path)
             self.ctx.charge_operations(1)
-            if self._csdl is None:
-                self._csdl = build_csdl(metadata.csdl_catalog(self.catalog, self.system_catalog))
+            annotated = any(n == "annotations" and v.lower() == "true" for n, v in call.query)
+            if annotated not in self._csdl:
+                catalog = metadata.csdl_catalog(self.catalog, self.system_catalog)
+                self._csdl[annotated] = build_csdl(catalog, annotations=annotated)
             return Reply(
-                200, [("Content-Type", "application/xml"), ("OData-Version", "4.0")], self._csdl.encode()
+                200,
+                [("Content-Type", "application/xml"), ("OData-Version", "4.0")],
+                self._csdl[annotated].encode(),
             )
         if path == "$batch":
             raise errors.no_resource(self.root + path)  # a $batch inside a $batch

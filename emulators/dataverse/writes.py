@@ -242,7 +242,7 @@ class DataverseWrites(DataverseReads):
                 row,
                 options,
                 prefs,
-                self._selected(table, options),
+                self.selected(table, options),
                 headers,
             )
         else:
@@ -306,6 +306,7 @@ class DataverseWrites(DataverseReads):
         try:
             with self.store.transaction():
                 self.store.delete(table.entity_set, existing[table.key[0]])
+                self.deletions.record(table, existing[table.key[0]], self.next_version())
         except NotFound:
             raise self._missing(table, key) from None
         self.ctx.record_write("delete")

@@ -39,6 +39,7 @@ DATAVERSE_ALIAS = "mscrm"
 FNO_NAMESPACE = "Microsoft.Dynamics.DataEntities"
 KEYS_VOCABULARY = "OData.Community.Keys.V1"
 DISPLAY_VOCABULARY = "OData.Community.Display.V1"
+CAPABILITIES_VOCABULARY = "Org.OData.Capabilities.V1"
 
 # Dataverse bulk messages declared for tables with ``supports_multiple``.
 BULK_ACTIONS = ("CreateMultiple", "UpsertMultiple")
@@ -125,15 +126,27 @@ def _unique_logical_names(catalog: Catalog) -> None:
 # ---------------------------------------------------------------------------
 
 
-def dataverse_csdl(catalog: Catalog) -> str:
-    """The Dataverse Web API ``$metadata`` document for ``catalog``."""
+def dataverse_csdl(catalog: Catalog, *, annotations: bool = False) -> str:
+    """The Dataverse Web API ``$metadata`` document for ``catalog``.
+
+    With ``annotations`` (``$metadata?annotations=true``), entity sets of tables with change
+    tracking carry ``Org.OData.Capabilities.V1.ChangeTracking`` ``Supported=true``
+    (use-change-tracking-synchronize-data-external-systems.md).
+    """
     _unique_logical_names(catalog)
-    root, services = _edmx(
-        (
-            (f"http://vocabularies.odata.org/{KEYS_VOCABULARY}.xml", KEYS_VOCABULARY, "Keys"),
-            (f"http://vocabularies.odata.org/{DISPLAY_VOCABULARY}.xml", DISPLAY_VOCABULARY, "Display"),
+    references = [
+        (f"http://vocabularies.odata.org/{KEYS_VOCABULARY}.xml", KEYS_VOCABULARY, "Keys"),
+        (f"http://vocabularies.odata.org/{DISPLAY_VOCABULARY}.xml", DISPLAY_VOCABULARY, "Display"),
+    ]
+    if annotations:
+        references.append(
+            (
+                f"http://vocabularies.odata.org/{CAPABILITIES_VOCABULARY}.xml",
+                CAPABILITIES_VOCABULARY,
+                "Capabilities",
+            )
         )
-    )
+    root, services = _edmx(tuple(references))
     schema = services.add("Schema", Namespace=DATAVERSE_NAMESPACE, Alias=DATAVERSE_ALIAS, xmlns=EDM_NS)
     schema.add("EntityType", Name="crmbaseentity", Abstract="true")
     for table in catalog.tables.values():
@@ -164,6 +177,9 @@ def dataverse_csdl(catalog: Catalog) -> str:
         entity_set = container.add(
             "EntitySet", Name=table.entity_set, EntityType=f"{DATAVERSE_NAMESPACE}.{table.logical_name}"
         )
+        if annotations and table.change_tracking:
+            tracking = entity_set.add("Annotation", Term=f"{CAPABILITIES_VOCABULARY}.ChangeTracking")
+            tracking.add("Record").add("PropertyValue", Property="Supported", Bool="true")
         for lookup in table.lookups:
             for navigation, target_set in lookup.targets.items():
                 if target_set in catalog.tables:
@@ -246,10 +262,11 @@ def fno_csdl(catalog: Catalog) -> str:
     return _document(root)
 
 
-def build_csdl(catalog: Catalog) -> str:
-    """``$metadata`` for a catalogue of either service (chosen by ``catalog.service``)."""
+def build_csdl(catalog: Catalog, *, annotations: bool = False) -> str:
+    """``$metadata`` for a catalogue of either service (chosen by ``catalog.service``);
+    ``annotations`` adds Dataverse's capability annotations."""
     if catalog.service == "dataverse":
-        return dataverse_csdl(catalog)
+        return dataverse_csdl(catalog, annotations=annotations)
     if catalog.service == "fno":
         return fno_csdl(catalog)
     raise ValueError(f"unknown service {catalog.service!r}")

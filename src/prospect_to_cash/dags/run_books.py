@@ -190,6 +190,7 @@ RUN_BOOKS: dict[str, TemplateSpec] = {
                     "orders_invoiced",
                     source="ExternallyMaintainedCustomerSalesInvoiceHeaders",
                     target="salesorders",
+                    source_lookups=("CDSSalesOrderHeaders",),
                 ),
             ),
             upstream=(

@@ -28,7 +28,11 @@ Reads
     ``iter_pages`` sends an explicit ``$select``, ``Prefer: odata.maxpagesize`` and, on F&O,
     ``cross-company=true`` with ``dataAreaId`` filters; it follows ``@odata.nextLink`` (same
     origin only) to the end and yields one DataFrame per page with exactly the selected
-    columns, so memory stays flat whatever the table size.
+    columns, so memory stays flat whatever the table size. ``DataverseHook.read_changes``
+    reads through change tracking (``Prefer: odata.track-changes``, ``$select`` only):
+    a first read returns every row and a delta token, later reads with that token the
+    changed rows and the deleted ids (a `DeltaRead`); an expired or foreign token raises
+    `DeltaTokenInvalidError`, the caller's cue for a full read.
 
 Writes, and why a retry never applies a record twice
     ``write`` sends units of ``batch_size`` records as atomic ``$batch`` change sets (or the
@@ -56,8 +60,10 @@ Writes, and why a retry never applies a record twice
 from __future__ import annotations
 
 from prospect_to_cash.hooks.dataverse import DataverseHook
+from prospect_to_cash.hooks.delta import DeltaRead
 from prospect_to_cash.hooks.errors import (
     AmbiguousWriteError,
+    DeltaTokenInvalidError,
     DynamicsAPIError,
     DynamicsAuthError,
     DynamicsConnectionConfigError,
@@ -71,6 +77,8 @@ from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOu
 __all__ = [
     "AmbiguousWriteError",
     "DataverseHook",
+    "DeltaRead",
+    "DeltaTokenInvalidError",
     "DynamicsAPIError",
     "DynamicsAuthError",
     "DynamicsConnectionConfigError",

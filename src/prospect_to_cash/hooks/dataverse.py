@@ -16,6 +16,7 @@ Why each write can be retried without creating a second row:
 from __future__ import annotations
 
 import threading
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,8 +30,16 @@ from prospect_to_cash.hooks._writes import (
 )
 from prospect_to_cash.hooks.base import DynamicsBaseHook
 from prospect_to_cash.hooks.batch import BatchRequest
-from prospect_to_cash.hooks.errors import InvalidKeyError, ServiceError, parse_error
-from prospect_to_cash.hooks.odata import entity_path, is_guid, query_string, select_option
+from prospect_to_cash.hooks.delta import DeltaCollector, DeltaRead
+from prospect_to_cash.hooks.errors import (
+    EXPIRED_VERSION_STAMP,
+    DeltaTokenInvalidError,
+    DynamicsAPIError,
+    InvalidKeyError,
+    ServiceError,
+    parse_error,
+)
+from prospect_to_cash.hooks.odata import entity_path, format_literal, is_guid, query_string, select_option
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
 
 if TYPE_CHECKING:
@@ -86,6 +95,7 @@ class DataverseHook(DynamicsBaseHook):
         self._bulk_lock = threading.Lock()
         self._bulk_support: dict[str, BulkSupport] = {}
         self._entity_types: dict[str, str] | None = None
+        self._tracking: dict[str, bool] = {}
 
     # ------------------------------------------------------------------ reads
 
@@ -113,6 +123,73 @@ class DataverseHook(DynamicsBaseHook):
         query = query_string([("$select", select_option(select)), ("$filter", filter), ("$orderby", orderby)])
         headers = {"Prefer": f"odata.maxpagesize={page_size}"}
         yield from self._iter_frames(entity_set, f"{path}?{query}", select, headers)
+
+    def read_changes(
+        self,
+        entity_set: str,
+        *,
+        select: Sequence[str],
+        delta_token: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> DeltaRead:
+        """Read a table through change tracking: everything (no token) or what changed since
+        ``delta_token``, following every next link; returns the rows, the deleted ids and the
+        token for next time.
+
+        The service refuses ``$filter``/``$orderby``/``$top`` on such reads, so a delta
+        always covers the whole table: filter the result instead.
+
+        :param entity_set: a table with ``ChangeTrackingEnabled`` (see `change_tracking_enabled`).
+        :param select: columns to read; list the primary key to get it in ``changed``.
+        :param delta_token: the ``delta_token`` of the previous `DeltaRead`, or None to start.
+        :param page_size: ``Prefer: odata.maxpagesize``; at most 5000.
+        :raises DeltaTokenInvalidError: the token expired or was never valid: read again
+            without one (a full read) to start over.
+        """
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        started = time.monotonic()
+        options = [("$select", select_option(select)), ("$deltatoken", delta_token)]
+        url = f"{entity_path(entity_set)}?{query_string(options)}"
+        headers = {"Prefer": f"odata.track-changes,odata.maxpagesize={page_size}"}
+        collector = DeltaCollector(select, initial=delta_token is None)
+        try:
+            for payload in self.session.get_json_pages(url, headers=headers):
+                collector.add(payload, url)
+        except DynamicsAPIError as exc:
+            if delta_token is not None and _refuses_token(exc):
+                raise DeltaTokenInvalidError(exc.status, exc.code, exc.message, exc.url) from exc
+            raise
+        result = collector.result(url)
+        self.log.info(
+            "Read %s %s: %d page(s), %d changed row(s), %d deleted in %.1f s",
+            entity_set,
+            "in full (change tracking started)" if result.initial else "changes",
+            result.pages,
+            len(result.changed),
+            len(result.deleted_ids),
+            time.monotonic() - started,
+        )
+        return result
+
+    def change_tracking_enabled(self, entity_set: str) -> bool:
+        """Whether the table behind ``entity_set`` has ``ChangeTrackingEnabled`` (asked once, cached)."""
+        cached = self._tracking.get(entity_set)
+        if cached is not None:
+            return cached
+        query = query_string(
+            [
+                ("$select", "LogicalName,ChangeTrackingEnabled"),
+                ("$filter", f"EntitySetName eq {format_literal(entity_set)}"),
+            ]
+        )
+        rows = [
+            row for page in self.session.get_json_pages(f"EntityDefinitions?{query}") for row in page["value"]
+        ]
+        enabled = bool(rows and rows[0].get("ChangeTrackingEnabled"))
+        with self._bulk_lock:
+            self._tracking[entity_set] = enabled
+        return enabled
 
     # ------------------------------------------------------------------ metadata
 
@@ -333,6 +410,14 @@ def _means_unsupported(error: ServiceError, message: str) -> bool:
             or "not supported" in text
             or "not enabled" in text
         )
+    )
+
+
+def _refuses_token(error: DynamicsAPIError) -> bool:
+    """Whether an error answers the ``$deltatoken`` itself (expired or not valid)."""
+    text = error.message.lower()
+    return error.code == EXPIRED_VERSION_STAMP or (
+        error.status == 400 and ("$deltatoken" in text or "version stamp" in text)
     )
 
 

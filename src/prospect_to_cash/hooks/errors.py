@@ -79,6 +79,24 @@ class DynamicsAPIError(DynamicsError):
         return cls(error.status, error.code, error.message, url)
 
 
+class DeltaTokenInvalidError(DynamicsAPIError):
+    """Dataverse refused a change tracking ``$deltatoken``: expired (older than the
+    organization's ExpireChangeTrackingInDays, ``0x80044352``) or never valid.
+
+    The only way on is a full read, which starts a new token: callers catch this to fall
+    back to one instead of failing the run.
+    """
+
+    @property
+    def expired(self) -> bool:
+        return self.code == EXPIRED_VERSION_STAMP
+
+
+#: Dataverse's ErrorCodes.ExpiredVersionStamp: "Version stamp associated with the client has
+#: expired. Please perform a full sync."
+EXPIRED_VERSION_STAMP = "0x80044352"
+
+
 def _truncate(text: str) -> str:
     text = _SPACES.sub(" ", text).strip()
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
