@@ -456,6 +456,16 @@ class DemoResult:
         return self.ok and self.total("created", "updated", "failed") == 0 and not any(self.writes.values())
 
 
+def _pending_rows(staging: Path) -> int:
+    """Rows in every template's pending ledger (docs/sync.md, "Daily runs")."""
+    from prospect_to_cash.sync.mapping import TEMPLATES
+    from prospect_to_cash.sync.pending import ledgers
+    from prospect_to_cash.sync.staging import as_path
+
+    root = as_path(staging)
+    return sum(len(ledger.read()) for name in TEMPLATES for ledger in ledgers(root, name))
+
+
 def _logical_date() -> str:
     """One logical date for all seven runs of a demo (the sensors pair runs by it): now, to
     the second, so every demo gets its own and never one in the future."""
@@ -528,7 +538,11 @@ def _run_demo(paths: DemoPaths, out: Callable[[str], None], run_timeout: float, 
             stack.wait_for_dags(ALL_DAGS, timeout=300)
             earlier = _earlier_runs(stack)
             if earlier:
-                out(f"  This state was synced before ({earlier} earlier run(s)): expect nothing to write.")
+                out(
+                    f"  This state was synced before ({earlier} earlier run(s)): only rows changed in the "
+                    f"emulators since then are written; {_pending_rows(paths.staging)} pending row(s) "
+                    "(rejected or failed before) are tried again and, unchanged, rejected again."
+                )
             logical_date = _logical_date()
             stamp = logical_date.replace("-", "").replace(":", "")
             runs = {dag_id: RunResult(dag_id, f"p2c_demo__{stamp}") for dag_id in SYNC_DAGS}

@@ -19,6 +19,7 @@ from prospect_to_cash.dags.steps import report_step, select_company_pairs
 from prospect_to_cash.operators.common import sync_window
 from prospect_to_cash.operators.mapping import asset_event_extra
 from prospect_to_cash.sensors.run_order import SameIntervalTrigger, candidate_dates
+from prospect_to_cash.sync.staging import safe_segment
 
 UTC = timezone.utc
 D1, D2 = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
@@ -272,8 +273,8 @@ def _load_result(task: str, **counts: int) -> dict[str, Any]:
     }
 
 
-def test_report_sums_counts_writes_summary_and_lists_dead_letters(tmp_path: Path) -> None:
-    spec = TemplateSpec(
+def _orders_spec(tmp_path: Path) -> TemplateSpec:
+    return TemplateSpec(
         dag_id="p2c_sales_orders_sales_to_fno",
         template="sales_orders_sales_to_fno",
         title="Sales orders (Sales to Fin and Ops)",
@@ -282,11 +283,17 @@ def test_report_sums_counts_writes_summary_and_lists_dead_letters(tmp_path: Path
         steps=(SyncStep("order_headers", "salesorders", "CDSSalesOrderHeaders"),),
         extra_options={"staging_root": str(tmp_path)},
     )
+
+
+def test_report_sums_counts_writes_summary_and_lists_dead_letters(tmp_path: Path) -> None:
+    spec = _orders_spec(tmp_path)
     loads = [
         _load_result("order_headers", read=3, created=2, rejected=1),
         _load_result("order_lines", read=9, created=6, rejected=3),
     ]
-    result = report_step(spec, {"legal_entity": "usmf"}, loads, run_id=loads[0]["run_id"], dry_run=False)
+    result = report_step(
+        spec, {"legal_entity": "usmf"}, loads, run_id=loads[0]["run_id"], dry_run=False, max_rejected="4"
+    )
     assert result["counts"]["read"] == 12
     assert result["counts"]["created"] == 8
     assert result["counts"]["rejected"] == 4
@@ -300,6 +307,27 @@ def test_report_sums_counts_writes_summary_and_lists_dead_letters(tmp_path: Path
     assert summary["counts"] == result["counts"]
     assert set(summary["tasks"]) == {"order_headers", "order_lines"}
     json.dumps(result)  # XCom-safe
+
+
+def test_report_fails_without_retries_above_the_threshold_after_writing_the_summary(tmp_path: Path) -> None:
+    spec = _orders_spec(tmp_path)
+    loads = [
+        _load_result("order_headers", read=3, created=2, rejected=1),
+        _load_result("order_lines", read=9, created=6, rejected=3),
+    ]
+    run_id = loads[0]["run_id"]
+    with pytest.raises(AirflowFailException, match=r"4 rejected of 12 read \(max_rejected 20%\)"):
+        report_step(spec, {"legal_entity": "usmf"}, loads, run_id=run_id, dry_run=False)
+    with pytest.raises(AirflowFailException, match=r"4 rejected of 12 read \(max_rejected 3\)"):
+        report_step(spec, {"legal_entity": "usmf"}, loads, run_id=run_id, dry_run=False, max_rejected="3")
+    summary = tmp_path / "sales_orders_sales_to_fno" / safe_segment(run_id) / "usmf" / "summary.json"
+    assert json.loads(summary.read_text())["counts"]["rejected"] == 4  # written before failing
+    allowed = report_step(
+        spec, {"legal_entity": "usmf"}, loads, run_id=run_id, dry_run=False, max_rejected="34%"
+    )
+    assert allowed["counts"]["rejected"] == 4
+    dry = report_step(spec, {"legal_entity": "usmf"}, loads, run_id=run_id, dry_run=True, max_rejected="0")
+    assert dry["dry_run"] is True
 
 
 def test_asset_event_extra_is_small_and_has_counts_and_dead_letters() -> None:
@@ -316,3 +344,13 @@ def test_asset_event_extra_is_small_and_has_counts_and_dead_letters() -> None:
         "deadletter",
     }
     assert extra["counts"]["created"] == 2
+
+
+def test_a_scheduled_window_starts_at_the_mark_unless_its_start_is_explicit() -> None:
+    from prospect_to_cash.operators.common import change_window
+    from prospect_to_cash.sync.contracts import Window
+
+    start, end = "2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z"
+    assert change_window(start, end, since_watermark=True) == Window(start, end, False, True)
+    explicit = change_window(start, end, "2026-10-01T00:00:00Z", since_watermark=True)
+    assert explicit == Window("2026-10-01T00:00:00Z", end, False, False)

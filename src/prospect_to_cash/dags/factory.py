@@ -35,6 +35,8 @@ from prospect_to_cash.dags.params import (
     COMPANIES,
     DRY_RUN,
     FULL_REFRESH,
+    MAX_FAILED,
+    MAX_REJECTED,
     WINDOW_END,
     WINDOW_START,
     param_value,
@@ -48,12 +50,14 @@ from prospect_to_cash.dags.steps import (
     report_step,
     select_company_pairs,
 )
+from prospect_to_cash.notifications import failure_callbacks, warning_callbacks
 from prospect_to_cash.operators.mapping import (
     MappingExtractOperator,
     MappingLoadOperator,
     MappingTransformOperator,
 )
 from prospect_to_cash.sensors.run_order import RunOrderSensor
+from prospect_to_cash.sync.contracts import DEFAULT_MAX_FAILED, DEFAULT_MAX_REJECTED
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -110,14 +114,19 @@ def _run_book(spec: TemplateSpec) -> str:
   defaults and value maps).
 * **Waits for**: {waits}, for the same data interval (Param `wait_for_upstream`).
 * **Schedule**: `{os.environ.get(SCHEDULE_VARIABLE) or DEFAULT_SCHEDULE}` (UTC, shared by all P2C DAGs);
-  a run reads the Sales rows changed in its data interval (F&O entities have no change
-  timestamp and are read whole). `max_active_runs=1`.
+  a scheduled run reads the Sales rows changed since its tasks' last successful run (the
+  high-water mark, less 5 minutes) to its interval's end, so a skipped or failed day leaves
+  no gap; a manual run or backfill reads its data interval (or the window Params) exactly.
+  Both also read the rows of the pending ledger (F&O entities have no change timestamp and
+  are read whole). `max_active_runs=1`.
 * **Results**: task `{GROUP_ID}.report` (one per company) logs a count table and writes
   `<staging>/{spec.template}/<run_id>/<company>/summary.json`. Rows that did not reach the
   target are in `<staging>/{spec.template}/<run_id>/<company>/<step>/deadletter/rejected.parquet`
   (refused by the mapping: missing key, unknown code, parent not synced yet) and
-  `failed.parquet` (refused by the service), each with the reason. They are not retried from
-  there: fix the cause and the next run (or a full refresh) picks them up. Each load publishes
+  `failed.parquet` (refused by the service), each with the reason and the record id. Each
+  load also keeps them in the pending ledger `<staging>/_pending/{spec.template}/<company>/<step>.parquet`:
+  every later run reads them again by key, unchanged or not, until they land or are dismissed
+  (`python -m prospect_to_cash.sync pending {spec.template}`, `... dismiss`). Each load publishes
   an asset event on its target entity with the counts and dead-letter paths in `extra`.
 """
 
@@ -142,7 +151,8 @@ def template_dag(spec: TemplateSpec, *, doc_md: str | None = None, tags: Sequenc
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        default_args=DEFAULT_ARGS,
+        # notifiers from P2C_NOTIFIERS (docs/sync.md, Notifications): no DAG file to edit
+        default_args={**DEFAULT_ARGS, "on_failure_callback": failure_callbacks()},
         params=sync_params(waits=bool(spec.upstream)),
         tags=sorted({*COMMON_TAGS, direction, tag(template), *(tag(t) for t in tags)}),
         doc_md=(doc_md or f"### {title}") + _run_book(spec),
@@ -162,7 +172,11 @@ def template_dag(spec: TemplateSpec, *, doc_md: str | None = None, tags: Sequenc
         def company_pairs_task(params: dict[str, Any] | None = None) -> list[CompanyPairDict]:
             return select_company_pairs(param_value(params, COMPANIES, []))
 
-        @task(task_id="report", map_index_template="{{ p2c_company }}")
+        @task(
+            task_id="report",
+            map_index_template="{{ p2c_company }}",
+            on_success_callback=warning_callbacks(),  # fire only when rows were rejected or failed
+        )
         def report(
             pair: CompanyPairDict,
             loads: list[LoadedXCom],
@@ -171,7 +185,13 @@ def template_dag(spec: TemplateSpec, *, doc_md: str | None = None, tags: Sequenc
         ) -> ReportedXCom:
             get_current_context()["p2c_company"] = pair["legal_entity"]  # type: ignore[typeddict-unknown-key]
             return report_step(
-                spec, pair, loads, run_id=run_id or "", dry_run=bool(param_value(params, DRY_RUN, False))
+                spec,
+                pair,
+                loads,
+                run_id=run_id or "",
+                dry_run=bool(param_value(params, DRY_RUN, False)),
+                max_rejected=str(param_value(params, MAX_REJECTED, DEFAULT_MAX_REJECTED)),
+                max_failed=str(param_value(params, MAX_FAILED, DEFAULT_MAX_FAILED)),
             )
 
         @task_group(group_id=GROUP_ID)

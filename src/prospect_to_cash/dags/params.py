@@ -11,12 +11,17 @@ from airflow.sdk import Param
 
 from prospect_to_cash.operators.common import param_value
 from prospect_to_cash.sensors.run_order import WAIT_FOR_UPSTREAM
+from prospect_to_cash.sync.contracts import DEFAULT_MAX_FAILED, DEFAULT_MAX_REJECTED
 
 FULL_REFRESH = "full_refresh"
 DRY_RUN = "dry_run"
 COMPANIES = "companies"
 WINDOW_START = "window_start"
 WINDOW_END = "window_end"
+MAX_REJECTED = "max_rejected"
+MAX_FAILED = "max_failed"
+#: A row limit: a count or a percentage of the rows read (`prospect_to_cash.sync.thresholds`).
+_LIMIT = {"type": ["string", "null"], "pattern": r"^\s*\d+(\.\d+)?\s*%?\s*$"}
 
 _TIMESTAMP = {"type": ["null", "string"], "format": "date-time"}
 #: Every Param has a default, so each schema admits null: Airflow 3's trigger form marks a Param
@@ -87,6 +92,26 @@ def sync_params(*, waits: bool = True) -> dict[str, Param]:
                 "interval end. Ignored with a full refresh."
             ),
         ),
+        MAX_REJECTED: Param(
+            DEFAULT_MAX_REJECTED,
+            **_LIMIT,
+            title="Max rejected rows",
+            description=(
+                "Rejected rows a company's run tolerates: a count (25) or a percentage of the rows "
+                f"read (20%). Above it the report task fails after every load wrote what it could, "
+                f"so downstream DAGs wait. Default {DEFAULT_MAX_REJECTED}."
+            ),
+        ),
+        MAX_FAILED: Param(
+            DEFAULT_MAX_FAILED,
+            **_LIMIT,
+            title="Max failed rows",
+            description=(
+                "Rows the target refused for their data that a company's run tolerates (count or "
+                f"percentage). Failures the service may heal always fail the load, for Airflow to "
+                f"retry. Default {DEFAULT_MAX_FAILED}."
+            ),
+        ),
     }
     if waits:
         params[WAIT_FOR_UPSTREAM] = Param(
@@ -107,6 +132,8 @@ __all__ = [
     "COMPANIES",
     "DRY_RUN",
     "FULL_REFRESH",
+    "MAX_FAILED",
+    "MAX_REJECTED",
     "WAIT_FOR_UPSTREAM",
     "WINDOW_END",
     "WINDOW_START",

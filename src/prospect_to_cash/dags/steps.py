@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from prospect_to_cash.operators.common import fail_fast_on_configuration_errors
+from prospect_to_cash.sync.contracts import DEFAULT_MAX_FAILED, DEFAULT_MAX_REJECTED
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -122,9 +123,13 @@ def report_step(
     *,
     run_id: str,
     dry_run: bool,
+    max_rejected: str = DEFAULT_MAX_REJECTED,
+    max_failed: str = DEFAULT_MAX_FAILED,
 ) -> ReportedXCom:
     """Sum the company's counts over the template's tasks, write ``summary.json`` next to
-    the staging of the run and log one table an operator can read at a glance."""
+    the staging of the run and log one table an operator can read at a glance; then the
+    error threshold decides the run (above it: a failure without retries, since every load
+    already wrote what it could and a retry would refuse the same rows)."""
     from prospect_to_cash.sync.contracts import CompanyPair
     from prospect_to_cash.sync.staging import as_path
     from prospect_to_cash.sync.summary import count_order, summarize, write_summary
@@ -162,6 +167,19 @@ def report_step(
     )
     for item in dead_letters:
         log.warning("%s: %d %s row(s) in %s", item["task"], item["rows"], item["kind"], item["path"])
+    if not dry_run:
+        from prospect_to_cash.sync.errors import RowsRefused
+        from prospect_to_cash.sync.thresholds import enforce
+
+        try:
+            enforce(
+                f"{spec.template} [{pair['legal_entity']}]",
+                totals,
+                max_rejected=max_rejected,
+                max_failed=max_failed,
+            )
+        except (RowsRefused, ValueError) as exc:
+            raise AirflowFailException(str(exc)) from exc
     return {
         "legal_entity": pair["legal_entity"],
         "dry_run": dry_run,

@@ -68,11 +68,14 @@ def change_window(
     window_end: datetime | str | None = None,
     *,
     full_refresh: bool = False,
+    since_watermark: bool = False,
 ) -> Window:
     """The change window a run reads: ``window_start`` / ``window_end`` where given, else
-    the run's data interval. Both ends None (a run without a logical date) reads everything
-    the filter allows, and so does a data interval of no length (the runs of a DAG without
-    a time-based schedule). A bad or empty explicit window fails the task without retries."""
+    the run's data interval; ``since_watermark`` (a scheduled run) starts it at the task's
+    high-water mark when that is earlier, unless ``window_start`` is given. Both ends None
+    (a run without a logical date) reads everything the filter allows, and so does a data
+    interval of no length (the runs of a DAG without a time-based schedule). A bad or empty
+    explicit window fails the task without retries."""
     from prospect_to_cash.sync.contracts import Window, iso_utc
 
     try:
@@ -84,6 +87,7 @@ def change_window(
             start=window_start,
             end=window_end,
             full_refresh=full_refresh,
+            since_watermark=since_watermark,
         )
     except ValueError as exc:
         raise AirflowFailException(f"window_start/window_end: {exc}") from exc

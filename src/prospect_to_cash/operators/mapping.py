@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from prospect_to_cash.operators.common import Company
     from prospect_to_cash.sync.contracts import ExtractedXCom, LoadedXCom, SyncOptions
 
+#: ``DagRun.run_type`` of a scheduler's run (``DagRunType.SCHEDULED`` is a str enum).
+SCHEDULED = frozenset({"scheduled"})
+
 
 class PlannedXCom(TransformedXCom, total=False):
     """The transform's answer, with the extract's change window passed on to the load (so
@@ -163,6 +166,9 @@ class MappingExtractOperator(_MappingStepOperator):
             self.window_start or None,
             self.window_end or None,
             full_refresh=flag(self.full_refresh, "full_refresh"),
+            # a scheduled run reads from the last successful mark: a skipped or failed
+            # interval leaves no gap; manual runs and backfills read their window exactly
+            since_watermark=str(getattr(context.get("dag_run"), "run_type", "")) in SCHEDULED,
         )
         with fail_fast_on_configuration_errors():
             extracted, snapped = runner.extract_and_snapshot(
@@ -176,7 +182,7 @@ class MappingExtractOperator(_MappingStepOperator):
             "template": extracted["template"],
             "task": self.mapping_task,
             "legal_entity": legal_entity,
-            "window": window.to_dict(),
+            "window": extracted["window"],  # what was read, after the high-water mark
             "full_refresh": window.full_refresh,
             "source": {"path": extracted["path"], "rows": extracted["read"]},
             "target": {"path": snapped["path"], "rows": snapped["rows"]},
@@ -299,6 +305,15 @@ class MappingLoadOperator(_MappingStepOperator):
         if outlet_events is not None:
             for outlet in self.outlets:
                 outlet_events[outlet].extra = asset_event_extra(result)
+        retryable = result["counts"].get("failed_retryable", 0)
+        if retryable and not dry_run:
+            from prospect_to_cash.sync.errors import ServiceFailures
+
+            # everything else is written and journaled: Airflow's retry resends only these
+            raise ServiceFailures(
+                f"{result['template']}/{self.mapping_task} [{legal_entity}]: {retryable} write(s) "
+                "failed at the service (5xx, timeout, throttling or an ambiguous write)"
+            )
         return result
 
 

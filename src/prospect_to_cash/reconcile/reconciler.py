@@ -40,6 +40,7 @@ from prospect_to_cash.sync.diff import fold
 from prospect_to_cash.sync.environment import load_environment
 from prospect_to_cash.sync.errors import MappingError, SyncError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, TEMPLATES, Task, Template, load_template
+from prospect_to_cash.sync.pending import PendingLedger
 from prospect_to_cash.sync.staging import TaskStaging, as_path, safe_segment
 from prospect_to_cash.sync.target_rows import snapshot_frame
 from prospect_to_cash.sync.values import py
@@ -371,9 +372,15 @@ def _environment_url(hooks: SyncHooks, system: str) -> str | None:
 
 
 def _task_entry(
-    task: Task, rows: list[dict[str, Any]], notes: list[str], read: int | None, skipped: int | None
+    task: Task,
+    rows: list[dict[str, Any]],
+    notes: list[str],
+    read: int | None,
+    skipped: int | None,
+    pending: int | None = None,
 ) -> dict:
-    counts: dict[str, Any] = {"read": read, "skipped": skipped, **count(rows)}
+    """One task's report entry; ``pending`` is its pending ledger's size (None: not per company)."""
+    counts: dict[str, Any] = {"read": read, "skipped": skipped, "pending": pending, **count(rows)}
     return {
         "task": task.name,
         "description": task.description or None,
@@ -416,8 +423,16 @@ def _document(rec: _Reconciliation, generated_at: datetime, mappings_dir: Any) -
                         continue
                     key = (name, run.task.name, company)
                     rows = [*run.rows, *orphans.get(key, [])]
+                    ledger = PendingLedger(rec.root, name, company, run.task.name)
                     entries.append(
-                        _task_entry(run.task, rows, rec.orphan_notes.get(key, []), run.read, run.skipped)
+                        _task_entry(
+                            run.task,
+                            rows,
+                            rec.orphan_notes.get(key, []),
+                            run.read,
+                            run.skipped,
+                            len(ledger.read()),
+                        )
                     )
             errors = [e["message"] for e in rec.errors if e["template"] == name and e["company"] == company]
             if not entries and not errors:

@@ -257,6 +257,8 @@ def _task_table(task: dict[str, Any], row_limit: int) -> str:
 def _task_block(task: dict[str, Any], row_limit: int) -> str:
     counts = task["counts"]
     read = "" if counts["read"] is None else f" · read {counts['read']:,}, skipped {counts['skipped']:,}"
+    if counts.get("pending"):
+        read += f", pending {counts['pending']:,} (python -m prospect_to_cash.sync pending)"
     summary = ", ".join(f"{LABELS[s].lower()} {counts[s]:,}" for s in STATUSES if counts[s])
     notes = "".join(f'<p class="note">{e(n)}</p>' for n in task["notes"])
     return (

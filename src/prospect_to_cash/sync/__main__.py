@@ -5,6 +5,8 @@
                     through the Airflow connections (exit code 1 on any mismatch)
 ``run``             one template for its company pairs side by side, outside a DAG (an
                     initial load from a shell); JSON counts on stdout, exit code 1 on failure
+``pending``         list a template's pending ledger (rows rejected or failed, not landed yet)
+``dismiss``         drop entries from the pending ledger (they are not retried any more)
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from prospect_to_cash.sync.contracts import DEFAULT_MAX_FAILED, DEFAULT_MAX_REJECTED
 from prospect_to_cash.sync.errors import MappingError
 from prospect_to_cash.sync.mapping import TEMPLATES, load_all
 
@@ -44,13 +47,60 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--since", help="data interval start (ISO 8601) for templates with a change window")
     run.add_argument("--until", help="data interval end (ISO 8601)")
     run.add_argument("--full-refresh", action="store_true", help="ignore the change window")
+    run.add_argument(
+        "--from-watermark",
+        action="store_true",
+        help="read from each task's high-water mark (less the overlap) to --until: a scheduled run",
+    )
     run.add_argument("--dry-run", action="store_true", help="plan and report, write nothing")
     run.add_argument("--max-parallel", type=int, help="company pairs at once (default all)")
     run.add_argument("--staging-root", help="staging URL (default P2C_STAGING_ROOT)")
     run.add_argument("--no-metadata-check", action="store_true", help="skip the $metadata check")
+    run.add_argument(
+        "--max-rejected",
+        default=DEFAULT_MAX_REJECTED,
+        help=f"rejected rows tolerated per company pair: a count or a percentage of the rows read "
+        f"(default {DEFAULT_MAX_REJECTED})",
+    )
+    run.add_argument(
+        "--max-failed",
+        default=DEFAULT_MAX_FAILED,
+        help=f"rows the target refused for their data, tolerated per company pair "
+        f"(default {DEFAULT_MAX_FAILED})",
+    )
     run.add_argument("--dataverse-conn-id", default="dynamics_dataverse_default")
     run.add_argument("--fno-conn-id", default="dynamics_fno_default")
+    pending = commands.add_parser("pending", help="list the rows of a template still waiting to land")
+    pending.add_argument("template", choices=TEMPLATES)
+    dismiss = commands.add_parser("dismiss", help="drop rows from a template's pending ledger")
+    dismiss.add_argument("template", choices=TEMPLATES)
+    dismiss.add_argument("--company", required=True, help="legal entity of the entries")
+    dismiss.add_argument("--task", required=True, help="mapping task of the entries")
+    chosen = dismiss.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--key", action="append", dest="keys", help="source key to drop (repeat)")
+    chosen.add_argument("--all", action="store_true", help="drop every entry of the task")
+    for command in (pending, dismiss):
+        command.add_argument("--staging-root", help="staging URL (default P2C_STAGING_ROOT)")
     return parser
+
+
+def _pending(arguments: argparse.Namespace) -> int:
+    """List (``pending``) or drop (``dismiss``) ledger entries; JSON on stdout."""
+    from prospect_to_cash.sync.pending import PendingLedger, ledgers
+    from prospect_to_cash.sync.staging import as_path
+
+    root = as_path(arguments.staging_root or None)
+    if arguments.command == "pending":
+        listing = {
+            f"{ledger.company}/{ledger.task}": ledger.read() for ledger in ledgers(root, arguments.template)
+        }
+        print(json.dumps(listing, indent=2))
+        return 0
+    ledger = PendingLedger(root, arguments.template, arguments.company, arguments.task)
+    dropped = ledger.dismiss(None if arguments.all else arguments.keys)
+    missing = sorted({k.casefold() for k in arguments.keys or ()} - {k.casefold() for k in dropped})
+    print(json.dumps({"dismissed": dropped, "not_found": missing}, indent=2))
+    return 1 if missing else 0
 
 
 def _run(arguments: argparse.Namespace) -> int:
@@ -77,18 +127,28 @@ def _run_template(arguments: argparse.Namespace) -> PairsResult | None:
     from prospect_to_cash.sync.errors import SyncError
     from prospect_to_cash.sync.runner import run_company_pairs
 
-    options = SyncOptions(
-        run_id=arguments.run_id or datetime.now(timezone.utc).strftime("cli-%Y%m%dT%H%M%SZ"),
-        staging_root=arguments.staging_root or None,
-        mappings_dir=arguments.mappings_dir or None,
-        environment_file=arguments.environment_file or None,
-        dataverse_conn_id=arguments.dataverse_conn_id,
-        fno_conn_id=arguments.fno_conn_id,
-        dry_run=arguments.dry_run,
-        check_metadata=not arguments.no_metadata_check,
-    )
     try:
-        window = Window.of(arguments.since, arguments.until, full_refresh=arguments.full_refresh)
+        options = SyncOptions(
+            run_id=arguments.run_id or datetime.now(timezone.utc).strftime("cli-%Y%m%dT%H%M%SZ"),
+            staging_root=arguments.staging_root or None,
+            mappings_dir=arguments.mappings_dir or None,
+            environment_file=arguments.environment_file or None,
+            dataverse_conn_id=arguments.dataverse_conn_id,
+            fno_conn_id=arguments.fno_conn_id,
+            dry_run=arguments.dry_run,
+            check_metadata=not arguments.no_metadata_check,
+            max_rejected=arguments.max_rejected,
+            max_failed=arguments.max_failed,
+        )
+        if arguments.from_watermark and arguments.since:
+            raise ValueError("--from-watermark starts at the high-water mark: leave out --since")
+        window = Window.of(
+            None,
+            arguments.until,
+            start=arguments.since,
+            full_refresh=arguments.full_refresh,
+            since_watermark=arguments.from_watermark,
+        )
         return run_company_pairs(
             arguments.template,
             legal_entities=arguments.companies,
@@ -110,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if arguments.command == "run":
         return _run(arguments)
+    if arguments.command in ("pending", "dismiss"):
+        return _pending(arguments)
     if arguments.command == "validate":
         for name, template in templates.items():
             print(f"{name}: {len(template.tasks)} task(s) valid")

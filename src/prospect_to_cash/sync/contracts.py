@@ -24,6 +24,15 @@ DATAVERSE_CONN_ID = "dynamics_dataverse_default"
 FNO_CONN_ID = "dynamics_fno_default"
 DEFAULT_JOURNAL_EVERY = 1000
 DEFAULT_JOURNAL_SECONDS = 5.0
+#: Error threshold defaults (`SyncOptions.max_rejected`, ``max_failed``): the demo world
+#: rejects up to 10% of a template's rows by design (rows without keys, unknown codes),
+#: so a run fails only well above what a healthy integration meets; a row the target
+#: refuses for its data is rarer, hence the lower limit.
+DEFAULT_MAX_REJECTED = "20%"
+DEFAULT_MAX_FAILED = "5%"
+#: Seconds a scheduled run reads before its task's high-water mark (clock skew between
+#: the service's ``modifiedon`` stamps and the end of the interval that was read).
+DEFAULT_WATERMARK_OVERLAP = 300.0
 
 Moment = datetime | str | None
 
@@ -62,11 +71,17 @@ class Window:
     A template without a change field reads its source whole whatever the window;
     ``full_refresh`` makes every template do so. Both ends are normalized to UTC text, so
     a window compares, logs and goes to XCom the same way wherever it was made.
+
+    ``since_watermark`` (a scheduled run) reads from the task's last high-water mark,
+    less the overlap, when that is earlier than ``start``: a skipped or failed interval
+    leaves no gap (`prospect_to_cash.sync.watermarks`). Without it the window is read
+    exactly as given (a backfill, ``--since/--until``, the DAG's window Params).
     """
 
     start: str | None = None
     end: str | None = None
     full_refresh: bool = False
+    since_watermark: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", iso_utc(self.start))
@@ -83,13 +98,16 @@ class Window:
         start: Moment = None,
         end: Moment = None,
         full_refresh: bool = False,
+        since_watermark: bool = False,
     ) -> Window:
         """The run's data interval, with either end replaced by an explicit one (the
-        ``window_start`` / ``window_end`` Params). Neither given: everything."""
+        ``window_start`` / ``window_end`` Params). Neither given: everything. An explicit
+        start is read exactly, whatever ``since_watermark`` says."""
         return cls(
             start=iso_utc(start) or iso_utc(data_interval_start),
             end=iso_utc(end) or iso_utc(data_interval_end),
             full_refresh=full_refresh,
+            since_watermark=since_watermark and not iso_utc(start),
         )
 
     @property
@@ -99,6 +117,10 @@ class Window:
 
     def to_dict(self) -> WindowDict:
         return {"start": self.start, "end": self.end}
+
+    def but(self, **changes: Any) -> Window:
+        """A copy with ``changes`` (names checked by `dataclasses.replace`)."""
+        return dataclasses.replace(self, **changes)
 
 
 class CompanyPairDict(TypedDict):
@@ -161,6 +183,11 @@ class SyncOptions:
         50,000, when None).
     :param journal_every: load outcomes per journal file.
     :param journal_seconds: a journal file is also written when this much time passed.
+    :param max_rejected: rejected rows a whole run tolerates: a count (``"25"``) or a
+        percentage of the rows read (``"20%"``); above it the run fails after writing
+        everything it could (`prospect_to_cash.sync.thresholds`).
+    :param max_failed: the same for rows the target refused for their data.
+    :param watermark_overlap: seconds a ``since_watermark`` window reads before the mark.
     """
 
     run_id: str
@@ -176,10 +203,17 @@ class SyncOptions:
     chunk_rows: int | None = None
     journal_every: int = DEFAULT_JOURNAL_EVERY
     journal_seconds: float = DEFAULT_JOURNAL_SECONDS
+    max_rejected: str = DEFAULT_MAX_REJECTED
+    max_failed: str = DEFAULT_MAX_FAILED
+    watermark_overlap: float = DEFAULT_WATERMARK_OVERLAP
 
     def __post_init__(self) -> None:
         if self.journal_every < 1:
             raise ValueError("journal_every must be at least 1")
+        from prospect_to_cash.sync.thresholds import Limit
+
+        for name in ("max_rejected", "max_failed"):
+            object.__setattr__(self, name, str(Limit.parse(getattr(self, name))))
 
     def but(self, **changes: Any) -> SyncOptions:
         """A copy with ``changes`` (names checked by `dataclasses.replace`)."""
@@ -243,12 +277,16 @@ class SyncArgs(TypedDict, total=False):
     chunk_rows: int | None
     journal_every: int
     journal_seconds: float
+    max_rejected: str
+    max_failed: str
+    watermark_overlap: float
     data_interval_start: Moment
     data_interval_end: Moment
     full_refresh: bool
+    since_watermark: bool
 
 
-WINDOW_ARGS = ("data_interval_start", "data_interval_end", "full_refresh")
+WINDOW_ARGS = ("data_interval_start", "data_interval_end", "full_refresh", "since_watermark")
 
 
 def resolve(
@@ -272,9 +310,10 @@ def resolve(
             spans.get("data_interval_start"),
             spans.get("data_interval_end"),
             full_refresh=bool(spans.get("full_refresh", False)),
+            since_watermark=bool(spans.get("since_watermark", False)),
         )
     elif spans:
-        raise TypeError("pass either window= or data_interval_start/data_interval_end/full_refresh")
+        raise TypeError(f"pass either window= or {'/'.join(WINDOW_ARGS)}")
     return options, window
 
 
@@ -295,13 +334,16 @@ class StepResult(TypedDict):
 
 
 class ExtractResult(StepResult):
-    """The source rows of the window (``path``, ``read`` rows) and the source-side
-    reference tables (``references``: name → path)."""
+    """The source rows of the window (``path``, ``read`` rows), the source-side reference
+    tables (``references``: name → path) and the window actually read (``window``, after
+    the high-water mark; ``window_file``, which the load reads to move the mark)."""
 
     path: str
     read: int
     references: dict[str, str]
     full_refresh: bool
+    window: WindowDict
+    window_file: str
 
 
 class SnapshotResult(StepResult):

@@ -2,8 +2,11 @@
 
 Two files per task and run: ``deadletter/rejected.parquet`` (the transform refused the row:
 missing key, value-map miss, dangling lookup, held back behind its header, ...) and
-``deadletter/failed.parquet`` (the service refused the write). Nothing is retried from
-here: a failed row is simply still different on the next run and is planned again.
+``deadletter/failed.parquet`` (the service refused the write). ``record_id`` names the
+record: for a reject the source record's id (the mapping's ``source.primary_id``, a Sales
+GUID) or else its source key; for a failure the target record the write went to (its
+Dataverse GUID, or its F&O key). These files are one run's
+record; what comes back in later runs is the pending ledger (`prospect_to_cash.sync.pending`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ SCHEMA = pa.schema(
         ("stage", pa.string()),
         ("ref", pa.string()),
         ("source_key", pa.string()),
+        ("record_id", pa.string()),
         ("reason", pa.string()),
         ("status", pa.int64()),
         ("error_code", pa.string()),
@@ -44,6 +48,14 @@ SCHEMA = pa.schema(
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def source_record_id(row: str | None, primary_id: str | None) -> str | None:
+    """The source record's id in a rejected row's JSON (None when the row or column is absent)."""
+    if not row or not primary_id:
+        return None
+    value = json.loads(row).get(primary_id)
+    return None if value is None or value == "" else str(value)
 
 
 def records_table(staging: TaskStaging, stage: str, records: Iterable[dict[str, Any]]) -> pa.Table:
@@ -62,6 +74,7 @@ def records_table(staging: TaskStaging, stage: str, records: Iterable[dict[str, 
                 "stage": record.get("stage", stage),
                 "ref": py(record.get("ref")),
                 "source_key": py(record.get("source_key")),
+                "record_id": py(record.get("record_id")),
                 "reason": py(record.get("reason")),
                 "status": py(record.get("status")),
                 "error_code": py(record.get("error_code")),

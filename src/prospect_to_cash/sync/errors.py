@@ -17,3 +17,15 @@ class DataError(SyncError):
 
 class MetadataMismatch(SyncError):
     """A mapped entity or field does not exist (or has another type) in the live service."""
+
+
+class RowsRefused(SyncError):
+    """More rows were rejected, or refused by the target for their data, than the run's
+    threshold allows. Everything that could be written was; retrying the same rows
+    unchanged cannot help, so the DAG layer fails the task without Airflow's retries."""
+
+
+class ServiceFailures(SyncError):
+    """Writes failed in ways the service may heal by itself (5xx, timeouts, throttling
+    beyond the wait budget, ambiguous writes). Everything else was written; the task
+    fails so that Airflow retries it (the pending ledger makes the retry re-read them)."""

@@ -46,8 +46,10 @@ from prospect_to_cash.sync.context import (
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, resolve
 from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Task, Template
+from prospect_to_cash.sync.pending import ledger_of
 from prospect_to_cash.sync.reading import odata_literal, read_pages
-from prospect_to_cash.sync.values import is_blank, normalize, py, values_equal
+from prospect_to_cash.sync.values import is_blank, natural_key, normalize, py, values_equal
+from prospect_to_cash.sync.watermarks import watermark_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -323,6 +325,7 @@ def _record(state: _LoadState, item: _Pending, outcome: WriteOutcome) -> None:
         {
             "ref": item.operation.ref,
             "source_key": item.source_key,
+            "record_id": natural_key(list(item.operation.key.values())),
             "reason": outcome.message or f"HTTP {outcome.status}",
             "status": outcome.status,
             "error_code": outcome.error_code,
@@ -472,6 +475,11 @@ def load(
         "failed": deadletter.write_failed(staging, state.failures),
     }
     counts = _counts(summary["counts"], outcome, state)
+    counts["pending"] = ledger_of(ctx).record(
+        outcome, key_columns=ctx.task.source.key, run_id=ctx.run_id, record_ids=_record_ids(staging, state)
+    )
+    if staging.exists("source", "window", ".json"):  # what the extract read moves the mark
+        watermark_of(ctx).advance(staging.read_json("source", "window"), ctx.run_id)
     staging.write_json("plan", "load-summary", {"counts": counts})
     log.info(
         "%s/%s [%s]: %s",
@@ -486,6 +494,20 @@ def load(
         )
     result.update(dry_run=False, paths=paths, counts=counts)
     return result
+
+
+def _record_ids(staging: TaskStaging, state: _LoadState) -> dict[str, str]:
+    """Source key -> record id of this run's dead letters (rejected, then failed)."""
+    ids: dict[str, str] = {}
+    rejected = staging.read_frame_if_exists("deadletter", deadletter.REJECTED)
+    if rejected is not None and "record_id" in rejected.columns:
+        for key, record in zip(rejected["source_key"], rejected["record_id"], strict=True):
+            if not is_blank(key) and not is_blank(record):
+                ids[str(key)] = str(record)
+    for failure in state.failures:
+        if not is_blank(failure["source_key"]) and not is_blank(failure["record_id"]):
+            ids[str(failure["source_key"])] = str(failure["record_id"])
+    return ids
 
 
 def _final_outcome(planned: pd.DataFrame, state: _LoadState) -> pd.DataFrame:
@@ -516,4 +538,16 @@ def _counts(plan_counts: dict[str, int], outcome: pd.DataFrame, state: _LoadStat
         # a row whose self-reference was held back is not in place, even if its other fields are
         "second_pass_updated": len(state.second_pass_written - second_failed),
         "second_pass_failed": len(second_failed),
+        "failed_retryable": sum(1 for failure in state.failures if may_heal(failure["status"])),
     }
+
+
+#: HTTP statuses of a refusal the service may get over by itself (timeout, throttling).
+HEALING_STATUSES = frozenset({408, 429})
+
+
+def may_heal(status: int | None) -> bool:
+    """Whether a failed write may succeed unchanged later: no answer (transport error,
+    ambiguous write), a 5xx, a timeout or throttling beyond the wait budget. A 4xx other
+    than those is the target refusing the row's data: retrying the same row cannot help."""
+    return status is None or status >= 500 or status in HEALING_STATUSES

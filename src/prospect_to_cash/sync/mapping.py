@@ -138,6 +138,9 @@ class SourceSpec:
     change_field: str | None = None
     company_scope: str = "company"
     select: tuple[str, ...] = ()
+    #: The source record's own id (a Dataverse GUID column), read so that a dead letter
+    #: or a pending entry names the record even when its business key is blank.
+    primary_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,8 @@ class Task:
     def source_columns(self) -> tuple[str, ...]:
         """Every source column the task reads, in a stable order."""
         wanted: list[str] = [*self.source.key, *self.source.select]
+        if self.source.primary_id:
+            wanted.append(self.source.primary_id)
         defined: set[str] = set()
         for mapping in self.fields:
             names: Iterable[str] = ()
@@ -546,6 +551,7 @@ def load_template(
                 key=tuple(source_raw["key"]),
                 filter=source_raw.get("filter"),
                 change_field=source_raw.get("change_field"),
+                primary_id=source_raw.get("primary_id"),
                 company_scope=source_raw.get(
                     "company_scope", "company" if source_system == "fno" else "none"
                 ),

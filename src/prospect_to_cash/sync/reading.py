@@ -12,11 +12,13 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from prospect_to_cash.hooks.odata import and_filters, format_literal
+from prospect_to_cash.hooks.odata import and_filters, format_key_value, format_literal
 from prospect_to_cash.sync.context import SyncContext, base_result, make_context
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, Window, resolve
 from prospect_to_cash.sync.errors import SyncError
+from prospect_to_cash.sync.pending import ledger_of
 from prospect_to_cash.sync.values import py
+from prospect_to_cash.sync.watermarks import ReadWindow, now_utc, watermark_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -56,10 +58,13 @@ def _stream(
     entity_set: str,
     select: Sequence[str],
     filter: str | None,
+    more: Sequence[str] = (),
 ) -> tuple[str, int]:
+    """Stage the rows of ``filter``, then those of each of ``more`` (disjoint filters)."""
     with ctx.staging.page_writer(area, name, select) as writer:
-        for page in read_pages(ctx, system, entity_set, select, filter):
-            writer.write(page)
+        for query in (filter, *more):
+            for page in read_pages(ctx, system, entity_set, select, query):
+                writer.write(page)
     return str(writer.path), writer.rows
 
 
@@ -85,20 +90,42 @@ def _business_unit_filter(ctx: SyncContext) -> str | None:
     return f"_owningbusinessunit_value eq {found[0]}"
 
 
-def _source_filter(ctx: SyncContext, window: Window) -> str | None:
+#: Pending keys asked for per request (keeps the URL well under the services' limits).
+PENDING_KEYS_PER_READ = 40
+
+
+def _source_filter(ctx: SyncContext, window: Window) -> tuple[str | None, list[str]]:
+    """The window's filter, and the filters that re-read the pending ledger's rows the
+    window leaves out (outside the window, so no row is read twice)."""
     task = ctx.task
-    span = None
+    span = outside = None
     if task.source.change_field and window.bounded:
-        bounds = []
+        field = task.source.change_field
+        bounds, beyond = [], []
         if window.start:
-            bounds.append(f"{task.source.change_field} ge {window.start}")
+            bounds.append(f"{field} ge {window.start}")
+            beyond.append(f"{field} lt {window.start}")
         if window.end:
-            bounds.append(f"{task.source.change_field} lt {window.end}")
+            bounds.append(f"{field} lt {window.end}")
+            beyond.append(f"{field} ge {window.end}")
         span = " and ".join(bounds)
+        outside = " or ".join(beyond)
     company = None
     if task.source_system == "dataverse" and task.source.company_scope == "business_unit":
         company = _business_unit_filter(ctx)
-    return and_filters(task.source.filter, span, company)
+    query = and_filters(task.source.filter, span, company)
+    if outside is None:
+        return query, []  # the source is read whole: pending rows come with it
+    keys = ledger_of(ctx).key_values(len(task.source.key))
+    more = []
+    for start in range(0, len(keys), PENDING_KEYS_PER_READ):
+        terms = [
+            and_filters(*(f"{c} eq {format_key_value(v)}" for c, v in zip(task.source.key, key, strict=True)))
+            for key in keys[start : start + PENDING_KEYS_PER_READ]
+        ]
+        wanted = " or ".join(f"({t})" for t in terms)
+        more.append(and_filters(task.source.filter, outside, company, wanted))
+    return query, more
 
 
 def _reference_columns(ctx: SyncContext, name: str) -> list[str]:
@@ -110,7 +137,10 @@ READ_PARALLELISM = 4
 
 
 def _read_step(
-    ctx: SyncContext, side: str, rows: tuple[str, str, Sequence[str], str | None]
+    ctx: SyncContext,
+    side: str,
+    rows: tuple[str, str, Sequence[str], str | None],
+    more: Sequence[str] = (),
 ) -> tuple[tuple[str, int], dict[str, Any]]:
     """Stage a step's rows and its ``side``'s reference tables, reading them side by side.
 
@@ -125,7 +155,7 @@ def _read_step(
     with ThreadPoolExecutor(
         max_workers=min(READ_PARALLELISM, len(references) + 1), thread_name_prefix=f"p2c-{area}"
     ) as pool:
-        main = pool.submit(_stream, ctx, area, "rows", *rows)
+        main = pool.submit(_stream, ctx, area, "rows", *rows, more)
         futures = {
             reference.name: pool.submit(
                 _stream,
@@ -162,17 +192,28 @@ def extract(
     """
     options, window = resolve(options, window, given)
     ctx = make_context(template, task, legal_entity, options)
-    query = _source_filter(ctx, window)
+    window = watermark_of(ctx).window(window, options.watermark_overlap)
+    read: ReadWindow = {
+        "start": window.start,
+        "end": window.end,
+        "full_refresh": window.full_refresh,
+        "read_at": now_utc(),
+    }
+    query, pending = _source_filter(ctx, window)
     (path, rows), references = _read_step(
-        ctx, "source", (ctx.task.source_system, ctx.task.source.entity_set, ctx.task.source_columns, query)
+        ctx,
+        "source",
+        (ctx.task.source_system, ctx.task.source.entity_set, ctx.task.source_columns, query),
+        pending,
     )
     log.info(
-        "%s/%s [%s]: extracted %d rows from %s",
+        "%s/%s [%s]: extracted %d rows from %s (%d read(s) of pending keys outside the window)",
         ctx.template.name,
         ctx.task.name,
         ctx.pair.legal_entity,
         rows,
         ctx.task.source.entity_set,
+        len(pending),
     )
     return {
         **base_result(ctx, "extract"),
@@ -180,6 +221,8 @@ def extract(
         "read": rows,
         "references": {name: item["path"] for name, item in references.items()},
         "full_refresh": window.full_refresh,
+        "window": window.to_dict(),
+        "window_file": ctx.staging.write_json("source", "window", read),
     }
 
 

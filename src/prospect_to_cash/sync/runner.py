@@ -31,13 +31,14 @@ from prospect_to_cash.sync.context import (
     select_pairs,
 )
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncHooks, SyncOptions, Window, resolve
-from prospect_to_cash.sync.errors import SyncError
+from prospect_to_cash.sync.errors import RowsRefused, SyncError
 from prospect_to_cash.sync.loading import load
 from prospect_to_cash.sync.planner import plan_task
 from prospect_to_cash.sync.reading import extract, snapshot
 from prospect_to_cash.sync.staged_plan import LazySink, StagedInputs, StagedPlanSink, plan_samples
 from prospect_to_cash.sync.staging import StagingSpill, as_path, chunk_rows
 from prospect_to_cash.sync.summary import summarize, total_counts, write_summary
+from prospect_to_cash.sync.thresholds import enforce
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -200,7 +201,9 @@ def run_template(
     """Every task of a template in file order (headers before lines) for one company pair.
 
     With ``check_metadata`` (the default) the mapping is compared with both services'
-    ``$metadata`` first, and nothing is read or written when they disagree.
+    ``$metadata`` first, and nothing is read or written when they disagree. Once every
+    task has run and the summary is written, the error threshold decides the run
+    (`thresholds.enforce`: `ServiceFailures` or `RowsRefused` above it).
     """
     options, window = resolve(options, window, given)
     legal_entity = CompanyPair.of(legal_entity).legal_entity
@@ -231,6 +234,13 @@ def run_template(
     }
     if options.dry_run:
         answer["samples"] = {name: r.get("samples", {}) for name, r in tasks.items()}
+        return answer
+    enforce(
+        f"{loaded.name} [{legal_entity}]",
+        summary["counts"],
+        max_rejected=options.max_rejected,
+        max_failed=options.max_failed,
+    )
     return answer
 
 
@@ -278,9 +288,11 @@ def run_company_pairs(
                 errors[legal_entity] = exc
     if errors:
         names = ", ".join(f"{name} ({type(exc).__name__}: {exc})" for name, exc in errors.items())
-        raise SyncError(
-            f"{loaded.name}: {len(errors)} of {len(pairs)} company pair(s) failed: {names}"
-        ) from next(iter(errors.values()))
+        # only data refusals everywhere: a retry cannot help, say so by the error's class
+        kind = RowsRefused if all(isinstance(e, RowsRefused) for e in errors.values()) else SyncError
+        raise kind(f"{loaded.name}: {len(errors)} of {len(pairs)} company pair(s) failed: {names}") from next(
+            iter(errors.values())
+        )
     return {
         "template": loaded.name,
         "run_id": options.run_id,

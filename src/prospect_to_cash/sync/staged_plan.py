@@ -26,6 +26,7 @@ from prospect_to_cash.sync.columns import (
     ROW,
     SOURCE_KEY,
 )
+from prospect_to_cash.sync.deadletter import source_record_id
 from prospect_to_cash.sync.staging import buffered
 
 if TYPE_CHECKING:
@@ -144,8 +145,15 @@ class StagedPlanSink:
 
     def write(self, category: str, table: pa.Table) -> None:
         if category == "rejects":
+            primary = self.ctx.task.source.primary_id
             records = [
-                {"ref": r[REF], "source_key": r[SOURCE_KEY], "reason": r[REASON], "row": r[ROW]}
+                {
+                    "ref": r[REF],
+                    "source_key": r[SOURCE_KEY],
+                    "record_id": source_record_id(r[ROW], primary) or r[SOURCE_KEY] or None,
+                    "reason": r[REASON],
+                    "row": r[ROW],
+                }
                 for r in table.select([REF, SOURCE_KEY, REASON, ROW]).to_pylist()
             ]
             table = deadletter.records_table(self.ctx.staging, "transform", records)

@@ -38,6 +38,8 @@ COUNT_ORDER = (
     "failed",
     "second_pass_updated",
     "second_pass_failed",
+    "failed_retryable",
+    "pending",
 )
 #: A dry run reports the plan's own counts: nothing was created, this much would be.
 DRY_RUN_COUNT_ORDER = ("read", "skipped", "to_create", "to_update", "unchanged", "rejected", "second_pass")

@@ -234,6 +234,7 @@ class MemoryService:
         lose_answer_of_unit: int | None = None,
         unit_size: int = 1000,
         page_size: int = 2,
+        outage: dict[str, int] | None = None,
     ) -> None:
         """``write`` sends operations in units of ``unit_size`` (a hook's change sets).
 
@@ -242,7 +243,9 @@ class MemoryService:
         :param fail_after_units: units after this many raise before writing (a worker
             killed between units).
         :param lose_answer_of_unit: that unit (1-based) is applied, then the stream raises
-            (the service did the work but the answer never arrived)."""
+            (the service did the work but the answer never arrived).
+        :param outage: writes of these refs answer this HTTP status (what a hook returns
+            once its retries are spent, e.g. 503); a test empties it when the service heals."""
         self.system = system
         self.catalog = CATALOGS[system]
         for entity_set, table in tables.items():
@@ -259,6 +262,7 @@ class MemoryService:
         self.lose_answer_of_unit = lose_answer_of_unit
         self.page_size = page_size  # small by default so tests exercise paging
         self.reads: list[tuple[str, str | None]] = []
+        self.outage = outage if outage is not None else {}
 
     def _schema(self, entity_set: str) -> Table:
         if entity_set not in self.tables:
@@ -374,6 +378,8 @@ class MemoryService:
         key = dict(operation.key)
         body: dict[str, Any] = json.loads(json_body(dict(operation.body)))  # what the hook sends
         ref = operation.ref
+        if ref in self.outage:
+            return WriteOutcome(ref, False, self.outage[ref], message="Service Unavailable")
         if operation.kind not in (WriteKind.CREATE, WriteKind.UPDATE):
             return WriteOutcome(ref, False, 405, message=f"{operation.kind} not supported by MemoryService")
         existing = self._find(table, key)
