@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from prospect_to_cash.dags.params import sync_params
+from prospect_to_cash.dags.steps import report_label
 from prospect_to_cash.sensors.run_order import WAIT_FOR_UPSTREAM, RunOrderSensor
 from tests.dags.test_dag_integrity import DAG_IDS, PREREQUISITES, dag_bag, dags
 
@@ -65,3 +66,25 @@ def test_tags_are_kebab_case_everywhere(dags: dict[str, DAG]) -> None:
     assert {tag for tag in tags if not KEBAB.match(tag)} == set()
     assert {"prospect-to-cash", "dynamics-365", "reconciliation", "sales-to-fno", "fno-to-sales"} <= tags
     assert {name.replace("_", "-") for name in DAG_IDS.values()} <= tags
+
+
+@pytest.mark.parametrize(
+    ("counts", "label"),
+    [
+        ({"read": 12, "created": 12, "rejected": 0, "failed": 0}, "usmf"),
+        ({"read": 12, "created": 9, "rejected": 3, "failed": 0}, "usmf: 3 rejected"),
+        ({"read": 12, "created": 8, "rejected": 3, "failed": 1}, "usmf: 3 rejected, 1 failed"),
+        ({"read": 12, "created": 11, "failed": 1}, "usmf: 1 failed"),
+    ],
+)
+def test_a_report_with_rows_left_behind_is_named_differently_in_the_grid(
+    counts: dict[str, int], label: str
+) -> None:
+    assert report_label("usmf", counts) == label
+
+
+@pytest.mark.parametrize("dag_id", sorted(DAG_IDS))
+def test_the_report_task_is_named_by_its_label(dags: dict[str, DAG], dag_id: str) -> None:
+    """The report's map index is rendered from ``p2c_company``, which it sets to ``report_label``
+    (the run itself is checked in tests/dags/test_dags_emulators.py)."""
+    assert dags[dag_id].get_task("sync.report").map_index_template == "{{ p2c_company }}"

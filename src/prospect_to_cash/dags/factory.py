@@ -47,6 +47,7 @@ from prospect_to_cash.dags.steps import (
     SyncStep,
     TemplateSpec,
     check_mapping,
+    report_label,
     report_step,
     select_company_pairs,
 )
@@ -183,8 +184,9 @@ def template_dag(spec: TemplateSpec, *, doc_md: str | None = None, tags: Sequenc
             params: dict[str, Any] | None = None,
             run_id: str | None = None,
         ) -> ReportedXCom:
-            get_current_context()["p2c_company"] = pair["legal_entity"]  # type: ignore[typeddict-unknown-key]
-            return report_step(
+            context = get_current_context()
+            context["p2c_company"] = pair["legal_entity"]  # type: ignore[typeddict-unknown-key]
+            result = report_step(
                 spec,
                 pair,
                 loads,
@@ -193,6 +195,9 @@ def template_dag(spec: TemplateSpec, *, doc_md: str | None = None, tags: Sequenc
                 max_rejected=str(param_value(params, MAX_REJECTED, DEFAULT_MAX_REJECTED)),
                 max_failed=str(param_value(params, MAX_FAILED, DEFAULT_MAX_FAILED)),
             )
+            # rendered into the map index after the task: "usmf" or "usmf: 3 rejected"
+            context["p2c_company"] = report_label(result["legal_entity"], result["counts"])  # type: ignore[typeddict-unknown-key]
+            return result
 
         @task_group(group_id=GROUP_ID)
         def sync(pair: CompanyPairDict) -> None:
