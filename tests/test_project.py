@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,3 +29,24 @@ def test_readme_dry_run_tips_warn_that_the_trigger_form_unpauses_a_paused_dag() 
         assert "on trigger*" in tip
         assert "unpause" in tip.lower()
         assert "scheduled" in tip
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    text = heading.lstrip("#").strip().lower()
+    return re.sub(r"[^a-z0-9 _-]", "", text).replace(" ", "-")
+
+
+def test_operations_page_links_resolve_to_files_and_headings() -> None:
+    page = ROOT / "docs" / "operations.md"
+    links = re.findall(r"\]\(([^)#]+)(?:#([^)]+))?\)", page.read_text())
+    assert len(links) >= 8
+    for target, anchor in links:
+        path = (page.parent / target).resolve()
+        assert path.is_file(), target
+        if anchor:
+            headings = {_anchor(line) for line in path.read_text().splitlines() if line.startswith("#")}
+            assert anchor in headings, f"{target}#{anchor}"
+    for topic in ("## Install", "## Upgrading", "## What to watch", "## Backfills", "## Scaling out"):
+        assert topic in page.read_text()
+    assert "airflow-connections-dynamics-dataverse-default" in page.read_text()
