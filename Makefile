@@ -11,6 +11,8 @@ DEMO_STATE ?= state
 AIRFLOW_PORT ?= 8080
 
 .PHONY: demo airflow test venv lint emulators seed reset-emulators lock bench clean
+# The Compose Specification's JSON schema (npm package, pinned by its lock) for tests/test_compose.py.
+COMPOSE_SCHEMA := tools/compose-schema/node_modules/.package-lock.json
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +22,9 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+$(COMPOSE_SCHEMA): tools/compose-schema/package-lock.json
+	cd tools/compose-schema && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 ## The main job: emulators with demo data, a local Airflow, all seven P2C DAGs, the
 ## reconciliation, a summary. State in $(DEMO_STATE)/ (a second run writes nothing).
@@ -31,7 +36,7 @@ airflow: $(STAMP)
 	$(BIN)/python -m devstack airflow --state-dir $(DEMO_STATE) --port $(AIRFLOW_PORT)
 
 ## The whole test suite (lint first: a ruff error fails the build like a test does).
-test: $(STAMP)
+test: $(STAMP) $(COMPOSE_SCHEMA)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -60,4 +65,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) state .pytest_cache .ruff_cache
+	rm -rf $(VENV) state .pytest_cache .ruff_cache tools/compose-schema/node_modules

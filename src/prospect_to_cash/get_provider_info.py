@@ -11,30 +11,49 @@ from __future__ import annotations
 from typing import Any
 
 _STRING = {"type": ["string", "null"]}
+#: Airflow 3's form marks a field whose schema type lacks "null" as required.
+_REQUIRED_STRING = {"type": "string", "minLength": 1}
+
+#: Example values of the extra fields. Airflow 3's UI shows ``ui-field-behaviour`` placeholders
+#: for the standard fields only; an extra field shows its schema's ``examples`` (a hint in the
+#: empty box and a pick list), so each value is declared once here and used for both.
+_EXAMPLES = {
+    "tenant_id": "00000000-0000-0000-0000-000000000000",
+    "authority_host": "https://login.microsoftonline.com",
+    "ca_bundle": "/etc/ssl/certs/company-ca.pem",
+    "default_company": "usmf",
+}
+
+
+def _field(label: str, description: str, schema: dict[str, Any], name: str) -> dict[str, Any]:
+    return {"label": label, "description": description, "schema": {**schema, "examples": [_EXAMPLES[name]]}}
 
 
 def _common_fields() -> dict[str, Any]:
     return {
-        "tenant_id": {
-            "label": "Tenant ID",
-            "description": "Entra ID tenant (directory) id of the app registration.",
-            "schema": dict(_STRING),
-        },
-        "authority_host": {
-            "label": "Authority host",
-            "description": "Entra ID authority host; change it for sovereign clouds "
+        "tenant_id": _field(
+            "Tenant ID",
+            "Entra ID tenant (directory) id of the app registration (required).",
+            _REQUIRED_STRING,
+            "tenant_id",
+        ),
+        "authority_host": _field(
+            "Authority host",
+            "Entra ID authority host; change it for sovereign clouds "
             "(e.g. https://login.microsoftonline.us).",
-            "schema": {**_STRING, "default": "https://login.microsoftonline.com"},
-        },
-        "ca_bundle": {
-            "label": "CA bundle path",
-            "description": "Optional PEM file to trust instead of the system store (TLS stays verified).",
-            "schema": dict(_STRING),
-        },
+            {**_STRING, "default": "https://login.microsoftonline.com"},
+            "authority_host",
+        ),
+        "ca_bundle": _field(
+            "CA bundle path",
+            "Optional PEM file to trust instead of the system store (TLS stays verified).",
+            _STRING,
+            "ca_bundle",
+        ),
     }
 
 
-def _behaviour(host_label: str, host_placeholder: str) -> dict[str, Any]:
+def _behaviour(host_label: str, host_placeholder: str, extra_fields: dict[str, Any]) -> dict[str, Any]:
     return {
         "hidden-fields": ["schema", "port", "extra"],
         "relabeling": {"host": host_label, "login": "Client ID", "password": "Client secret"},
@@ -42,9 +61,7 @@ def _behaviour(host_label: str, host_placeholder: str) -> dict[str, Any]:
             "host": host_placeholder,
             "login": "Application (client) id of the app registration",
             "password": "Client secret of the app registration",
-            "tenant_id": "00000000-0000-0000-0000-000000000000",
-            "authority_host": "https://login.microsoftonline.com",
-            "ca_bundle": "/etc/ssl/certs/company-ca.pem",
+            **{name: _EXAMPLES[name] for name in extra_fields},
         },
     }
 
@@ -66,13 +83,13 @@ def _version() -> str:
 def get_provider_info() -> dict[str, Any]:
     """Describe this package to Airflow so its connection types reach the UI."""
     fno_fields = _common_fields()
-    fno_fields["default_company"] = {
-        "label": "Default company",
-        "description": "Legal entity (dataAreaId) read when a task names none, e.g. usmf.",
-        "schema": dict(_STRING),
-    }
-    fno_behaviour = _behaviour("Environment URL", "https://contoso.operations.dynamics.com")
-    fno_behaviour["placeholders"]["default_company"] = "usmf"
+    fno_fields["default_company"] = _field(
+        "Default company",
+        "Legal entity (dataAreaId) read when a task names none, e.g. usmf.",
+        _STRING,
+        "default_company",
+    )
+    dataverse_fields = _common_fields()
     return {
         "package-name": PACKAGE,
         "name": "Dynamics 365 Prospect to cash",
@@ -130,15 +147,19 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "dynamics_dataverse",
                 "hook-class-name": "prospect_to_cash.hooks.dataverse.DataverseHook",
                 "hook-name": "Dynamics 365 Dataverse",
-                "conn-fields": _common_fields(),
-                "ui-field-behaviour": _behaviour("Environment URL", "https://contoso.crm.dynamics.com"),
+                "conn-fields": dataverse_fields,
+                "ui-field-behaviour": _behaviour(
+                    "Environment URL", "https://contoso.crm.dynamics.com", dataverse_fields
+                ),
             },
             {
                 "connection-type": "dynamics_fno",
                 "hook-class-name": "prospect_to_cash.hooks.fno.FinanceOperationsHook",
                 "hook-name": "Dynamics 365 Finance and Operations",
                 "conn-fields": fno_fields,
-                "ui-field-behaviour": fno_behaviour,
+                "ui-field-behaviour": _behaviour(
+                    "Environment URL", "https://contoso.operations.dynamics.com", fno_fields
+                ),
             },
         ],
     }

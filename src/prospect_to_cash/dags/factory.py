@@ -47,6 +47,7 @@ from prospect_to_cash.dags.steps import (
     SyncStep,
     TemplateSpec,
     check_mapping,
+    report_label,
     report_step,
     select_company_pairs,
 )
@@ -82,6 +83,11 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_delay": timedelta(minutes=2),
     "execution_timeout": timedelta(hours=3),
 }
+
+
+def tag(name: str) -> str:
+    """Tags in one style, kebab-case, as the UI's tag filter lists them side by side."""
+    return name.strip().lower().replace("_", "-").replace(" ", "-")
 
 
 def shared_schedule() -> CronDataIntervalTimetable:
@@ -148,8 +154,8 @@ def template_dag(spec: TemplateSpec, *, doc_md: str | None = None, tags: Sequenc
         max_active_runs=1,
         # notifiers from P2C_NOTIFIERS (docs/sync.md, Notifications): no DAG file to edit
         default_args={**DEFAULT_ARGS, "on_failure_callback": failure_callbacks()},
-        params=sync_params(),
-        tags=sorted({*COMMON_TAGS, direction, template, *tags}),
+        params=sync_params(waits=bool(spec.upstream)),
+        tags=sorted({*COMMON_TAGS, direction, tag(template), *(tag(t) for t in tags)}),
         doc_md=(doc_md or f"### {title}") + _run_book(spec),
     ) as dag:
         waits = [
@@ -178,8 +184,9 @@ def template_dag(spec: TemplateSpec, *, doc_md: str | None = None, tags: Sequenc
             params: dict[str, Any] | None = None,
             run_id: str | None = None,
         ) -> ReportedXCom:
-            get_current_context()["p2c_company"] = pair["legal_entity"]  # type: ignore[typeddict-unknown-key]
-            return report_step(
+            context = get_current_context()
+            context["p2c_company"] = pair["legal_entity"]  # type: ignore[typeddict-unknown-key]
+            result = report_step(
                 spec,
                 pair,
                 loads,
@@ -188,6 +195,9 @@ def template_dag(spec: TemplateSpec, *, doc_md: str | None = None, tags: Sequenc
                 max_rejected=str(param_value(params, MAX_REJECTED, DEFAULT_MAX_REJECTED)),
                 max_failed=str(param_value(params, MAX_FAILED, DEFAULT_MAX_FAILED)),
             )
+            # rendered into the map index after the task: "usmf" or "usmf: 3 rejected"
+            context["p2c_company"] = report_label(result["legal_entity"], result["counts"])  # type: ignore[typeddict-unknown-key]
+            return result
 
         @task_group(group_id=GROUP_ID)
         def sync(pair: CompanyPairDict) -> None:

@@ -21,16 +21,20 @@ WINDOW_END = "window_end"
 MAX_REJECTED = "max_rejected"
 MAX_FAILED = "max_failed"
 #: A row limit: a count or a percentage of the rows read (`prospect_to_cash.sync.thresholds`).
-_LIMIT = {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%?\s*$"}
+_LIMIT = {"type": ["string", "null"], "pattern": r"^\s*\d+(\.\d+)?\s*%?\s*$"}
 
 _TIMESTAMP = {"type": ["null", "string"], "format": "date-time"}
+#: Every Param has a default, so each schema admits null: Airflow 3's trigger form marks a Param
+#: whose type lacks "null" as required (red star). A null value means "the default" to the tasks
+#: (``param_value`` and ``flag``), so the REST API may send it too.
+_BOOLEAN = ["boolean", "null"]
 
 
 def companies_param() -> Param:
     """The company pairs a run covers; every P2C DAG (the reconciliation too) offers it."""
     return Param(
         [],
-        type="array",
+        type=["array", "null"],
         items={"type": "string", "minLength": 1},
         uniqueItems=True,
         title="Companies",
@@ -41,12 +45,16 @@ def companies_param() -> Param:
     )
 
 
-def sync_params() -> dict[str, Param]:
-    """A fresh set of Params (each DAG needs its own objects)."""
-    return {
+def sync_params(*, waits: bool = True) -> dict[str, Param]:
+    """A fresh set of Params (each DAG needs its own objects).
+
+    :param waits: whether the DAG has run-order sensors; only then does it offer
+        ``wait_for_upstream`` (a switch that does nothing would mislead the form's reader).
+    """
+    params = {
         FULL_REFRESH: Param(
             False,
-            type="boolean",
+            type=_BOOLEAN,
             title="Full refresh",
             description=(
                 "Read every source row the template's filter allows instead of only the rows "
@@ -57,7 +65,7 @@ def sync_params() -> dict[str, Param]:
         ),
         DRY_RUN: Param(
             False,
-            type="boolean",
+            type=_BOOLEAN,
             title="Dry run",
             description=(
                 "Extract, snapshot and plan, but write nothing to the target. The load tasks "
@@ -104,9 +112,11 @@ def sync_params() -> dict[str, Param]:
                 f"retry. Default {DEFAULT_MAX_FAILED}."
             ),
         ),
-        WAIT_FOR_UPSTREAM: Param(
+    }
+    if waits:
+        params[WAIT_FOR_UPSTREAM] = Param(
             True,
-            type="boolean",
+            type=_BOOLEAN,
             title="Wait for upstream DAGs",
             description=(
                 "Start only after the prerequisite P2C DAGs (see the DAG docs) succeeded for the same "
@@ -114,8 +124,8 @@ def sync_params() -> dict[str, Param]:
                 "are missing in the target are then rejected to the dead-letter file, not written "
                 "half-done, and a later run picks them up."
             ),
-        ),
-    }
+        )
+    return params
 
 
 __all__ = [

@@ -25,7 +25,7 @@ from prospect_to_cash.operators.common import fail_fast_on_configuration_errors
 from prospect_to_cash.sync.contracts import DEFAULT_MAX_FAILED, DEFAULT_MAX_REJECTED
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from prospect_to_cash.sync.contracts import CompanyPairDict, LoadedXCom, ReportedXCom, SyncArgs
 
@@ -114,6 +114,14 @@ def check_mapping(spec: TemplateSpec) -> dict[str, Any]:
 
 
 # -- per company pair: the report after the steps' loads --------------------------------
+
+
+def report_label(legal_entity: str, counts: Mapping[str, int]) -> str:
+    """The report task's name in the grid (its rendered map index): the company, plus the rows
+    left behind when there are any, so a run with rejected or failed rows does not look clean.
+    (The Task SDK offers a task no way to set the run's note; the map index is what it names.)"""
+    pending = [f"{counts.get(kind, 0)} {kind}" for kind in ("rejected", "failed") if counts.get(kind, 0)]
+    return f"{legal_entity}: {', '.join(pending)}" if pending else legal_entity
 
 
 def report_step(

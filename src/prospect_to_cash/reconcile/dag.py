@@ -24,7 +24,7 @@ from airflow.sdk import DAG, Asset, CronTriggerTimetable, Param, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from prospect_to_cash.dags.assets import ASSET_GROUP, entity_asset
-from prospect_to_cash.dags.factory import START_DATE
+from prospect_to_cash.dags.factory import COMMON_TAGS, START_DATE, tag
 from prospect_to_cash.dags.params import COMPANIES, companies_param
 from prospect_to_cash.dags.run_books import RUN_BOOKS
 from prospect_to_cash.sync.mapping import TEMPLATES
@@ -48,7 +48,7 @@ def reconciliation_params() -> dict[str, Param]:
     return {
         TEMPLATES_PARAM: Param(
             [],
-            type="array",
+            type=["array", "null"],  # null admitted: the form marks a Param without it required
             items={"type": "string", "enum": list(TEMPLATES)},
             uniqueItems=True,
             title="Templates",
@@ -172,7 +172,7 @@ def reconciliation_dag(
             "execution_timeout": timedelta(hours=3),
         },
         params=reconciliation_params(),
-        tags=sorted({"prospect-to-cash", "dynamics-365", "reconciliation", *tags}),
+        tags=sorted({*COMMON_TAGS, "reconciliation", *(tag(t) for t in tags)}),
         doc_md=doc_md,
     ) as dag:
 

@@ -209,3 +209,25 @@ class TestProviderRegistration:
         assert fno.standard_fields is not None
         assert fno.standard_fields.port is not None
         assert fno.standard_fields.port.hidden is True
+
+    def test_connection_form_marks_tenant_required_and_shows_every_extra_fields_example(self) -> None:
+        """What Airflow 3's form honours: an extra field's hint is its schema's ``examples`` (the
+        ``ui-field-behaviour`` placeholders reach the standard fields only), and a field whose type
+        lacks "null" carries the required star."""
+        from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+        meta = {m.connection_type: m for m in HookMetaService.hook_meta_data()}
+        expected_examples = {
+            "tenant_id": ["00000000-0000-0000-0000-000000000000"],
+            "authority_host": ["https://login.microsoftonline.com"],
+            "ca_bundle": ["/etc/ssl/certs/company-ca.pem"],
+        }
+        for conn_type, examples in (
+            ("dynamics_dataverse", expected_examples),
+            ("dynamics_fno", {**expected_examples, "default_company": ["usmf"]}),
+        ):
+            schemas = {name: field["schema"] for name, field in (meta[conn_type].extra_fields or {}).items()}
+            assert {name: schema["examples"] for name, schema in schemas.items()} == examples
+            required = {name for name, schema in schemas.items() if "null" not in schema["type"]}
+            assert required == {"tenant_id"}, conn_type
+            assert schemas["tenant_id"]["type"] == "string"
