@@ -464,7 +464,7 @@ class TestConnectionAndLogs:
             captured.out + captured.err + caplog.text + "".join(str(record.args) for record in caplog.records)
         )
         assert "Read accounts done: 1 page(s), 3 row(s)" in text
-        assert "answered 401; fetching a new token" in text
+        assert "answered 401 (1 for this request); new token" in text
         assert SECRET not in text
         for token in [*tokens, "unit-token-1", "unit-token-2"]:
             assert token not in text
