@@ -136,3 +136,8 @@ def test_a_credential_refused_for_good_fails_within_the_budget(
         # One token per refusal the request survived (auth_retries=4), none after it gave up.
         assert hook.session.tokens.tokens_acquired == before + 4
         assert emulators.endpoints.client_secret not in message
+        # Once the service takes tokens again the same hook recovers (and leaves no revoked
+        # token in the process-wide cache for the next test to pay a 401 for).
+        ok, message = hook.test_connection()
+        assert ok, message
+        assert hook.session.tokens.tokens_acquired == before + 5
