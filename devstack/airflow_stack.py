@@ -534,9 +534,18 @@ class AirflowStack:
         response = self._get(
             f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
             params={"map_index": map_index, "full_content": True},
-            headers={"Accept": "text/plain"},
+            headers={"Accept": "application/json"},  # Airflow 3.3 serves JSON or NDJSON only
         )
-        return response.text if response is not None else "(the log could not be read: no answer)"
+        if response is None:
+            return "(the log could not be read: no answer)"
+        if response.status_code != 200:
+            return f"(the log could not be read: HTTP {response.status_code} {response.text[:200]})"
+        content = response.json().get("content") or []
+        lines = (
+            str(item.get("event", json.dumps(item))) if isinstance(item, dict) else str(item)
+            for item in content
+        )
+        return "\n".join(lines)
 
     def wait_for_runs(
         self, dag_id: str, count: int, *, timeout: float = 600, poll: float = 2
