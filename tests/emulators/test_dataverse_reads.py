@@ -7,36 +7,15 @@ their own (unique names) so they never depend on or disturb other tests' data.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-
-    from tests.support.emulators import EmulatorEndpoints
 
 pytestmark = pytest.mark.integration
 
 FORMATTED = "OData.Community.Display.V1.FormattedValue"
 LOOKUP_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
-
-
-@pytest.fixture
-def api(endpoints: EmulatorEndpoints, bearer_token: Callable[[str], str]) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=endpoints.dataverse_service_root,
-        verify=endpoints.ssl_context(),
-        headers={
-            "Authorization": f"Bearer {bearer_token('dataverse')}",
-            "Accept": "application/json",
-            "OData-MaxVersion": "4.0",
-            "OData-Version": "4.0",
-        },
-        timeout=30,
-    ) as client:
-        yield client
 
 
 def error_of(response: httpx.Response) -> dict[str, Any]:

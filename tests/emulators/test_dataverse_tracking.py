@@ -13,34 +13,17 @@ import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    import httpx
 
-    from tests.support.emulators import AdminClient, EmulatorEndpoints
+    from tests.support.emulators import AdminClient
 
 pytestmark = pytest.mark.integration
 
 TRACK = {"Prefer": "odata.track-changes"}
 DELETED_CONTEXT = "$metadata#contacts/$deletedEntity"
-
-
-@pytest.fixture
-def api(endpoints: EmulatorEndpoints, bearer_token: Callable[[str], str]) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=endpoints.dataverse_service_root,
-        verify=endpoints.ssl_context(),
-        headers={
-            "Authorization": f"Bearer {bearer_token('dataverse')}",
-            "Accept": "application/json",
-            "OData-MaxVersion": "4.0",
-            "OData-Version": "4.0",
-        },
-        timeout=30,
-    ) as client:
-        yield client
 
 
 def new_contact(api: httpx.Client, lastname: str) -> str:
