@@ -72,13 +72,13 @@ def _parser() -> argparse.ArgumentParser:
         "--max-rejected",
         default=DEFAULT_MAX_REJECTED,
         help=f"rejected rows tolerated per company pair: a count or a percentage of the rows read "
-        f"(default {DEFAULT_MAX_REJECTED})",
+        f"(default {DEFAULT_MAX_REJECTED.replace('%', '%%')})",  # argparse formats help with %
     )
     run.add_argument(
         "--max-failed",
         default=DEFAULT_MAX_FAILED,
         help=f"rows the target refused for their data, tolerated per company pair "
-        f"(default {DEFAULT_MAX_FAILED})",
+        f"(default {DEFAULT_MAX_FAILED.replace('%', '%%')})",
     )
     run.add_argument("--dataverse-conn-id", default="dynamics_dataverse_default")
     run.add_argument("--fno-conn-id", default="dynamics_fno_default")

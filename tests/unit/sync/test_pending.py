@@ -12,6 +12,7 @@ import pytest
 
 from prospect_to_cash.sync import __main__ as cli
 from prospect_to_cash.sync import deadletter
+from prospect_to_cash.sync.contracts import DEFAULT_MAX_FAILED, DEFAULT_MAX_REJECTED
 from prospect_to_cash.sync.errors import RowsRefused, ServiceFailures
 from prospect_to_cash.sync.pending import PendingLedger, ledgers
 from prospect_to_cash.sync.runner import SyncHooks, run_template
@@ -263,3 +264,13 @@ def test_dead_letters_name_the_record_even_without_a_business_number(staging_roo
     # the nameless row cannot be read again by key: it is not pending, ACC-2 is
     ledger = PendingLedger(staging_root, "accounts", "usmf", "customers")
     assert [e["source_key"] for e in ledger.read()] == ["ACC-2"]
+
+
+def test_cli_run_help_names_the_threshold_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    """``run --help`` renders (argparse formats help with %: a bare "20%" made it raise)."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["run", "--help"])
+    assert exited.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"(default {DEFAULT_MAX_REJECTED})" in shown
+    assert f"(default {DEFAULT_MAX_FAILED})" in shown
