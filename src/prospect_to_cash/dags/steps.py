@@ -133,6 +133,7 @@ def report_step(
     dry_run: bool,
     max_rejected: str = DEFAULT_MAX_REJECTED,
     max_failed: str = DEFAULT_MAX_FAILED,
+    staging_folder: str | None = None,
 ) -> ReportedXCom:
     """Sum the company's counts over the template's tasks, write ``summary.json`` next to
     the staging of the run and log one table an operator can read at a glance; then the
@@ -158,7 +159,7 @@ def report_step(
         window=loads[0].get("window") if loads else None,
         dag_id=spec.dag_id,
     )
-    summary_path = write_summary(as_path(spec.extra_options.get("staging_root")), summary)
+    summary_path = write_summary(as_path(spec.extra_options.get("staging_root")), summary, staging_folder)
     order, totals, dead_letters = count_order(dry_run), summary["counts"], summary["dead_letters"]
     header = ["task", *order]
     rows = [[loaded["task"], *(str(loaded["counts"].get(c, 0)) for c in order)] for loaded in loads]

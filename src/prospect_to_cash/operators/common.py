@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from datetime import timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -16,6 +17,9 @@ from airflow.sdk.exceptions import AirflowFailException
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from datetime import datetime
+    from pathlib import Path
+
+    from airflow.sdk import Context, ObjectStoragePath
 
     from prospect_to_cash.hooks.dataverse import DataverseHook
     from prospect_to_cash.hooks.fno import FinanceOperationsHook
@@ -38,6 +42,37 @@ def fail_fast_on_configuration_errors() -> Iterator[None]:
         yield
     except (MappingError, MetadataMismatch, DataError) as exc:
         raise AirflowFailException(str(exc)) from exc
+
+
+#: Run types whose logical date is their data interval's start, one run per interval and DAG.
+_INTERVAL_RUN_TYPES = ("scheduled", "backfill")
+
+
+def run_folder(
+    context: Context, template: str, staging_root: str | Path | ObjectStoragePath | None = None
+) -> str:
+    """The staging folder of this run under its template, named so a person finds an
+    interval's files: ``<interval start>__<run type>`` (``2026-11-01T00-00-00Z__backfill``
+    holds the day 11-01, whose run id names the interval's *end*). A manual run keeps its
+    run id after the start (two manual runs can share an interval). A run that already
+    staged under its run id (started before this naming) keeps that folder, so its retries
+    find their journal.
+    """
+    from prospect_to_cash.sync.staging import as_path, safe_segment
+
+    run_id = str(context["run_id"])
+    start = context.get("data_interval_start")
+    if start is None:
+        return run_id
+    legacy = as_path(staging_root) / template / safe_segment(run_id)
+    if legacy.exists():
+        return run_id
+    stamp = start.astimezone(timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
+    run_type = getattr(context.get("dag_run"), "run_type", None)
+    run_type = getattr(run_type, "value", run_type)  # a DagRunType or its text
+    if run_type in _INTERVAL_RUN_TYPES and context.get("logical_date") == start:
+        return f"{stamp}__{run_type}"
+    return f"{stamp}__{run_id}"
 
 
 def legal_entity_of(company: Company | CompanyPairDict) -> str:

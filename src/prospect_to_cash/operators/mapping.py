@@ -29,6 +29,7 @@ from prospect_to_cash.operators.common import (
     fail_fast_on_configuration_errors,
     flag,
     legal_entity_of,
+    run_folder,
 )
 from prospect_to_cash.sync.contracts import TransformedXCom, WindowDict
 from prospect_to_cash.sync.privacy import ROW_VALUES_VARIABLE, log_row_values
@@ -111,6 +112,7 @@ class _MappingStepOperator(BaseOperator):
 
         return SyncOptions(
             run_id=context["run_id"],
+            staging_folder=run_folder(context, self.template, self.staging_root or None),
             staging_root=self.staging_root or None,
             mappings_dir=self.mappings_dir or None,
             environment_file=self.environment_file or None,

@@ -67,12 +67,13 @@ class TemplateSyncOperator(BaseOperator):
         self.fno_conn_id = fno_conn_id
 
     def execute(self, context: Context) -> PairsResult:
-        from prospect_to_cash.operators.common import fail_fast_on_configuration_errors
+        from prospect_to_cash.operators.common import fail_fast_on_configuration_errors, run_folder
         from prospect_to_cash.sync.contracts import SyncOptions, Window
         from prospect_to_cash.sync.runner import run_company_pairs
 
         options = SyncOptions(
             run_id=context["run_id"],
+            staging_folder=run_folder(context, self.template, self.staging_root or None),
             staging_root=self.staging_root or None,
             dataverse_conn_id=self.dataverse_conn_id,
             fno_conn_id=self.fno_conn_id,

@@ -64,6 +64,7 @@ def make_context(
         run_id=options.run_id,
         company=declared.legal_entity,
         task=loaded.task(task).name,
+        folder=options.staging_folder,
     )
     return SyncContext(loaded, loaded.task(task), declared, staging, SyncHooks.from_options(options), options)
 

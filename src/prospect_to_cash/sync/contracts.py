@@ -171,6 +171,8 @@ class SyncOptions:
 
     :param run_id: names the staging folder; a retried task with the same run id resumes
         its load from the journal instead of writing twice.
+    :param staging_folder: the run's staging folder under its template when it is not the
+        run id (the DAGs name it after the data interval a person looks for).
     :param staging_root: staging URL or path (default ``P2C_STAGING_ROOT``).
     :param mappings_dir: the template files (default ``P2C_MAPPINGS_DIR``, else the project's).
     :param environment_file: an override layered on ``environment.yaml``.
@@ -206,6 +208,7 @@ class SyncOptions:
     max_rejected: str = DEFAULT_MAX_REJECTED
     max_failed: str = DEFAULT_MAX_FAILED
     watermark_overlap: float = DEFAULT_WATERMARK_OVERLAP
+    staging_folder: str | None = None
 
     def __post_init__(self) -> None:
         if self.journal_every < 1:
@@ -280,6 +283,7 @@ class SyncArgs(TypedDict, total=False):
     max_rejected: str
     max_failed: str
     watermark_overlap: float
+    staging_folder: str | None
     data_interval_start: Moment
     data_interval_end: Moment
     full_refresh: bool

@@ -242,7 +242,7 @@ def run_template(
     )
     answer: TemplateRunResult = {
         **summary,
-        "summary_path": write_summary(as_path(options.staging_root), summary),
+        "summary_path": write_summary(as_path(options.staging_root), summary, options.staging_folder),
     }
     if options.dry_run:
         answer["samples"] = {name: r.get("samples", {}) for name, r in tasks.items()}

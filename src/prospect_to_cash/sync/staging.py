@@ -1,6 +1,8 @@
 """The only place that writes staging files.
 
-Layout (docs/design.md): ``<root>/<template>/<run_id>/<company>/<task>/<area>/<name>.parquet``
+Layout (docs/design.md): ``<root>/<template>/<run folder>/<company>/<task>/<area>/<name>.parquet``
+where the run folder is the run id (CLI, ``SyncOperator``) or, for the DAGs' runs, the data
+interval's start and the run type (``2026-11-01T00-00-00Z__backfill``).
 with areas ``source`` (rows read from the source system, plus source-side reference
 tables), ``target`` (snapshot of the target, plus target-side reference tables),
 ``plan`` (transform output, load journal, per-row outcome), ``deadletter`` and ``work``
@@ -240,10 +242,14 @@ class TaskStaging:
     run_id: str
     company: str
     task: str
+    #: the run's folder under the template when it is not named after the run id
+    #: (the DAGs name it after the data interval, `prospect_to_cash.operators.common.run_folder`)
+    folder: str | None = None
 
     @property
     def base(self) -> ObjectStoragePath:
-        return self.root / self.template / safe_segment(self.run_id) / self.company.lower() / self.task
+        folder = safe_segment(self.folder or self.run_id)
+        return self.root / self.template / folder / self.company.lower() / self.task
 
     def path(self, area: str, name: str, suffix: str = ".parquet") -> ObjectStoragePath:
         if area not in AREAS:
@@ -252,7 +258,7 @@ class TaskStaging:
 
     def sibling(self, task: str) -> TaskStaging:
         """The staging of another task of the same run (a header task for its lines)."""
-        return TaskStaging(self.root, self.template, self.run_id, self.company, task)
+        return TaskStaging(self.root, self.template, self.run_id, self.company, task, self.folder)
 
     def exists(self, area: str, name: str, suffix: str = ".parquet") -> bool:
         return self.path(area, name, suffix).exists()

@@ -90,12 +90,13 @@ def summarize(
     }
 
 
-def write_summary(root: ObjectStoragePath, summary: RunSummary) -> str:
-    """Write ``<root>/<template>/<run_id>/<company>/summary.json``; returns its URL."""
+def write_summary(root: ObjectStoragePath, summary: RunSummary, folder: str | None = None) -> str:
+    """Write ``<root>/<template>/<run folder>/<company>/summary.json`` (the run folder is
+    ``folder`` when given, else the run id); returns its URL."""
     target = (
         root
         / summary["template"]
-        / safe_segment(summary["run_id"])
+        / safe_segment(folder or summary["run_id"])
         / summary["legal_entity"].lower()
         / "summary.json"
     )
