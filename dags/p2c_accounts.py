@@ -15,7 +15,8 @@ orders and invoices wait for it. Both connections (`dynamics_dataverse_default`,
 **Reading the result**: accounts without an account number, sharing an account number
 with another account, or with a code the value maps do not know (payment terms,
 country, ...) are *rejected*, not merged or guessed: see `rejected.parquet` of the
-`customers` step. Fix them in Sales; their next change brings them back into a run.
+`customers` step and in the pending ledger. Fix them in Sales: every later run reads the
+ledger's rows again, so the first run after the fix lands them.
 """
 
 from __future__ import annotations

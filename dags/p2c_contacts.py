@@ -17,8 +17,8 @@ person created before its account's customer exists would be a duplicate in F&O,
 the run waits for the accounts run (Param `wait_for_upstream`).
 
 **Reading the result**: contacts without a contact number, or whose account's customer is
-not in F&O yet, are *rejected* (`rejected.parquet` of each step) and come back once their
-account is synced and they change again (or with a full refresh).
+not in F&O yet, are *rejected* (`rejected.parquet` of each step) and kept in the pending
+ledger: the first run after their account is synced lands them, changed or not.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ numbers are kept.
 **Reading the result**: an order whose customer is not in F&O yet is *rejected* as a
 dangling lookup (`rejected.parquet` of `order_headers`) and its lines are held back
 behind it (`rejected.parquet` of `order_lines`): it is never written half-done. Once the
-accounts DAG has created the customer, a later run (the scheduled run of the same
-interval, or a full refresh) lands the order with its lines.
+accounts DAG has created the customer, the next run lands the order with its lines
+(both are in the pending ledger, read again by key whether they changed or not).
 """
 
 from __future__ import annotations

@@ -52,6 +52,7 @@ from prospect_to_cash.dags.steps import (
     select_company_pairs,
 )
 from prospect_to_cash.notifications import failure_callbacks, warning_callbacks
+from prospect_to_cash.operators.common import run_folder
 from prospect_to_cash.operators.mapping import (
     MappingExtractOperator,
     MappingLoadOperator,
@@ -115,20 +116,33 @@ def _run_book(spec: TemplateSpec) -> str:
   defaults and value maps).
 * **Waits for**: {waits}, for the same data interval (Param `wait_for_upstream`).
 * **Schedule**: `{os.environ.get(SCHEDULE_VARIABLE) or DEFAULT_SCHEDULE}` (UTC, shared by all P2C DAGs);
-  a scheduled run reads the Sales rows changed since its tasks' last successful run (the
-  high-water mark, less 5 minutes) to its interval's end, so a skipped or failed day leaves
-  no gap; a manual run or backfill reads its data interval (or the window Params) exactly.
-  Both also read the rows of the pending ledger (F&O entities have no change timestamp and
-  are read whole). `max_active_runs=1`.
+  a scheduled run reads the Sales rows changed from the earlier of its interval's start and
+  its tasks' high-water mark less 5 minutes (the mark: where the last successful load's
+  window ended) to its interval's end, so a skipped or failed day leaves no gap; without a
+  mark yet it reads its interval (start with a `full_refresh`, which sets the mark). A manual
+  run or backfill reads its data interval (or the window Params) exactly and never moves the
+  mark backwards. All runs also read the rows of the pending ledger (F&O entities have no
+  change timestamp and are read whole). `max_active_runs=1`, `catchup=False` (backfills:
+  docs/dags.md, one DAG at a time in run order).
+* **Error threshold**: Params `max_rejected` / `max_failed` (default `{DEFAULT_MAX_REJECTED}` /
+  `{DEFAULT_MAX_FAILED}` of the rows read, or a count): above either, task `{GROUP_ID}.report` fails
+  without retries once every load wrote what it could, and the downstream DAGs' run-order
+  sensors hold; at or below, the run succeeds and the report logs a warning and is named
+  `<company>: <n> rejected` in the grid. A load whose writes failed in a way the service may
+  heal (5xx, timeout, throttling, ambiguous write) fails itself and is retried.
 * **Results**: task `{GROUP_ID}.report` (one per company) logs a count table and writes
-  `<staging>/{spec.template}/<run_id>/<company>/summary.json`. Rows that did not reach the
-  target are in `<staging>/{spec.template}/<run_id>/<company>/<step>/deadletter/rejected.parquet`
+  `<staging>/{spec.template}/<run folder>/<company>/summary.json`; the run folder is
+  `<interval start>__<run type>` (`2026-11-01T00-00-00Z__scheduled` holds the day 11-01) or,
+  for a manual run, `<interval start>__<run id>`. Rows that did not reach the
+  target are in `<staging>/{spec.template}/<run folder>/<company>/<step>/deadletter/rejected.parquet`
   (refused by the mapping: missing key, unknown code, parent not synced yet) and
   `failed.parquet` (refused by the service), each with the reason and the record id. Each
   load also keeps them in the pending ledger `<staging>/_pending/{spec.template}/<company>/<step>.parquet`:
   every later run reads them again by key, unchanged or not, until they land or are dismissed
   (`python -m prospect_to_cash.sync pending {spec.template}`, `... dismiss`). Each load publishes
   an asset event on its target entity with the counts and dead-letter paths in `extra`.
+* **Notifications**: the notifiers of `P2C_NOTIFIERS` (docs/sync.md) on every failed task,
+  and on a report that succeeded with rows rejected or failed.
 """
 
 
@@ -194,6 +208,7 @@ def template_dag(spec: TemplateSpec, *, doc_md: str | None = None, tags: Sequenc
                 dry_run=bool(param_value(params, DRY_RUN, False)),
                 max_rejected=str(param_value(params, MAX_REJECTED, DEFAULT_MAX_REJECTED)),
                 max_failed=str(param_value(params, MAX_FAILED, DEFAULT_MAX_FAILED)),
+                staging_folder=run_folder(context, spec.template, spec.extra_options.get("staging_root")),
             )
             # rendered into the map index after the task: "usmf" or "usmf: 3 rejected"
             context["p2c_company"] = report_label(result["legal_entity"], result["counts"])  # type: ignore[typeddict-unknown-key]
