@@ -15,9 +15,12 @@
 5. print a summary per template and company (read / created / updated / unchanged /
    rejected), the writes the emulators counted, and where to look next; stop everything.
 
-A second ``make demo`` on the same state triggers new runs for a new logical date: they read
-the same rows, find them in sync and write nothing, which the summary and the emulators'
-write counters both show.
+A second ``make demo`` on the same state triggers new runs for a new logical date. Before
+they start it says what they will write given the data (:mod:`devstack.changes`): the Sales
+rows the templates read that changed since the last run ended, counted over HTTPS (none
+when nobody changed the emulators' data: then the runs find everything in sync and write
+nothing, which the summary and the emulators' write counters both show), the F&O side
+(read whole, written only where it differs) and the pending ledger's rows.
 
 :func:`serve` is ``make airflow``: the same stack on the same state, left running for the
 UI until Ctrl-C.
@@ -44,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from devstack.airflow_stack import FINISHED, AirflowStack, ApiError, StackError, port_free
+from devstack.changes import sales_changes_since
 from devstack.state import (
     DemoError,
     DemoPaths,
@@ -314,6 +318,38 @@ def _set_paused(stack: AirflowStack, dag_ids: Sequence[str], paused: bool) -> No
         stack.api("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})
 
 
+def _last_sync_end(stack: AirflowStack) -> str | None:
+    """When the latest earlier run of any of the seven DAGs ended (UTC), if one did."""
+    ends = []
+    for dag_id in SYNC_DAGS:
+        latest = stack.api("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 1, "order_by": "-run_after"})
+        ends += [moment for run in latest["dag_runs"] if (moment := _parse_time(run.get("end_date")))]
+    return max(ends).strftime("%Y-%m-%dT%H:%M:%SZ") if ends else None
+
+
+def second_run_line(earlier: int, since: str | None, changes: Mapping[str, int] | None, pending: int) -> str:
+    """What a demo on a state synced before will write, given the data: the Sales rows the
+    templates read that changed since the last run ended (counted before this run), the F&O
+    side (read whole: only rows that differ are written) and the pending ledger's rows."""
+    head = f"  This state was synced before ({earlier} earlier run(s)"
+    head += f", the last ended {since})" if since else ")"
+    if changes is None:
+        sales = "Sales rows changed since then are written"
+    elif not sum(changes.values()):
+        sales = "no Sales row the templates read changed since then, so expect nothing written from Sales"
+    else:
+        listed = ", ".join(f"{name} {count}" for name, count in sorted(changes.items()) if count)
+        sales = (
+            f"{sum(changes.values())} Sales row(s) the templates read changed since then ({listed}): "
+            "expect them written where they differ from F&O"
+        )
+    return (
+        f"{head}: {sales}; F&O rows are read whole and written to Sales only where they differ; "
+        f"{pending} pending row(s) (rejected or failed before) are tried again and, unchanged, "
+        "rejected again."
+    )
+
+
 def _earlier_runs(stack: AirflowStack) -> int:
     """Successful earlier runs of the first DAG (a killed demo's runs synced only part)."""
     runs = stack.api("GET", f"/dags/{SYNC_DAGS[0]}/dagRuns", params={"limit": 1, "state": "success"})
@@ -373,11 +409,9 @@ def _run_demo(
             stack.wait_for_dags(ALL_DAGS, timeout=300)
             earlier = _earlier_runs(stack)
             if earlier:
-                out(
-                    f"  This state was synced before ({earlier} earlier run(s)): only rows changed in the "
-                    f"emulators since then are written; {_pending_rows(paths.staging)} pending row(s) "
-                    "(rejected or failed before) are tried again and, unchanged, rejected again."
-                )
+                since = _last_sync_end(stack)
+                changes = sales_changes_since(endpoints, since) if since else None
+                out(second_run_line(earlier, since, changes, _pending_rows(paths.staging)))
             logical_date = _logical_date()
             stamp = logical_date.replace("-", "").replace(":", "")
             runs = {dag_id: RunResult(dag_id, f"p2c_demo__{stamp}") for dag_id in SYNC_DAGS}

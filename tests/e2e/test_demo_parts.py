@@ -14,6 +14,7 @@ import pytest
 
 from devstack.__main__ import build_parser
 from devstack.airflow_stack import AirflowStack, StackError
+from devstack.changes import sales_changes_since
 from devstack.demo import (
     ALL_DAGS,
     SYNC_DAGS,
@@ -23,12 +24,14 @@ from devstack.demo import (
     describe_phase,
     format_summary,
     one_line_counts,
+    second_run_line,
     summary_table,
 )
 from devstack.state import PRELOAD_DIR, DemoError, DemoPaths, stack_env, state_lock
-from emulators.client import EmulatorEndpoints
+from emulators.client import EmulatorEndpoints, RunningEmulators
 from prospect_to_cash.sync.mapping import TEMPLATES
 from tests.support.run_books import declared_upstreams
+from tests.support.world import ODataReader
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-client-secret-never-printed"
@@ -325,3 +328,51 @@ def test_a_component_that_dies_is_restarted_until_it_keeps_dying(tmp_path: Path)
         assert (stack.log_dir / "scheduler.log").read_text().count("StaleDataError") == 3
     finally:
         stack.stop()
+
+
+# -- the second run's expectation -------------------------------------------------------------------
+
+
+def test_a_second_run_on_unchanged_data_expects_nothing_from_sales() -> None:
+    line = second_run_line(7, "2026-12-05T09:00:00Z", {"accounts": 0, "contacts": 0}, 3)
+    assert line == (
+        "  This state was synced before (7 earlier run(s), the last ended 2026-12-05T09:00:00Z): "
+        "no Sales row the templates read changed since then, so expect nothing written from Sales; "
+        "F&O rows are read whole and written to Sales only where they differ; 3 pending row(s) "
+        "(rejected or failed before) are tried again and, unchanged, rejected again."
+    )
+
+
+def test_a_second_run_after_changes_names_them() -> None:
+    line = second_run_line(7, "2026-12-05T09:00:00Z", {"accounts": 2, "contacts": 0, "salesorders": 1}, 0)
+    assert "3 Sales row(s) the templates read changed since then (accounts 2, salesorders 1): " in line
+    assert "expect them written where they differ from F&O" in line
+
+
+def test_sales_changes_are_counted_over_https(emulators: RunningEmulators) -> None:
+    """The counts the demo prints, against the test's own reading of the seed rows."""
+    since = "2026-11-02T12:00:00Z"
+    reader = ODataReader(emulators.endpoints)
+    try:
+        expected = {
+            name: sum(
+                1
+                for row in reader.rows("dataverse", name, ["modifiedon", "statecode"])
+                if row["statecode"] == 0 and row["modifiedon"] > since
+            )
+            for name in ("accounts", "contacts")
+        }
+    finally:
+        reader.close()
+    counted = sales_changes_since(emulators.endpoints, since)
+    assert set(counted) == {
+        "accounts",
+        "contacts",
+        "quotes",
+        "quotedetails",
+        "salesorders",
+        "salesorderdetails",
+    }
+    assert {name: counted[name] for name in expected} == expected
+    assert all(expected.values()), "the seed has accounts and contacts changed after the 2nd day's noon"
+    assert set(sales_changes_since(emulators.endpoints, "2026-12-01T00:00:00Z").values()) == {0}
