@@ -39,7 +39,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -324,7 +324,12 @@ def _last_sync_end(stack: AirflowStack) -> str | None:
     for dag_id in SYNC_DAGS:
         latest = stack.api("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 1, "order_by": "-run_after"})
         ends += [moment for run in latest["dag_runs"] if (moment := _parse_time(run.get("end_date")))]
-    return max(ends).strftime("%Y-%m-%dT%H:%M:%SZ") if ends else None
+    if not ends:
+        return None
+    last = max(ends)  # to the next whole second: the filter compares seconds, the runs' writes came before
+    return (last.replace(microsecond=0) + timedelta(seconds=1 if last.microsecond else 0)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
 
 
 def second_run_line(earlier: int, since: str | None, changes: Mapping[str, int] | None, pending: int) -> str:
