@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 #: Attempts at creating one backfill while SQLite answers 503 "Database is locked".
 LOCK_RETRIES = 20
 LOCK_WAIT_SECONDS = 3.0
+#: Seconds the scheduler gets to create the run an unpause makes due (catchup=False).
+UNPAUSE_GRACE_SECONDS = 30.0
 
 
 @dataclass
@@ -80,29 +82,45 @@ def runs_in_range(stack: AirflowStack, dag_id: str, from_date: str, to_date: str
 
 
 def wait_for_unpause_runs(
-    stack: AirflowStack, dag_ids: Sequence[str], out: Callable[[str], None], timeout: float
+    stack: AirflowStack,
+    dag_ids: Sequence[str],
+    out: Callable[[str], None],
+    timeout: float,
+    *,
+    grace: float = UNPAUSE_GRACE_SECONDS,
 ) -> None:
     """Unpause ``dag_ids`` together, then wait until none has an unfinished run that is not
-    a backfill's (the scheduled run the unpause started, a manual run someone triggered)."""
+    a backfill's (the scheduled run the unpause started, a manual run someone triggered).
+    A DAG that was paused and has a run due gets up to ``grace`` seconds for the scheduler
+    to create that run, so the backfill cannot start before it appears."""
+    before = {dag_id: {run["dag_run_id"] for run in stack.dag_runs(dag_id)} for dag_id in dag_ids}
+    due = set()
+    now = datetime.now(timezone.utc)
     for dag_id in dag_ids:
+        dag = stack.api("GET", f"/dags/{dag_id}")
+        after = dag.get("next_dagrun_run_after")
+        if dag.get("is_paused") and after and _moment(after) <= now:
+            due.add(dag_id)
         stack.unpause(dag_id)
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
     reported: set[str] = set()
     while True:
         stack.check_alive()
+        runs = {dag_id: stack.dag_runs(dag_id) for dag_id in dag_ids}
         busy = {
             (dag_id, run["dag_run_id"])
-            for dag_id in dag_ids
-            for run in stack.dag_runs(dag_id)
+            for dag_id, found in runs.items()
+            for run in found
             if run["run_type"] != "backfill" and run["state"] not in FINISHED
         }
-        if not busy:
+        due -= {dag_id for dag_id, found in runs.items() if {r["dag_run_id"] for r in found} - before[dag_id]}
+        if not busy and (not due or time.monotonic() - started > grace):
             return
         for dag_id, run_id in sorted(busy):
             if run_id not in reported:
                 reported.add(run_id)
                 out(f"  waiting for {dag_id} {run_id} (started by the unpause or by hand) to finish first")
-        if time.monotonic() > deadline:
+        if time.monotonic() - started > timeout:
             raise StackError(f"runs still unfinished after {timeout:g}s: {sorted(busy)}")
         time.sleep(2)
 
