@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
 from prospect_to_cash.sync import deadletter
+from prospect_to_cash.sync.changes import commit_token
 from prospect_to_cash.sync.columns import (
     BIND_PREFIX,
     CHANGED,
@@ -500,6 +501,7 @@ def load(
     )
     if staging.exists("source", "window", ".json"):  # what the extract read moves the mark
         watermark_of(ctx).advance(staging.read_json("source", "window"), ctx.run_id)
+    commit_token(ctx)  # the change-tracking token of what the extract read, if it read so
     staging.write_json("plan", "load-summary", {"counts": counts})
     log.info(
         "%s/%s [%s]: %s",

@@ -13,6 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from prospect_to_cash.hooks.odata import and_filters, format_key_value, format_literal
+from prospect_to_cash.sync.changes import (
+    DELETED_FILE,
+    DELTA_FILE,
+    read_tracked,
+    start_tracking,
+    tokens_of,
+    tracked_read_wanted,
+)
 from prospect_to_cash.sync.context import SyncContext, base_result, make_context
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, Window, resolve
 from prospect_to_cash.sync.errors import SyncError
@@ -21,7 +29,7 @@ from prospect_to_cash.sync.values import py
 from prospect_to_cash.sync.watermarks import ReadWindow, now_utc, watermark_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     import pandas as pd
     from typing_extensions import Unpack
@@ -94,6 +102,29 @@ def _business_unit_filter(ctx: SyncContext) -> str | None:
 PENDING_KEYS_PER_READ = 40
 
 
+def _company_filter(ctx: SyncContext) -> str | None:
+    """The clause that keeps the company pair's rows of a Dataverse source (or None)."""
+    if ctx.task.source_system == "dataverse" and ctx.task.source.company_scope == "business_unit":
+        return _business_unit_filter(ctx)
+    return None
+
+
+def _pending_filters(ctx: SyncContext, *clauses: str | None) -> list[str]:
+    """Filters reading the pending ledger's keys (``PENDING_KEYS_PER_READ`` a request),
+    each also bound by ``clauses``."""
+    task = ctx.task
+    keys = ledger_of(ctx).key_values(len(task.source.key))
+    more = []
+    for start in range(0, len(keys), PENDING_KEYS_PER_READ):
+        terms = [
+            and_filters(*(f"{c} eq {format_key_value(v)}" for c, v in zip(task.source.key, key, strict=True)))
+            for key in keys[start : start + PENDING_KEYS_PER_READ]
+        ]
+        wanted = " or ".join(f"({t})" for t in terms)
+        more.append(and_filters(*clauses, wanted))
+    return more
+
+
 def _source_filter(ctx: SyncContext, window: Window) -> tuple[str | None, list[str]]:
     """The window's filter, and the filters that re-read the pending ledger's rows the
     window leaves out (outside the window, so no row is read twice)."""
@@ -110,22 +141,11 @@ def _source_filter(ctx: SyncContext, window: Window) -> tuple[str | None, list[s
             beyond.append(f"{field} ge {window.end}")
         span = " and ".join(bounds)
         outside = " or ".join(beyond)
-    company = None
-    if task.source_system == "dataverse" and task.source.company_scope == "business_unit":
-        company = _business_unit_filter(ctx)
+    company = _company_filter(ctx)
     query = and_filters(task.source.filter, span, company)
     if outside is None:
         return query, []  # the source is read whole: pending rows come with it
-    keys = ledger_of(ctx).key_values(len(task.source.key))
-    more = []
-    for start in range(0, len(keys), PENDING_KEYS_PER_READ):
-        terms = [
-            and_filters(*(f"{c} eq {format_key_value(v)}" for c, v in zip(task.source.key, key, strict=True)))
-            for key in keys[start : start + PENDING_KEYS_PER_READ]
-        ]
-        wanted = " or ".join(f"({t})" for t in terms)
-        more.append(and_filters(task.source.filter, outside, company, wanted))
-    return query, more
+    return query, _pending_filters(ctx, task.source.filter, outside, company)
 
 
 def _reference_columns(ctx: SyncContext, name: str) -> list[str]:
@@ -141,12 +161,14 @@ def _read_step(
     side: str,
     rows: tuple[str, str, Sequence[str], str | None],
     more: Sequence[str] = (),
+    read_rows: Callable[[], tuple[str, int]] | None = None,
 ) -> tuple[tuple[str, int], dict[str, Any]]:
     """Stage a step's rows and its ``side``'s reference tables, reading them side by side.
 
     The reads are independent, and each mostly waits: on the service's latency, or for a
     free slot while another company pair's writes hold them. Read one after another they
     add those waits up; side by side the step waits about as long as its longest read.
+    ``read_rows`` stages the rows another way (a tracked read) instead of ``rows``.
     Returns the rows' (path, count) and ``{reference: {"path", "rows"}}``.
     """
     area = "source" if side == "source" else "target"
@@ -155,7 +177,7 @@ def _read_step(
     with ThreadPoolExecutor(
         max_workers=min(READ_PARALLELISM, len(references) + 1), thread_name_prefix=f"p2c-{area}"
     ) as pool:
-        main = pool.submit(_stream, ctx, area, "rows", *rows, more)
+        main = pool.submit(read_rows) if read_rows else pool.submit(_stream, ctx, area, "rows", *rows, more)
         futures = {
             reference.name: pool.submit(
                 _stream,
@@ -192,22 +214,46 @@ def extract(
     """
     options, window = resolve(options, window, given)
     ctx = make_context(template, task, legal_entity, options)
-    window = watermark_of(ctx).window(window, options.watermark_overlap)
+    mark = watermark_of(ctx)
+    window = mark.window(window, options.watermark_overlap)
     read: ReadWindow = {
         "start": window.start,
         "end": window.end,
         "full_refresh": window.full_refresh,
         "read_at": now_utc(),
     }
-    query, pending = _source_filter(ctx, window)
+    task = ctx.task
+    for stale in (ctx.staging.path("source", DELTA_FILE, ".json"), ctx.staging.path("source", DELETED_FILE)):
+        if stale.exists():  # an earlier attempt's tracked read must not move this run's token
+            stale.unlink()
+    read_rows = None
+    tracked = tracked_read_wanted(ctx, window)
+    if tracked and not window.full_refresh and tokens_of(ctx).read() is None and mark.read() is None:
+        start_tracking(ctx, _company_filter(ctx))  # never loaded: the window, then deltas
+        window, tracked = window.but(end=None), False
+        read["end"] = None
+    if tracked:
+        company = _company_filter(ctx)
+        pending = _pending_filters(ctx, task.source.filter, company)
+
+        def by_filter(query: str) -> Iterator[pd.DataFrame]:
+            return read_pages(ctx, "dataverse", task.source.entity_set, task.source_columns, query)
+
+        def read_rows() -> tuple[str, int]:
+            return read_tracked(ctx, window, company, pending, by_filter)
+
+        query = None
+    else:
+        query, pending = _source_filter(ctx, window)
     (path, rows), references = _read_step(
         ctx,
         "source",
-        (ctx.task.source_system, ctx.task.source.entity_set, ctx.task.source_columns, query),
+        (task.source_system, task.source.entity_set, task.source_columns, query),
         pending,
+        read_rows,
     )
     log.info(
-        "%s/%s [%s]: extracted %d rows from %s (%d read(s) of pending keys outside the window)",
+        "%s/%s [%s]: extracted %d rows from %s (%d read(s) of pending keys besides the changes)",
         ctx.template.name,
         ctx.task.name,
         ctx.pair.legal_entity,
