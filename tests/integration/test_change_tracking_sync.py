@@ -1,20 +1,28 @@
-"""Sales sources read by Dataverse change tracking, over HTTPS against the emulators.
+"""Sales sources read by Dataverse change tracking, and source deletes, over HTTPS against
+the emulators.
 
 The accounts template runs its initial load (a full refresh, which takes the first delta
 token), then one account of the usmf business unit and one of demf's change in Sales; the
 scheduled run of usmf reads exactly the one changed usmf row (the delta brings both: the
 other business unit's is dropped before staging) and lands it in F&O. An expired token
 falls back to a whole read by itself, and the run after it reads the delta again.
+
+An account deleted in Sales comes back in the delta as a ``$deletedEntity``: reported by
+default (the F&O customer untouched), put on hold (``OnHoldStatus`` All) under the
+``deactivate`` policy, and held when more are deleted than ``max_source_deletes`` allows.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow.parquet as pq
 import pytest
 from airflow.sdk import ObjectStoragePath
 
@@ -29,13 +37,13 @@ from tests.support.emulators import Oracle, start_emulators
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from tests.support.emulators import RunningEmulators
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CONN = {"dataverse": "p2c_delta_it_dataverse", "fno": "p2c_delta_it_fno"}
+MAPPINGS = Path(__file__).resolve().parents[2] / "include" / "mappings"
 UNITS = {"usmf": "Contoso US", "demf": "Contoso Europe"}  # include/mappings/environment.yaml
 
 
@@ -50,7 +58,7 @@ def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Running
         started.stop()
 
 
-def sync(root: ObjectStoragePath, run_id: str, window: Window) -> Any:
+def sync(root: ObjectStoragePath, run_id: str, window: Window, **options: Any) -> Any:
     hooks = SyncHooks(
         dataverse=DataverseHook(dataverse_conn_id=CONN["dataverse"]),
         fno=FinanceOperationsHook(fno_conn_id=CONN["fno"]),
@@ -63,6 +71,7 @@ def sync(root: ObjectStoragePath, run_id: str, window: Window) -> Any:
         hooks=hooks,
         window=window,
         max_rejected="100%",
+        **options,
     )
 
 
@@ -157,3 +166,96 @@ def test_a_daily_run_reads_only_the_changed_rows_of_its_company(
     landed = sum(initial["counts"][k] for k in ("created", "updated", "unchanged"))
     assert (expired["counts"]["unchanged"], expired["counts"]["updated"]) == (landed, 0)
     assert delta_record(root, "expired")["fallback"] == "the delta token expired"
+
+
+def customer(running: RunningEmulators, number: str) -> dict[str, Any]:
+    fno = Oracle(running.endpoints, "fno")
+    try:
+        (row,) = fno.rows(
+            "CustomersV3?cross-company=true&$select=dataAreaId,CustomerAccount,OnHoldStatus"
+            f"&$filter=CustomerAccount eq '{number}' and dataAreaId eq 'usmf'"
+        )
+    finally:
+        fno.close()
+    return row
+
+
+def deletes_of(root: ObjectStoragePath, run_id: str) -> list[tuple[str, str, str]]:
+    path = root / "accounts" / run_id / "usmf" / "customers" / "plan" / "deletes.parquet"
+    with path.open("rb") as handle:
+        frame = pq.read_table(handle).to_pandas()
+    return sorted(zip(frame["record_id"], frame["source_key"], frame["action"], strict=True))
+
+
+def test_a_sales_delete_is_reported_then_deactivated_in_fno_within_the_cap(
+    running: RunningEmulators, tmp_path: Path
+) -> None:
+    root = ObjectStoragePath(f"file://{tmp_path / 'staging'}")
+    mappings = tmp_path / "mappings"
+    shutil.copytree(MAPPINGS, mappings)
+    ledger = PendingLedger(root, "accounts", "usmf", "customers")
+    sync(root, "initial", Window(full_refresh=True), mappings_dir=mappings)
+    ledger.dismiss()
+    sales = Oracle(running.endpoints, "dataverse")
+    (unit,) = sales.rows(f"businessunits?$select=businessunitid&$filter=name eq '{UNITS['usmf']}'")
+    landed = [
+        row
+        for row in sales.rows(
+            "accounts?$select=accountid,accountnumber&$orderby=accountnumber"
+            f"&$filter=statecode eq 0 and _owningbusinessunit_value eq {unit['businessunitid']}"
+        )
+        if row["accountnumber"]
+    ]
+    first, second, *rest = landed[:5]
+
+    def delete(account: dict[str, Any]) -> None:
+        assert sales.client.delete(f"{sales.root}accounts({account['accountid']})").status_code == 204
+
+    def daily(run_id: str, **options: Any) -> dict[str, int]:
+        start = datetime.now(timezone.utc).replace(microsecond=0)
+        window = Window.of(start, start + timedelta(hours=1), since_watermark=True)
+        counts = sync(root, run_id, window, mappings_dir=mappings, **options)["counts"]
+        return {k: counts[k] for k in ("read", "source_deleted", "deactivated", "deleted", "deletes_held")}
+
+    try:
+        # the default policy: reported, the customer untouched
+        delete(first)
+        assert daily("day-1") == {
+            "read": 0,
+            "source_deleted": 1,
+            "deactivated": 0,
+            "deleted": 0,
+            "deletes_held": 0,
+        }
+        assert deletes_of(root, "day-1") == [(first["accountid"], first["accountnumber"], "reported")]
+        assert customer(running, first["accountnumber"])["OnHoldStatus"] == "No"
+
+        # policy deactivate: the customer goes on hold for all transactions
+        text = (mappings / "accounts.yaml").read_text().replace("policy: report", "policy: deactivate")
+        (mappings / "accounts.yaml").write_text(text)
+        delete(second)
+        assert daily("day-2") == {
+            "read": 0,
+            "source_deleted": 1,
+            "deactivated": 1,
+            "deleted": 0,
+            "deletes_held": 0,
+        }
+        assert deletes_of(root, "day-2") == [(second["accountid"], second["accountnumber"], "deactivated")]
+        assert customer(running, second["accountnumber"])["OnHoldStatus"] == "All"
+        assert customer(running, first["accountnumber"])["OnHoldStatus"] == "No"  # reported only, earlier
+
+        # more deletes than the cap allows: none applied, all held
+        for account in rest:
+            delete(account)
+        assert daily("day-3", max_source_deletes="2") == {
+            "read": 0,
+            "source_deleted": 3,
+            "deactivated": 0,
+            "deleted": 0,
+            "deletes_held": 3,
+        }
+        assert [action for _, _, action in deletes_of(root, "day-3")] == ["held"] * 3
+        assert {customer(running, a["accountnumber"])["OnHoldStatus"] for a in rest} == {"No"}
+    finally:
+        sales.close()

@@ -47,6 +47,7 @@ from prospect_to_cash.sync.context import (
     make_context,
 )
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, resolve
+from prospect_to_cash.sync.deletes import apply_source_deletes
 from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Task, Template
 from prospect_to_cash.sync.pending import ledger_of
@@ -502,6 +503,8 @@ def load(
     if staging.exists("source", "window", ".json"):  # what the extract read moves the mark
         watermark_of(ctx).advance(staging.read_json("source", "window"), ctx.run_id)
     commit_token(ctx)  # the change-tracking token of what the extract read, if it read so
+    deleted, paths["deletes"] = apply_source_deletes(ctx, outcome, limit=options.max_source_deletes)
+    counts.update(deleted)
     staging.write_json("plan", "load-summary", {"counts": counts})
     log.info(
         "%s/%s [%s]: %s",
