@@ -45,7 +45,7 @@ from prospect_to_cash.sync.staging import AtomicFile, text_array
 from prospect_to_cash.sync.watermarks import now_utc
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     import pandas as pd
     from airflow.sdk import ObjectStoragePath
@@ -158,8 +158,12 @@ def _same_scope(stored: StoredToken, entity_set: str, scope: str, select: list[s
     return (stored["entity_set"], stored["scope"], list(stored["select"])) == (entity_set, scope, select)
 
 
-def _key_of(values: Iterable[object]) -> tuple[str, ...]:
-    return tuple("" if v is None else str(v).casefold() for v in values)
+def row_keys(page: pd.DataFrame, key_columns: Sequence[str]) -> list[tuple[str, ...]]:
+    """Each row's source key, folded (keys match case-insensitively), to stage a row once."""
+    return [
+        tuple("" if v is None else str(v).casefold() for v in row)
+        for row in page[list(key_columns)].itertuples(index=False)
+    ]
 
 
 def read_tracked(
@@ -234,7 +238,7 @@ def _read(
             if len(kept):
                 writer.write(kept[columns])
                 if token is not None:  # a delta: pending rows it brought are not read twice
-                    seen.update(_key_of(row) for row in kept[key_columns].itertuples(index=False))
+                    seen.update(row_keys(kept, key_columns))
 
         result = hook.read_changes(
             task.source.entity_set, select=select, delta_token=token, page_size=page_size, on_page=keep
@@ -242,7 +246,9 @@ def _read(
         if token is not None:  # a whole read holds the pending rows already
             for query in pending_filters:
                 for page in read_filtered(query):
-                    fresh = [_key_of(row) not in seen for row in page[key_columns].itertuples(index=False)]
+                    keys = row_keys(page, key_columns)
+                    fresh = [k not in seen for k in keys]
+                    seen.update(keys)  # a pending line of a released header comes once
                     if any(fresh):
                         writer.write(page[fresh])
     deleted = pa.table({"id": text_array(list(result.deleted_ids))})

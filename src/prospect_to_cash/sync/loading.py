@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
 from prospect_to_cash.sync import deadletter
 from prospect_to_cash.sync.changes import commit_token
+from prospect_to_cash.sync.children import record_released
 from prospect_to_cash.sync.columns import (
     BIND_PREFIX,
     CHANGED,
@@ -497,9 +498,12 @@ def load(
         "failed": deadletter.write_failed(staging, state.failures),
     }
     counts = _counts(summary["counts"], outcome, state)
-    counts["pending"] = ledger_of(ctx).record(
+    ledger = ledger_of(ctx)
+    pending_before = ledger.read()
+    counts["pending"] = ledger.record(
         outcome, key_columns=ctx.task.source.key, run_id=ctx.run_id, record_ids=_record_ids(staging, state)
     )
+    record_released(ctx, pending_before, outcome)  # their lines come with them (sync/children.py)
     if staging.exists("source", "window", ".json"):  # what the extract read moves the mark
         watermark_of(ctx).advance(staging.read_json("source", "window"), ctx.run_id)
     commit_token(ctx)  # the change-tracking token of what the extract read, if it read so

@@ -17,10 +17,12 @@ from prospect_to_cash.sync.changes import (
     DELETED_FILE,
     DELTA_FILE,
     read_tracked,
+    row_keys,
     start_tracking,
     tokens_of,
     tracked_read_wanted,
 )
+from prospect_to_cash.sync.children import released_parent_filters
 from prospect_to_cash.sync.context import SyncContext, base_result, make_context
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, Window, resolve
 from prospect_to_cash.sync.errors import SyncError
@@ -68,10 +70,19 @@ def _stream(
     filter: str | None,
     more: Sequence[str] = (),
 ) -> tuple[str, int]:
-    """Stage the rows of ``filter``, then those of each of ``more`` (disjoint filters)."""
+    """Stage the rows of ``filter``, then those of each of ``more`` (each disjoint from
+    ``filter``; a row two of ``more`` bring, a pending line of a released header, is
+    staged once)."""
+    key = list(ctx.task.source.key)
+    seen: set[tuple[str, ...]] = set()
     with ctx.staging.page_writer(area, name, select) as writer:
-        for query in (filter, *more):
+        for number, query in enumerate((filter, *more)):
             for page in read_pages(ctx, system, entity_set, select, query):
+                if number:
+                    keys = row_keys(page, key)
+                    fresh = [k not in seen for k in keys]
+                    seen.update(keys)
+                    page = page[fresh]
                 writer.write(page)
     return str(writer.path), writer.rows
 
@@ -144,8 +155,9 @@ def _source_filter(ctx: SyncContext, window: Window) -> tuple[str | None, list[s
     company = _company_filter(ctx)
     query = and_filters(task.source.filter, span, company)
     if outside is None:
-        return query, []  # the source is read whole: pending rows come with it
-    return query, _pending_filters(ctx, task.source.filter, outside, company)
+        return query, []  # the source is read whole: pending rows and lines come with it
+    lines = [and_filters(task.source.filter, outside, company, f) for f in released_parent_filters(ctx)]
+    return query, [*_pending_filters(ctx, task.source.filter, outside, company), *lines]
 
 
 def _reference_columns(ctx: SyncContext, name: str) -> list[str]:
@@ -234,7 +246,8 @@ def extract(
         read["end"] = None
     if tracked:
         company = _company_filter(ctx)
-        pending = _pending_filters(ctx, task.source.filter, company)
+        lines = [and_filters(task.source.filter, company, f) for f in released_parent_filters(ctx)]
+        pending = [*_pending_filters(ctx, task.source.filter, company), *lines]
 
         def by_filter(query: str) -> Iterator[pd.DataFrame]:
             return read_pages(ctx, "dataverse", task.source.entity_set, task.source_columns, query)
