@@ -9,7 +9,8 @@ falls back to a whole read by itself, and the run after it reads the delta again
 
 An account deleted in Sales comes back in the delta as a ``$deletedEntity``: reported by
 default (the F&O customer untouched), put on hold (``OnHoldStatus`` All) under the
-``deactivate`` policy, and held when more are deleted than ``max_source_deletes`` allows.
+``deactivate`` policy, and held when more are deleted than ``max_source_deletes`` allows;
+an account made inactive in Sales (out of the mapping's filter) is deactivated the same way.
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ def test_a_sales_delete_is_reported_then_deactivated_in_fno_within_the_cap(
         )
         if row["accountnumber"]
     ]
-    first, second, *rest = landed[:5]
+    first, second, *rest, inactive = landed[:6]
 
     def delete(account: dict[str, Any]) -> None:
         assert sales.client.delete(f"{sales.root}accounts({account['accountid']})").status_code == 204
@@ -257,5 +258,22 @@ def test_a_sales_delete_is_reported_then_deactivated_in_fno_within_the_cap(
         }
         assert [action for _, _, action in deletes_of(root, "day-3")] == ["held"] * 3
         assert {customer(running, a["accountnumber"])["OnHoldStatus"] for a in rest} == {"No"}
+
+        # an account made inactive in Sales leaves the mapping's filter (statecode eq 0): the
+        # delta brings it changed, and it counts as gone like a delete
+        response = sales.client.patch(
+            f"{sales.root}accounts({inactive['accountid']})", json={"statecode": 1, "statuscode": 2}
+        )
+        assert response.status_code == 204, response.text
+        assert daily("day-4") == {
+            "read": 0,
+            "source_deleted": 1,
+            "deactivated": 1,
+            "deleted": 0,
+            "deletes_held": 0,
+        }
+        gone = (inactive["accountid"], inactive["accountnumber"], "deactivated")
+        assert deletes_of(root, "day-4") == [gone]
+        assert customer(running, inactive["accountnumber"])["OnHoldStatus"] == "All"
     finally:
         sales.close()

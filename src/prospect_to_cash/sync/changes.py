@@ -26,8 +26,10 @@ refresh; an explicit window (backfill, ``--since/--until``) reads exactly its wi
   another pair's run (mapped task groups run and fail independently, and a failed pair
   moves no token), at the price of each pair transferring every business unit's changes.
 - **Pending rows** (`prospect_to_cash.sync.pending`) are read by key besides the delta,
-  except those the delta already brought. **Deleted rows** (``$deletedEntity``) go to
-  ``source/deleted.parquet`` (column ``id``) for the task's ``on_source_delete`` policy.
+  except those the delta already brought. **Deleted rows** (``$deletedEntity``), and
+  changed rows that no longer pass the filter or business unit (an account made
+  inactive), go to ``source/deleted.parquet`` (``id``, ``reason``) for the task's
+  ``on_source_delete`` policy.
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ FOLDER = "_delta_tokens"
 #: The run's record of a tracked read (``source/delta.json``) and its deleted ids.
 DELTA_FILE = "delta"
 DELETED_FILE = "deleted"
+#: Why a row id is in ``source/deleted.parquet``: a ``$deletedEntity``, or a changed row
+#: that no longer passes the mapping's filter or the pair's business unit (deactivated,
+#: moved): either way the task's target row lost its source.
+DELETED, LEFT_SCOPE = "deleted in the source", "no longer passes the source filter or business unit"
 #: Largest ``odata.maxpagesize`` Dataverse accepts.
 MAX_PAGE_SIZE = 5000
 
@@ -228,13 +234,18 @@ def _read(
     columns = list(task.source_columns)
     key_columns = list(task.source.key)
     seen: set[tuple[str, ...]] = set()
+    left: list[str] = []  # rows a delta brought that no longer pass the filter or unit
+    primary_id = task.source.primary_id
     hook = ctx.hooks.for_system("dataverse")
     page_size = min(ctx.options.page_size or MAX_PAGE_SIZE, MAX_PAGE_SIZE)
     read_at = now_utc()
     with ctx.staging.page_writer("source", "rows", columns) as writer:
 
         def keep(page: pd.DataFrame) -> None:
-            kept = page[scope.mask(page)]
+            mask = scope.mask(page)
+            kept = page[mask]
+            if token is not None and primary_id:
+                left.extend(str(v).lower() for v in page.loc[~mask, primary_id] if v is not None)
             if len(kept):
                 writer.write(kept[columns])
                 if token is not None:  # a delta: pending rows it brought are not read twice
@@ -251,7 +262,12 @@ def _read(
                     seen.update(keys)  # a pending line of a released header comes once
                     if any(fresh):
                         writer.write(page[fresh])
-    deleted = pa.table({"id": text_array(list(result.deleted_ids))})
+    deleted = pa.table(
+        {
+            "id": text_array([*result.deleted_ids, *left]),
+            "reason": text_array([DELETED] * len(result.deleted_ids) + [LEFT_SCOPE] * len(left)),
+        }
+    )
     ctx.staging.write_table("source", DELETED_FILE, deleted)
     state: DeltaState = {
         "token": result.delta_token,

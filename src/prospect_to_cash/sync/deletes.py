@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation
+from prospect_to_cash.sync.changes import DELETED
 from prospect_to_cash.sync.columns import OK_STATUSES, REF, SOURCE_KEY
 from prospect_to_cash.sync.mapping import COMPANY_FIELD
 from prospect_to_cash.sync.staging import AtomicFile
@@ -73,6 +74,7 @@ DELETES_SCHEMA = pa.schema(
     ]
 )
 UNKNOWN = "not in the source index (landed before it existed): not applied"
+ABSENT = "absent from a whole read of the source (deleted, or no longer passes its filter)"
 #: Counts a load adds for source deletes (`summary.COUNT_ORDER`).
 DELETE_COUNTS = ("source_deleted", "deactivated", "deleted", "deletes_held")
 
@@ -142,15 +144,19 @@ def _read_whole(ctx: SyncContext) -> bool:
 
 
 def _gone(ctx: SyncContext, index: pd.DataFrame, staged: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Index rows whose source is gone, and deleted record ids the index does not know."""
+    """Index rows whose source is gone (with a ``reason``), and deleted record ids the
+    index does not know (rows that left the filter and were never indexed are not news)."""
     if ctx.staging.exists("source", "deleted"):
-        ids = set(ctx.staging.read_frame("source", "deleted")["id"].str.lower())
-        known = index["record_id"].str.lower().isin(ids)
-        return index[known], sorted(ids - set(index["record_id"].dropna().str.lower()))
+        frame = ctx.staging.read_frame("source", "deleted")
+        reasons = dict(zip(frame["id"].str.lower(), frame["reason"], strict=True))
+        ids = index["record_id"].str.lower()
+        gone = index[ids.isin(reasons)].assign(reason=ids[ids.isin(reasons)].map(reasons))
+        known = set(ids.dropna())
+        return gone, sorted(i for i, why in reasons.items() if why == DELETED and i not in known)
     if not _read_whole(ctx):
-        return index.iloc[0:0], []
+        return index.iloc[0:0].assign(reason=None), []
     present = {key.casefold() for key in staged["source_key"]}
-    return index[~index["source_key"].str.casefold().isin(present)], []
+    return index[~index["source_key"].str.casefold().isin(present)].assign(reason=ABSENT), []
 
 
 def _target_key(ctx: SyncContext, row: dict[str, Any]) -> dict[str, Any]:
@@ -201,16 +207,16 @@ def apply_source_deletes(
                 limit,
                 len(index),
             )
-            reason = f"above max_source_deletes {limit}"
-            report += [{**_named(row), "action": "held", "reason": reason} for row in rows]
+            held = f"held: above max_source_deletes {limit}"
+            report += [{**_named(row), "action": "held", "reason": _why(row, held)} for row in rows]
         else:
             report += _write(ctx, policy, rows, counts, applied)
     elif rows:
         action = "ignored" if policy == "ignore" else "reported"
-        report += [{**_named(row), "action": action, "reason": None} for row in rows]
+        report += [{**_named(row), "action": action, "reason": _why(row)} for row in rows]
         applied |= {row["source_key"] for row in rows}
     # the index: without what is gone for good (applied or only reported), with what landed
-    keep = index[~index["source_key"].isin(applied)]
+    keep = index[~index["source_key"].isin(applied)]  # without the ``reason`` column
     landed = outcome[outcome["status"].isin(OK_STATUSES) & outcome[SOURCE_KEY].notna()]
     fresh = landed[[SOURCE_KEY, REF, "id"]].copy()
     fresh.columns = ["source_key", "ref", "target_id"]
@@ -238,6 +244,11 @@ def _named(row: dict[str, Any]) -> dict[str, Any]:
     return {"record_id": row["record_id"], "source_key": row["source_key"], "ref": row["ref"]}
 
 
+def _why(row: dict[str, Any], outcome: str | None = None) -> str:
+    """The report's reason: why the source is gone, and what refused the write if one did."""
+    return f"{row['reason']}; {outcome}" if outcome else str(row["reason"])
+
+
 def _write(
     ctx: SyncContext, policy: str, rows: list[dict[str, Any]], counts: DeleteCounts, applied: set[str]
 ) -> list[dict[str, Any]]:
@@ -256,6 +267,6 @@ def _write(
         if done:
             counts["deleted" if kind == WriteKind.DELETE else "deactivated"] += 1
             applied.add(row["source_key"])
-        reason = None if done else f"{outcome.status} {outcome.error_code or ''}".strip()
-        report.append({**_named(row), "action": action, "reason": reason})
+        refused = None if done else f"refused: {outcome.status} {outcome.error_code or ''}".strip()
+        report.append({**_named(row), "action": action, "reason": _why(row, refused)})
     return report
