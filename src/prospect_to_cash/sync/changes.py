@@ -88,6 +88,7 @@ class DeltaState(TypedDict):
     scope: str
     select: list[str]
     initial: bool
+    whole: bool  # the rows staged are the whole table (as scoped): absent rows are gone
     fallback: str | None  # why a full read was made instead of a delta, if one was
     returned: int  # new and changed rows the service returned (every business unit)
     staged: int  # rows kept (filter and business unit) and staged, pending re-reads included
@@ -275,6 +276,7 @@ def _read(
         "scope": scope_text,
         "select": select,
         "initial": result.initial,
+        "whole": result.initial,
         "fallback": None,
         "returned": result.rows,
         "staged": writer.rows,
@@ -317,6 +319,7 @@ def start_tracking(ctx: SyncContext, company_filter: str | None) -> None:
         "scope": scope_text,
         "select": select,
         "initial": True,
+        "whole": False,  # the rows this run stages come from its window
         "fallback": "no delta token and no high-water mark yet",
         "returned": 0,
         "staged": 0,

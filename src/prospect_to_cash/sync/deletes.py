@@ -44,7 +44,7 @@ from prospect_to_cash.sync.columns import OK_STATUSES, REF, SOURCE_KEY
 from prospect_to_cash.sync.mapping import COMPANY_FIELD
 from prospect_to_cash.sync.staging import AtomicFile
 from prospect_to_cash.sync.thresholds import Limit
-from prospect_to_cash.sync.values import natural_key
+from prospect_to_cash.sync.values import is_blank, natural_key
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -136,7 +136,7 @@ def _staged_keys(ctx: SyncContext) -> pd.DataFrame:
 def _read_whole(ctx: SyncContext) -> bool:
     """Whether this run's extract read the source whole (its absence means a delete)."""
     if ctx.staging.exists("source", "delta", ".json"):
-        return bool(ctx.staging.read_json("source", "delta")["initial"])
+        return bool(ctx.staging.read_json("source", "delta")["whole"])
     if not ctx.staging.exists("source", "window", ".json"):
         return False
     window = ctx.staging.read_json("source", "window")
@@ -258,8 +258,12 @@ def _write(
     body = dict(task.on_source_delete.deactivate) if policy == "deactivate" else {}
     by_ref = {str(row["ref"]): row for row in rows}
     entity_set = task.target.entity_set
-    operations = [WriteOperation(kind, entity_set, _target_key(ctx, r), body, str(r["ref"])) for r in rows]
     report = []
+    if task.target_system == "dataverse":  # a Dataverse row is written by its GUID only
+        for row in [r for r in rows if is_blank(r["target_id"])]:
+            report.append({**_named(row), "action": "failed", "reason": _why(row, "target id unknown")})
+        rows = [r for r in rows if not is_blank(r["target_id"])]
+    operations = [WriteOperation(kind, entity_set, _target_key(ctx, r), body, str(r["ref"])) for r in rows]
     for outcome in ctx.hooks.for_system(task.target_system).write(operations):
         row = by_ref[outcome.ref]
         done = outcome.ok or (kind == WriteKind.DELETE and outcome.status == 404)

@@ -127,6 +127,7 @@ def test_full_refresh_then_deltas_then_every_fallback(
     first = run(tracked, fno, staging_root, "full", Window(full_refresh=True))
     assert first["counts"]["read"] == 2  # the inactive account is filtered out client-side
     assert (delta(staging_root, "full")["token"], tokens.read()["token"]) == ("t1", "t1")  # type: ignore[index]
+    assert delta(staging_root, "full")["whole"] is True
     assert fallbacks() == []
 
     tracked.changes["t1"] = ["ACC-2"]
@@ -181,7 +182,11 @@ def test_a_task_never_loaded_reads_its_window_and_starts_tracking(
     assert result["counts"]["read"] == 2  # the window (modifiedon), not the key-only tracked read
     assert tracked.calls == [None]
     state = delta(staging_root, "first")
-    assert (state["staged"], state["fallback"]) == (0, "no delta token and no high-water mark yet")
+    assert (state["staged"], state["whole"], state["fallback"]) == (
+        0,
+        False,  # what it staged is a window: absent rows are not deletes
+        "no delta token and no high-water mark yet",
+    )
     assert DeltaTokens(staging_root, "accounts", "usmf", "customers").read()["token"] == "t1"  # type: ignore[index]
     tracked.changes["t1"] = []
     assert run(tracked, fno, staging_root, "second", SCHEDULED)["counts"]["read"] == 0
