@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
     from prospect_to_cash.sync.context import SyncContext
     from prospect_to_cash.sync.contracts import Window
+    from prospect_to_cash.sync.key_rules import KeySharers
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,7 @@ def read_tracked(
     company_filter: str | None,
     pending_filters: Sequence[str],
     read_filtered: Callable[[str], Iterator[pd.DataFrame]],
+    sharers: KeySharers | None = None,
 ) -> tuple[str, int]:
     """Stage the task's source rows from a tracked read (plus pending rows by key); write
     ``source/delta.json`` and ``source/deleted.parquet``. Returns (path, rows staged).
@@ -186,6 +188,8 @@ def read_tracked(
     :param company_filter: the pair's business-unit clause, applied client-side.
     :param pending_filters: filters reading the pending ledger's keys (no window clause).
     :param read_filtered: an ordinary read of the source entity set with a filter.
+    :param sharers: on a delta, the other rows of the keys it brought are read too
+        (`prospect_to_cash.sync.key_rules`), each row once (by its ``primary_id``).
     """
     task = ctx.task
     scope = RowFilter(task.source.filter, company_filter)
@@ -203,10 +207,14 @@ def read_tracked(
     else:
         token = stored["token"]
     try:
-        state, path, staged = _read(ctx, scope, scope_text, select, token, pending_filters, read_filtered)
+        state, path, staged = _read(
+            ctx, scope, scope_text, select, token, pending_filters, read_filtered, sharers
+        )
     except DeltaTokenInvalidError as exc:
         fallback = "the delta token expired" if exc.expired else "the service refused the delta token"
-        state, path, staged = _read(ctx, scope, scope_text, select, None, pending_filters, read_filtered)
+        state, path, staged = _read(
+            ctx, scope, scope_text, select, None, pending_filters, read_filtered, None
+        )
     if fallback:
         log.warning(
             "%s/%s [%s]: %s: read %s whole through change tracking (%d rows staged)",
@@ -230,12 +238,14 @@ def _read(
     token: str | None,
     pending_filters: Sequence[str],
     read_filtered: Callable[[str], Iterator[pd.DataFrame]],
+    sharers: KeySharers | None,
 ) -> tuple[DeltaState, str, int]:
     task = ctx.task
     columns = list(task.source_columns)
     key_columns = list(task.source.key)
     seen: set[tuple[str, ...]] = set()
     left: list[str] = []  # rows a delta brought that no longer pass the filter or unit
+    written: set[str] = set()  # primary ids staged (a delta's key sharers come once)
     primary_id = task.source.primary_id
     hook = ctx.hooks.for_system("dataverse")
     page_size = min(ctx.options.page_size or MAX_PAGE_SIZE, MAX_PAGE_SIZE)
@@ -251,6 +261,10 @@ def _read(
                 writer.write(kept[columns])
                 if token is not None:  # a delta: pending rows it brought are not read twice
                     seen.update(row_keys(kept, key_columns))
+                    if primary_id:
+                        written.update(str(v).lower() for v in kept[primary_id])
+                    if sharers is not None and primary_id:
+                        sharers.observe(kept)
 
         result = hook.read_changes(
             task.source.entity_set, select=select, delta_token=token, page_size=page_size, on_page=keep
@@ -263,6 +277,15 @@ def _read(
                     seen.update(keys)  # a pending line of a released header comes once
                     if any(fresh):
                         writer.write(page[fresh])
+                        if primary_id:
+                            written.update(str(v).lower() for v in page.loc[fresh, primary_id])
+            # the other rows of the delta's keys (a number shared with an older row)
+            for query in sharers.filters() if sharers is not None and primary_id else []:
+                for page in read_filtered(query):
+                    fresh = [str(v).lower() not in written for v in page[primary_id]]
+                    if any(fresh):
+                        writer.write(page[fresh])
+                        written.update(str(v).lower() for v in page.loc[fresh, primary_id])
     deleted = pa.table(
         {
             "id": text_array([*result.deleted_ids, *left]),
