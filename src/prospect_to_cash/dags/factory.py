@@ -37,6 +37,7 @@ from prospect_to_cash.dags.params import (
     FULL_REFRESH,
     MAX_FAILED,
     MAX_REJECTED,
+    MAX_SOURCE_DELETES,
     WINDOW_END,
     WINDOW_START,
     param_value,
@@ -116,12 +117,13 @@ def _run_book(spec: TemplateSpec) -> str:
   defaults and value maps).
 * **Waits for**: {waits}, for the same data interval (Param `wait_for_upstream`).
 * **Schedule**: `{os.environ.get(SCHEDULE_VARIABLE) or DEFAULT_SCHEDULE}` (UTC, shared by all P2C DAGs);
-  a scheduled run reads the Sales rows changed from the earlier of its interval's start and
-  its tasks' high-water mark less 5 minutes (the mark: where the last successful load's
-  window ended) to its interval's end, so a skipped or failed day leaves no gap; without a
-  mark yet it reads its interval (start with a `full_refresh`, which sets the mark). A manual
-  run or backfill reads its data interval (or the window Params) exactly and never moves the
-  mark backwards. All runs also read the rows of the pending ledger (F&O entities have no
+  a scheduled run reads what changed in Sales since its tasks' last successful load: by
+  Dataverse change tracking (the changes since the task's token) where the table has it,
+  else by `modifiedon` from the earlier of its interval's start and the high-water mark less
+  5 minutes to its interval's end; so a skipped or failed day leaves no gap. Without a token
+  or mark yet it reads its interval (start with a `full_refresh`, which sets both). A manual
+  run or backfill reads its data interval (or the window Params) exactly by `modifiedon` and
+  never moves a mark backwards. All runs also read the rows of the pending ledger (F&O entities have no
   change timestamp and are read whole). `max_active_runs=1`, `catchup=False` (backfills:
   docs/dags.md, one DAG at a time in run order).
 * **Error threshold**: Params `max_rejected` / `max_failed` (default `{DEFAULT_MAX_REJECTED}` /
@@ -247,6 +249,7 @@ def template_dag(spec: TemplateSpec, *, doc_md: str | None = None, tags: Sequenc
                         task_id="load",
                         transformed=transform.output,
                         dry_run=_param(DRY_RUN),
+                        max_source_deletes=_param(MAX_SOURCE_DELETES),
                         max_active_tis_per_dagrun=1,
                         inlets=_load_inlets(spec, step),
                         outlets=[_target_asset(spec, step)],

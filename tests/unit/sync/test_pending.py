@@ -12,7 +12,11 @@ import pytest
 
 from prospect_to_cash.sync import __main__ as cli
 from prospect_to_cash.sync import deadletter
-from prospect_to_cash.sync.contracts import DEFAULT_MAX_FAILED, DEFAULT_MAX_REJECTED
+from prospect_to_cash.sync.contracts import (
+    DEFAULT_MAX_FAILED,
+    DEFAULT_MAX_REJECTED,
+    DEFAULT_MAX_SOURCE_DELETES,
+)
 from prospect_to_cash.sync.errors import RowsRefused, ServiceFailures
 from prospect_to_cash.sync.pending import PendingLedger, ledgers
 from prospect_to_cash.sync.runner import SyncHooks, run_template
@@ -274,3 +278,4 @@ def test_cli_run_help_names_the_threshold_defaults(capsys: pytest.CaptureFixture
     shown = " ".join(capsys.readouterr().out.split())
     assert f"(default {DEFAULT_MAX_REJECTED})" in shown
     assert f"(default {DEFAULT_MAX_FAILED})" in shown
+    assert f"(default {DEFAULT_MAX_SOURCE_DELETES})" in shown
