@@ -137,6 +137,7 @@ def _scenario(tmp_path: Path, template_home: Path, running: Any, reader: ODataRe
 
         # 3. the contacts run goes no further than its sensor on the failed accounts run
         _wait_for_task(stack, CONTACTS, contacts, f"wait_for_{ACCOUNTS}", "failed")
+        _wait_for_task(stack, CONTACTS, contacts, "check_mapping", "upstream_failed")  # the next loop
         states = {key: t["state"] for key, t in _tasks(stack, CONTACTS, contacts).items()}
         assert states[("check_mapping", -1)] == states[("company_pairs", -1)] == "upstream_failed", states
         started = sorted(
