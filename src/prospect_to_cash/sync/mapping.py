@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 import yaml
 
+from prospect_to_cash.sync.company_scope import BUSINESS_UNIT_SCOPES
 from prospect_to_cash.sync.environment import (
     ENVIRONMENT_FILE_VARIABLE,
     Environment,
@@ -163,6 +164,9 @@ class Reference:
     select: tuple[str, ...] = ()
     filter: str | None = None
     key: tuple[str, ...] = ()
+    #: ``business_unit``: a Dataverse table read only within the company pair's business
+    #: unit (rows F&O -> Sales templates created per company, e.g. orders by number).
+    company_scope: str = "none"
 
 
 @dataclass(frozen=True)
@@ -437,6 +441,26 @@ def _build_field(
     )
 
 
+def _check_created_by_scope(
+    task: Task, mapping: FieldMapping, earlier: list[Task], problems: _Problems, where: str
+) -> None:
+    """A lookup that accepts rows an earlier task plans to create computes their GUIDs the
+    way that task creates them: within the company exactly when that task's target is."""
+    lookup = mapping.lookup
+    assert lookup is not None
+    creator = next(t for t in earlier if t.name == lookup.created_by)
+    scoped = creator.target_system == "dataverse" and creator.target.company_scope in BUSINESS_UNIT_SCOPES
+    for candidate in lookup.candidates:
+        if candidate.reference not in {r.name for r in task.references}:
+            continue
+        if (task.reference(candidate.reference).company_scope == "business_unit") != scoped:
+            problems.add(
+                f"{where}, field {mapping.target!r}",
+                f"reference {candidate.reference!r} must say company_scope: business_unit exactly when "
+                f"its created_by task {creator.name!r} has a company-scoped Dataverse target",
+            )
+
+
 def _check_task(task: Task, problems: _Problems, where: str) -> None:
     targets = [f.target for f in task.fields]
     duplicates = sorted({t for t in targets if targets.count(t) > 1})
@@ -453,6 +477,12 @@ def _check_task(task: Task, problems: _Problems, where: str) -> None:
             problems.add(f"{where}, field {key!r}", "target key field must be written")
         elif mapping.write_on != "always" or mapping.second_pass:
             problems.add(f"{where}, field {key!r}", "target key field cannot be create-only or second-pass")
+    if task.target.company_scope in BUSINESS_UNIT_SCOPES and task.target_system != "dataverse":
+        problems.add(where, f"company_scope {task.target.company_scope!r} is for Dataverse targets")
+    for reference in task.references:
+        system = task.target_system if reference.side == "target" else task.source_system
+        if reference.company_scope == "business_unit" and system != "dataverse":
+            problems.add(f"{where}, reference {reference.name!r}", "company_scope business_unit: Dataverse")
     if task.target_system == "dataverse" and not task.target.primary_id:
         problems.add(where, "a Dataverse target needs 'primary_id' (the GUID column)")
     if (
@@ -576,6 +606,7 @@ def load_template(
                     select=tuple(r.get("select", ())),
                     filter=r.get("filter"),
                     key=tuple(r.get("key", ())),
+                    company_scope=r.get("company_scope", "none"),
                 )
                 for r in raw.get("references", ())
             ),
@@ -602,6 +633,8 @@ def load_template(
                     f"{where}, field {mapping.target!r}",
                     f"created_by task {mapping.lookup.created_by!r} must come earlier in the file",
                 )
+            elif mapping.lookup and mapping.lookup.created_by:
+                _check_created_by_scope(task, mapping, tasks, problems, where)
         tasks.append(task)
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):

@@ -13,9 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from prospect_to_cash.hooks.odata import and_filters, format_key_value, format_literal
+from prospect_to_cash.sync.company_scope import business_unit_filter as _business_unit_filter
+from prospect_to_cash.sync.company_scope import needs_business_unit, reference_filter, target_filter
 from prospect_to_cash.sync.context import SyncContext, base_result, make_context
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, Window, resolve
-from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.pending import ledger_of
 from prospect_to_cash.sync.values import py
 from prospect_to_cash.sync.watermarks import ReadWindow, now_utc, watermark_of
@@ -66,28 +67,6 @@ def _stream(
             for page in read_pages(ctx, system, entity_set, select, query):
                 writer.write(page)
     return str(writer.path), writer.rows
-
-
-def _business_unit_filter(ctx: SyncContext) -> str | None:
-    pair = ctx.pair
-    if pair.business_unit_id:
-        return f"_owningbusinessunit_value eq {pair.business_unit_id}"
-    if not pair.business_unit:
-        return None
-    hook = ctx.hooks.for_system("dataverse")
-    found: list[str] = []
-    for page in hook.iter_pages(
-        "businessunits",
-        select=["businessunitid", "name"],
-        filter=f"name eq {odata_literal(pair.business_unit)}",
-    ):
-        found.extend(str(v) for v in page["businessunitid"].tolist())
-    if len(found) != 1:
-        raise SyncError(
-            f"business unit {pair.business_unit!r} of legal entity {pair.legal_entity!r}: "
-            f"found {len(found)} rows, expected 1"
-        )
-    return f"_owningbusinessunit_value eq {found[0]}"
 
 
 #: Pending keys asked for per request (keeps the URL well under the services' limits).
@@ -141,13 +120,15 @@ def _read_step(
     side: str,
     rows: tuple[str, str, Sequence[str], str | None],
     more: Sequence[str] = (),
+    business_unit: str | None = None,
 ) -> tuple[tuple[str, int], dict[str, Any]]:
     """Stage a step's rows and its ``side``'s reference tables, reading them side by side.
 
     The reads are independent, and each mostly waits: on the service's latency, or for a
     free slot while another company pair's writes hold them. Read one after another they
     add those waits up; side by side the step waits about as long as its longest read.
-    Returns the rows' (path, count) and ``{reference: {"path", "rows"}}``.
+    Returns the rows' (path, count) and ``{reference: {"path", "rows"}}``. References that
+    say ``company_scope: business_unit`` are read within ``business_unit`` (a filter).
     """
     area = "source" if side == "source" else "target"
     system = rows[0]
@@ -165,7 +146,7 @@ def _read_step(
                 system,
                 reference.entity_set,
                 _reference_columns(ctx, reference.name),
-                reference.filter,
+                reference_filter(reference, business_unit),
             )
             for reference in references
         }
@@ -238,6 +219,7 @@ def snapshot(
     reference tables into staging."""
     options, _ = resolve(options, None, given)
     ctx = make_context(template, task, legal_entity, options)
+    business_unit = _business_unit_filter(ctx) if needs_business_unit(ctx.task, "target") else None
     (path, rows), references = _read_step(
         ctx,
         "target",
@@ -245,8 +227,9 @@ def snapshot(
             ctx.task.target_system,
             ctx.task.target.entity_set,
             ctx.task.snapshot_columns,
-            ctx.task.target.filter,
+            target_filter(ctx.task, business_unit),
         ),
+        business_unit=business_unit,
     )
     log.info(
         "%s/%s [%s]: snapshot of %d %s rows",

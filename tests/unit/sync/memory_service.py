@@ -363,6 +363,12 @@ class MemoryService:
                 changes[f"_{column}_value"] = target_id
             elif "@" not in name:
                 changes[name] = value
+        owner = changes.get("_ownerid_value")
+        if owner and schema.field("owningbusinessunit") is not None:
+            # the row lands in its owner's business unit, as in the emulator's ``_ownership``
+            users = self.tables.get("systemusers")
+            user = self._find(users, {"systemuserid": owner}) if users is not None else None
+            changes["_owningbusinessunit_value"] = user.get("_businessunitid_value") if user else None
         return changes
 
     def _fno_changes(self, entity_set: str, body: dict[str, Any], *, for_create: bool) -> dict[str, Any]:
