@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
-from prospect_to_cash.sync import deadletter
+from prospect_to_cash.sync import deadletter, source_digests
 from prospect_to_cash.sync.columns import (
     BIND_PREFIX,
     CHANGED,
@@ -495,11 +495,13 @@ def load(
         "failed": deadletter.write_failed(staging, state.failures),
     }
     counts = _counts(summary["counts"], outcome, state)
+    counts["unchanged"] += source_digests.unseen_rows(ctx)  # read, unchanged, never planned
     counts["pending"] = ledger_of(ctx).record(
         outcome, key_columns=ctx.task.source.key, run_id=ctx.run_id, record_ids=_record_ids(staging, state)
     )
     if staging.exists("source", "window", ".json"):  # what the extract read moves the mark
         watermark_of(ctx).advance(staging.read_json("source", "window"), ctx.run_id)
+    source_digests.promote(ctx)  # the next windowed run compares its whole read with this one
     staging.write_json("plan", "load-summary", {"counts": counts})
     log.info(
         "%s/%s [%s]: %s",

@@ -9,15 +9,19 @@ at a row it found already there.
 from __future__ import annotations
 
 import logging
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from prospect_to_cash.hooks.odata import and_filters, format_key_value, format_literal
+from prospect_to_cash.hooks.odata import and_filters, format_key_value, format_literal, is_guid
+from prospect_to_cash.sync import source_digests
 from prospect_to_cash.sync.company_scope import business_unit_filter as _business_unit_filter
 from prospect_to_cash.sync.company_scope import needs_business_unit, reference_filter, target_filter
 from prospect_to_cash.sync.context import SyncContext, base_result, make_context
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, Window, resolve
 from prospect_to_cash.sync.pending import ledger_of
+from prospect_to_cash.sync.staging import text_table
+from prospect_to_cash.sync.target_scope import KeyScope, reference_scope, target_scope, windowed
 from prospect_to_cash.sync.values import py
 from prospect_to_cash.sync.watermarks import ReadWindow, now_utc, watermark_of
 
@@ -51,6 +55,23 @@ def read_pages(
     return hook.iter_pages(entity_set, **kwargs)
 
 
+def read_keyed_pages(
+    ctx: SyncContext, system: str, entity_set: str, select: Sequence[str], filter: str | None, keys: KeyScope
+) -> Iterator[pd.DataFrame]:
+    """The rows of ``filter`` whose ``keys.column`` is one of its values (chunked by the hook)."""
+    hook = ctx.hooks.for_system(system)
+    page_size = ctx.options.page_size
+    kwargs: dict[str, Any] = {"select": list(select), "filter": filter, "column": keys.column}
+    if page_size:
+        kwargs["page_size"] = page_size
+    if system == "fno":
+        kwargs["companies"] = [ctx.pair.legal_entity]
+    values: Sequence[Any] = keys.values
+    if system == "dataverse" and values and all(is_guid(v) for v in values):
+        values = [uuid.UUID(v) for v in values]  # lookup and id columns compare with bare GUIDs
+    return hook.iter_pages_by_keys(entity_set, values=values, **kwargs)
+
+
 def _stream(
     ctx: SyncContext,
     area: str,
@@ -60,9 +81,15 @@ def _stream(
     select: Sequence[str],
     filter: str | None,
     more: Sequence[str] = (),
+    keys: KeyScope | None = None,
 ) -> tuple[str, int]:
-    """Stage the rows of ``filter``, then those of each of ``more`` (disjoint filters)."""
+    """Stage the rows of ``filter``, then those of each of ``more`` (disjoint filters);
+    with ``keys``, only the rows of those keys."""
     with ctx.staging.page_writer(area, name, select) as writer:
+        if keys is not None:
+            for page in read_keyed_pages(ctx, system, entity_set, select, filter, keys):
+                writer.write(page)
+            return str(writer.path), writer.rows
         for query in (filter, *more):
             for page in read_pages(ctx, system, entity_set, select, query):
                 writer.write(page)
@@ -154,6 +181,23 @@ def _read_step(
         return main.result(), staged
 
 
+def _keep_changed(ctx: SyncContext, full_refresh: bool) -> int:
+    """A whole read keeps only its new and changed rows (`source_digests`); returns them."""
+    read = ctx.staging.read_frame("source", "rows")
+    kept = source_digests.keep_changed(ctx, read, full_refresh=full_refresh)
+    if len(kept) != len(read):
+        ctx.staging.write_table("source", "rows", text_table(kept))
+        log.info(
+            "%s/%s [%s]: %d of %d rows read unchanged since the last load, not transformed",
+            ctx.template.name,
+            ctx.task.name,
+            ctx.pair.legal_entity,
+            len(read) - len(kept),
+            len(read),
+        )
+    return len(kept)
+
+
 def extract(
     template: str | Template,
     task: str,
@@ -187,6 +231,8 @@ def extract(
         (ctx.task.source_system, ctx.task.source.entity_set, ctx.task.source_columns, query),
         pending,
     )
+    if source_digests.applies(ctx):
+        rows = _keep_changed(ctx, window.full_refresh)
     log.info(
         "%s/%s [%s]: extracted %d rows from %s (%d read(s) of pending keys outside the window)",
         ctx.template.name,
@@ -207,6 +253,59 @@ def extract(
     }
 
 
+def _scoped_snapshot(ctx: SyncContext, business_unit: str | None) -> tuple[tuple[str, int], dict[str, Any]]:
+    """A windowed run's snapshot: the target-side references first (those its lookups can
+    scope by the staged source rows: only their keys), then the target rows of the run's
+    keys (`target_scope`), each read whole where no key scope applies."""
+    task = ctx.task
+    source = ctx.staging.read_frame("source", "rows")
+    system = task.target_system
+    references = [reference for reference in task.references if reference.side == "target"]
+    scopes = {reference.name: reference_scope(ctx, reference, source) for reference in references}
+    staged: dict[str, Any] = {}
+    with ThreadPoolExecutor(max_workers=READ_PARALLELISM, thread_name_prefix="p2c-target") as pool:
+        futures = {
+            reference.name: pool.submit(
+                _stream,
+                ctx,
+                "target",
+                f"ref-{reference.name}",
+                system,
+                reference.entity_set,
+                _reference_columns(ctx, reference.name),
+                reference_filter(reference, business_unit),
+                keys=scopes[reference.name],
+            )
+            for reference in references
+        }
+        staged = {name: dict(zip(("path", "rows"), f.result(), strict=True)) for name, f in futures.items()}
+    found = {
+        name: ctx.staging.read_frame("target", f"ref-{name}")
+        for name, scope in scopes.items()
+        if scope is not None
+    }
+    keys = target_scope(ctx, source, found)
+    rows = _stream(
+        ctx,
+        "target",
+        "rows",
+        system,
+        task.target.entity_set,
+        task.snapshot_columns,
+        target_filter(task, business_unit),
+        keys=keys,
+    )
+    log.info(
+        "%s/%s [%s]: snapshot by keys: rows %s, references %s",
+        ctx.template.name,
+        task.name,
+        ctx.pair.legal_entity,
+        f"{len(keys.values)} key(s) of {keys.column}" if keys else "whole",
+        {name: len(scope.values) if scope else "whole" for name, scope in scopes.items()},
+    )
+    return rows, staged
+
+
 def snapshot(
     template: str | Template,
     task: str,
@@ -220,17 +319,20 @@ def snapshot(
     options, _ = resolve(options, None, given)
     ctx = make_context(template, task, legal_entity, options)
     business_unit = _business_unit_filter(ctx) if needs_business_unit(ctx.task, "target") else None
-    (path, rows), references = _read_step(
-        ctx,
-        "target",
-        (
-            ctx.task.target_system,
-            ctx.task.target.entity_set,
-            ctx.task.snapshot_columns,
-            target_filter(ctx.task, business_unit),
-        ),
-        business_unit=business_unit,
-    )
+    if windowed(ctx):
+        (path, rows), references = _scoped_snapshot(ctx, business_unit)
+    else:
+        (path, rows), references = _read_step(
+            ctx,
+            "target",
+            (
+                ctx.task.target_system,
+                ctx.task.target.entity_set,
+                ctx.task.snapshot_columns,
+                target_filter(ctx.task, business_unit),
+            ),
+            business_unit=business_unit,
+        )
     log.info(
         "%s/%s [%s]: snapshot of %d %s rows",
         ctx.template.name,

@@ -16,6 +16,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from prospect_to_cash.sync import source_digests
 from prospect_to_cash.sync.columns import (
     OUTCOME,
     REASON,
@@ -106,6 +107,9 @@ def transform(
     for stale in [*staging.list("plan", "journal-"), *staging.list("plan", OUTCOME)]:
         stale.unlink()
     counts = result.counts
+    unseen = source_digests.unseen_rows(ctx)  # unchanged since the last load: never transformed
+    counts["read"] = counts.get("read", 0) + unseen
+    counts["unchanged"] = counts.get("unchanged", 0) + unseen
     summary = {"counts": counts, "samples": plan_samples(ctx.task, result.heads)}
     paths["summary"] = staging.write_json("plan", "summary", summary)
     log.info(
@@ -152,10 +156,15 @@ def extract_and_snapshot(
     window: Window | None = None,
     **given: Unpack[SyncArgs],
 ) -> tuple[ExtractResult, SnapshotResult]:
-    """``extract`` and ``snapshot`` side by side: they read different services (or the same
-    one through separate connections) and neither needs the other, so the task waits for the
-    slower of the two reads instead of their sum."""
+    """``extract`` and ``snapshot`` side by side on a full refresh: they read different
+    services (or the same one through separate connections) and neither needs the other,
+    so the task waits for the slower of the two reads instead of their sum. A windowed run
+    extracts first: its snapshot reads only the keys the extracted rows carry
+    (`target_scope`), far less than the whole target it would otherwise wait for."""
     options, window = resolve(options, window, given)
+    if not window.full_refresh:
+        extracted = extract(template, task, legal_entity=legal_entity, options=options, window=window)
+        return extracted, snapshot(template, task, legal_entity=legal_entity, options=options)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="p2c-read") as pool:
         snapped = pool.submit(snapshot, template, task, legal_entity=legal_entity, options=options)
         extracted = extract(template, task, legal_entity=legal_entity, options=options, window=window)

@@ -44,6 +44,7 @@ from emulators.schema.dataverse import CATALOG as DATAVERSE_CATALOG
 from emulators.schema.fno import CATALOG as FNO_CATALOG
 from prospect_to_cash.hooks._writes import json_body
 from prospect_to_cash.hooks.errors import DynamicsAPIError, parse_error
+from prospect_to_cash.hooks.odata import key_filters
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
 
 if TYPE_CHECKING:
@@ -262,6 +263,7 @@ class MemoryService:
         self.lose_answer_of_unit = lose_answer_of_unit
         self.page_size = page_size  # small by default so tests exercise paging
         self.reads: list[tuple[str, str | None]] = []
+        self.keys_per_read = 3  # small, so tests exercise several chunks
         self.outage = outage if outage is not None else {}
 
     def _schema(self, entity_set: str) -> Table:
@@ -328,6 +330,30 @@ class MemoryService:
         for start in range(0, len(rows), size):
             chunk = rows[start : start + size]
             yield pd.DataFrame({c: [r.get(c) for r in chunk] for c in select}, columns=select)
+
+    def iter_pages_by_keys(
+        self,
+        entity_set: str,
+        *,
+        select: list[str],
+        column: str,
+        values: Iterable[Any],
+        filter: str | None = None,
+        companies: list[str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """The hooks' chunked key read, one ``iter_pages`` per chunk. Dataverse chunks are
+        ``or`` chains here (this evaluator has no ``Microsoft.Dynamics.CRM.In``; the hook's
+        ``In`` filters are tested against the emulator), F&O's the same as the hook's."""
+        chunks = key_filters(column, values, use_in=False, budget=2000, most=self.keys_per_read)
+        if not chunks:
+            yield pd.DataFrame({c: pd.Series([], dtype=object) for c in select})
+            return
+        for chunk in chunks:
+            where = f"({filter}) and ({chunk})" if filter else chunk
+            yield from self.iter_pages(
+                entity_set, select=select, filter=where, companies=companies, page_size=page_size
+            )
 
     # writing ------------------------------------------------------------------------------
     def _find(self, table: MemoryTable, key: dict[str, Any]) -> dict[str, Any] | None:
