@@ -148,6 +148,8 @@ def _read_step(
     rows: tuple[str, str, Sequence[str], str | None],
     more: Sequence[str] = (),
     business_unit: str | None = None,
+    *,
+    scope_references: bool = False,
 ) -> tuple[tuple[str, int], dict[str, Any]]:
     """Stage a step's rows and its ``side``'s reference tables, reading them side by side.
 
@@ -156,14 +158,23 @@ def _read_step(
     add those waits up; side by side the step waits about as long as its longest read.
     Returns the rows' (path, count) and ``{reference: {"path", "rows"}}``. References that
     say ``company_scope: business_unit`` are read within ``business_unit`` (a filter).
+    With ``scope_references`` (a windowed extract) the rows come first, and each reference
+    then reads only the keys its lookups can ask for (`target_scope.reference_scope`).
     """
     area = "source" if side == "source" else "target"
     system = rows[0]
     references = [reference for reference in ctx.task.references if reference.side == side]
+    main: Any = None
+    scopes: dict[str, KeyScope | None] = {}
+    if scope_references:
+        main = _stream(ctx, area, "rows", *rows, more)
+        frame = ctx.staging.read_frame(area, "rows")
+        scopes = {reference.name: reference_scope(ctx, reference, frame) for reference in references}
     with ThreadPoolExecutor(
         max_workers=min(READ_PARALLELISM, len(references) + 1), thread_name_prefix=f"p2c-{area}"
     ) as pool:
-        main = pool.submit(_stream, ctx, area, "rows", *rows, more)
+        if main is None:
+            main = pool.submit(_stream, ctx, area, "rows", *rows, more)
         futures = {
             reference.name: pool.submit(
                 _stream,
@@ -174,11 +185,12 @@ def _read_step(
                 reference.entity_set,
                 _reference_columns(ctx, reference.name),
                 reference_filter(reference, business_unit),
+                keys=scopes.get(reference.name),
             )
             for reference in references
         }
         staged = {name: dict(zip(("path", "rows"), f.result(), strict=True)) for name, f in futures.items()}
-        return main.result(), staged
+        return (main if isinstance(main, tuple) else main.result()), staged
 
 
 def _keep_changed(ctx: SyncContext, full_refresh: bool) -> int:
@@ -230,6 +242,7 @@ def extract(
         "source",
         (ctx.task.source_system, ctx.task.source.entity_set, ctx.task.source_columns, query),
         pending,
+        scope_references=bool(ctx.task.source.change_field) and not window.full_refresh,
     )
     if source_digests.applies(ctx):
         rows = _keep_changed(ctx, window.full_refresh)

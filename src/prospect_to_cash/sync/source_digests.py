@@ -77,7 +77,7 @@ def keep_changed(ctx: SyncContext, frame: pd.DataFrame, *, full_refresh: bool) -
     waiting = {natural_key(list(k)) for k in ledger_of(ctx).key_values(len(ctx.task.source.key))}
     keep = [known.get(k) != d or k in waiting for k, d in zip(keys, digests, strict=True)]
     ctx.staging.write_json("source", UNSEEN, {"rows": len(keep) - sum(keep)})
-    return frame[keep].reset_index(drop=True)
+    return frame.loc[keep].reset_index(drop=True)
 
 
 def unseen_rows(ctx: SyncContext) -> int:

@@ -88,8 +88,10 @@ def _name_values(ctx: SyncContext, name: str, source: pd.DataFrame) -> tuple[str
     ):
         return None
     staged = ctx.staging.read_frame("source", f"ref-{candidate.reference}")
+    if staged.empty:
+        return ()  # the reference holds no row for the run's keys
     wanted = set(_distinct(source, by))
-    rows = staged[[str(py(v)) in wanted for v in staged[column].tolist()]]
+    rows = staged.loc[[str(py(v)) in wanted for v in staged[column].tolist()]]
     return _distinct(rows, candidate.returns)
 
 
