@@ -555,6 +555,14 @@ def _daily(runs: list[dict[str, Any]]) -> list[str]:
         "of the same state (the same reads, no writes). Rows read per changed row include the pending",
         "ledger's re-reads of rows the initial load rejected, and the small reference tables.",
         "",
+        "Sales-sourced templates (accounts) read the changed rows by `modifiedon`, then only the",
+        "keys those rows name on the F&O side: the target is at most 3 rows read per changed row",
+        "plus that fixed overhead. F&O-sourced templates (products) cannot get there through",
+        "OData: their entities have no change timestamp, so the source is read whole (about",
+        "100 rows per changed row at 1 %); the rows compared unchanged are not transformed, and",
+        'the Sales side reads only the changed keys (see docs/sync.md, "Daily runs read what',
+        "changed\", for Microsoft's incremental export options).",
+        "",
     ]
     for run in runs:
         for s in run["scenarios"].values():
