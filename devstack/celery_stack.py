@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devstack.airflow_stack import COMPONENTS, AirflowStack, StackError, free_port
+from devstack.airflow_stack import COMPONENTS, AirflowStack, StackError, free_port, port_free
 from devstack.processes import PidFiles, run_recorded, stop_sessions
 from devstack.state import PRELOAD_DIR
 from emulators.client import die_with_parent
@@ -423,7 +423,7 @@ def celery_env(env: Mapping[str, str], database: PostgresServer, broker: RedisSe
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database.url,
         "AIRFLOW__CELERY__BROKER_URL": broker.url,
-        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + database.url.replace("+psycopg2", "", 1),
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + database.url,
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
         "AIRFLOW__CORE__PARALLELISM": str(WORKER_CONCURRENCY * len(WORKERS)),
     }
@@ -525,3 +525,54 @@ def celery_stack(
         migrate_database(stack_env, logs / "db-migrate.log", pids)
         with CeleryAirflowStack(home, stack_env, workers=workers, pids=pids) as stack:
             yield stack
+
+
+# -- make airflow-celery --------------------------------------------------------------------------
+
+
+def serve(
+    state_dir: Path | str = "state/celery",
+    *,
+    port: int = 8080,
+    out: Callable[[str], None] = print,
+    until: Callable[[], bool] | None = None,
+) -> int:
+    """``make airflow-celery``: the demo's emulators (their own data, under ``state_dir``) and
+    this stack, running until Ctrl-C or SIGTERM (``KeyboardInterrupt``), or until ``until()``
+    is true. The Airflow database is a new Postgres on every start; the emulators' data and
+    staging stay in ``state_dir``. The scheduler's own schedule is on; the DAGs are paused."""
+    from devstack.demo import ALL_DAGS
+    from devstack.state import DemoError, DemoPaths, demo_emulators, owned_state, shown, stack_env
+
+    paths = DemoPaths(Path(state_dir).resolve())
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    missing = missing_packages()
+    if missing:
+        raise DemoError(f"Debian packages missing: {', '.join(missing)}", hint=INSTALL_HINT)
+    if not port_free(port):
+        raise DemoError(
+            f"port {port} is taken", hint="choose another with AIRFLOW_PORT=<port> make airflow-celery"
+        )
+    with owned_state(paths, out) as pids, demo_emulators(paths, pids) as emulators:
+        endpoints = emulators.endpoints
+        env = stack_env(paths, endpoints, api_port=port, use_job_schedule=True)
+        out(
+            "Starting PostgreSQL and Redis (throw-away, loopback), then Airflow on the CeleryExecutor: "
+            f"api-server, scheduler, dag-processor, triggerer, workers {', '.join(WORKERS)}"
+        )
+        with celery_stack(paths.airflow, env, pids=pids) as stack:
+            stack.wait_for_dags(ALL_DAGS, timeout=300)
+            out("")
+            out(f"Airflow UI:   {stack.base_url}  (no login: local all-admins mode, this machine only)")
+            out(f"Emulators:    Dataverse {endpoints.dataverse_url}  F&O {endpoints.fno_url}")
+            out(f"Workers:      {', '.join(WORKERS)} (a task instance's Host in the UI says which ran it)")
+            out(f"State:        {shown(paths.root)} (logs in {shown(paths.airflow / 'logs')})")
+            out("Try: Dags -> p2c_accounts -> Trigger. Ctrl-C stops everything.")
+            try:
+                while until is None or not until():
+                    stack.check_alive()
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                out("")
+            out("Stopping Airflow, the workers, Redis, PostgreSQL and the emulators")
+    return 0
