@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psutil
+
 from devstack.airflow_stack import COMPONENTS, AirflowStack, StackError, free_port, port_free
 from devstack.processes import PidFiles, run_recorded, stop_sessions
 from devstack.state import PRELOAD_DIR
@@ -112,10 +114,16 @@ class RunAs:
         return {"user": self.uid, "group": self.gid, "extra_groups": []} if self.switches else {}
 
 
-def _private_dir(prefix: str, owner: RunAs | None = None) -> Path:
-    """A new 0700 directory in the system's temporary directory (pytest's and the state's
-    parents may be closed to the ``postgres`` user), owned by ``owner``."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+def _private_dir(kind: str, owner: RunAs | None = None) -> Path:
+    """A new 0700 directory ``p2c-<kind>-<our pid>-*`` in the system's temporary directory
+    (pytest's and the state's parents may be closed to the ``postgres`` user), owned by
+    ``owner``. Those a killed process left (its pid gone; its servers died with it, by the
+    parent-death signal) are removed first: a stop removes its own."""
+    for leftover in Path(tempfile.gettempdir()).glob(f"p2c-{kind}-*-*"):
+        creator = leftover.name.split("-")[2]
+        if creator.isdigit() and not psutil.pid_exists(int(creator)):
+            shutil.rmtree(leftover, ignore_errors=True)
+    path = Path(tempfile.mkdtemp(prefix=f"p2c-{kind}-{os.getpid()}-"))
     if owner is not None and owner.switches:
         os.chown(path, owner.uid, owner.gid)
     return path
@@ -216,7 +224,7 @@ class PostgresServer:
             raise CeleryStackError(f"PostgreSQL is not installed; {INSTALL_HINT}")
         run_as = RunAs.for_postgres()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.root = _private_dir("p2c-postgres-", run_as)
+        self.root = _private_dir("postgres", run_as)
         data = self.root / "data"
         password_file = self.root / "password"
         password_file.write_text(self.password + "\n")
@@ -358,7 +366,7 @@ class RedisServer:
         if server is None:
             raise CeleryStackError(f"redis-server is not installed; {INSTALL_HINT}")
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.root = _private_dir("p2c-redis-")
+        self.root = _private_dir("redis")
         self.port = free_port()
         config = self.root / "redis.conf"  # the password in a 0600 file, not on a command line
         config.write_text(
@@ -382,6 +390,7 @@ class RedisServer:
         if self.pids is not None:
             self.pids.record("redis", self.process.pid)
         _wait_until(self._answers, "redis-server", self.process, log, self.start_timeout)
+        config.unlink()  # read at start-up; the password stays in no file
 
     def _answers(self) -> bool:
         import redis
