@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(1800)]
 
 COMPANIES = {"usmf", "demf"}
 
@@ -134,7 +134,7 @@ def celery_run(tmp_path_factory: pytest.TempPathFactory) -> CeleryRun:
                     },
                 )
             triggered = time.monotonic()
-            RunWatcher(stack, runs, lambda line: None, triggered).wait(600)
+            RunWatcher(stack, runs, lambda line: None, triggered).wait(1200)  # a loaded machine
             timings["seven runs"] = time.monotonic() - triggered
             hosts: dict[str, dict[str, set[str]]] = {}
             for dag_id, run in runs.items():
