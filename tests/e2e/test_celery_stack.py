@@ -52,7 +52,7 @@ class CeleryRun:
 
     base: Path
     runs: dict[str, RunResult]
-    hosts: dict[str, dict[str, set[str]]]  # dag_id -> task_id[map_index] -> host names
+    hosts: dict[str, dict[str, str]]  # dag_id -> task_id[map_index] -> host name
     failures: list[str]
     synced: story_checks.StoryState
     tables_before: dict[str, dict[str, int]]
@@ -136,11 +136,13 @@ def celery_run(tmp_path_factory: pytest.TempPathFactory) -> CeleryRun:
             triggered = time.monotonic()
             RunWatcher(stack, runs, lambda line: None, triggered).wait(1200)  # a loaded machine
             timings["seven runs"] = time.monotonic() - triggered
-            hosts: dict[str, dict[str, set[str]]] = {}
-            for dag_id, run in runs.items():
-                for ti in stack.task_instances(dag_id, run.run_id):
-                    key = f"{ti['task_id']}[{ti['map_index']}]"
-                    hosts.setdefault(dag_id, {}).setdefault(key, set()).add(ti["hostname"] or "")
+            hosts = {
+                dag_id: {
+                    f"{ti['task_id']}[{ti['map_index']}]": ti["hostname"] or ""
+                    for ti in stack.task_instances(dag_id, run.run_id)
+                }
+                for dag_id, run in runs.items()
+            }
             failures = [
                 stack.failed_task_logs(d, r.run_id, lines=25) for d, r in runs.items() if r.state != "success"
             ]
@@ -180,14 +182,11 @@ def test_the_seven_dags_succeed_on_celery_for_both_companies(celery_run: CeleryR
 
 
 def test_the_tasks_ran_in_both_workers_and_only_there(celery_run: CeleryRun) -> None:
-    every = {host for tasks in celery_run.hosts.values() for names in tasks.values() for host in names}
+    by_run = {dag_id: set(tasks.values()) for dag_id, tasks in celery_run.hosts.items()}
+    every = set().union(*by_run.values())
     assert every == set(WORKERS), every  # no task ran anywhere else (the scheduler, the triggerer)
-    both = [
-        dag_id
-        for dag_id, tasks in celery_run.hosts.items()
-        if {host for names in tasks.values() for host in names} == set(WORKERS)
-    ]
     # one run's tasks in both workers: its mapped steps run per company, side by side
+    both = [dag_id for dag_id, hosts in by_run.items() if hosts == set(WORKERS)]
     assert both, celery_run.hosts
     print(f"runs whose tasks ran in both workers: {both}")
 
