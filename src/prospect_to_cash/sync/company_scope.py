@@ -18,7 +18,7 @@ from prospect_to_cash.sync.values import deterministic_id
 
 if TYPE_CHECKING:
     from prospect_to_cash.sync.context import SyncContext
-    from prospect_to_cash.sync.mapping import Reference, Task
+    from prospect_to_cash.sync.mapping import Lookup, Reference, Task
 
 #: Target scopes read within the pair's business unit (Dataverse targets only).
 BUSINESS_UNIT_SCOPES = frozenset({"owner", "business_unit"})
@@ -85,3 +85,17 @@ def created_row_id(task: Task, legal_entity: str, ref: str) -> str:
     if target_in_business_unit(task):
         return company_row_id(task.target.entity_set, legal_entity, ref)
     return deterministic_id(task.target.entity_set, ref)
+
+
+def created_by_scope_problems(task: Task, lookup: Lookup, earlier: list[Task]) -> list[str]:
+    """A lookup that accepts rows an earlier task plans to create computes their GUIDs the
+    way that task creates them: within the company exactly when that task's target is."""
+    creator = next(t for t in earlier if t.name == lookup.created_by)
+    scoped = target_in_business_unit(creator)
+    names = {r.name for r in task.references}
+    return [
+        f"reference {c.reference!r} must say company_scope: business_unit exactly when "
+        f"its created_by task {creator.name!r} has a company-scoped Dataverse target"
+        for c in lookup.candidates
+        if c.reference in names and (task.reference(c.reference).company_scope == "business_unit") != scoped
+    ]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 import yaml
 
-from prospect_to_cash.sync.company_scope import BUSINESS_UNIT_SCOPES
+from prospect_to_cash.sync.company_scope import BUSINESS_UNIT_SCOPES, created_by_scope_problems
 from prospect_to_cash.sync.environment import (
     ENVIRONMENT_FILE_VARIABLE,
     Environment,
@@ -179,6 +179,15 @@ class ParentSpec:
 
 
 @dataclass(frozen=True)
+class DeletePolicy:
+    """What a source delete does to the task's target row (`prospect_to_cash.sync.deletes`):
+    ``ignore``, ``report`` (default), ``deactivate`` (write ``deactivate``'s values) or ``delete``."""
+
+    policy: str = "report"
+    deactivate: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     source: SourceSpec
@@ -190,6 +199,7 @@ class Task:
     description: str = ""
     source_system: str = "dataverse"
     target_system: str = "fno"
+    on_source_delete: DeletePolicy = DeletePolicy()
 
     def field(self, target: str) -> FieldMapping | None:
         return self._fields_by_target.get(target)
@@ -441,24 +451,10 @@ def _build_field(
     )
 
 
-def _check_created_by_scope(
-    task: Task, mapping: FieldMapping, earlier: list[Task], problems: _Problems, where: str
-) -> None:
-    """A lookup that accepts rows an earlier task plans to create computes their GUIDs the
-    way that task creates them: within the company exactly when that task's target is."""
-    lookup = mapping.lookup
-    assert lookup is not None
-    creator = next(t for t in earlier if t.name == lookup.created_by)
-    scoped = creator.target_system == "dataverse" and creator.target.company_scope in BUSINESS_UNIT_SCOPES
-    for candidate in lookup.candidates:
-        if candidate.reference not in {r.name for r in task.references}:
-            continue
-        if (task.reference(candidate.reference).company_scope == "business_unit") != scoped:
-            problems.add(
-                f"{where}, field {mapping.target!r}",
-                f"reference {candidate.reference!r} must say company_scope: business_unit exactly when "
-                f"its created_by task {creator.name!r} has a company-scoped Dataverse target",
-            )
+def _delete_policy(raw: str | dict[str, Any]) -> DeletePolicy:
+    if isinstance(raw, str):
+        return DeletePolicy(raw)
+    return DeletePolicy(raw.get("policy", "report"), tuple(raw.get("deactivate", {}).items()))
 
 
 def _check_task(task: Task, problems: _Problems, where: str) -> None:
@@ -507,6 +503,8 @@ def _check_task(task: Task, problems: _Problems, where: str) -> None:
         if mapping.type == "bool" and task.target_system == "fno" and mapping.write:
             problems.add(field_where, "F&O has no booleans: write the NoYes enum (type: enum, 'Yes'/'No')")
         defined.add(mapping.target)
+    if task.on_source_delete.policy == "deactivate" and not task.on_source_delete.deactivate:
+        problems.add(where, "on_source_delete: deactivate needs the 'deactivate' values of the target")
     if task.parent is not None:
         for name in task.parent.match:
             if name not in defined:
@@ -620,6 +618,7 @@ def load_template(
             else None,
             source_system=source_system,
             target_system=target_system,
+            on_source_delete=_delete_policy(raw.get("on_source_delete", "report")),
         )
         _check_task(task, problems, where)
         earlier = {t.name for t in tasks}
@@ -634,7 +633,8 @@ def load_template(
                     f"created_by task {mapping.lookup.created_by!r} must come earlier in the file",
                 )
             elif mapping.lookup and mapping.lookup.created_by:
-                _check_created_by_scope(task, mapping, tasks, problems, where)
+                for problem in created_by_scope_problems(task, mapping.lookup, tasks):
+                    problems.add(f"{where}, field {mapping.target!r}", problem)
         tasks.append(task)
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
