@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation
+from prospect_to_cash.sync import source_digests
 from prospect_to_cash.sync.changes import DELETED
 from prospect_to_cash.sync.columns import OK_STATUSES, REF, SOURCE_KEY
 from prospect_to_cash.sync.mapping import COMPANY_FIELD
@@ -155,7 +156,10 @@ def _gone(ctx: SyncContext, index: pd.DataFrame, staged: pd.DataFrame) -> tuple[
         return gone, sorted(i for i, why in reasons.items() if why == DELETED and i not in known)
     if not _read_whole(ctx):
         return index.iloc[0:0].assign(reason=None), []
-    present = {key.casefold() for key in staged["source_key"]}
+    # the whole read's keys: rows left out as unchanged (source_digests) are present too
+    present = source_digests.keys_read(ctx)
+    if present is None:
+        present = {key.casefold() for key in staged["source_key"]}
     return index[~index["source_key"].str.casefold().isin(present)].assign(reason=ABSENT), []
 
 

@@ -88,6 +88,17 @@ def unseen_rows(ctx: SyncContext) -> int:
     return int(ctx.staging.read_json("source", UNSEEN)["rows"])
 
 
+def keys_read(ctx: SyncContext) -> set[str] | None:
+    """The (case-folded) source keys of every row this run's whole read returned, also
+    those left out as unchanged: what absence from the source is measured against. None
+    when the extract staged no digests (a windowed read)."""
+    if not applies(ctx) or not ctx.staging.exists("source", STAGED):
+        return None
+    with ctx.staging.path("source", STAGED).open("rb") as handle:
+        keys = pq.read_table(handle, columns=["key"]).column("key").to_pylist()
+    return {str(key).casefold() for key in keys}
+
+
 def promote(ctx: SyncContext) -> None:
     """After a finished load: the digests this run staged become the ones to compare with."""
     if not applies(ctx) or not ctx.staging.exists("source", STAGED):
