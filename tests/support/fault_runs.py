@@ -1,0 +1,224 @@
+"""Whole-template runs the way Airflow runs them, under seeded emulator faults, and the
+full-state snapshot that compares a faulty run with a fault-free one (issue 15, point 1).
+
+* :class:`FaultMix`: which emulator fault kinds share a fault rate; :meth:`FaultMix.config`
+  turns a rate of requests into the emulators' ``faults`` settings.
+* :func:`run_like_airflow`: the seven templates in run order, every step of every mapping
+  task as the DAG's tasks run it (``check_mapping``, extract, transform, load), each step
+  retried like an Airflow task (``retries`` more attempts, fresh hooks each time); a load
+  that left writes the service may heal raises like ``MappingLoadOperator`` does.
+* :func:`service_state`: every entity set of a service read whole over verified HTTPS,
+  service-assigned timestamps dropped and F&O party numbers named by their customer, as a
+  multiset of rows per entity set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from prospect_to_cash.sync import runner
+from prospect_to_cash.sync.contracts import SyncOptions
+from prospect_to_cash.sync.errors import ServiceFailures
+from prospect_to_cash.sync.mapping import TEMPLATES, load_template
+from prospect_to_cash.sync.metadata_check import check_template
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
+
+    from prospect_to_cash.sync.contracts import SyncHooks
+    from prospect_to_cash.sync.mapping import Template
+    from tests.support.world import ODataReader
+
+#: Columns the service sets on every write by itself: Dataverse's audit timestamps and its
+#: row version (``versionnumber``, SQL's rowversion). A retried update moves them; nothing
+#: else may differ between a faulty run and a clean one.
+SERVICE_ASSIGNED: dict[str, frozenset[str]] = {
+    "dataverse": frozenset({"createdon", "modifiedon", "versionnumber"}),
+    "fno": frozenset(),
+}
+
+#: The DAGs' ``default_args["retries"]`` (prospect_to_cash.dags.factory).
+AIRFLOW_RETRIES = 2
+
+#: Every fault the emulators inject, before or after the service acted.
+ALL_KINDS = ("throttle", "unavailable", "reset", "reset_after", "unavailable_after", "revoke_token", "slow")
+
+
+@dataclass(frozen=True)
+class FaultMix:
+    """Emulator fault kinds that share a fault rate equally."""
+
+    name: str
+    kinds: tuple[str, ...]
+
+    def config(self, rate: float, seed: int, *, slow_ms: float = 300.0) -> dict[str, Any]:
+        """The emulators' ``faults`` settings under which about ``rate`` of all requests meet
+        at least one of the kinds (each kind draws on its own: ``1 - (1 - r) ** n = rate``)."""
+        each = 1.0 - (1.0 - rate) ** (1.0 / len(self.kinds))
+        faults: dict[str, Any] = {"seed": seed, "slow_ms": slow_ms, "retry_after_seconds": 1}
+        for kind in ALL_KINDS:
+            faults[kind] = {"rate": each if kind in self.kinds else 0.0, "next_n": 0}
+        return {"faults": faults}
+
+
+MIXES: dict[str, FaultMix] = {
+    mix.name: mix
+    for mix in (
+        # 429 with Retry-After, 503, resets before and after the service acted, revoked
+        # tokens and slow answers, in equal parts
+        FaultMix("all", ALL_KINDS),
+        # only writes applied with their answer lost: F&O has no upsert, the hardest case
+        FaultMix("answers-lost", ("reset_after", "unavailable_after")),
+        # refusals before the service acted: throttling, outages, dropped connections, 401s
+        FaultMix("refused", ("throttle", "unavailable", "reset", "revoke_token")),
+    )
+}
+
+
+@dataclass
+class AirflowLikeRun:
+    """What a run of the seven templates took: attempts per step and what failed."""
+
+    attempts: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    #: rows each (template, task, company) rejected before writing, from its last transform
+    rejected: dict[str, int] = field(default_factory=dict)
+    #: rows the service refused for good in each step's last load
+    failed: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def retries(self) -> int:
+        return sum(count - 1 for count in self.attempts.values())
+
+    def attempt(self, step: str, call: Callable[[], Any], retries: int) -> Any:
+        """Run ``call`` like an Airflow task with ``retries`` retries; raise the last error."""
+        for number in range(1, retries + 2):
+            self.attempts[step] = number
+            try:
+                return call()
+            except Exception as exc:  # an Airflow task fails on any exception, then retries
+                self.errors.append(f"{step} attempt {number}: {type(exc).__name__}: {exc}")
+                if number > retries:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def _check_mapping(template: Template, make_hooks: Callable[[], SyncHooks]) -> Any:
+    """The DAG's ``check_mapping`` task: the mapping against both services' ``$metadata``."""
+    return check_template(template, make_hooks(), raise_on_problems=True)
+
+
+def _load_like_the_operator(template: str, task: str, company: str, options: SyncOptions) -> Any:
+    """``runner.load``, failing like ``MappingLoadOperator`` when writes the service may
+    heal are left, so that Airflow retries the load (the journal resends only those)."""
+    result = runner.load(template, task, legal_entity=company, options=options)
+    retryable = result["counts"].get("failed_retryable", 0)
+    if retryable:
+        raise ServiceFailures(f"{template}/{task} [{company}]: {retryable} write(s) failed at the service")
+    return result
+
+
+def run_like_airflow(
+    make_hooks: Callable[[], SyncHooks],
+    staging_root: str,
+    run_id: str,
+    companies: Sequence[str],
+    *,
+    retries: int = AIRFLOW_RETRIES,
+) -> AirflowLikeRun:
+    """Every template in run order, step by step as the DAGs run them, each step a task that
+    Airflow retries with fresh hooks (a new task process gets new hooks)."""
+    run = AirflowLikeRun()
+
+    def step(call: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+        """One attempt of a step: fresh options and hooks, like a new task process."""
+
+        def attempt() -> Any:
+            options = SyncOptions(run_id=run_id, staging_root=staging_root, hooks=make_hooks())
+            return call(*args, options=options)
+
+        return attempt
+
+    for name in TEMPLATES:
+        template = load_template(name)
+        run.attempt(
+            f"{name}/check_mapping",
+            partial(_check_mapping, template, make_hooks),
+            retries,
+        )
+        for company in companies:
+            for task in template.tasks:
+                where = f"{name}/{task.name}/{company}"
+                read = partial(runner.extract_and_snapshot, name, task.name, legal_entity=company)
+                plan = partial(runner.transform, name, task.name, legal_entity=company)
+                run.attempt(f"{where}/extract", step(read), retries)
+                planned = run.attempt(f"{where}/transform", step(plan), retries)
+                loaded = run.attempt(
+                    f"{where}/load", step(_load_like_the_operator, name, task.name, company), retries
+                )
+                run.rejected[where] = int(planned["counts"].get("rejected", 0))
+                run.failed[where] = int(loaded["counts"].get("failed", 0))
+    return run
+
+
+def _canonical(row: dict[str, Any], ignored: frozenset[str]) -> str:
+    return json.dumps({k: v for k, v in row.items() if k not in ignored}, sort_keys=True, default=str)
+
+
+def _parties_by_customer(rows: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
+    """F&O party number -> the customer that owns it. F&O numbers a new customer's party
+    from a global number sequence (``PartyNumber``, DirPartyTable) in the order creates
+    arrive: retries and parallel batches change that order, not which customer has which
+    party. Rows compare by the owner instead, so a contact person pointing at the wrong
+    customer's party still shows."""
+    return {
+        str(row["PartyNumber"]): f"<party of {row['dataAreaId']}/{row['CustomerAccount']}>"
+        for row in rows.get("CustomersV3", [])
+        if row.get("PartyNumber")
+    }
+
+
+def service_state(reader: ODataReader, service: str) -> dict[str, Counter[str]]:
+    """Every entity set of ``service`` read whole (all columns, every company), as a
+    multiset of rows without the service-assigned columns: equal states have equal values."""
+    ignored = SERVICE_ASSIGNED[service]
+    rows = {entity_set: reader.rows(service, entity_set) for entity_set in reader.entity_sets(service)}
+    parties = _parties_by_customer(rows) if service == "fno" else {}
+    for found in rows.values():
+        for row in found:
+            for column, value in row.items():
+                if column.endswith("PartyNumber") and str(value) in parties:
+                    row[column] = parties[str(value)]
+    return {
+        entity_set: Counter(_canonical(row, ignored) for row in found) for entity_set, found in rows.items()
+    }
+
+
+def state_differences(expected: dict[str, Counter[str]], found: dict[str, Counter[str]]) -> list[str]:
+    """Rows missing, extra or duplicated per entity set (a changed row is one of each)."""
+    problems: list[str] = []
+    for entity_set in sorted(set(expected) | set(found)):
+        want, got = expected.get(entity_set, Counter()), found.get(entity_set, Counter())
+        missing, extra = want - got, got - want
+        for row, count in list(missing.items())[:3]:
+            problems.append(f"{entity_set}: missing {count}x {row[:300]}")
+        for row, count in list(extra.items())[:3]:
+            problems.append(f"{entity_set}: extra {count}x {row[:300]}")
+        if len(missing) + len(extra) > 6:
+            problems.append(f"{entity_set}: {len(missing)} missing and {len(extra)} extra rows in all")
+    return problems
+
+
+def faults_fired(counters: dict[str, Any]) -> tuple[int, int]:
+    """(faults fired, requests) from one service's admin counters."""
+    faults = sum(int(n) for n in counters.get("faults", {}).values())
+    return faults, int(counters.get("requests_total", 0))
+
+
+def staging_url(path: Path) -> str:
+    return f"file://{path}"
