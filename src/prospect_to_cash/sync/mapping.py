@@ -37,6 +37,8 @@ from prospect_to_cash.sync.values import FIELD_TYPES
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from prospect_to_cash.sync.limits import FieldLimits
+
 #: The seven templates, in run order (later ones need the rows earlier ones deliver).
 TEMPLATES = (
     "accounts",
@@ -112,6 +114,8 @@ class FieldMapping:
     write: bool = True
     bind: Bind | None = None
     note: str = ""
+    #: what the target's ``$metadata`` accepts (set for the transform: `sync.limits`)
+    limits: FieldLimits | None = None
 
     @property
     def is_bind(self) -> bool:
