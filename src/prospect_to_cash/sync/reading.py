@@ -12,10 +12,11 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from prospect_to_cash.hooks.odata import and_filters, format_key_value, format_literal
+from prospect_to_cash.hooks.odata import and_filters, format_literal
 from prospect_to_cash.sync.context import SyncContext, base_result, make_context
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, Window, resolve
 from prospect_to_cash.sync.errors import SyncError
+from prospect_to_cash.sync.key_rules import KeySharers, key_filters
 from prospect_to_cash.sync.pending import ledger_of
 from prospect_to_cash.sync.values import py
 from prospect_to_cash.sync.watermarks import ReadWindow, now_utc, watermark_of
@@ -59,12 +60,31 @@ def _stream(
     select: Sequence[str],
     filter: str | None,
     more: Sequence[str] = (),
+    sharers: KeySharers | None = None,
 ) -> tuple[str, int]:
-    """Stage the rows of ``filter``, then those of each of ``more`` (disjoint filters)."""
+    """Stage the rows of ``filter``, then those of each of ``more`` (disjoint filters),
+    then the rows outside the window that share a key with a row of ``filter``
+    (:mod:`~prospect_to_cash.sync.key_rules`)."""
     with ctx.staging.page_writer(area, name, select) as writer:
         for query in (filter, *more):
             for page in read_pages(ctx, system, entity_set, select, query):
                 writer.write(page)
+                if sharers is not None and query is filter:
+                    sharers.observe(page)
+        if sharers is not None:
+            before = writer.rows
+            for query in sharers.filters():
+                for page in read_pages(ctx, system, entity_set, select, query):
+                    writer.write(page)
+            if writer.rows > before:
+                log.info(
+                    "%s/%s [%s]: %d row(s) outside the window share a source key with rows of it "
+                    "(read so that every row of those keys is decided together)",
+                    ctx.template.name,
+                    ctx.task.name,
+                    ctx.pair.legal_entity,
+                    writer.rows - before,
+                )
     return str(writer.path), writer.rows
 
 
@@ -90,13 +110,10 @@ def _business_unit_filter(ctx: SyncContext) -> str | None:
     return f"_owningbusinessunit_value eq {found[0]}"
 
 
-#: Pending keys asked for per request (keeps the URL well under the services' limits).
-PENDING_KEYS_PER_READ = 40
-
-
-def _source_filter(ctx: SyncContext, window: Window) -> tuple[str | None, list[str]]:
-    """The window's filter, and the filters that re-read the pending ledger's rows the
-    window leaves out (outside the window, so no row is read twice)."""
+def _source_filter(ctx: SyncContext, window: Window) -> tuple[str | None, list[str], KeySharers | None]:
+    """The window's filter, the filters that re-read the pending ledger's rows the
+    window leaves out (outside the window, so no row is read twice), and what reads the
+    other rows of the window's keys (None: the source is read whole)."""
     task = ctx.task
     span = outside = None
     if task.source.change_field and window.bounded:
@@ -115,17 +132,10 @@ def _source_filter(ctx: SyncContext, window: Window) -> tuple[str | None, list[s
         company = _business_unit_filter(ctx)
     query = and_filters(task.source.filter, span, company)
     if outside is None:
-        return query, []  # the source is read whole: pending rows come with it
+        return query, [], None  # the source is read whole: pending rows come with it
     keys = ledger_of(ctx).key_values(len(task.source.key))
-    more = []
-    for start in range(0, len(keys), PENDING_KEYS_PER_READ):
-        terms = [
-            and_filters(*(f"{c} eq {format_key_value(v)}" for c, v in zip(task.source.key, key, strict=True)))
-            for key in keys[start : start + PENDING_KEYS_PER_READ]
-        ]
-        wanted = " or ".join(f"({t})" for t in terms)
-        more.append(and_filters(task.source.filter, outside, company, wanted))
-    return query, more
+    scope = (task.source.filter, outside, company)
+    return query, key_filters(task.source.key, keys, *scope), KeySharers.of(task.source.key, scope, keys)
 
 
 def _reference_columns(ctx: SyncContext, name: str) -> list[str]:
@@ -141,6 +151,7 @@ def _read_step(
     side: str,
     rows: tuple[str, str, Sequence[str], str | None],
     more: Sequence[str] = (),
+    sharers: KeySharers | None = None,
 ) -> tuple[tuple[str, int], dict[str, Any]]:
     """Stage a step's rows and its ``side``'s reference tables, reading them side by side.
 
@@ -155,7 +166,7 @@ def _read_step(
     with ThreadPoolExecutor(
         max_workers=min(READ_PARALLELISM, len(references) + 1), thread_name_prefix=f"p2c-{area}"
     ) as pool:
-        main = pool.submit(_stream, ctx, area, "rows", *rows, more)
+        main = pool.submit(_stream, ctx, area, "rows", *rows, more, sharers)
         futures = {
             reference.name: pool.submit(
                 _stream,
@@ -199,12 +210,13 @@ def extract(
         "full_refresh": window.full_refresh,
         "read_at": now_utc(),
     }
-    query, pending = _source_filter(ctx, window)
+    query, pending, sharers = _source_filter(ctx, window)
     (path, rows), references = _read_step(
         ctx,
         "source",
         (ctx.task.source_system, ctx.task.source.entity_set, ctx.task.source_columns, query),
         pending,
+        sharers,
     )
     log.info(
         "%s/%s [%s]: extracted %d rows from %s (%d read(s) of pending keys outside the window)",
