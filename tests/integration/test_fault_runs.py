@@ -177,6 +177,7 @@ def test_templates_under_faults_end_in_the_fault_free_state(
         f"({faults / max(requests, 1):.1%}; kinds {', '.join(kinds)}); "
         f"{run.retries} Airflow retries in {len(run.attempts)} steps; "
         f"most attempts of one step {max(run.attempts.values())}"
+        + "".join(f"\n  retried after: {error}" for error in run.errors)
     )
     # the faults really happened, at about the rate asked for
     assert requests > 300
