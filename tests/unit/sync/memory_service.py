@@ -292,6 +292,10 @@ class MemoryService:
 
         return resolve_dataverse
 
+    def change_tracking_enabled(self, entity_set: str) -> bool:
+        """No table of the memory service tracks changes: Sales sources read by window."""
+        return False
+
     def iter_pages(
         self,
         entity_set: str,

@@ -141,6 +141,10 @@ class TestAccountsEndToEnd:
             "second_pass_failed": 0,
             "failed_retryable": 0,
             "pending": 1,  # the twins' key; the row without a number cannot be read by key
+            "source_deleted": 0,
+            "deactivated": 0,
+            "deleted": 0,
+            "deletes_held": 0,
         }
         customers = {r["CustomerAccount"]: r for r in fno.tables["CustomersV3"].rows}
         assert customers["ACC-2"]["InvoiceAccount"] == "ACC-1"
