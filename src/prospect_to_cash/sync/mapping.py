@@ -114,8 +114,7 @@ class FieldMapping:
     write: bool = True
     bind: Bind | None = None
     note: str = ""
-    #: what the target's ``$metadata`` accepts (set for the transform: `sync.limits`)
-    limits: FieldLimits | None = None
+    limits: FieldLimits | None = None  # what the target's $metadata accepts (sync.limits)
 
     @property
     def is_bind(self) -> bool:
