@@ -10,7 +10,7 @@ STATE_DIR ?= state/emulators
 DEMO_STATE ?= state
 AIRFLOW_PORT ?= 8080
 
-.PHONY: demo airflow test venv lint emulators seed reset-emulators lock bench clean
+.PHONY: demo airflow airflow-celery celery-packages test venv lint emulators seed reset-emulators lock bench clean
 # The Compose Specification's JSON schema (npm package, pinned by its lock) for tests/test_compose.py.
 COMPOSE_SCHEMA := tools/compose-schema/node_modules/.package-lock.json
 
@@ -34,6 +34,24 @@ demo: $(STAMP)
 ## The same local Airflow and emulators on the same state, left running for the UI until Ctrl-C.
 airflow: $(STAMP)
 	$(BIN)/python -m devstack airflow --state-dir $(DEMO_STATE) --port $(AIRFLOW_PORT)
+
+## Airflow on Postgres with the CeleryExecutor, Redis and two Celery workers (devstack/celery_stack.py),
+## against the demo's emulators with their own data in $(CELERY_STATE)/, until Ctrl-C.
+CELERY_STATE ?= state/celery
+airflow-celery: $(STAMP) celery-packages
+	$(BIN)/python -m devstack airflow-celery --state-dir $(CELERY_STATE) --port $(AIRFLOW_PORT)
+
+## Debian's redis-server and postgresql for make airflow-celery and its test, installed when missing
+## (apt-get as root, else through sudo). .ci/run calls it too.
+celery-packages:
+	@if ! command -v redis-server >/dev/null 2>&1 || \
+	    ! { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then \
+	  root=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "installing Debian's redis-server and postgresql for the Celery stack" >&2; \
+	  $$root apt-get update -qq >/dev/null && \
+	  $$root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    redis-server postgresql >/dev/null; \
+	fi
 
 ## The whole test suite (lint first: a ruff error fails the build like a test does).
 test: $(STAMP) $(COMPOSE_SCHEMA)

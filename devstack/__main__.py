@@ -2,6 +2,7 @@
 
 python -m devstack demo    [--state-dir state]               (make demo)
 python -m devstack airflow [--state-dir state] [--port 8080] (make airflow)
+python -m devstack airflow-celery [--state-dir state/celery] [--port 8080] (make airflow-celery)
 
 Whatever happens, the terminal gets readable lines and never a traceback: a failure ends
 in one line (what happened, what to do, which log holds the details and the traceback),
@@ -50,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(os.environ.get("AIRFLOW_PORT") or 8080),
         help="port of the Airflow UI and API (default: $AIRFLOW_PORT or 8080)",
     )
+    celery = commands.add_parser(
+        "airflow-celery",
+        help="Airflow on Postgres with the CeleryExecutor, Redis and two workers, running until Ctrl-C",
+    )
+    celery.add_argument("--state-dir", type=Path, default=Path("state/celery"))
+    celery.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT") or 8080))
     return parser
 
 
@@ -117,6 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with stop_on_signals():
             if arguments.command == "airflow":
                 code = serve(arguments.state_dir, port=arguments.port)
+            elif arguments.command == "airflow-celery":
+                from devstack.celery_stack import serve as serve_celery
+
+                code = serve_celery(arguments.state_dir, port=arguments.port)
             else:
                 result = run_demo(arguments.state_dir, run_timeout=arguments.timeout)
                 print(format_summary(result), flush=True)
@@ -127,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_failure(paths, arguments.command, exc)
         print(failure_line(arguments.command, exc, paths), file=sys.stderr, flush=True)
         return 1
-    if code == INTERRUPTED or arguments.command == "airflow":
+    if code == INTERRUPTED or arguments.command in ("airflow", "airflow-celery"):
         left = still_running(paths)
         if left:
             again = f"the next make {arguments.command} stops them"
