@@ -10,7 +10,8 @@ from emulators.dataverse.calls import Call, Reply
 from emulators.dataverse.keys import Quoted, parse_key
 from emulators.dataverse.records import CRM_TYPE_PREFIX
 from emulators.odata.errors import ODataError
-from emulators.odata.query import ColumnRef, QueryOptions, compile_filter, parse_query_options
+from emulators.odata.filter_sql import ColumnRef, compile_filter
+from emulators.odata.query import QueryOptions, parse_query_options
 from emulators.schema.model import Catalog
 from emulators.store import Store, quote
 

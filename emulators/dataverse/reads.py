@@ -25,7 +25,8 @@ from emulators.dataverse.records import (
     storage_columns,
     wire_properties,
 )
-from emulators.odata.query import ColumnRef, QueryOptions, compile_filter, parse_query_options
+from emulators.odata.filter_sql import ColumnRef, compile_filter
+from emulators.odata.query import QueryOptions, parse_query_options
 from emulators.schema.model import EdmType
 from emulators.schema.validate import to_storage
 from emulators.store import quote

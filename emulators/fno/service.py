@@ -44,8 +44,10 @@ from emulators.odata.batch import (
     resolve_url,
 )
 from emulators.odata.csdl import build_csdl
+from emulators.odata.dialect import FNO, query_error
 from emulators.odata.errors import ODataError
-from emulators.odata.query import FNO, ColumnRef, compile_query, parse_query_options, query_error
+from emulators.odata.filter_sql import ColumnRef
+from emulators.odata.query import compile_query, parse_query_options
 from emulators.schema.model import EdmType, Required
 from emulators.schema.validate import to_storage, validate_record
 from emulators.store import ROWID, KeyExists, NotFound

@@ -43,9 +43,14 @@ class ContactRows(GeneratorCore):
                 else None
             )
             if new_parent is not None:
-                # Entered with its new account: up to a minute later, the same day.
                 parent, parent_set, company_is_account = new_parent.guid, "accounts", True
-                modified = new_parent.modified + min(60, 86399 - new_parent.modified % 86400)
+                if company.index == 1 and new_parent.created // 86400 < new_parent.modified // 86400:
+                    # A child a day before its parent: entered a minute after its account was
+                    # created, whose last change (what puts it into a daily window) is a day later.
+                    modified = new_parent.created + 60
+                else:
+                    # Entered with its new account: up to a minute later, the same day.
+                    modified = new_parent.modified + min(60, 86399 - new_parent.modified % 86400)
                 created = min(created, modified)
             elif pos in CONTACT_PERSONS or pos == CONTACT_PERSON_NO_NUMBER:
                 parent = self.existing_account(company.index, a).guid

@@ -11,23 +11,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emulators.odata.errors import ODataError
-from emulators.odata.query import (
+from emulators.odata.filter_parse import (
     BinaryNode,
-    ColumnRef,
     EnumNode,
     LiteralNode,
-    OrderItem,
     PropertyNode,
     UnaryNode,
-    compile_filter,
+    parse_filter,
+    quote_string,
+)
+from emulators.odata.filter_sql import ColumnRef, compile_filter, like_pattern
+from emulators.odata.query import (
+    OrderItem,
     compile_orderby,
     compile_query,
-    like_pattern,
-    parse_filter,
     parse_orderby,
     parse_query_options,
     parse_select,
-    quote_string,
 )
 from emulators.schema.model import EdmType, EnumType, Field, Lookup, Table
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from emulators.schema import dataverse, fno
+from emulators.schema import dataverse, dataverse_columns, fno
 from emulators.schema.model import Catalog, EdmType, Required, Table
 from emulators.schema.validate import LOOKUP_ATTRIBUTE_TYPES
 
@@ -103,7 +103,7 @@ class TestDataverseTables:
             assert field.read_only
 
     def test_metadata_id_is_uuid5_of_the_logical_name(self, table: Table) -> None:
-        assert table.metadata_id == str(uuid.uuid5(dataverse.METADATA_NAMESPACE, table.logical_name))
+        assert table.metadata_id == str(uuid.uuid5(dataverse_columns.METADATA_NAMESPACE, table.logical_name))
 
     def test_user_owned_tables_have_owner_columns(self, table: Table) -> None:
         if table.ownership != "UserOwned":

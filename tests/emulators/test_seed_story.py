@@ -168,6 +168,16 @@ def checks(w: World) -> dict[str, int]:
         same_day = parent["modifiedon"][:10] == row["modifiedon"][:10]
         return new_to_fno and same_day and parent["modifiedon"] <= row["modifiedon"]
 
+    def of_new_account_day_before(row: dict) -> bool:
+        """A child a day before its parent: the account's last change is the next day."""
+        parent = accounts_by_id[row["parentcustomerid"]]
+        new_to_fno = (w.company(row), parent["accountnumber"]) not in w.customers
+        return (
+            new_to_fno
+            and parent["createdon"] <= row["modifiedon"]
+            and parent["modifiedon"][:10] > row["modifiedon"][:10]
+        )
+
     def persons_sync(row: dict) -> bool:
         return bool(row["msdynce_contactnumber"])
 
@@ -216,6 +226,9 @@ def checks(w: World) -> dict[str, int]:
         "contacts.persons.reject.no_number": count(w.person_candidates(), lambda r: not persons_sync(r)),
         "contacts.persons.sync.new_account_same_day": count(
             w.person_candidates(), lambda r: persons_sync(r) and of_new_account_same_day(r)
+        ),
+        "contacts.persons.sync.new_account_day_before": count(
+            w.person_candidates(), lambda r: persons_sync(r) and of_new_account_day_before(r)
         ),
         "contacts.customers.sync": count(w.customer_candidates(), persons_sync),
         "contacts.customers.sync.existing_in_fno": count(

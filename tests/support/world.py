@@ -48,9 +48,10 @@ class ODataReader:
         return self._tokens[service]
 
     def rows(
-        self, service: str, entity_set: str, select: Sequence[str], filter: str | None = None
+        self, service: str, entity_set: str, select: Sequence[str] | None, filter: str | None = None
     ) -> list[dict[str, Any]]:
-        params = {"$select": ",".join(select)}
+        """The rows, with the ``select`` columns (None: every column the service returns)."""
+        params = {"$select": ",".join(select)} if select is not None else {}
         if filter:
             params["$filter"] = filter
         if service == "fno":

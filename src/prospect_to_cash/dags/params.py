@@ -11,7 +11,11 @@ from airflow.sdk import Param
 
 from prospect_to_cash.operators.common import param_value
 from prospect_to_cash.sensors.run_order import WAIT_FOR_UPSTREAM
-from prospect_to_cash.sync.contracts import DEFAULT_MAX_FAILED, DEFAULT_MAX_REJECTED
+from prospect_to_cash.sync.contracts import (
+    DEFAULT_MAX_FAILED,
+    DEFAULT_MAX_REJECTED,
+    DEFAULT_MAX_SOURCE_DELETES,
+)
 
 FULL_REFRESH = "full_refresh"
 DRY_RUN = "dry_run"
@@ -20,6 +24,7 @@ WINDOW_START = "window_start"
 WINDOW_END = "window_end"
 MAX_REJECTED = "max_rejected"
 MAX_FAILED = "max_failed"
+MAX_SOURCE_DELETES = "max_source_deletes"
 #: A row limit: a count or a percentage of the rows read (`prospect_to_cash.sync.thresholds`).
 _LIMIT = {"type": ["string", "null"], "pattern": r"^\s*\d+(\.\d+)?\s*%?\s*$"}
 
@@ -112,6 +117,17 @@ def sync_params(*, waits: bool = True) -> dict[str, Param]:
                 f"retry. Default {DEFAULT_MAX_FAILED}."
             ),
         ),
+        MAX_SOURCE_DELETES: Param(
+            DEFAULT_MAX_SOURCE_DELETES,
+            **_LIMIT,
+            title="Max source deletes applied",
+            description=(
+                "Target rows one load may deactivate or delete because their source row is gone "
+                "(tasks whose mapping says on_source_delete: deactivate or delete): a count or a share "
+                "of the rows the task put there. Above it none is applied, all are reported as held. "
+                f"Default {DEFAULT_MAX_SOURCE_DELETES}."
+            ),
+        ),
     }
     if waits:
         params[WAIT_FOR_UPSTREAM] = Param(
@@ -134,6 +150,7 @@ __all__ = [
     "FULL_REFRESH",
     "MAX_FAILED",
     "MAX_REJECTED",
+    "MAX_SOURCE_DELETES",
     "WAIT_FOR_UPSTREAM",
     "WINDOW_END",
     "WINDOW_START",

@@ -43,7 +43,7 @@ from prospect_to_cash.hooks.odata import entity_path, format_literal, is_guid, q
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     import pandas as pd
 
@@ -131,6 +131,7 @@ class DataverseHook(DynamicsBaseHook):
         select: Sequence[str],
         delta_token: str | None = None,
         page_size: int = MAX_PAGE_SIZE,
+        on_page: Callable[[pd.DataFrame], None] | None = None,
     ) -> DeltaRead:
         """Read a table through change tracking: everything (no token) or what changed since
         ``delta_token``, following every next link; returns the rows, the deleted ids and the
@@ -143,6 +144,8 @@ class DataverseHook(DynamicsBaseHook):
         :param select: columns to read; list the primary key to get it in ``changed``.
         :param delta_token: the ``delta_token`` of the previous `DeltaRead`, or None to start.
         :param page_size: ``Prefer: odata.maxpagesize``; at most 5000.
+        :param on_page: called with each page's changed rows as it arrives, instead of
+            holding them in ``changed`` (a first read is the whole table: stream it).
         :raises DeltaTokenInvalidError: the token expired or was never valid: read again
             without one (a full read) to start over.
         """
@@ -152,7 +155,7 @@ class DataverseHook(DynamicsBaseHook):
         options = [("$select", select_option(select)), ("$deltatoken", delta_token)]
         url = f"{entity_path(entity_set)}?{query_string(options)}"
         headers = {"Prefer": f"odata.track-changes,odata.maxpagesize={page_size}"}
-        collector = DeltaCollector(select, initial=delta_token is None)
+        collector = DeltaCollector(select, initial=delta_token is None, on_page=on_page)
         try:
             for payload in self.session.get_json_pages(url, headers=headers):
                 collector.add(payload, url)
@@ -166,7 +169,7 @@ class DataverseHook(DynamicsBaseHook):
             entity_set,
             "in full (change tracking started)" if result.initial else "changes",
             result.pages,
-            len(result.changed),
+            result.rows,
             len(result.deleted_ids),
             time.monotonic() - started,
         )

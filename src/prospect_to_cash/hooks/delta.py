@@ -21,7 +21,7 @@ from prospect_to_cash.hooks.errors import DynamicsAPIError
 from prospect_to_cash.hooks.odata import page_to_frame
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 _DELETED_ENTITY = "/$deletedEntity"
 
@@ -31,11 +31,13 @@ class DeltaRead:
     """The outcome of one tracked read of a table.
 
     :param changed: new and changed rows (every row on a first read), exactly the
-        selected columns, in the service's order (by version).
+        selected columns, in the service's order (by version); empty when the caller took
+        the pages as they came (``on_page``).
     :param deleted_ids: primary keys of rows deleted since the token (lowercase GUIDs),
         including rows created and deleted between two reads; empty on a first read.
     :param delta_token: the ``$deltatoken`` to pass next time (opaque, not a secret).
     :param initial: True when no token was given: ``changed`` is the whole table.
+    :param rows: new and changed rows read (also those handed to ``on_page``).
     """
 
     changed: pd.DataFrame
@@ -44,17 +46,22 @@ class DeltaRead:
     initial: bool
     pages: int = 0
     select: tuple[str, ...] = field(default=())
+    rows: int = 0
 
 
 class DeltaCollector:
     """Accumulates the pages of a tracked read into a `DeltaRead`."""
 
-    def __init__(self, select: Sequence[str], *, initial: bool) -> None:
+    def __init__(
+        self, select: Sequence[str], *, initial: bool, on_page: Callable[[pd.DataFrame], None] | None = None
+    ) -> None:
         self.select = tuple(select)
         self.initial = initial
+        self.on_page = on_page
         self.frames: list[pd.DataFrame] = []
         self.deleted: list[str] = []
         self.pages = 0
+        self.rows = 0
         self.delta_link: str | None = None
 
     def add(self, payload: Mapping[str, Any], url: str) -> None:
@@ -69,7 +76,12 @@ class DeltaCollector:
             else:
                 rows.append(record)
         if rows:
-            self.frames.append(page_to_frame(rows, self.select))
+            frame = page_to_frame(rows, self.select)
+            self.rows += len(frame)
+            if self.on_page is None:
+                self.frames.append(frame)
+            else:
+                self.on_page(frame)
         link = payload.get("@odata.deltaLink")
         if link:
             self.delta_link = str(link)
@@ -85,6 +97,7 @@ class DeltaCollector:
             initial=self.initial,
             pages=self.pages,
             select=self.select,
+            rows=self.rows,
         )
 
 

@@ -252,9 +252,16 @@ class MappingLoadOperator(_MappingStepOperator):
     :param transformed: the transform's result (XCom): the plan's files and the window.
     :param dry_run: report the plan (counts; row samples to the task log with
         ``P2C_LOG_ROW_VALUES=1``), write nothing.
+    :param max_source_deletes: target rows this load may deactivate or delete for source
+        deletes (count or percentage; templated; empty: the engine's default).
     """
 
-    template_fields: Sequence[str] = (*_MappingStepOperator.template_fields, "transformed", "dry_run")
+    template_fields: Sequence[str] = (
+        *_MappingStepOperator.template_fields,
+        "transformed",
+        "dry_run",
+        "max_source_deletes",
+    )
     ui_color = "#f6dcd6"
 
     def __init__(
@@ -262,24 +269,28 @@ class MappingLoadOperator(_MappingStepOperator):
         *,
         transformed: PlannedXCom,
         dry_run: bool | str = False,
+        max_source_deletes: str = "",
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("company", transformed)
         super().__init__(**kwargs)
         self.transformed = transformed
         self.dry_run = dry_run
+        self.max_source_deletes = max_source_deletes
 
     def execute(self, context: Context) -> LoadedXCom:
         from prospect_to_cash.sync import runner
 
         legal_entity = self._legal_entity(context)
         dry_run = flag(self.dry_run, "dry_run")
+        limit = str(self.max_source_deletes or "").strip()  # empty: the engine's default
+        deletes = {"max_source_deletes": limit} if limit else {}
         with fail_fast_on_configuration_errors():
             loaded = runner.load(
                 self.template,
                 self.mapping_task,
                 legal_entity=legal_entity,
-                options=self._options(context, dry_run=dry_run),
+                options=self._options(context, dry_run=dry_run, **deletes),
             )
         plan_paths = self.transformed["paths"]
         if dry_run and log_row_values():

@@ -20,7 +20,11 @@ import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypedDict
 
-from prospect_to_cash.sync.contracts import DEFAULT_MAX_FAILED, DEFAULT_MAX_REJECTED
+from prospect_to_cash.sync.contracts import (
+    DEFAULT_MAX_FAILED,
+    DEFAULT_MAX_REJECTED,
+    DEFAULT_MAX_SOURCE_DELETES,
+)
 from prospect_to_cash.sync.errors import MappingError
 from prospect_to_cash.sync.mapping import TEMPLATES, load_all
 
@@ -79,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_FAILED,
         help=f"rows the target refused for their data, tolerated per company pair "
         f"(default {DEFAULT_MAX_FAILED})",
+    )
+    run.add_argument(
+        "--max-source-deletes",
+        default=DEFAULT_MAX_SOURCE_DELETES,
+        help="target rows one run may deactivate or delete for source deletes, per task: a count "
+        f"or a share of the rows the task put there (default {DEFAULT_MAX_SOURCE_DELETES})",
     )
     run.add_argument("--dataverse-conn-id", default="dynamics_dataverse_default")
     run.add_argument("--fno-conn-id", default="dynamics_fno_default")
@@ -150,6 +160,7 @@ def _run_template(arguments: argparse.Namespace) -> PairsResult | StartFailure:
             check_metadata=not arguments.no_metadata_check,
             max_rejected=arguments.max_rejected,
             max_failed=arguments.max_failed,
+            max_source_deletes=arguments.max_source_deletes,
         )
         if arguments.from_watermark and arguments.since:
             raise ValueError("--from-watermark starts at the high-water mark: leave out --since")

@@ -30,6 +30,10 @@ DEFAULT_JOURNAL_SECONDS = 5.0
 #: refuses for its data is rarer, hence the lower limit.
 DEFAULT_MAX_REJECTED = "20%"
 DEFAULT_MAX_FAILED = "5%"
+#: Source deletes a run may apply (deactivate or delete) to a task's target rows: a
+#: count or a share of the rows the task is known to have put there (its source index).
+#: Above it nothing is applied and the deletes are held, until a run allows more.
+DEFAULT_MAX_SOURCE_DELETES = "5%"
 #: Seconds a scheduled run reads before its task's high-water mark (clock skew between
 #: the service's ``modifiedon`` stamps and the end of the interval that was read).
 DEFAULT_WATERMARK_OVERLAP = 300.0
@@ -188,6 +192,9 @@ class SyncOptions:
         everything it could (`prospect_to_cash.sync.thresholds`).
     :param max_failed: the same for rows the target refused for their data.
     :param watermark_overlap: seconds a ``since_watermark`` window reads before the mark.
+    :param max_source_deletes: target rows one run may deactivate or delete for source
+        deletes (`prospect_to_cash.sync.deletes`): a count or a share of the rows the task
+        put there; above it none is applied (all held and reported).
     """
 
     run_id: str
@@ -206,13 +213,14 @@ class SyncOptions:
     max_rejected: str = DEFAULT_MAX_REJECTED
     max_failed: str = DEFAULT_MAX_FAILED
     watermark_overlap: float = DEFAULT_WATERMARK_OVERLAP
+    max_source_deletes: str = DEFAULT_MAX_SOURCE_DELETES
 
     def __post_init__(self) -> None:
         if self.journal_every < 1:
             raise ValueError("journal_every must be at least 1")
         from prospect_to_cash.sync.thresholds import Limit
 
-        for name in ("max_rejected", "max_failed"):
+        for name in ("max_rejected", "max_failed", "max_source_deletes"):
             object.__setattr__(self, name, str(Limit.parse(getattr(self, name))))
 
     def but(self, **changes: Any) -> SyncOptions:
@@ -280,6 +288,7 @@ class SyncArgs(TypedDict, total=False):
     max_rejected: str
     max_failed: str
     watermark_overlap: float
+    max_source_deletes: str
     data_interval_start: Moment
     data_interval_end: Moment
     full_refresh: bool

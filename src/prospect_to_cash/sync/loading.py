@@ -30,6 +30,8 @@ import pyarrow.parquet as pq
 
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
 from prospect_to_cash.sync import deadletter
+from prospect_to_cash.sync.changes import commit_token
+from prospect_to_cash.sync.children import record_released
 from prospect_to_cash.sync.columns import (
     BIND_PREFIX,
     CHANGED,
@@ -46,6 +48,7 @@ from prospect_to_cash.sync.context import (
     make_context,
 )
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, resolve
+from prospect_to_cash.sync.deletes import apply_source_deletes
 from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Task, Template
 from prospect_to_cash.sync.pending import ledger_of
@@ -495,11 +498,17 @@ def load(
         "failed": deadletter.write_failed(staging, state.failures),
     }
     counts = _counts(summary["counts"], outcome, state)
-    counts["pending"] = ledger_of(ctx).record(
+    ledger = ledger_of(ctx)
+    pending_before = ledger.read()
+    counts["pending"] = ledger.record(
         outcome, key_columns=ctx.task.source.key, run_id=ctx.run_id, record_ids=_record_ids(staging, state)
     )
+    record_released(ctx, pending_before, outcome)  # their lines come with them (sync/children.py)
     if staging.exists("source", "window", ".json"):  # what the extract read moves the mark
         watermark_of(ctx).advance(staging.read_json("source", "window"), ctx.run_id)
+    commit_token(ctx)  # the change-tracking token of what the extract read, if it read so
+    deleted, paths["deletes"] = apply_source_deletes(ctx, outcome, limit=options.max_source_deletes)
+    counts.update(deleted)
     staging.write_json("plan", "load-summary", {"counts": counts})
     log.info(
         "%s/%s [%s]: %s",

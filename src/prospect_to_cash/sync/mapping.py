@@ -175,6 +175,15 @@ class ParentSpec:
 
 
 @dataclass(frozen=True)
+class DeletePolicy:
+    """What a source delete does to the task's target row (`prospect_to_cash.sync.deletes`):
+    ``ignore``, ``report`` (default), ``deactivate`` (write ``deactivate``'s values) or ``delete``."""
+
+    policy: str = "report"
+    deactivate: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     source: SourceSpec
@@ -186,6 +195,7 @@ class Task:
     description: str = ""
     source_system: str = "dataverse"
     target_system: str = "fno"
+    on_source_delete: DeletePolicy = DeletePolicy()
 
     def field(self, target: str) -> FieldMapping | None:
         return self._fields_by_target.get(target)
@@ -437,6 +447,12 @@ def _build_field(
     )
 
 
+def _delete_policy(raw: str | dict[str, Any]) -> DeletePolicy:
+    if isinstance(raw, str):
+        return DeletePolicy(raw)
+    return DeletePolicy(raw.get("policy", "report"), tuple(raw.get("deactivate", {}).items()))
+
+
 def _check_task(task: Task, problems: _Problems, where: str) -> None:
     targets = [f.target for f in task.fields]
     duplicates = sorted({t for t in targets if targets.count(t) > 1})
@@ -477,6 +493,8 @@ def _check_task(task: Task, problems: _Problems, where: str) -> None:
         if mapping.type == "bool" and task.target_system == "fno" and mapping.write:
             problems.add(field_where, "F&O has no booleans: write the NoYes enum (type: enum, 'Yes'/'No')")
         defined.add(mapping.target)
+    if task.on_source_delete.policy == "deactivate" and not task.on_source_delete.deactivate:
+        problems.add(where, "on_source_delete: deactivate needs the 'deactivate' values of the target")
     if task.parent is not None:
         for name in task.parent.match:
             if name not in defined:
@@ -589,6 +607,7 @@ def load_template(
             else None,
             source_system=source_system,
             target_system=target_system,
+            on_source_delete=_delete_policy(raw.get("on_source_delete", "report")),
         )
         _check_task(task, problems, where)
         earlier = {t.name for t in tasks}

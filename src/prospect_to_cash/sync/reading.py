@@ -12,16 +12,27 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from prospect_to_cash.hooks.odata import and_filters, format_key_value, format_literal
+from prospect_to_cash.hooks.odata import and_filters, format_literal
+from prospect_to_cash.sync.changes import (
+    DELETED_FILE,
+    DELTA_FILE,
+    read_tracked,
+    row_keys,
+    start_tracking,
+    tokens_of,
+    tracked_read_wanted,
+)
+from prospect_to_cash.sync.children import released_parent_filters
 from prospect_to_cash.sync.context import SyncContext, base_result, make_context
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, Window, resolve
 from prospect_to_cash.sync.errors import SyncError
+from prospect_to_cash.sync.key_rules import KeySharers, key_filters
 from prospect_to_cash.sync.pending import ledger_of
 from prospect_to_cash.sync.values import py
 from prospect_to_cash.sync.watermarks import ReadWindow, now_utc, watermark_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     import pandas as pd
     from typing_extensions import Unpack
@@ -59,12 +70,39 @@ def _stream(
     select: Sequence[str],
     filter: str | None,
     more: Sequence[str] = (),
+    sharers: KeySharers | None = None,
 ) -> tuple[str, int]:
-    """Stage the rows of ``filter``, then those of each of ``more`` (disjoint filters)."""
+    """Stage the rows of ``filter``, then those of each of ``more`` (each disjoint from
+    ``filter``; a row two of ``more`` bring, a pending line of a released header, is
+    staged once), then the rows outside the window that share a key with a row of
+    ``filter`` (:mod:`~prospect_to_cash.sync.key_rules`)."""
+    key = list(ctx.task.source.key)
+    seen: set[tuple[str, ...]] = set()
     with ctx.staging.page_writer(area, name, select) as writer:
-        for query in (filter, *more):
+        for number, query in enumerate((filter, *more)):
             for page in read_pages(ctx, system, entity_set, select, query):
+                if number:
+                    keys = row_keys(page, key)
+                    fresh = [k not in seen for k in keys]
+                    seen.update(keys)
+                    page = page[fresh]
                 writer.write(page)
+                if sharers is not None and not number:
+                    sharers.observe(page)
+        if sharers is not None:
+            before = writer.rows
+            for query in sharers.filters():
+                for page in read_pages(ctx, system, entity_set, select, query):
+                    writer.write(page)
+            if writer.rows > before:
+                log.info(
+                    "%s/%s [%s]: %d row(s) outside the window share a source key with rows of it "
+                    "(read so that every row of those keys is decided together)",
+                    ctx.template.name,
+                    ctx.task.name,
+                    ctx.pair.legal_entity,
+                    writer.rows - before,
+                )
     return str(writer.path), writer.rows
 
 
@@ -90,13 +128,18 @@ def _business_unit_filter(ctx: SyncContext) -> str | None:
     return f"_owningbusinessunit_value eq {found[0]}"
 
 
-#: Pending keys asked for per request (keeps the URL well under the services' limits).
-PENDING_KEYS_PER_READ = 40
+def _company_filter(ctx: SyncContext) -> str | None:
+    """The clause that keeps the company pair's rows of a Dataverse source (or None)."""
+    if ctx.task.source_system == "dataverse" and ctx.task.source.company_scope == "business_unit":
+        return _business_unit_filter(ctx)
+    return None
 
 
-def _source_filter(ctx: SyncContext, window: Window) -> tuple[str | None, list[str]]:
-    """The window's filter, and the filters that re-read the pending ledger's rows the
-    window leaves out (outside the window, so no row is read twice)."""
+def _source_filter(ctx: SyncContext, window: Window) -> tuple[str | None, list[str], KeySharers | None]:
+    """The window's filter, the filters that re-read the pending ledger's rows (and the
+    lines of headers that landed after waiting, :mod:`~prospect_to_cash.sync.children`)
+    the window leaves out (outside the window, so no row is read twice), and what reads
+    the other rows of the window's keys (None: the source is read whole)."""
     task = ctx.task
     span = outside = None
     if task.source.change_field and window.bounded:
@@ -110,22 +153,15 @@ def _source_filter(ctx: SyncContext, window: Window) -> tuple[str | None, list[s
             beyond.append(f"{field} ge {window.end}")
         span = " and ".join(bounds)
         outside = " or ".join(beyond)
-    company = None
-    if task.source_system == "dataverse" and task.source.company_scope == "business_unit":
-        company = _business_unit_filter(ctx)
+    company = _company_filter(ctx)
     query = and_filters(task.source.filter, span, company)
     if outside is None:
-        return query, []  # the source is read whole: pending rows come with it
+        return query, [], None  # the source is read whole: pending rows and lines come with it
     keys = ledger_of(ctx).key_values(len(task.source.key))
-    more = []
-    for start in range(0, len(keys), PENDING_KEYS_PER_READ):
-        terms = [
-            and_filters(*(f"{c} eq {format_key_value(v)}" for c, v in zip(task.source.key, key, strict=True)))
-            for key in keys[start : start + PENDING_KEYS_PER_READ]
-        ]
-        wanted = " or ".join(f"({t})" for t in terms)
-        more.append(and_filters(task.source.filter, outside, company, wanted))
-    return query, more
+    scope = (task.source.filter, outside, company)
+    lines = [and_filters(*scope, f) for f in released_parent_filters(ctx)]
+    sharers = KeySharers.of(task.source.key, scope, keys)
+    return query, [*key_filters(task.source.key, keys, *scope), *lines], sharers
 
 
 def _reference_columns(ctx: SyncContext, name: str) -> list[str]:
@@ -141,12 +177,15 @@ def _read_step(
     side: str,
     rows: tuple[str, str, Sequence[str], str | None],
     more: Sequence[str] = (),
+    sharers: KeySharers | None = None,
+    read_rows: Callable[[], tuple[str, int]] | None = None,
 ) -> tuple[tuple[str, int], dict[str, Any]]:
     """Stage a step's rows and its ``side``'s reference tables, reading them side by side.
 
     The reads are independent, and each mostly waits: on the service's latency, or for a
     free slot while another company pair's writes hold them. Read one after another they
     add those waits up; side by side the step waits about as long as its longest read.
+    ``read_rows`` stages the rows another way (a tracked read) instead of ``rows``.
     Returns the rows' (path, count) and ``{reference: {"path", "rows"}}``.
     """
     area = "source" if side == "source" else "target"
@@ -155,7 +194,10 @@ def _read_step(
     with ThreadPoolExecutor(
         max_workers=min(READ_PARALLELISM, len(references) + 1), thread_name_prefix=f"p2c-{area}"
     ) as pool:
-        main = pool.submit(_stream, ctx, area, "rows", *rows, more)
+        if read_rows is not None:
+            main = pool.submit(read_rows)
+        else:
+            main = pool.submit(_stream, ctx, area, "rows", *rows, more, sharers)
         futures = {
             reference.name: pool.submit(
                 _stream,
@@ -192,22 +234,51 @@ def extract(
     """
     options, window = resolve(options, window, given)
     ctx = make_context(template, task, legal_entity, options)
-    window = watermark_of(ctx).window(window, options.watermark_overlap)
+    mark = watermark_of(ctx)
+    window = mark.window(window, options.watermark_overlap)
     read: ReadWindow = {
         "start": window.start,
         "end": window.end,
         "full_refresh": window.full_refresh,
         "read_at": now_utc(),
     }
-    query, pending = _source_filter(ctx, window)
+    task = ctx.task
+    for stale in (ctx.staging.path("source", DELTA_FILE, ".json"), ctx.staging.path("source", DELETED_FILE)):
+        if stale.exists():  # an earlier attempt's tracked read must not move this run's token
+            stale.unlink()
+    read_rows = None
+    tracked = tracked_read_wanted(ctx, window)
+    if tracked and not window.full_refresh and tokens_of(ctx).read() is None and mark.read() is None:
+        start_tracking(ctx, _company_filter(ctx))  # never loaded: the window, then deltas
+        window, tracked = window.but(end=None), False
+        read["end"] = None
+    if tracked:
+        company = _company_filter(ctx)
+        keys = ledger_of(ctx).key_values(len(task.source.key))
+        scope = (task.source.filter, company)
+        lines = [and_filters(*scope, f) for f in released_parent_filters(ctx)]
+        pending = [*key_filters(task.source.key, keys, *scope), *lines]
+        sharers = KeySharers.of(task.source.key, scope, keys) if window.since_watermark else None
+
+        def by_filter(query: str) -> Iterator[pd.DataFrame]:
+            return read_pages(ctx, "dataverse", task.source.entity_set, task.source_columns, query)
+
+        def read_rows() -> tuple[str, int]:
+            return read_tracked(ctx, window, company, pending, by_filter, sharers)
+
+        query = None
+    else:
+        query, pending, sharers = _source_filter(ctx, window)
     (path, rows), references = _read_step(
         ctx,
         "source",
-        (ctx.task.source_system, ctx.task.source.entity_set, ctx.task.source_columns, query),
+        (task.source_system, task.source.entity_set, task.source_columns, query),
         pending,
+        sharers,
+        read_rows,
     )
     log.info(
-        "%s/%s [%s]: extracted %d rows from %s (%d read(s) of pending keys outside the window)",
+        "%s/%s [%s]: extracted %d rows from %s (%d read(s) of pending keys besides the changes)",
         ctx.template.name,
         ctx.task.name,
         ctx.pair.legal_entity,

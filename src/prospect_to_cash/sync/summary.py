@@ -40,6 +40,10 @@ COUNT_ORDER = (
     "second_pass_failed",
     "failed_retryable",
     "pending",
+    "source_deleted",
+    "deactivated",
+    "deleted",
+    "deletes_held",
 )
 #: A dry run reports the plan's own counts: nothing was created, this much would be.
 DRY_RUN_COUNT_ORDER = ("read", "skipped", "to_create", "to_update", "unchanged", "rejected", "second_pass")

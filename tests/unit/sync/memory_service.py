@@ -39,7 +39,8 @@ from emulators.fno import errors as fno_errors
 from emulators.fno.entities import EntityView, build_views
 from emulators.fno.service import FnoService
 from emulators.odata.errors import ODataError
-from emulators.odata.query import ColumnRef, compile_filter, compile_select
+from emulators.odata.filter_sql import ColumnRef, compile_filter
+from emulators.odata.query import compile_select
 from emulators.schema.dataverse import CATALOG as DATAVERSE_CATALOG
 from emulators.schema.fno import CATALOG as FNO_CATALOG
 from prospect_to_cash.hooks._writes import json_body
@@ -290,6 +291,10 @@ class MemoryService:
             return ColumnRef(path, prop.field, prop.kind)
 
         return resolve_dataverse
+
+    def change_tracking_enabled(self, entity_set: str) -> bool:
+        """No table of the memory service tracks changes: Sales sources read by window."""
+        return False
 
     def iter_pages(
         self,
