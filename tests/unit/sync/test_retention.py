@@ -13,6 +13,7 @@ from airflow.sdk import ObjectStoragePath
 
 from prospect_to_cash.sync.retention import (
     DEFAULT_RETENTION_DAYS,
+    KEPT_FOLDERS,
     RETENTION_VARIABLE,
     _modified,
     purge_staging,
@@ -44,6 +45,8 @@ def test_purge_removes_old_runs_only_and_never_the_ledger_or_watermarks(tmp_path
     (tmp_path / "contacts/empty_run").mkdir(parents=True)
     ledger = _file(tmp_path / "_pending/accounts/usmf/customers.parquet", 400)
     mark = _file(tmp_path / "_watermarks/accounts/usmf/customers.json", 400)
+    token = _file(tmp_path / "_delta_tokens/accounts/usmf/customers.json", 400)
+    index = _file(tmp_path / "_source_index/accounts/usmf/customers.parquet", 400)
     foreign = _file(tmp_path / "reports/old/report.html", 400)
 
     report = purge_staging(ObjectStoragePath(f"file://{tmp_path}"), days=30)
@@ -52,7 +55,7 @@ def test_purge_removes_old_runs_only_and_never_the_ledger_or_watermarks(tmp_path
     assert report["kept"] == 2
     assert report["retention_days"] == 30
     assert not old_source.parent.parent.parent.parent.exists()
-    for survivor in (retried_first, recent, ledger, mark, foreign):
+    for survivor in (retried_first, recent, ledger, mark, token, index, foreign):
         assert survivor.exists(), survivor
     # a second purge finds nothing more to remove
     assert purge_staging(ObjectStoragePath(f"file://{tmp_path}"), days=30)["removed"] == []
@@ -60,7 +63,7 @@ def test_purge_removes_old_runs_only_and_never_the_ledger_or_watermarks(tmp_path
 
 def test_purge_refuses_to_enter_the_ledger_or_watermark_folders(tmp_path: Path) -> None:
     ledger = _file(tmp_path / "_pending/accounts/usmf/customers.parquet", 400)
-    for folder in ("_pending", "_watermarks"):
+    for folder in KEPT_FOLDERS:
         with pytest.raises(ValueError, match="never enters it"):
             purge_staging(ObjectStoragePath(f"file://{tmp_path}"), days=1, templates=[folder])
     assert ledger.exists()
