@@ -38,14 +38,13 @@ from tests.support.fault_runs import (
     AirflowLikeRun,
     faults_fired,
     run_like_airflow,
-    service_state,
     staging_url,
-    state_differences,
 )
+from tests.support.service_state import ServiceState, every_entity_set
 from tests.support.world import ODataReader
 
 if TYPE_CHECKING:
-    from collections.abc import Counter, Iterator
+    from collections.abc import Iterator
     from pathlib import Path
 
     from tests.support.emulators import RunningEmulators
@@ -57,8 +56,6 @@ CONN = {"dataverse": "p2c_faults_dataverse", "fno": "p2c_faults_fno"}
 # The product's policy with shorter backoffs (0.05 s doubling to 0.5 s instead of 1 s to
 # 60 s), so a few hundred faults fit in make test; Retry-After is honoured as sent (1 s).
 QUICK = RetryPolicy(backoff_base=0.05, backoff_max=0.5)
-
-State = dict[str, dict[str, "Counter[str]"]]
 
 
 @dataclass(frozen=True)
@@ -106,10 +103,10 @@ class _World:
     def run(self, staging: Path, run_id: str) -> AirflowLikeRun:
         return run_like_airflow(self.hooks, staging_url(staging), run_id, COMPANIES)
 
-    def state(self) -> State:
+    def state(self) -> ServiceState:
         reader = ODataReader(self.running.endpoints)  # new tokens: faults revoke old ones
         try:
-            return {service: service_state(reader, service) for service in ("dataverse", "fno")}
+            return ServiceState.read(reader, every_entity_set(reader))
         finally:
             reader.close()
 
@@ -121,7 +118,7 @@ class _World:
 
 @dataclass(frozen=True)
 class _Reference:
-    state: State
+    state: ServiceState
     run: AirflowLikeRun
 
 
@@ -146,7 +143,7 @@ def test_the_fault_free_run_needs_no_retry_and_writes(reference: _Reference) -> 
     # the demo story's rejects (STORY.md): accounts 8, products 4, contacts 4
     assert sum(reference.run.rejected.values()) == 16
     # the reference is the synced world, not the seed: e.g. 52 customers were created
-    assert sum(reference.state["fno"]["CustomersV3"].values()) == 98
+    assert reference.state.count("fno", "CustomersV3") == 98
 
 
 @pytest.mark.parametrize("case", _cases(), ids=lambda case: case.label)
@@ -190,5 +187,4 @@ def test_templates_under_faults_end_in_the_fault_free_state(
     assert run.rejected == reference.run.rejected
     assert sum(run.failed.values()) == 0, run.failed
     # and both services hold exactly what the fault-free run left
-    assert state_differences(reference.state["dataverse"], state["dataverse"]) == []
-    assert state_differences(reference.state["fno"], state["fno"]) == []
+    assert state.differences(reference.state) == []

@@ -1,5 +1,5 @@
 """Whole-template runs the way Airflow runs them, under seeded emulator faults, and the
-full-state snapshot that compares a faulty run with a fault-free one (issue 15, point 1).
+counters that show the faults fired (issue 15, point 1).
 
 * :class:`FaultMix`: which emulator fault kinds share a fault rate; :meth:`FaultMix.config`
   turns a rate of requests into the emulators' ``faults`` settings.
@@ -7,15 +7,12 @@ full-state snapshot that compares a faulty run with a fault-free one (issue 15, 
   task as the DAG's tasks run it (``check_mapping``, extract, transform, load), each step
   retried like an Airflow task (``retries`` more attempts, fresh hooks each time); a load
   that left writes the service may heal raises like ``MappingLoadOperator`` does.
-* :func:`service_state`: every entity set of a service read whole over verified HTTPS,
-  service-assigned timestamps dropped and F&O party numbers named by their customer, as a
-  multiset of rows per entity set.
+
+The end states are compared with :class:`tests.support.service_state.ServiceState`.
 """
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -32,15 +29,6 @@ if TYPE_CHECKING:
 
     from prospect_to_cash.sync.contracts import SyncHooks
     from prospect_to_cash.sync.mapping import Template
-    from tests.support.world import ODataReader
-
-#: Columns the service sets on every write by itself: Dataverse's audit timestamps and its
-#: row version (``versionnumber``, SQL's rowversion). A retried update moves them; nothing
-#: else may differ between a faulty run and a clean one.
-SERVICE_ASSIGNED: dict[str, frozenset[str]] = {
-    "dataverse": frozenset({"createdon", "modifiedon", "versionnumber"}),
-    "fno": frozenset(),
-}
 
 #: The DAGs' ``default_args["retries"]`` (prospect_to_cash.dags.factory).
 AIRFLOW_RETRIES = 2
@@ -164,54 +152,6 @@ def run_like_airflow(
                 run.rejected[where] = int(planned["counts"].get("rejected", 0))
                 run.failed[where] = int(loaded["counts"].get("failed", 0))
     return run
-
-
-def _canonical(row: dict[str, Any], ignored: frozenset[str]) -> str:
-    return json.dumps({k: v for k, v in row.items() if k not in ignored}, sort_keys=True, default=str)
-
-
-def _parties_by_customer(rows: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
-    """F&O party number -> the customer that owns it. F&O numbers a new customer's party
-    from a global number sequence (``PartyNumber``, DirPartyTable) in the order creates
-    arrive: retries and parallel batches change that order, not which customer has which
-    party. Rows compare by the owner instead, so a contact person pointing at the wrong
-    customer's party still shows."""
-    return {
-        str(row["PartyNumber"]): f"<party of {row['dataAreaId']}/{row['CustomerAccount']}>"
-        for row in rows.get("CustomersV3", [])
-        if row.get("PartyNumber")
-    }
-
-
-def service_state(reader: ODataReader, service: str) -> dict[str, Counter[str]]:
-    """Every entity set of ``service`` read whole (all columns, every company), as a
-    multiset of rows without the service-assigned columns: equal states have equal values."""
-    ignored = SERVICE_ASSIGNED[service]
-    rows = {entity_set: reader.rows(service, entity_set) for entity_set in reader.entity_sets(service)}
-    parties = _parties_by_customer(rows) if service == "fno" else {}
-    for found in rows.values():
-        for row in found:
-            for column, value in row.items():
-                if column.endswith("PartyNumber") and str(value) in parties:
-                    row[column] = parties[str(value)]
-    return {
-        entity_set: Counter(_canonical(row, ignored) for row in found) for entity_set, found in rows.items()
-    }
-
-
-def state_differences(expected: dict[str, Counter[str]], found: dict[str, Counter[str]]) -> list[str]:
-    """Rows missing, extra or duplicated per entity set (a changed row is one of each)."""
-    problems: list[str] = []
-    for entity_set in sorted(set(expected) | set(found)):
-        want, got = expected.get(entity_set, Counter()), found.get(entity_set, Counter())
-        missing, extra = want - got, got - want
-        for row, count in list(missing.items())[:3]:
-            problems.append(f"{entity_set}: missing {count}x {row[:300]}")
-        for row, count in list(extra.items())[:3]:
-            problems.append(f"{entity_set}: extra {count}x {row[:300]}")
-        if len(missing) + len(extra) > 6:
-            problems.append(f"{entity_set}: {len(missing)} missing and {len(extra)} extra rows in all")
-    return problems
 
 
 def faults_fired(counters: dict[str, Any]) -> tuple[int, int]:
