@@ -13,6 +13,8 @@ AIRFLOW_PORT ?= 8080
 .PHONY: demo airflow airflow-celery celery-packages test venv lint emulators seed reset-emulators lock bench clean
 # The Compose Specification's JSON schema (npm package, pinned by its lock) for tests/test_compose.py.
 COMPOSE_SCHEMA := tools/compose-schema/node_modules/.package-lock.json
+# Azurite, the Azure Storage emulator (npm package, pinned by its lock) for tests/integration/test_staging_azurite.py.
+AZURITE := tools/azurite/node_modules/.package-lock.json
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +24,9 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+$(AZURITE): tools/azurite/package-lock.json
+	cd tools/azurite && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 $(COMPOSE_SCHEMA): tools/compose-schema/package-lock.json
 	cd tools/compose-schema && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
@@ -54,7 +59,7 @@ celery-packages:
 	fi
 
 ## The whole test suite (lint first: a ruff error fails the build like a test does).
-test: $(STAMP) $(COMPOSE_SCHEMA)
+test: $(STAMP) $(COMPOSE_SCHEMA) $(AZURITE)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -83,4 +88,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) state .pytest_cache .ruff_cache tools/compose-schema/node_modules
+	rm -rf $(VENV) state .pytest_cache .ruff_cache tools/compose-schema/node_modules tools/azurite/node_modules

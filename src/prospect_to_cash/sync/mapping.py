@@ -38,6 +38,8 @@ from prospect_to_cash.sync.values import FIELD_TYPES
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from prospect_to_cash.sync.limits import FieldLimits
+
 #: The seven templates, in run order (later ones need the rows earlier ones deliver).
 TEMPLATES = (
     "accounts",
@@ -113,6 +115,7 @@ class FieldMapping:
     write: bool = True
     bind: Bind | None = None
     note: str = ""
+    limits: FieldLimits | None = None  # what the target's $metadata accepts (sync.limits)
 
     @property
     def is_bind(self) -> bool:

@@ -45,6 +45,7 @@ from prospect_to_cash.sync.columns import (
 )
 from prospect_to_cash.sync.company_scope import company_row_id
 from prospect_to_cash.sync.errors import DataError, MappingError
+from prospect_to_cash.sync.limits import text_limit
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Reference, Task
 from prospect_to_cash.sync.values import (
     ConversionError,
@@ -243,15 +244,15 @@ def _finisher(mapping: FieldMapping, system: str | None) -> Any:
             return None, tuple(problems)
         if mapping.required and value is None:
             problems.append(f"required field {mapping.target} is empty")
-        if mapping.max_length is not None and isinstance(value, str) and len(value) > mapping.max_length:
-            problems.append(
-                f"{mapping.target} is {len(value)} characters, at most {mapping.max_length} allowed"
-            )
+        if limit is not None and isinstance(value, str) and len(value) > limit:
+            problems.append(f"{mapping.target} is {len(value)} characters, at most {limit} allowed")
+        elif mapping.limits is not None and (beyond := mapping.limits.problem(value)):
+            problems.append(beyond)  # the target's $metadata: numbers and dates
         return value, tuple(problems)
 
+    limit = text_limit(mapping)
     if mapping.type != "string" or mapping.value_map is not None:
         return finish
-    limit = mapping.max_length
 
     def finish_text(value: Any) -> tuple[Any, tuple[str, ...]]:
         # non-blank text of a plain text field is its own normal form (names, numbers,

@@ -8,7 +8,7 @@ tables), ``target`` (snapshot of the target, plus target-side reference tables),
 
 The root is an :class:`airflow.sdk.ObjectStoragePath`: a local folder by default
 (``file://$AIRFLOW_HOME/p2c-staging``), Azure storage in production
-(``abfs://container@account.dfs.core.windows.net/p2c``), set by ``P2C_STAGING_ROOT``.
+(``abfs://<wasb connection id>@<container>/p2c``), set by ``P2C_STAGING_ROOT``.
 
 Raw reads (source, target) are staged as text columns in one canonical spelling
 (``true``/``false``, ``3.33``, ISO dates). A column's type is whatever the mapping
