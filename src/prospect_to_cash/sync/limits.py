@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from prospect_to_cash.sync.values import to_decimal
 
 if TYPE_CHECKING:
+    from prospect_to_cash.sync.context import SyncContext
     from prospect_to_cash.sync.mapping import FieldMapping, Task
     from prospect_to_cash.sync.metadata_check import EntityShape, ServiceMetadata
 
@@ -183,11 +184,11 @@ def field_limits(shape: EntityShape, system: str, name: str) -> FieldLimits | No
     )
 
 
-def with_target_limits(task: Task, metadata: ServiceMetadata) -> Task:
+def with_target_limits(task: Task, facets: dict[str, Facets]) -> Task:
     """``task`` with every written field carrying its target limits (``FieldMapping.limits``)."""
-    shape = metadata.entity_sets.get(task.target.entity_set)
-    if shape is None:
-        return task  # check_mapping names a missing entity set before any load
+    from prospect_to_cash.sync.metadata_check import EntityShape  # it imports Facets from here
+
+    shape = EntityShape(entity_set=task.target.entity_set, facets=facets)
     fields = tuple(
         replace(mapping, limits=field_limits(shape, task.target_system, mapping.target))
         if mapping.write and not mapping.is_bind
@@ -195,6 +196,29 @@ def with_target_limits(task: Task, metadata: ServiceMetadata) -> Task:
         for mapping in task.fields
     )
     return replace(task, fields=fields)
+
+
+#: ``target/facets.json``: the target entity set's property facets, staged by the snapshot.
+FACETS = "facets"
+
+
+def stage_target_facets(ctx: SyncContext) -> None:
+    """Snapshot time: the target entity set's facets from its ``$metadata`` into staging,
+    so the transform checks values against them without talking to a service (and every
+    retry of it sees the same limits). Nothing is staged when the hook has no ``$metadata``
+    (in-memory test services) or the set is missing (check_mapping names that first)."""
+    metadata = target_metadata(ctx.hooks, ctx.task.target_system)
+    shape = metadata.entity_sets.get(ctx.task.target.entity_set) if metadata is not None else None
+    if shape is not None:
+        ctx.staging.write_json("target", FACETS, {name: asdict(f) for name, f in shape.facets.items()})
+
+
+def staged_target_limits(ctx: SyncContext) -> Task:
+    """The step's task with the limits its snapshot staged (unchanged when none were)."""
+    if not ctx.staging.exists("target", FACETS, ".json"):
+        return ctx.task
+    staged = ctx.staging.read_json("target", FACETS)
+    return with_target_limits(ctx.task, {name: Facets(**value) for name, value in staged.items()})
 
 
 _CACHE: weakref.WeakKeyDictionary[Any, ServiceMetadata] = weakref.WeakKeyDictionary()

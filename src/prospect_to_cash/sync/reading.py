@@ -30,6 +30,7 @@ from prospect_to_cash.sync.company_scope import needs_business_unit, reference_f
 from prospect_to_cash.sync.context import SyncContext, base_result, make_context
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, Window, resolve
 from prospect_to_cash.sync.key_rules import KeySharers, key_filters
+from prospect_to_cash.sync.limits import stage_target_facets
 from prospect_to_cash.sync.pending import ledger_of
 from prospect_to_cash.sync.staging import text_table
 from prospect_to_cash.sync.target_scope import KeyScope, reference_scope, target_scope, windowed
@@ -416,6 +417,7 @@ def snapshot(
             ),
             business_unit=business_unit,
         )
+    stage_target_facets(ctx)  # what the transform checks values against
     log.info(
         "%s/%s [%s]: snapshot of %d %s rows",
         ctx.template.name,

@@ -33,7 +33,7 @@ from prospect_to_cash.sync.context import (
 )
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncHooks, SyncOptions, Window, resolve
 from prospect_to_cash.sync.errors import RowsRefused, SyncError
-from prospect_to_cash.sync.limits import target_metadata, with_target_limits
+from prospect_to_cash.sync.limits import staged_target_limits
 from prospect_to_cash.sync.loading import load
 from prospect_to_cash.sync.planner import plan_task
 from prospect_to_cash.sync.privacy import ROW_VALUES_VARIABLE, log_row_values
@@ -86,7 +86,8 @@ def transform(
     """Map, look up, validate and diff; write the plan and the rejected rows to staging.
 
     Values the target's ``$metadata`` says it cannot store (length, digits, range, dates)
-    are rejected (`prospect_to_cash.sync.limits`; ``$metadata`` is read once per hook).
+    are rejected (`prospect_to_cash.sync.limits`: the snapshot staged the target's facets,
+    so the transform talks to no service).
     Works a chunk at a time (:mod:`prospect_to_cash.sync.planner`): the ``chunk_rows``
     option, else ``P2C_TRANSFORM_CHUNK_ROWS``, else 50,000 rows; its buckets live in the
     task's staging ``work`` area until the plan is written.
@@ -94,9 +95,7 @@ def transform(
     options, _ = resolve(options, None, given)
     ctx = make_context(template, task, legal_entity, options)
     # values the target cannot store are rejected here, not refused by the service
-    metadata = target_metadata(ctx.hooks, ctx.task.target_system)
-    if metadata is not None:
-        ctx.task = with_target_limits(ctx.task, metadata)
+    ctx.task = staged_target_limits(ctx)
     staging = ctx.staging
     inputs = StagedInputs(ctx)
     rows = chunk_rows(options.chunk_rows)

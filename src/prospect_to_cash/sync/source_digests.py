@@ -17,13 +17,14 @@ by hand while its source stayed the same is put right by the next full refresh.
 from __future__ import annotations
 
 import hashlib
-import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prospect_to_cash.sync.pending import ledger_of
+from prospect_to_cash.sync.staging import TaskStateFile, atomic_write
 from prospect_to_cash.sync.values import is_blank, natural_key, py
 
 if TYPE_CHECKING:
@@ -43,9 +44,16 @@ def applies(ctx: SyncContext) -> bool:
     return not ctx.task.source.change_field
 
 
+@dataclass(frozen=True)
+class SourceDigests(TaskStateFile):
+    """The digests of the last successful load's whole read, by source key."""
+
+    folder = FOLDER
+    suffix = ".parquet"
+
+
 def _store(ctx: SyncContext) -> ObjectStoragePath:
-    root = ctx.staging.root
-    return root / FOLDER / ctx.template.name / ctx.pair.legal_entity.lower() / f"{ctx.task.name}.parquet"
+    return SourceDigests.of(ctx).path
 
 
 def _digests(frame: pd.DataFrame, columns: list[str], key: tuple[str, ...]) -> tuple[list[str], list[str]]:
@@ -105,13 +113,5 @@ def promote(ctx: SyncContext) -> None:
         return
     with ctx.staging.path("source", STAGED).open("rb") as handle:
         table = pq.read_table(handle)
-    store = _store(ctx)
-    store.parent.mkdir(parents=True, exist_ok=True)
-    temporary = store.parent / f".{store.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        with temporary.open("wb") as handle:
-            pq.write_table(table, handle)
-        temporary.rename(store)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    with atomic_write(_store(ctx)) as handle:
+        pq.write_table(table, handle)
