@@ -13,9 +13,8 @@ COPY --chown=airflow:0 emulators /opt/prospect-to-cash/emulators
 
 # The lock first (the versions the tests ran with), then the package without re-resolving;
 # "apache-airflow==" pins Airflow itself so neither step can up- or downgrade the image's Airflow.
-# The Celery provider ships with the official image; it is pinned to what the image has.
+# The lock pins the Celery provider too (the version the Celery stack test in tests/e2e ran with).
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" \
-        "apache-airflow-providers-celery==$(pip show apache-airflow-providers-celery | sed -n 's/^Version: //p')" \
         -r /opt/prospect-to-cash/requirements/lock.txt \
     && pip install --no-cache-dir --no-deps /opt/prospect-to-cash
 

@@ -10,9 +10,11 @@ STATE_DIR ?= state/emulators
 DEMO_STATE ?= state
 AIRFLOW_PORT ?= 8080
 
-.PHONY: demo airflow test venv lint emulators seed reset-emulators lock bench clean
+.PHONY: demo airflow airflow-celery celery-packages test venv lint emulators seed reset-emulators lock bench clean
 # The Compose Specification's JSON schema (npm package, pinned by its lock) for tests/test_compose.py.
 COMPOSE_SCHEMA := tools/compose-schema/node_modules/.package-lock.json
+# Azurite, the Azure Storage emulator (npm package, pinned by its lock) for tests/integration/test_staging_azurite.py.
+AZURITE := tools/azurite/node_modules/.package-lock.json
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +24,9 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+$(AZURITE): tools/azurite/package-lock.json
+	cd tools/azurite && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 $(COMPOSE_SCHEMA): tools/compose-schema/package-lock.json
 	cd tools/compose-schema && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
@@ -35,8 +40,26 @@ demo: $(STAMP)
 airflow: $(STAMP)
 	$(BIN)/python -m devstack airflow --state-dir $(DEMO_STATE) --port $(AIRFLOW_PORT)
 
+## Airflow on Postgres with the CeleryExecutor, Redis and two Celery workers (devstack/celery_stack.py),
+## against the demo's emulators with their own data in $(CELERY_STATE)/, until Ctrl-C.
+CELERY_STATE ?= state/celery
+airflow-celery: $(STAMP) celery-packages
+	$(BIN)/python -m devstack airflow-celery --state-dir $(CELERY_STATE) --port $(AIRFLOW_PORT)
+
+## Debian's redis-server and postgresql for make airflow-celery and its test, installed when missing
+## (apt-get as root, else through sudo). .ci/run calls it too.
+celery-packages:
+	@if ! command -v redis-server >/dev/null 2>&1 || \
+	    ! { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then \
+	  root=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "installing Debian's redis-server and postgresql for the Celery stack" >&2; \
+	  $$root apt-get update -qq >/dev/null && \
+	  $$root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    redis-server postgresql >/dev/null; \
+	fi
+
 ## The whole test suite (lint first: a ruff error fails the build like a test does).
-test: $(STAMP) $(COMPOSE_SCHEMA)
+test: $(STAMP) $(COMPOSE_SCHEMA) $(AZURITE)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -65,4 +88,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) state .pytest_cache .ruff_cache tools/compose-schema/node_modules
+	rm -rf $(VENV) state .pytest_cache .ruff_cache tools/compose-schema/node_modules tools/azurite/node_modules

@@ -6,6 +6,7 @@ python -m bench [--scale 10000] [--scenarios products,accounts] [--contenders na
 python -m bench memory --scale 1000000 --scenarios accounts     # this package only, no cost model
 python -m bench profile --scale 10000 --scenarios products      # this package only, under cProfile
 python -m bench report                                          # re-render from bench/results/
+python -m bench daily --scale 100000 --scenarios accounts,products  # a daily run after 1 % changed
 
 Every run stores its figures in ``bench/results/<name>.json`` and re-renders the report
 from all stored results, so the document is always generated, never edited by hand.
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import costmodel, dagparse, measure, pycache, report
+from bench import costmodel, dagparse, daily, measure, pycache, report
 from bench.scenarios import SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,8 +34,12 @@ log = logging.getLogger("bench")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", default="load", choices=["load", "memory", "profile", "report"])
-    parser.add_argument("--scale", type=int, default=10_000, help="rows per large table (seed --scale)")
+    parser.add_argument(
+        "mode", nargs="?", default="load", choices=["load", "memory", "profile", "report", "daily"]
+    )
+    parser.add_argument(
+        "--scale", type=int, default=None, help="rows per large table (seed --scale; 10,000, daily 100,000)"
+    )
     parser.add_argument("--scenarios", default="products,accounts", help=f"any of {', '.join(SCENARIOS)}")
     parser.add_argument(
         "--contenders", default="naive,sdk,ours", help="naive, sdk, ours (the ceiling is computed)"
@@ -79,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s bench: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.scale is None:
+        args.scale = 100_000 if args.mode == "daily" else 10_000
     results_dir: Path = args.results_dir
     results_dir.mkdir(parents=True, exist_ok=True)
     if args.mode == "report":
@@ -117,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     for scenario in scenarios:
         log.info("%s: seeding %d rows per large table", scenario.template, args.scale)
+        if args.mode == "daily":
+            results["scenarios"][scenario.template] = daily.run_scenario(
+                scenario, args.scale, work / scenario.template
+            )
+            continue
         results["scenarios"][scenario.template] = measure.run_scenario(
             scenario,
             scale=args.scale,

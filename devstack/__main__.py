@@ -4,6 +4,7 @@ python -m devstack demo    [--state-dir state]               (make demo)
 python -m devstack airflow [--state-dir state] [--port 8080] (make airflow)
 python -m devstack backfill --from DATE --to DATE [--dag ID ...] [--one-at-a-time] [--port 8080]
                                        (next to a running make airflow; devstack/backfill.py)
+python -m devstack airflow-celery [--state-dir state/celery] [--port 8080] (make airflow-celery)
 
 Whatever happens, the terminal gets readable lines and never a traceback: a failure ends
 in one line (what happened, what to do, which log holds the details and the traceback),
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="port of the Airflow UI and API (default: $AIRFLOW_PORT or 8080)",
     )
     backfill = commands.add_parser(
-        "backfill", help="backfill the P2C DAGs in run order on a running make airflow, one at a time"
+        "backfill", help="backfill the P2C DAGs in run order on a running make airflow, safe on SQLite"
     )
     backfill.add_argument(
         "--from", dest="from_date", required=True, help="first logical date (interval start)"
@@ -70,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(os.environ.get("AIRFLOW_PORT") or 8080),
         help="port of the running make airflow (default: $AIRFLOW_PORT or 8080)",
     )
+    celery = commands.add_parser(
+        "airflow-celery",
+        help="Airflow on Postgres with the CeleryExecutor, Redis and two workers, running until Ctrl-C",
+    )
+    celery.add_argument("--state-dir", type=Path, default=Path("state/celery"))
+    celery.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT") or 8080))
     return parser
 
 
@@ -157,6 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 code = serve(arguments.state_dir, port=arguments.port)
             elif arguments.command == "backfill":
                 return run_backfill(arguments)
+            elif arguments.command == "airflow-celery":
+                from devstack.celery_stack import serve as serve_celery
+
+                code = serve_celery(arguments.state_dir, port=arguments.port)
             else:
                 result = run_demo(arguments.state_dir, run_timeout=arguments.timeout)
                 print(format_summary(result), flush=True)
@@ -167,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_failure(paths, arguments.command, exc)
         print(failure_line(arguments.command, exc, paths), file=sys.stderr, flush=True)
         return 1
-    if code == INTERRUPTED or arguments.command == "airflow":
+    if code == INTERRUPTED or arguments.command in ("airflow", "airflow-celery"):
         left = still_running(paths)
         if left:
             again = f"the next make {arguments.command} stops them"

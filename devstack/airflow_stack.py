@@ -328,15 +328,21 @@ class AirflowStack:
             self.stop()
             raise
 
-    def _launch(self, component: str, *, mode: str) -> None:
+    def command(self, component: str) -> tuple[list[str], Mapping[str, str], Path]:
+        """Command line, environment and working directory of one component (a subclass
+        adds components of its own, e.g. Celery workers in :mod:`devstack.celery_stack`)."""
         args = [sys.executable, "-m", "airflow", component]
         if component == "api-server":
             args += ["--host", "127.0.0.1", "--port", self.env["AIRFLOW__API__PORT"], "--workers", "1"]
+        return args, self.env, self.home
+
+    def _launch(self, component: str, *, mode: str) -> None:
+        args, env, cwd = self.command(component)
         with (self.log_dir / f"{component}.log").open(mode) as log_file:
             process = subprocess.Popen(
                 args,
-                env=self.env,
-                cwd=self.home,
+                env=env,
+                cwd=cwd,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C reaches the caller, which stops us in order

@@ -48,6 +48,7 @@ import httpx
 
 from devstack.airflow_stack import FINISHED, AirflowStack, ApiError, StackError, port_free
 from devstack.changes import sales_changes_since
+from devstack.connections import store_connections
 from devstack.state import (
     DemoError,
     DemoPaths,
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from devstack.processes import PidFiles
+    from emulators.client import EmulatorEndpoints
 
 #: The seven template DAGs in run order (the order of the summary).
 SYNC_DAGS = (
@@ -120,6 +122,13 @@ def describe_phase(run_state: str, task_instances: Sequence[Mapping[str, Any]]) 
     if active_ids & {"reconcile", "verdict"}:
         return "comparing every template's source and target"
     return None
+
+
+def _before_scheduler(stack: AirflowStack, endpoints: EmulatorEndpoints, out: Callable[[str], None]) -> None:
+    """Once the API answers: finish runs a killed start left, store the connections in the
+    database (so the Connections page lists them and Test works)."""
+    finish_stale_runs(stack, out)
+    store_connections(stack, endpoints)
 
 
 def _duration(seconds: float) -> str:
@@ -404,7 +413,10 @@ def _run_demo(
         prepare_airflow_home(paths.airflow, env, out, pids)
         out("Starting Airflow: api-server, scheduler (LocalExecutor), dag-processor, triggerer")
         stack = AirflowStack(
-            paths.airflow, env, pids=pids, before_scheduler=lambda stack: finish_stale_runs(stack, out)
+            paths.airflow,
+            env,
+            pids=pids,
+            before_scheduler=lambda stack: _before_scheduler(stack, endpoints, out),
         )
         with stack:
             out(
@@ -623,14 +635,17 @@ def serve(
         prepare_airflow_home(paths.airflow, env, out, pids)
         out("Starting Airflow: api-server, scheduler (LocalExecutor), dag-processor, triggerer")
         stack = AirflowStack(
-            paths.airflow, env, pids=pids, before_scheduler=lambda stack: finish_stale_runs(stack, out)
+            paths.airflow,
+            env,
+            pids=pids,
+            before_scheduler=lambda stack: _before_scheduler(stack, endpoints, out),
         )
         with stack:
             stack.wait_for_dags(ALL_DAGS, timeout=300)
             out("")
             out(f"Airflow UI:   {stack.base_url}  (no login: local all-admins mode, this machine only)")
             out(f"Emulators:    Dataverse {endpoints.dataverse_url}  F&O {endpoints.fno_url}")
-            out("Connections:  dynamics_dataverse_default, dynamics_fno_default (AIRFLOW_CONN_* variables)")
+            out("Connections:  dynamics_dataverse_default, dynamics_fno_default (Admin -> Connections: Test)")
             out(f"State:        {shown(paths.root)} (Airflow home {shown(paths.airflow)})")
             out(
                 "Try: Dags -> p2c_accounts -> Trigger, or a backfill of 2026-11-01..2026-11-03 "

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devstack.airflow_stack import ApiError, airflow_env, connection_env
+from devstack.connections import TEST_CONNECTION_ENV, fernet_key
 from devstack.processes import PidFiles, run_recorded, watchdog
 from emulators.client import EmulatorEndpoints, EmulatorStartError, RunningEmulators, start_emulators
 
@@ -214,6 +215,9 @@ def stack_env(
         "P2C_RUN_ORDER_POKE_SECONDS": str(POKE_SECONDS),
         # the DAG files do not change during a demo; re-parse them every 5 minutes, not 30 s
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "300",
+        # the Connections page's Test button; connection secrets encrypted (devstack.connections)
+        **TEST_CONNECTION_ENV,
+        "AIRFLOW__CORE__FERNET_KEY": fernet_key(paths.airflow),
     }
     if source.pop("PYTHONDONTWRITEBYTECODE", None):
         extra["PYTHONPYCACHEPREFIX"] = str(paths.pycache.resolve())

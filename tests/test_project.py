@@ -50,3 +50,14 @@ def test_operations_page_links_resolve_to_files_and_headings() -> None:
     for topic in ("## Install", "## Upgrading", "## What to watch", "## Backfills", "## Scaling out"):
         assert topic in page.read_text()
     assert "airflow-connections-dynamics-dataverse-default" in page.read_text()
+
+
+def test_the_providers_page_links_to_documentation_that_exists() -> None:
+    """Admin -> Providers links the package to its ``Documentation`` URL, and without one to
+    airflow.apache.org/docs/<package>/<version>/, which does not exist for this package."""
+    from airflow.providers_manager import ProvidersManager
+
+    info = ProvidersManager().providers["airflow-provider-prospect-to-cash"]
+    assert info.data["documentation-url"] == (
+        "https://learn.microsoft.com/dynamics365/fin-ops-core/dev-itpro/sales-marketing/prospect-to-cash"
+    )

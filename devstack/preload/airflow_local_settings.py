@@ -1,8 +1,9 @@
 """Imported by every Airflow process of the local stack (Airflow imports ``airflow_local_settings``
-from ``sys.path`` at start-up); only the scheduler acts on it.
+from ``sys.path`` at start-up); only the scheduler and Celery workers act on it.
 
 The scheduler's LocalExecutor forks its workers and each worker forks the task processes,
-so a library the scheduler has already imported costs nothing in a task. A demo run has
+so a library the scheduler has already imported costs nothing in a task (likewise a
+Celery worker's pool processes, forked from the worker, and their task processes). A demo run has
 about 130 task processes, and importing pandas, pyarrow, httpx and msal takes 1.5-2 s of
 CPU in each on a small machine: preloading them here roughly halves the time a task takes.
 
@@ -29,5 +30,5 @@ def _preload() -> None:
             continue
 
 
-if sys.argv[1:2] == ["scheduler"]:
+if sys.argv[1:2] == ["scheduler"] or sys.argv[1:3] == ["celery", "worker"]:
     _preload()

@@ -163,6 +163,11 @@ ENUMS: tuple[EnumType, ...] = (
 
 _ENUM_BY_NAME = {enum.name: enum for enum in ENUMS}
 
+#: String sizes F&O publishes as ``MaxLength`` in ``$metadata`` for the fields whose extended
+#: data type the templates depend on: ``CustAccount`` (20) and the party ``Name`` (100). Other
+#: strings are left unbounded here; a longer value is refused like F&O does (validate.py).
+MAX_LENGTHS = {"CustomerAccount": 20, "OrganizationName": 100}
+
 
 def _words(text: str) -> list[str]:
     return [word.strip() for word in text.replace("\n", " ").split(",") if word.strip()]
@@ -198,7 +203,7 @@ def _entity(
             Field(
                 name,
                 edm,
-                max_length=4 if name == "dataAreaId" else None,
+                max_length=4 if name == "dataAreaId" else MAX_LENGTHS.get(name),
                 required=Required.SYSTEM,
                 nullable=False,
             )
@@ -214,6 +219,7 @@ def _entity(
             default=default,
             precision=32 if edm is EdmType.DECIMAL else None,
             scale=6 if edm is EdmType.DECIMAL else None,
+            max_length=MAX_LENGTHS.get(name) if edm is EdmType.STRING else None,
         )
 
     for name in _words(strings):

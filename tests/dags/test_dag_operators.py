@@ -262,3 +262,11 @@ def test_the_reconciliation_follows_every_sync_it_checks(dags: dict[str, DAG]) -
             entity_uri(load_template(template).target_system, t.target.entity_set)
             for t in load_template(template).tasks
         } <= inlets, dag_id
+
+
+def test_the_reconciliation_purges_old_staging_whatever_the_report_did(dags: dict[str, DAG]) -> None:
+    dag = dags["p2c_reconciliation"]
+    purge = dag.get_task("purge_staging")
+    assert purge.upstream_task_ids == {"reconcile"}
+    assert purge.trigger_rule == "all_done"
+    assert {t.task_id for t in dag.tasks} == {"reconcile", "verdict", "purge_staging"}

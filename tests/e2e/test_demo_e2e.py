@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from devstack.airflow_stack import free_port
-from devstack.demo import SYNC_DAGS, DemoResult, format_summary, run_demo, serve
-from tests.support import story_checks
+from devstack.demo import ALL_DAGS, SYNC_DAGS, DemoResult, format_summary, run_demo, serve
+from tests.support import story_checks, ui_tour
+from tests.support.chromium import Chromium, chromium_path
 from tests.support.emulators import acquire_token, start_emulators
 from tests.support.run_books import declared_upstreams
 from tests.support.world import ODataReader, business_units
@@ -303,3 +305,63 @@ def test_the_client_secret_is_never_printed_or_written(demo: DemoFlow) -> None:
     scanned = {path.suffix for path in files}
     assert {".log", ".json", ".html", ".parquet", ".db"} <= scanned, scanned
     assert any(path.name == "airflow.db" for path in files)  # XCom, asset events, task instances
+
+
+# -- the UI, looked at ------------------------------------------------------------------------------
+
+
+def test_the_ui_shows_the_demo_in_headless_chromium(demo: DemoFlow, tmp_path: Path) -> None:
+    """``make airflow`` on the demo's state, looked at in Debian's Chromium (tests/support/ui_tour.py).
+    Screenshots go to ``P2C_UI_SCREENSHOTS`` (docs/images/ to refresh the README's) or tmp."""
+    if chromium_path() is None:
+        if os.environ.get("P2C_REQUIRE_CHROMIUM"):
+            pytest.fail("P2C_REQUIRE_CHROMIUM is set but chromium is not installed")
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    port = free_port()
+    shots = Path(os.environ.get("P2C_UI_SCREENSHOTS") or tmp_path / "shots")
+    seen: list[ui_tour.TourResult] = []
+
+    def look() -> bool:
+        with Chromium(tmp_path / "chromium-profile") as browser:
+            seen.append(ui_tour.tour(browser, f"http://127.0.0.1:{port}", shots))
+        return True
+
+    assert serve(demo.state, port=port, out=[].append, until=look) == 0
+    result = seen[0]
+    # every DAG's latest run succeeded, and the list shows each with Airflow's green badge
+    assert {dag_id: run["state"] for dag_id, run in result.api["latest_runs"].items()} == dict.fromkeys(
+        ALL_DAGS, "success"
+    )
+    assert len(result.api["badge_hues"]) == len(ALL_DAGS)
+    assert all(hue in ui_tour.SUCCESS_HUES for hue in result.api["badge_hues"]), result.api["badge_hues"]
+    assert result.texts["ui-dags"].count("prospect-to-cash") == len(ALL_DAGS)
+    # the graph: each mapping step of the template as extract -> transform -> load
+    graph = result.texts["ui-graph"].splitlines()
+    for step in ("order_headers", "order_lines", "order_freight_tax"):
+        assert step in graph
+    assert [line for line in graph if line.startswith("extract")] == ["extract [0]"] * 3
+    assert [line for line in graph if line.startswith("load")] == ["load [0]"] * 3
+    # the report log's count table and the note on the rejected rows
+    assert "accounts [usmf]: 4 rejected and 0 failed of 40 read" in result.texts["ui-report-log"]
+    # the Params form: every Param labelled, none starred as required
+    params = [label for label in result.labels["ui-params"] if label]
+    for label in ("Full refresh", "Dry run", "Companies", "Window start (UTC)", "Max rejected rows"):
+        assert label in params
+    assert [label for label in params if label.endswith("*")] == []
+    # both connection forms, fields labelled (the tenant id required), F&O with its company
+    common = [
+        "Environment URL",
+        "Client ID",
+        "Client secret",
+        "Tenant ID *",
+        "Authority host",
+        "CA bundle path",
+    ]
+    dataverse = result.labels["Dynamics 365 Dataverse"]
+    fno = result.labels["Dynamics 365 Finance and Operations"]
+    assert dataverse[dataverse.index("Environment URL") :] == common
+    assert fno[fno.index("Environment URL") :] == [*common, "Default company"]
+    assert sorted(path.name for path in result.shots.values()) == sorted(
+        f"{name}.png" for name in ui_tour.SHOTS
+    )
+    assert all(path.stat().st_size > 10_000 for path in result.shots.values())

@@ -294,7 +294,7 @@ def test_fno_nullability_rule_and_lengths() -> None:
             else:
                 assert not field.nullable, field.name
                 assert field.default is not None, field.name
-            expected_length = 4 if field.name == "dataAreaId" else None
+            expected_length = 4 if field.name == "dataAreaId" else fno.MAX_LENGTHS.get(field.name)
             assert field.max_length == expected_length, field.name
         assert table.company_specific == (table.key[0] == "dataAreaId")
 

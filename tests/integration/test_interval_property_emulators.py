@@ -12,7 +12,6 @@ at whole hours (derandomized: the same draw in every run, so CI is repeatable);
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 from contextlib import contextmanager
@@ -27,10 +26,11 @@ from hypothesis import strategies as st
 
 from devstack.airflow_stack import connection_env
 from prospect_to_cash.sync.contracts import Window
-from prospect_to_cash.sync.mapping import TEMPLATES, load_all
+from prospect_to_cash.sync.mapping import TEMPLATES
 from prospect_to_cash.sync.runner import run_company_pairs
 from tests.conftest import TEST_CONFIG
 from tests.support.emulators import start_emulators
+from tests.support.service_state import ServiceState, target_entity_sets
 from tests.support.world import ODataReader
 
 if TYPE_CHECKING:
@@ -43,74 +43,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SEED_START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 SEED_HOURS = 72
 EXAMPLES = int(os.environ.get("P2C_PROPERTY_EXAMPLES", "1"))
-
-#: Columns the services fill in themselves at write time (when, not what).
-WRITE_TIME_COLUMNS = frozenset({"createdon", "modifiedon", "versionnumber", "overriddencreatedon"})
-#: F&O numbers parties from a number sequence in creation order, so they name the customer.
-PARTY_COLUMNS = ("PartyNumber", "AssociatedPartyNumber")
-
-#: entity set -> row identity -> the row as canonical JSON (sorted keys)
-Rows = dict[str, dict[str, str]]
-
-
-def _target_sets() -> dict[tuple[str, str], tuple[str, ...]]:
-    """Every entity set a template writes, with the columns that identify its rows: the
-    GUID on Dataverse (deterministic or seeded), the target key on F&O."""
-    sets: dict[tuple[str, str], tuple[str, ...]] = {}
-    for template in load_all().values():
-        for task in template.tasks:
-            target = task.target
-            identity = (target.primary_id,) if target.primary_id else tuple(target.key)
-            sets[(task.target_system, target.entity_set)] = identity
-    return sets
-
-
-class State:
-    """Both services' target entity sets, every row and column but the write-time ones.
-
-    Not a dataclass: hypothesis would print every row of a failing example's argument.
-    """
-
-    def __init__(self, rows: Rows) -> None:
-        self.rows = rows
-
-    def __repr__(self) -> str:  # hypothesis prints the arguments of a failing example
-        return f"State({sum(len(r) for r in self.rows.values())} rows)"
-
-    @classmethod
-    def read(cls, reader: ODataReader) -> State:
-        raw = {key: reader.rows(key[0], key[1], None) for key in _target_sets()}
-        parties = {
-            row["PartyNumber"]: f"party of {row['dataAreaId']}/{row['CustomerAccount']}"
-            for row in raw[("fno", "CustomersV3")]
-        }
-        rows: Rows = {}
-        for (service, name), identity in _target_sets().items():
-            found: dict[str, str] = {}
-            for row in raw[(service, name)]:
-                kept = {k: v for k, v in row.items() if k not in WRITE_TIME_COLUMNS}
-                for column in PARTY_COLUMNS:
-                    if service == "fno" and column in kept:
-                        kept[column] = parties.get(kept[column], kept[column])
-                found["|".join(str(kept[c]) for c in identity)] = json.dumps(kept, sort_keys=True)
-            rows[f"{service}:{name}"] = found
-        return cls(rows)
-
-    def differences(self, expected: State) -> dict[str, list[str]]:
-        """Per entity set: rows only here, only there, and the columns that differ."""
-        found: dict[str, list[str]] = {}
-        for name, rows in self.rows.items():
-            wanted = expected.rows[name]
-            lines = [f"only in the interval runs: {k}" for k in sorted(set(rows) - set(wanted))]
-            lines += [f"only in the full refresh: {k}" for k in sorted(set(wanted) - set(rows))]
-            for key in sorted(set(rows) & set(wanted)):
-                if rows[key] != wanted[key]:
-                    mine, theirs = json.loads(rows[key]), json.loads(wanted[key])
-                    changed = {c: (mine.get(c), theirs.get(c)) for c in mine if mine.get(c) != theirs.get(c)}
-                    lines.append(f"{key}: (intervals, full refresh) {changed}")
-            if lines:
-                found[name] = lines
-        return found
 
 
 @dataclass
@@ -156,12 +88,12 @@ def demo_world(base: Path) -> Iterator[World]:
 
 
 @pytest.fixture(scope="module")
-def full_refresh_state(tmp_path_factory: pytest.TempPathFactory) -> State:
+def full_refresh_state(tmp_path_factory: pytest.TempPathFactory) -> ServiceState:
     logging.getLogger("prospect_to_cash").setLevel(logging.ERROR)
     base = tmp_path_factory.mktemp("full-refresh")
     with demo_world(base) as world:
         world.run(ObjectStoragePath(f"file://{base / 'staging'}"), "full", Window(full_refresh=True))
-        return State.read(world.reader)
+        return ServiceState.read(world.reader, target_entity_sets())
 
 
 def intervals(cuts: list[int]) -> list[tuple[datetime, datetime]]:
@@ -184,7 +116,7 @@ def intervals(cuts: list[int]) -> list[tuple[datetime, datetime]]:
 @given(cuts=st.lists(st.integers(min_value=1, max_value=SEED_HOURS - 1), min_size=1, max_size=3, unique=True))
 def test_interval_by_interval_ends_where_one_full_refresh_ends(
     cuts: list[int],
-    full_refresh_state: State,
+    full_refresh_state: ServiceState,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     base = tmp_path_factory.mktemp("intervals")
@@ -192,5 +124,5 @@ def test_interval_by_interval_ends_where_one_full_refresh_ends(
         root = ObjectStoragePath(f"file://{base / 'staging'}")
         for number, (start, end) in enumerate(intervals(cuts)):
             world.run(root, f"interval-{number}", Window.of(start, end))
-        state = State.read(world.reader)
-    assert state.differences(full_refresh_state) == {}, f"cuts at hours {sorted(cuts)}"
+        state = ServiceState.read(world.reader, target_entity_sets())
+    assert state.differences(full_refresh_state) == [], f"cuts at hours {sorted(cuts)}"

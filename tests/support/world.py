@@ -47,11 +47,26 @@ class ODataReader:
             self._tokens[service] = acquire_token(self.endpoints, service)
         return self._tokens[service]
 
+    def entity_sets(self, service: str) -> list[str]:
+        """The entity sets the service document lists (OData's ``GET <root>/``)."""
+        response = self._http.get(
+            self.endpoints.service_root(service).rstrip("/") + "/",
+            headers={"Authorization": f"Bearer {self._token(service)}", "Accept": "application/json"},
+        )
+        assert response.status_code == 200, f"service document: {response.status_code} {response.text[:300]}"
+        return [
+            item["url"] for item in response.json()["value"] if item.get("kind", "EntitySet") == "EntitySet"
+        ]
+
     def rows(
-        self, service: str, entity_set: str, select: Sequence[str] | None, filter: str | None = None
+        self,
+        service: str,
+        entity_set: str,
+        select: Sequence[str] | None = None,
+        filter: str | None = None,
     ) -> list[dict[str, Any]]:
-        """The rows, with the ``select`` columns (None: every column the service returns)."""
-        params = {"$select": ",".join(select)} if select is not None else {}
+        """Every row of ``entity_set`` (every column when ``select`` is None)."""
+        params = {"$select": ",".join(select)} if select else {}
         if filter:
             params["$filter"] = filter
         if service == "fno":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -13,10 +14,10 @@ from prospect_to_cash.hooks._connection import DynamicsConnectionConfig, config_
 from prospect_to_cash.hooks._http import AdaptiveLimiter, ODataSession, RetryPolicy
 from prospect_to_cash.hooks._writes import WriteEngine
 from prospect_to_cash.hooks.errors import DynamicsAPIError, DynamicsError, parse_error
-from prospect_to_cash.hooks.odata import page_to_frame
+from prospect_to_cash.hooks.odata import key_filters, page_to_frame
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
     import httpx
     import pandas as pd
@@ -189,6 +190,35 @@ class DynamicsBaseHook(BaseHook):
         if rows == 0:
             # Callers still learn the columns of an empty result.
             yield page_to_frame([], select)
+
+    #: Key-scoped reads (`iter_pages_by_keys`): whether ``Microsoft.Dynamics.CRM.In`` exists,
+    #: the most values per request and the URL-encoded filter's budget (subclasses say).
+    key_filter_in: ClassVar[bool] = False
+    keys_per_read: ClassVar[int] = 50
+    key_filter_budget: ClassVar[int] = 2000
+    #: Key-scoped requests in flight at once; the limiter still caps the whole hook.
+    key_read_parallelism: ClassVar[int] = 4
+
+    def _iter_key_chunks(
+        self,
+        column: str,
+        values: Iterable[Any],
+        select: Sequence[str],
+        read: Callable[[str], Iterator[pd.DataFrame]],
+    ) -> Iterator[pd.DataFrame]:
+        """Read the rows whose ``column`` is one of ``values``: one filter per chunk of keys
+        (under the URL limit), chunks side by side, each chunk's pages yielded together."""
+        chunks = key_filters(
+            column, values, use_in=self.key_filter_in, budget=self.key_filter_budget, most=self.keys_per_read
+        )
+        if not chunks:
+            yield page_to_frame([], select)
+            return
+        with ThreadPoolExecutor(
+            max_workers=min(self.key_read_parallelism, len(chunks)), thread_name_prefix="p2c-keys"
+        ) as pool:
+            for pages in pool.map(lambda chunk: list(read(chunk)), chunks):
+                yield from pages
 
     def _log_read(
         self, entity_set: str, pages: int, rows: int, started: float, throttles_before: int, *, final: bool

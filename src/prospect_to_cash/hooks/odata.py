@@ -200,6 +200,37 @@ def any_equals(column: str, values: Iterable[Any]) -> str:
     return terms[0] if len(terms) == 1 else "(" + " or ".join(terms) + ")"
 
 
+def key_filters(column: str, values: Iterable[Any], *, use_in: bool, budget: int, most: int) -> list[str]:
+    """Filters that together select the rows whose ``column`` is one of ``values``, each
+    one at most ``most`` values and ``budget`` characters once URL-encoded.
+
+    ``use_in`` writes Dataverse's ``Microsoft.Dynamics.CRM.In`` query function (one term
+    per chunk); otherwise equality terms are or-ed, the only way F&O knows. Distinct values
+    only, in first-seen order; a value longer than the budget on its own is still sent
+    alone (the service then decides).
+    """
+    if most < 1 or budget < 1:
+        raise ValueError("key_filters needs most >= 1 and budget >= 1")
+    prefix = f"Microsoft.Dynamics.CRM.In(PropertyName={format_literal(column)},PropertyValues=["
+    chunks: list[list[str]] = []
+    size = 0
+    for literal in dict.fromkeys(format_literal(v) for v in values):
+        if use_in:
+            term, fixed = literal, len(quote(prefix, safe=_QUERY_SAFE)) + len("])")
+        else:
+            term, fixed = f"{column} eq {literal}", 2
+        cost = len(quote(term, safe=_QUERY_SAFE)) + 4  # separator: "," or "%20or%20"
+        if chunks and len(chunks[-1]) < most and fixed + size + cost <= budget:
+            chunks[-1].append(term)
+            size += cost
+        else:
+            chunks.append([term])
+            size = cost
+    if use_in:
+        return [f"{prefix}{','.join(chunk)}])" for chunk in chunks]
+    return [chunk[0] if len(chunk) == 1 else "(" + " or ".join(chunk) + ")" for chunk in chunks]
+
+
 def and_filters(*filters: str | None) -> str | None:
     """Combine filter expressions with ``and``, parenthesising each; None when all are blank."""
     present = [f.strip() for f in filters if f and f.strip()]

@@ -3,12 +3,15 @@
 Shape::
 
     reconcile (writes report.html + report.json, publishes the report asset) -> verdict
+              +-> purge_staging (run folders older than P2C_STAGING_RETENTION_DAYS)
 
 ``reconcile`` succeeds whenever the report could be written, so the asset event (whose
 ``extra`` carries the report's paths and totals) is published even when some template
 could not be reconciled; ``verdict`` then fails the run if any could not, so an
 unreachable service is never mistaken for a clean report. Differences themselves are
-not failures: they are what the report is for.
+not failures: they are what the report is for. ``purge_staging`` runs once the report is
+written or has failed (staging retention, :mod:`prospect_to_cash.sync.retention`); it never
+touches the pending ledger or the watermarks.
 
 Parsing does no I/O; the engine is imported inside the tasks.
 """
@@ -20,7 +23,7 @@ import os
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, Asset, CronTriggerTimetable, Param, task
+from airflow.sdk import DAG, Asset, CronTriggerTimetable, Param, TriggerRule, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from prospect_to_cash.dags.assets import ASSET_GROUP, entity_asset
@@ -199,5 +202,13 @@ def reconciliation_dag(
         def verdict(result: dict[str, Any]) -> dict[str, Any]:
             return verdict_step(result)
 
-        verdict(reconcile())
+        @task(task_id="purge_staging", trigger_rule=TriggerRule.ALL_DONE)
+        def purge_staging() -> dict[str, Any]:
+            from prospect_to_cash.sync.retention import purge_staging as purge
+
+            return dict(purge(options.get("staging_root")))
+
+        report = reconcile()
+        verdict(report)
+        report >> purge_staging()
     return dag

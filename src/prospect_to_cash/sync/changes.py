@@ -43,14 +43,13 @@ import pyarrow as pa
 
 from prospect_to_cash.hooks.errors import DeltaTokenInvalidError
 from prospect_to_cash.sync.row_filter import RowFilter, UnsupportedFilter
-from prospect_to_cash.sync.staging import AtomicFile, text_array
+from prospect_to_cash.sync.staging import TaskStateFile, atomic_write, text_array
 from prospect_to_cash.sync.watermarks import now_utc
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
     import pandas as pd
-    from airflow.sdk import ObjectStoragePath
 
     from prospect_to_cash.sync.context import SyncContext
     from prospect_to_cash.sync.contracts import Window
@@ -98,17 +97,10 @@ class DeltaState(TypedDict):
 
 
 @dataclass(frozen=True)
-class DeltaTokens:
+class DeltaTokens(TaskStateFile):
     """The change-tracking token of one task of one template for one company pair."""
 
-    root: ObjectStoragePath
-    template: str
-    company: str
-    task: str
-
-    @property
-    def path(self) -> ObjectStoragePath:
-        return self.root / FOLDER / self.template / self.company.lower() / f"{self.task}.json"
+    folder = FOLDER
 
     def read(self) -> StoredToken | None:
         if not self.path.exists():
@@ -126,18 +118,13 @@ class DeltaTokens:
             "run_id": run_id,
             "updated_at": now_utc(),
         }
-        staged = AtomicFile(self.path)
-        try:
-            json.dump(stored, staged.open("w"), sort_keys=True)
-        except BaseException:
-            staged.discard()
-            raise
-        staged.commit()
+        with atomic_write(self.path, "w") as handle:
+            json.dump(stored, handle, sort_keys=True)
 
 
 def tokens_of(ctx: SyncContext) -> DeltaTokens:
     """The token store of a step's template, company pair and task."""
-    return DeltaTokens(ctx.staging.root, ctx.template.name, ctx.pair.legal_entity, ctx.task.name)
+    return DeltaTokens.of(ctx)
 
 
 def tracked_read_wanted(ctx: SyncContext, window: Window) -> bool:

@@ -39,16 +39,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation
+from prospect_to_cash.sync import source_digests
 from prospect_to_cash.sync.changes import DELETED
 from prospect_to_cash.sync.columns import OK_STATUSES, REF, SOURCE_KEY
 from prospect_to_cash.sync.mapping import COMPANY_FIELD
-from prospect_to_cash.sync.staging import AtomicFile
+from prospect_to_cash.sync.staging import TaskStateFile, atomic_write
 from prospect_to_cash.sync.thresholds import Limit
 from prospect_to_cash.sync.values import is_blank, natural_key
 
 if TYPE_CHECKING:
-    from airflow.sdk import ObjectStoragePath
-
     from prospect_to_cash.sync.context import SyncContext
 
 log = logging.getLogger(__name__)
@@ -87,17 +86,11 @@ class DeleteCounts(TypedDict):
 
 
 @dataclass(frozen=True)
-class SourceIndex:
+class SourceIndex(TaskStateFile):
     """Which target row each landed source row of one task became."""
 
-    root: ObjectStoragePath
-    template: str
-    company: str
-    task: str
-
-    @property
-    def path(self) -> ObjectStoragePath:
-        return self.root / FOLDER / self.template / self.company.lower() / f"{self.task}.parquet"
+    folder = FOLDER
+    suffix = ".parquet"
 
     def read(self) -> pd.DataFrame:
         if not self.path.exists():
@@ -106,18 +99,13 @@ class SourceIndex:
             return pq.read_table(handle, schema=INDEX_SCHEMA).to_pandas()
 
     def write(self, frame: pd.DataFrame) -> None:
-        staged = AtomicFile(self.path)
-        try:
-            table = pa.Table.from_pandas(frame, schema=INDEX_SCHEMA, preserve_index=False)
-            pq.write_table(table, staged.open())
-        except BaseException:
-            staged.discard()
-            raise
-        staged.commit()
+        table = pa.Table.from_pandas(frame, schema=INDEX_SCHEMA, preserve_index=False)
+        with atomic_write(self.path) as handle:
+            pq.write_table(table, handle)
 
 
 def index_of(ctx: SyncContext) -> SourceIndex:
-    return SourceIndex(ctx.staging.root, ctx.template.name, ctx.pair.legal_entity, ctx.task.name)
+    return SourceIndex.of(ctx)
 
 
 def _staged_keys(ctx: SyncContext) -> pd.DataFrame:
@@ -155,7 +143,10 @@ def _gone(ctx: SyncContext, index: pd.DataFrame, staged: pd.DataFrame) -> tuple[
         return gone, sorted(i for i, why in reasons.items() if why == DELETED and i not in known)
     if not _read_whole(ctx):
         return index.iloc[0:0].assign(reason=None), []
-    present = {key.casefold() for key in staged["source_key"]}
+    # the whole read's keys: rows left out as unchanged (source_digests) are present too
+    present = source_digests.keys_read(ctx)
+    if present is None:
+        present = {key.casefold() for key in staged["source_key"]}
     return index[~index["source_key"].str.casefold().isin(present)].assign(reason=ABSENT), []
 
 

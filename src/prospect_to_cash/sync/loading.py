@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
-from prospect_to_cash.sync import deadletter
+from prospect_to_cash.sync import deadletter, source_digests
 from prospect_to_cash.sync.changes import commit_token
 from prospect_to_cash.sync.children import record_released
 from prospect_to_cash.sync.columns import (
@@ -498,6 +498,7 @@ def load(
         "failed": deadletter.write_failed(staging, state.failures),
     }
     counts = _counts(summary["counts"], outcome, state)
+    counts["unchanged"] += source_digests.unseen_rows(ctx)  # read, unchanged, never planned
     ledger = ledger_of(ctx)
     pending_before = ledger.read()
     counts["pending"] = ledger.record(
@@ -506,6 +507,7 @@ def load(
     record_released(ctx, pending_before, outcome)  # their lines come with them (sync/children.py)
     if staging.exists("source", "window", ".json"):  # what the extract read moves the mark
         watermark_of(ctx).advance(staging.read_json("source", "window"), ctx.run_id)
+    source_digests.promote(ctx)  # the next windowed run compares its whole read with this one
     commit_token(ctx)  # the change-tracking token of what the extract read, if it read so
     deleted, paths["deletes"] = apply_source_deletes(ctx, outcome, limit=options.max_source_deletes)
     counts.update(deleted)

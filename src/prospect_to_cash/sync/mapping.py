@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 import yaml
 
+from prospect_to_cash.sync.company_scope import BUSINESS_UNIT_SCOPES, created_by_scope_problems
 from prospect_to_cash.sync.environment import (
     ENVIRONMENT_FILE_VARIABLE,
     Environment,
@@ -36,6 +37,8 @@ from prospect_to_cash.sync.values import FIELD_TYPES
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from prospect_to_cash.sync.limits import FieldLimits
 
 #: The seven templates, in run order (later ones need the rows earlier ones deliver).
 TEMPLATES = (
@@ -112,6 +115,7 @@ class FieldMapping:
     write: bool = True
     bind: Bind | None = None
     note: str = ""
+    limits: FieldLimits | None = None  # what the target's $metadata accepts (sync.limits)
 
     @property
     def is_bind(self) -> bool:
@@ -163,6 +167,9 @@ class Reference:
     select: tuple[str, ...] = ()
     filter: str | None = None
     key: tuple[str, ...] = ()
+    #: ``business_unit``: a Dataverse table read only within the company pair's business
+    #: unit (rows F&O -> Sales templates created per company, e.g. orders by number).
+    company_scope: str = "none"
 
 
 @dataclass(frozen=True)
@@ -469,6 +476,12 @@ def _check_task(task: Task, problems: _Problems, where: str) -> None:
             problems.add(f"{where}, field {key!r}", "target key field must be written")
         elif mapping.write_on != "always" or mapping.second_pass:
             problems.add(f"{where}, field {key!r}", "target key field cannot be create-only or second-pass")
+    if task.target.company_scope in BUSINESS_UNIT_SCOPES and task.target_system != "dataverse":
+        problems.add(where, f"company_scope {task.target.company_scope!r} is for Dataverse targets")
+    for reference in task.references:
+        system = task.target_system if reference.side == "target" else task.source_system
+        if reference.company_scope == "business_unit" and system != "dataverse":
+            problems.add(f"{where}, reference {reference.name!r}", "company_scope business_unit: Dataverse")
     if task.target_system == "dataverse" and not task.target.primary_id:
         problems.add(where, "a Dataverse target needs 'primary_id' (the GUID column)")
     if (
@@ -594,6 +607,7 @@ def load_template(
                     select=tuple(r.get("select", ())),
                     filter=r.get("filter"),
                     key=tuple(r.get("key", ())),
+                    company_scope=r.get("company_scope", "none"),
                 )
                 for r in raw.get("references", ())
             ),
@@ -621,6 +635,9 @@ def load_template(
                     f"{where}, field {mapping.target!r}",
                     f"created_by task {mapping.lookup.created_by!r} must come earlier in the file",
                 )
+            elif mapping.lookup and mapping.lookup.created_by:
+                for problem in created_by_scope_problems(task, mapping.lookup, tasks):
+                    problems.add(f"{where}, field {mapping.target!r}", problem)
         tasks.append(task)
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):

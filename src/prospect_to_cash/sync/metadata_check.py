@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prospect_to_cash.sync.errors import MetadataMismatch
+from prospect_to_cash.sync.limits import Facets
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -43,6 +44,7 @@ class EntityShape:
     entity_set: str
     properties: dict[str, str] = field(default_factory=dict)
     navigation: set[str] = field(default_factory=set)
+    facets: dict[str, Facets] = field(default_factory=dict)  # MaxLength, Precision, Scale
 
 
 @dataclass
@@ -53,6 +55,20 @@ class ServiceMetadata:
 
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
+
+
+def _whole(text: str | None) -> int | None:
+    """A numeric facet; None when absent or symbolic (``Scale="Variable"``, ``MaxLength="max"``)."""
+    return int(text) if text is not None and text.isdigit() else None
+
+
+def _facets(node: ET.Element) -> Facets:
+    return Facets(
+        node.get("Type", ""),
+        max_length=_whole(node.get("MaxLength")),
+        precision=_whole(node.get("Precision")),
+        scale=_whole(node.get("Scale")),
+    )
 
 
 def parse_csdl(xml_text: str) -> ServiceMetadata:
@@ -75,6 +91,7 @@ def parse_csdl(xml_text: str) -> ServiceMetadata:
                         p.get("Name", ""): p.get("Type", "") for p in node if _local(p.tag) == "Property"
                     },
                     "navigation": {p.get("Name", "") for p in node if _local(p.tag) == "NavigationProperty"},
+                    "facets": {p.get("Name", ""): _facets(p) for p in node if _local(p.tag) == "Property"},
                 }
                 types[f"{namespace}.{node.get('Name')}"] = entry
                 if alias:
@@ -89,20 +106,24 @@ def parse_csdl(xml_text: str) -> ServiceMetadata:
                     if _local(item.tag) == "EntitySet":
                         sets[item.get("Name", "")] = item.get("EntityType", "")
 
-    def collect(type_name: str, seen: set[str]) -> tuple[dict[str, str], set[str]]:
+    def collect(type_name: str, seen: set[str]) -> tuple[dict[str, str], set[str], dict[str, Facets]]:
         entry = types.get(type_name)
         if entry is None or type_name in seen:
-            return {}, set()
+            return {}, set(), {}
         seen.add(type_name)
-        properties, navigation = ({}, set())
+        properties, navigation, facets = ({}, set(), {})
         if entry["base"]:
-            properties, navigation = collect(entry["base"], seen)
-        return {**properties, **entry["properties"]}, navigation | entry["navigation"]
+            properties, navigation, facets = collect(entry["base"], seen)
+        return (
+            {**properties, **entry["properties"]},
+            navigation | entry["navigation"],
+            {**facets, **entry["facets"]},
+        )
 
     shapes = {}
     for name, type_name in sets.items():
-        properties, navigation = collect(type_name, set())
-        shapes[name] = EntityShape(name, properties, navigation)
+        properties, navigation, facets = collect(type_name, set())
+        shapes[name] = EntityShape(name, properties, navigation, facets)
     return ServiceMetadata(shapes, enums)
 
 

@@ -16,7 +16,6 @@ run's outcome in (rejected or failed: added, ``attempts`` + 1; landed: removed).
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypedDict
@@ -25,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prospect_to_cash.sync.columns import BAD_STATUSES, OK_STATUSES, REF, SOURCE_KEY
-from prospect_to_cash.sync.staging import buffered
+from prospect_to_cash.sync.staging import TaskStateFile, atomic_write
 from prospect_to_cash.sync.values import is_blank
 
 if TYPE_CHECKING:
@@ -73,17 +72,11 @@ def _now() -> str:
 
 
 @dataclass(frozen=True)
-class PendingLedger:
+class PendingLedger(TaskStateFile):
     """The ledger of one mapping task of one template for one company pair."""
 
-    root: ObjectStoragePath
-    template: str
-    company: str
-    task: str
-
-    @property
-    def path(self) -> ObjectStoragePath:
-        return self.root / FOLDER / self.template / self.company.lower() / f"{self.task}.parquet"
+    folder = FOLDER
+    suffix = ".parquet"
 
     def read(self) -> list[PendingEntry]:
         """The entries, in source-key order (none when the ledger does not exist)."""
@@ -110,15 +103,8 @@ class PendingLedger:
                 self.path.unlink()
             return
         table = pa.Table.from_pylist(list(rows), schema=SCHEMA)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex}.tmp"
-        try:
-            with buffered(temporary.open("wb")) as handle:
-                pq.write_table(table, handle)
-            temporary.rename(self.path)
-        finally:
-            if temporary.exists():
-                temporary.unlink()
+        with atomic_write(self.path) as handle:
+            pq.write_table(table, handle)
 
     def record(
         self,
@@ -178,7 +164,7 @@ class PendingLedger:
 
 def ledger_of(ctx: SyncContext) -> PendingLedger:
     """The ledger of a step's template, company pair and task."""
-    return PendingLedger(ctx.staging.root, ctx.template.name, ctx.pair.legal_entity, ctx.task.name)
+    return PendingLedger.of(ctx)
 
 
 def ledgers(root: ObjectStoragePath, template: str) -> list[PendingLedger]:

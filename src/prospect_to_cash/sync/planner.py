@@ -68,12 +68,12 @@ from prospect_to_cash.sync.columns import (
     plan_schemas,
     rejects_schema,
 )
+from prospect_to_cash.sync.company_scope import created_row_id
 from prospect_to_cash.sync.frame_inputs import FrameInputs, TransformInputs
 from prospect_to_cash.sync.rules import KeyStates, PlanInputs, RowRules
 from prospect_to_cash.sync.staging import MemorySpill, Spill, chunk_rows
 from prospect_to_cash.sync.target_rows import snapshot_table, snapshot_values
 from prospect_to_cash.sync.values import (
-    deterministic_id,
     py,
     values_equal,
 )
@@ -409,7 +409,7 @@ class _Planner:
                 continue
             code[row] = _CREATE
             if task.target_system == "dataverse":
-                ids[row] = deterministic_id(task.target.entity_set, refs[row])
+                ids[row] = created_row_id(task, self.inputs.legal_entity, refs[row])
             second_rows.append((row, position, None, 0))
         for update in result.updates:
             row = valid[update.desired_row]

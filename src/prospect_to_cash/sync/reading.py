@@ -9,10 +9,12 @@ at a row it found already there.
 from __future__ import annotations
 
 import logging
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from prospect_to_cash.hooks.odata import and_filters, format_literal
+from prospect_to_cash.hooks.odata import and_filters, format_literal, is_guid
+from prospect_to_cash.sync import source_digests
 from prospect_to_cash.sync.changes import (
     DELETED_FILE,
     DELTA_FILE,
@@ -23,11 +25,15 @@ from prospect_to_cash.sync.changes import (
     tracked_read_wanted,
 )
 from prospect_to_cash.sync.children import released_parent_filters
+from prospect_to_cash.sync.company_scope import business_unit_filter as _business_unit_filter
+from prospect_to_cash.sync.company_scope import needs_business_unit, reference_filter, target_filter
 from prospect_to_cash.sync.context import SyncContext, base_result, make_context
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, Window, resolve
-from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.key_rules import KeySharers, key_filters
+from prospect_to_cash.sync.limits import stage_target_facets
 from prospect_to_cash.sync.pending import ledger_of
+from prospect_to_cash.sync.staging import text_table
+from prospect_to_cash.sync.target_scope import KeyScope, reference_scope, target_scope, windowed
 from prospect_to_cash.sync.values import py
 from prospect_to_cash.sync.watermarks import ReadWindow, now_utc, watermark_of
 
@@ -61,6 +67,23 @@ def read_pages(
     return hook.iter_pages(entity_set, **kwargs)
 
 
+def read_keyed_pages(
+    ctx: SyncContext, system: str, entity_set: str, select: Sequence[str], filter: str | None, keys: KeyScope
+) -> Iterator[pd.DataFrame]:
+    """The rows of ``filter`` whose ``keys.column`` is one of its values (chunked by the hook)."""
+    hook = ctx.hooks.for_system(system)
+    page_size = ctx.options.page_size
+    kwargs: dict[str, Any] = {"select": list(select), "filter": filter, "column": keys.column}
+    if page_size:
+        kwargs["page_size"] = page_size
+    if system == "fno":
+        kwargs["companies"] = [ctx.pair.legal_entity]
+    values: Sequence[Any] = keys.values
+    if system == "dataverse" and values and all(is_guid(v) for v in values):
+        values = [uuid.UUID(v) for v in values]  # lookup and id columns compare with bare GUIDs
+    return hook.iter_pages_by_keys(entity_set, values=values, **kwargs)
+
+
 def _stream(
     ctx: SyncContext,
     area: str,
@@ -71,14 +94,20 @@ def _stream(
     filter: str | None,
     more: Sequence[str] = (),
     sharers: KeySharers | None = None,
+    keys: KeyScope | None = None,
 ) -> tuple[str, int]:
     """Stage the rows of ``filter``, then those of each of ``more`` (each disjoint from
     ``filter``; a row two of ``more`` bring, a pending line of a released header, is
     staged once), then the rows outside the window that share a key with a row of
-    ``filter`` (:mod:`~prospect_to_cash.sync.key_rules`)."""
+    ``filter`` (:mod:`~prospect_to_cash.sync.key_rules`); with ``keys``, only the rows of
+    those keys (`target_scope`)."""
     key = list(ctx.task.source.key)
     seen: set[tuple[str, ...]] = set()
     with ctx.staging.page_writer(area, name, select) as writer:
+        if keys is not None:
+            for page in read_keyed_pages(ctx, system, entity_set, select, filter, keys):
+                writer.write(page)
+            return str(writer.path), writer.rows
         for number, query in enumerate((filter, *more)):
             for page in read_pages(ctx, system, entity_set, select, query):
                 if number:
@@ -104,28 +133,6 @@ def _stream(
                     writer.rows - before,
                 )
     return str(writer.path), writer.rows
-
-
-def _business_unit_filter(ctx: SyncContext) -> str | None:
-    pair = ctx.pair
-    if pair.business_unit_id:
-        return f"_owningbusinessunit_value eq {pair.business_unit_id}"
-    if not pair.business_unit:
-        return None
-    hook = ctx.hooks.for_system("dataverse")
-    found: list[str] = []
-    for page in hook.iter_pages(
-        "businessunits",
-        select=["businessunitid", "name"],
-        filter=f"name eq {odata_literal(pair.business_unit)}",
-    ):
-        found.extend(str(v) for v in page["businessunitid"].tolist())
-    if len(found) != 1:
-        raise SyncError(
-            f"business unit {pair.business_unit!r} of legal entity {pair.legal_entity!r}: "
-            f"found {len(found)} rows, expected 1"
-        )
-    return f"_owningbusinessunit_value eq {found[0]}"
 
 
 def _company_filter(ctx: SyncContext) -> str | None:
@@ -179,6 +186,9 @@ def _read_step(
     more: Sequence[str] = (),
     sharers: KeySharers | None = None,
     read_rows: Callable[[], tuple[str, int]] | None = None,
+    business_unit: str | None = None,
+    *,
+    scope_references: bool = False,
 ) -> tuple[tuple[str, int], dict[str, Any]]:
     """Stage a step's rows and its ``side``'s reference tables, reading them side by side.
 
@@ -186,17 +196,26 @@ def _read_step(
     free slot while another company pair's writes hold them. Read one after another they
     add those waits up; side by side the step waits about as long as its longest read.
     ``read_rows`` stages the rows another way (a tracked read) instead of ``rows``.
-    Returns the rows' (path, count) and ``{reference: {"path", "rows"}}``.
+    Returns the rows' (path, count) and ``{reference: {"path", "rows"}}``. References that
+    say ``company_scope: business_unit`` are read within ``business_unit`` (a filter).
+    With ``scope_references`` (a windowed extract) the rows come first, and each reference
+    then reads only the keys its lookups can ask for (`target_scope.reference_scope`).
     """
     area = "source" if side == "source" else "target"
     system = rows[0]
     references = [reference for reference in ctx.task.references if reference.side == side]
+    main: Any = None
+    scopes: dict[str, KeyScope | None] = {}
+    if scope_references:
+        main = read_rows() if read_rows is not None else _stream(ctx, area, "rows", *rows, more, sharers)
+        frame = ctx.staging.read_frame(area, "rows")
+        scopes = {reference.name: reference_scope(ctx, reference, frame) for reference in references}
     with ThreadPoolExecutor(
         max_workers=min(READ_PARALLELISM, len(references) + 1), thread_name_prefix=f"p2c-{area}"
     ) as pool:
-        if read_rows is not None:
+        if main is None and read_rows is not None:
             main = pool.submit(read_rows)
-        else:
+        elif main is None:
             main = pool.submit(_stream, ctx, area, "rows", *rows, more, sharers)
         futures = {
             reference.name: pool.submit(
@@ -207,12 +226,30 @@ def _read_step(
                 system,
                 reference.entity_set,
                 _reference_columns(ctx, reference.name),
-                reference.filter,
+                reference_filter(reference, business_unit),
+                keys=scopes.get(reference.name),
             )
             for reference in references
         }
         staged = {name: dict(zip(("path", "rows"), f.result(), strict=True)) for name, f in futures.items()}
-        return main.result(), staged
+        return (main if isinstance(main, tuple) else main.result()), staged
+
+
+def _keep_changed(ctx: SyncContext, full_refresh: bool) -> int:
+    """A whole read keeps only its new and changed rows (`source_digests`); returns them."""
+    read = ctx.staging.read_frame("source", "rows")
+    kept = source_digests.keep_changed(ctx, read, full_refresh=full_refresh)
+    if len(kept) != len(read):
+        ctx.staging.write_table("source", "rows", text_table(kept))
+        log.info(
+            "%s/%s [%s]: %d of %d rows read unchanged since the last load, not transformed",
+            ctx.template.name,
+            ctx.task.name,
+            ctx.pair.legal_entity,
+            len(read) - len(kept),
+            len(read),
+        )
+    return len(kept)
 
 
 def extract(
@@ -276,7 +313,10 @@ def extract(
         pending,
         sharers,
         read_rows,
+        scope_references=bool(task.source.change_field) and not window.full_refresh,
     )
+    if source_digests.applies(ctx):
+        rows = _keep_changed(ctx, window.full_refresh)
     log.info(
         "%s/%s [%s]: extracted %d rows from %s (%d read(s) of pending keys besides the changes)",
         ctx.template.name,
@@ -297,6 +337,59 @@ def extract(
     }
 
 
+def _scoped_snapshot(ctx: SyncContext, business_unit: str | None) -> tuple[tuple[str, int], dict[str, Any]]:
+    """A windowed run's snapshot: the target-side references first (those its lookups can
+    scope by the staged source rows: only their keys), then the target rows of the run's
+    keys (`target_scope`), each read whole where no key scope applies."""
+    task = ctx.task
+    source = ctx.staging.read_frame("source", "rows")
+    system = task.target_system
+    references = [reference for reference in task.references if reference.side == "target"]
+    scopes = {reference.name: reference_scope(ctx, reference, source) for reference in references}
+    staged: dict[str, Any] = {}
+    with ThreadPoolExecutor(max_workers=READ_PARALLELISM, thread_name_prefix="p2c-target") as pool:
+        futures = {
+            reference.name: pool.submit(
+                _stream,
+                ctx,
+                "target",
+                f"ref-{reference.name}",
+                system,
+                reference.entity_set,
+                _reference_columns(ctx, reference.name),
+                reference_filter(reference, business_unit),
+                keys=scopes[reference.name],
+            )
+            for reference in references
+        }
+        staged = {name: dict(zip(("path", "rows"), f.result(), strict=True)) for name, f in futures.items()}
+    found = {
+        name: ctx.staging.read_frame("target", f"ref-{name}")
+        for name, scope in scopes.items()
+        if scope is not None
+    }
+    keys = target_scope(ctx, source, found)
+    rows = _stream(
+        ctx,
+        "target",
+        "rows",
+        system,
+        task.target.entity_set,
+        task.snapshot_columns,
+        target_filter(task, business_unit),
+        keys=keys,
+    )
+    log.info(
+        "%s/%s [%s]: snapshot by keys: rows %s, references %s",
+        ctx.template.name,
+        task.name,
+        ctx.pair.legal_entity,
+        f"{len(keys.values)} key(s) of {keys.column}" if keys else "whole",
+        {name: len(scope.values) if scope else "whole" for name, scope in scopes.items()},
+    )
+    return rows, staged
+
+
 def snapshot(
     template: str | Template,
     task: str,
@@ -309,16 +402,22 @@ def snapshot(
     reference tables into staging."""
     options, _ = resolve(options, None, given)
     ctx = make_context(template, task, legal_entity, options)
-    (path, rows), references = _read_step(
-        ctx,
-        "target",
-        (
-            ctx.task.target_system,
-            ctx.task.target.entity_set,
-            ctx.task.snapshot_columns,
-            ctx.task.target.filter,
-        ),
-    )
+    business_unit = _business_unit_filter(ctx) if needs_business_unit(ctx.task, "target") else None
+    if windowed(ctx):
+        (path, rows), references = _scoped_snapshot(ctx, business_unit)
+    else:
+        (path, rows), references = _read_step(
+            ctx,
+            "target",
+            (
+                ctx.task.target_system,
+                ctx.task.target.entity_set,
+                ctx.task.snapshot_columns,
+                target_filter(ctx.task, business_unit),
+            ),
+            business_unit=business_unit,
+        )
+    stage_target_facets(ctx)  # what the transform checks values against
     log.info(
         "%s/%s [%s]: snapshot of %d %s rows",
         ctx.template.name,

@@ -43,8 +43,10 @@ from prospect_to_cash.sync.columns import (
     TEXTS,
     has_candidate_binds,
 )
+from prospect_to_cash.sync.company_scope import company_row_id
 from prospect_to_cash.sync.errors import DataError, MappingError
-from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Task
+from prospect_to_cash.sync.limits import text_limit
+from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Reference, Task
 from prospect_to_cash.sync.values import (
     ConversionError,
     deterministic_id,
@@ -242,15 +244,15 @@ def _finisher(mapping: FieldMapping, system: str | None) -> Any:
             return None, tuple(problems)
         if mapping.required and value is None:
             problems.append(f"required field {mapping.target} is empty")
-        if mapping.max_length is not None and isinstance(value, str) and len(value) > mapping.max_length:
-            problems.append(
-                f"{mapping.target} is {len(value)} characters, at most {mapping.max_length} allowed"
-            )
+        if limit is not None and isinstance(value, str) and len(value) > limit:
+            problems.append(f"{mapping.target} is {len(value)} characters, at most {limit} allowed")
+        elif mapping.limits is not None and (beyond := mapping.limits.problem(value)):
+            problems.append(beyond)  # the target's $metadata: numbers and dates
         return value, tuple(problems)
 
+    limit = text_limit(mapping)
     if mapping.type != "string" or mapping.value_map is not None:
         return finish
-    limit = mapping.max_length
 
     def finish_text(value: Any) -> tuple[Any, tuple[str, ...]]:
         # non-blank text of a plain text field is its own normal form (names, numbers,
@@ -403,7 +405,7 @@ class RowRules:
                     resolved = True
                     break
                 if planned[row]:
-                    result.values[row] = self._planned_value(reference.side, reference.entity_set, parts)
+                    result.values[row] = self._planned_value(reference, parts)
                     if result.binds is not None and candidate.bind is not None:
                         result.binds[row] = f"{candidate.bind.navigation}|{candidate.bind.entity_set}"
                     resolved = True
@@ -422,12 +424,16 @@ class RowRules:
             result.errors[row] = message
         return result
 
-    def _planned_value(self, side: str, entity_set: str, parts: Sequence[Any]) -> Any:
+    def _planned_value(self, reference: Reference, parts: Sequence[Any]) -> Any:
         """The value a lookup would have found once the planned row exists: the
-        deterministic GUID on a Dataverse target, else the key itself."""
+        deterministic GUID on a Dataverse target (within the company where the reference
+        is company-scoped, as `company_scope.created_row_id` creates it), else the key."""
+        side = reference.side
         system = self.task.target_system if side == "target" else self.task.source_system
+        if system == "dataverse" and reference.company_scope == "business_unit":
+            return company_row_id(reference.entity_set, self.inputs.legal_entity, natural_key(parts))
         if system == "dataverse":
-            return deterministic_id(entity_set, natural_key(parts))
+            return deterministic_id(reference.entity_set, natural_key(parts))
         return py(parts[0]) if len(parts) == 1 else natural_key(parts)
 
     def upstream_ok(self, task_name: str) -> KeySet:

@@ -16,6 +16,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from prospect_to_cash.sync import source_digests
 from prospect_to_cash.sync.columns import (
     OUTCOME,
     REASON,
@@ -32,6 +33,7 @@ from prospect_to_cash.sync.context import (
 )
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncHooks, SyncOptions, Window, resolve
 from prospect_to_cash.sync.errors import RowsRefused, SyncError
+from prospect_to_cash.sync.limits import staged_target_limits
 from prospect_to_cash.sync.loading import load
 from prospect_to_cash.sync.planner import plan_task
 from prospect_to_cash.sync.privacy import ROW_VALUES_VARIABLE, log_row_values
@@ -83,12 +85,17 @@ def transform(
 ) -> TransformResult:
     """Map, look up, validate and diff; write the plan and the rejected rows to staging.
 
+    Values the target's ``$metadata`` says it cannot store (length, digits, range, dates)
+    are rejected (`prospect_to_cash.sync.limits`: the snapshot staged the target's facets,
+    so the transform talks to no service).
     Works a chunk at a time (:mod:`prospect_to_cash.sync.planner`): the ``chunk_rows``
     option, else ``P2C_TRANSFORM_CHUNK_ROWS``, else 50,000 rows; its buckets live in the
     task's staging ``work`` area until the plan is written.
     """
     options, _ = resolve(options, None, given)
     ctx = make_context(template, task, legal_entity, options)
+    # values the target cannot store are rejected here, not refused by the service
+    ctx.task = staged_target_limits(ctx)
     staging = ctx.staging
     inputs = StagedInputs(ctx)
     rows = chunk_rows(options.chunk_rows)
@@ -106,6 +113,9 @@ def transform(
     for stale in [*staging.list("plan", "journal-"), *staging.list("plan", OUTCOME)]:
         stale.unlink()
     counts = result.counts
+    unseen = source_digests.unseen_rows(ctx)  # unchanged since the last load: never transformed
+    counts["read"] = counts.get("read", 0) + unseen
+    counts["unchanged"] = counts.get("unchanged", 0) + unseen
     summary = {"counts": counts, "samples": plan_samples(ctx.task, result.heads)}
     paths["summary"] = staging.write_json("plan", "summary", summary)
     log.info(
@@ -152,10 +162,15 @@ def extract_and_snapshot(
     window: Window | None = None,
     **given: Unpack[SyncArgs],
 ) -> tuple[ExtractResult, SnapshotResult]:
-    """``extract`` and ``snapshot`` side by side: they read different services (or the same
-    one through separate connections) and neither needs the other, so the task waits for the
-    slower of the two reads instead of their sum."""
+    """``extract`` and ``snapshot`` side by side on a full refresh: they read different
+    services (or the same one through separate connections) and neither needs the other,
+    so the task waits for the slower of the two reads instead of their sum. A windowed run
+    extracts first: its snapshot reads only the keys the extracted rows carry
+    (`target_scope`), far less than the whole target it would otherwise wait for."""
     options, window = resolve(options, window, given)
+    if not window.full_refresh:
+        extracted = extract(template, task, legal_entity=legal_entity, options=options, window=window)
+        return extracted, snapshot(template, task, legal_entity=legal_entity, options=options)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="p2c-read") as pool:
         snapped = pool.submit(snapshot, template, task, legal_entity=legal_entity, options=options)
         extracted = extract(template, task, legal_entity=legal_entity, options=options, window=window)

@@ -10,7 +10,7 @@ tables), ``target`` (snapshot of the target, plus target-side reference tables),
 
 The root is an :class:`airflow.sdk.ObjectStoragePath`: a local folder by default
 (``file://$AIRFLOW_HOME/p2c-staging``), Azure storage in production
-(``abfs://container@account.dfs.core.windows.net/p2c``), set by ``P2C_STAGING_ROOT``.
+(``abfs://<wasb connection id>@<container>/p2c``), set by ``P2C_STAGING_ROOT``.
 
 Raw reads (source, target) are staged as text columns in one canonical spelling
 (``true``/``false``, ``3.33``, ISO dates). A column's type is whatever the mapping
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -48,6 +48,8 @@ from prospect_to_cash.sync.values import is_blank, py
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+
+    from prospect_to_cash.sync.context import SyncContext
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +173,48 @@ class AtomicFile:
             self.temporary.unlink()
 
 
+@contextmanager
+def atomic_write(target: ObjectStoragePath, mode: str = "wb") -> Iterator[Any]:
+    """Write ``target`` whole or not at all (`AtomicFile`): the handle's file replaces
+    ``target`` when the block ends, and is removed if the block raises."""
+    staged = AtomicFile(target)
+    try:
+        yield staged.open(mode)
+    except BaseException:
+        staged.discard()
+        raise
+    staged.commit()
+
+
+_State = TypeVar("_State", bound="TaskStateFile")
+
+
+@dataclass(frozen=True)
+class TaskStateFile:
+    """State one mapping task keeps between runs for one company pair (pending ledger,
+    watermark, change-tracking token, source index, source digests): one file at
+    ``<root>/<folder>/<template>/<company>/<task><suffix>``, outside every run's folder, so
+    new run ids never lose it and staging retention (which skips ``_`` folders) never
+    removes it. Subclasses name their ``folder`` and ``suffix``."""
+
+    root: ObjectStoragePath
+    template: str
+    company: str
+    task: str
+
+    folder: ClassVar[str]
+    suffix: ClassVar[str] = ".json"
+
+    @property
+    def path(self) -> ObjectStoragePath:
+        return self.root / self.folder / self.template / self.company.lower() / f"{self.task}{self.suffix}"
+
+    @classmethod
+    def of(cls: type[_State], ctx: SyncContext) -> _State:
+        """The state of a step's template, company pair and task."""
+        return cls(ctx.staging.root, ctx.template.name, ctx.pair.legal_entity, ctx.task.name)
+
+
 def text_array(values: Sequence[Any]) -> pa.Array:
     """A column of raw values as staged text (:func:`to_text` of each)."""
     return pa.array([to_text(v) for v in values], type=pa.string())
@@ -272,13 +316,10 @@ class TaskStaging:
 
     def write_table(self, area: str, name: str, table: pa.Table) -> str:
         """Write a whole Arrow table; returns the path as a string for XCom."""
-        staged = AtomicFile(self.path(area, name))
-        try:
-            pq.write_table(table, staged.open())
-        except BaseException:
-            staged.discard()
-            raise
-        return staged.commit()
+        target = self.path(area, name)
+        with atomic_write(target) as handle:
+            pq.write_table(table, handle)
+        return str(target)
 
     def read_frame(self, area: str, name: str) -> pd.DataFrame:
         target = self.path(area, name)
@@ -289,13 +330,10 @@ class TaskStaging:
         return self.read_frame(area, name) if self.exists(area, name) else None
 
     def write_json(self, area: str, name: str, data: Any) -> str:
-        staged = AtomicFile(self.path(area, name, ".json"))
-        try:
-            json.dump(data, staged.open("w"), indent=2, sort_keys=True, default=str)
-        except BaseException:
-            staged.discard()
-            raise
-        return staged.commit()
+        target = self.path(area, name, ".json")
+        with atomic_write(target, "w") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True, default=str)
+        return str(target)
 
     def read_json(self, area: str, name: str) -> Any:
         with self.path(area, name, ".json").open("r") as handle:

@@ -11,7 +11,7 @@ import json
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from prospect_to_cash.sync.staging import AtomicFile, safe_segment
+from prospect_to_cash.sync.staging import atomic_write, safe_segment
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -104,6 +104,6 @@ def write_summary(root: ObjectStoragePath, summary: RunSummary, folder: str | No
         / summary["legal_entity"].lower()
         / "summary.json"
     )
-    staged = AtomicFile(target)
-    json.dump(summary, staged.open("w"), indent=2, sort_keys=True, default=str)
-    return staged.commit()
+    with atomic_write(target, "w") as handle:
+        json.dump(summary, handle, indent=2, sort_keys=True, default=str)
+    return str(target)

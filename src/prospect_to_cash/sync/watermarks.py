@@ -20,16 +20,14 @@ One small JSON file per task beside the runs' folders in staging:
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, TypedDict
 
 from prospect_to_cash.sync.contracts import Window, iso_utc
+from prospect_to_cash.sync.staging import TaskStateFile, atomic_write
 
 if TYPE_CHECKING:
-    from airflow.sdk import ObjectStoragePath
-
     from prospect_to_cash.sync.context import SyncContext
 
 FOLDER = "_watermarks"
@@ -53,17 +51,10 @@ def _moment(text: str) -> datetime:
 
 
 @dataclass(frozen=True)
-class Watermark:
+class Watermark(TaskStateFile):
     """The high-water mark of one task of one template for one company pair."""
 
-    root: ObjectStoragePath
-    template: str
-    company: str
-    task: str
-
-    @property
-    def path(self) -> ObjectStoragePath:
-        return self.root / FOLDER / self.template / self.company.lower() / f"{self.task}.json"
+    folder = FOLDER
 
     def read(self) -> str | None:
         """The mark (UTC text), or None before the first successful load."""
@@ -97,17 +88,10 @@ class Watermark:
         return new
 
     def _write(self, data: dict[str, str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex}.tmp"
-        try:
-            with temporary.open("w") as handle:
-                json.dump(data, handle, sort_keys=True)
-            temporary.rename(self.path)
-        finally:
-            if temporary.exists():
-                temporary.unlink()
+        with atomic_write(self.path, "w") as handle:
+            json.dump(data, handle, sort_keys=True)
 
 
 def watermark_of(ctx: SyncContext) -> Watermark:
     """The mark of a step's template, company pair and task."""
-    return Watermark(ctx.staging.root, ctx.template.name, ctx.pair.legal_entity, ctx.task.name)
+    return Watermark.of(ctx)

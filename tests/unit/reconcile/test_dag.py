@@ -47,8 +47,13 @@ def dag() -> DAG:
 
 
 def test_shape_schedule_and_asset(dag: DAG) -> None:
-    assert [t.task_id for t in dag.tasks] == ["reconcile", "verdict"]
+    assert sorted(t.task_id for t in dag.tasks) == ["purge_staging", "reconcile", "verdict"]
     assert dag.get_task("verdict").upstream_task_ids == {"reconcile"}
+    # retention runs after the report whatever it did, and decides nothing about the run
+    purge = dag.get_task("purge_staging")
+    assert purge.upstream_task_ids == {"reconcile"}
+    assert purge.trigger_rule == "all_done"
+    assert purge.downstream_task_ids == set()
     assert REPORT_ASSET in dag.get_task("reconcile").outlets
     assert dag.max_active_runs == 1
     assert dag.catchup is False

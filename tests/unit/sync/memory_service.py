@@ -45,6 +45,7 @@ from emulators.schema.dataverse import CATALOG as DATAVERSE_CATALOG
 from emulators.schema.fno import CATALOG as FNO_CATALOG
 from prospect_to_cash.hooks._writes import json_body
 from prospect_to_cash.hooks.errors import DynamicsAPIError, parse_error
+from prospect_to_cash.hooks.odata import key_filters
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
 
 if TYPE_CHECKING:
@@ -263,6 +264,7 @@ class MemoryService:
         self.lose_answer_of_unit = lose_answer_of_unit
         self.page_size = page_size  # small by default so tests exercise paging
         self.reads: list[tuple[str, str | None]] = []
+        self.keys_per_read = 3  # small, so tests exercise several chunks
         self.outage = outage if outage is not None else {}
 
     def _schema(self, entity_set: str) -> Table:
@@ -334,6 +336,30 @@ class MemoryService:
             chunk = rows[start : start + size]
             yield pd.DataFrame({c: [r.get(c) for r in chunk] for c in select}, columns=select)
 
+    def iter_pages_by_keys(
+        self,
+        entity_set: str,
+        *,
+        select: list[str],
+        column: str,
+        values: Iterable[Any],
+        filter: str | None = None,
+        companies: list[str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """The hooks' chunked key read, one ``iter_pages`` per chunk. Dataverse chunks are
+        ``or`` chains here (this evaluator has no ``Microsoft.Dynamics.CRM.In``; the hook's
+        ``In`` filters are tested against the emulator), F&O's the same as the hook's."""
+        chunks = key_filters(column, values, use_in=False, budget=2000, most=self.keys_per_read)
+        if not chunks:
+            yield pd.DataFrame({c: pd.Series([], dtype=object) for c in select})
+            return
+        for chunk in chunks:
+            where = f"({filter}) and ({chunk})" if filter else chunk
+            yield from self.iter_pages(
+                entity_set, select=select, filter=where, companies=companies, page_size=page_size
+            )
+
     # writing ------------------------------------------------------------------------------
     def _find(self, table: MemoryTable, key: dict[str, Any]) -> dict[str, Any] | None:
         for row in table.rows:
@@ -368,6 +394,12 @@ class MemoryService:
                 changes[f"_{column}_value"] = target_id
             elif "@" not in name:
                 changes[name] = value
+        owner = changes.get("_ownerid_value")
+        if owner and schema.field("owningbusinessunit") is not None:
+            # the row lands in its owner's business unit, as in the emulator's ``_ownership``
+            users = self.tables.get("systemusers")
+            user = self._find(users, {"systemuserid": owner}) if users is not None else None
+            changes["_owningbusinessunit_value"] = user.get("_businessunitid_value") if user else None
         return changes
 
     def _fno_changes(self, entity_set: str, body: dict[str, Any], *, for_create: bool) -> dict[str, Any]:

@@ -14,7 +14,7 @@ USD, EUR = str(uuid.uuid4()), str(uuid.uuid4())
 
 # Golden deterministic ids (tests/unit/sync/test_values.py pins the function itself).
 P100_ID = "63d6ee5b-7f6e-5077-a81b-f5598309abb1"  # products | P-100
-SO1_ID = "569a0744-5ae8-5f70-985b-2413637e463e"  # salesorders | SO-1
+SO1_ID = "ca973e4b-f46b-5d53-a30b-07c2fda31cf3"  # uuid5 of salesorders|usmf|SO-1 (orders are company-scoped)
 
 
 class TestAccounts:

@@ -1,0 +1,147 @@
+"""Target snapshots and lookups scoped to the run: which keys a windowed run reads.
+
+A daily run that moves 1 % of the rows needs the target rows of that 1 % and the reference
+rows its lookups find, not the whole tables. After the extract staged the source rows,
+`target_scope` and `reference_scope` name one target column and the values the run's rows
+carry in it; the hooks read those in chunked key filters (`iter_pages_by_keys`). Reading a
+superset is safe (rows the run does not touch are never compared), so one column of a
+multi-column key or match is enough.
+
+Whole reads stay where they are cheaper or where no column can be derived: full refreshes,
+more than `SCOPED_READ_MAX_KEYS` keys, keys that a value map, an expression or a lookup
+through an unscoped reference computes (units by name and unit group, price lists by a
+mapped currency: small tables, the run's fixed reference overhead).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prospect_to_cash.sync.values import is_blank, py
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import pandas as pd
+
+    from prospect_to_cash.sync.context import SyncContext
+    from prospect_to_cash.sync.mapping import Reference, Task
+
+#: Distinct keys above which a windowed run reads the table whole. A scoped read costs one
+#: request per 50 keys on F&O (500 on Dataverse), a whole read one per 10,000 (5,000) rows:
+#: at 5,000 keys that is 100 requests on F&O, what a whole read of a 1M-row table costs,
+#: while reading 200 times fewer rows (measured in docs/benchmarks.md, `bench daily`).
+SCOPED_READ_MAX_KEYS = 5_000
+
+
+@dataclass(frozen=True)
+class KeyScope:
+    """Read only the rows whose ``column`` is one of ``values``."""
+
+    column: str
+    values: tuple[str, ...]
+
+
+def windowed(ctx: SyncContext) -> bool:
+    """The extract of this run read a change window (not a full refresh) and staged it."""
+    if not ctx.staging.exists("source", "window", ".json") or not ctx.staging.exists("source", "rows"):
+        return False
+    return not ctx.staging.read_json("source", "window").get("full_refresh", True)
+
+
+def _plain_source(task: Task, name: str) -> str | None:
+    """The source column that ``name`` (a field or a source column) carries unchanged."""
+    mapping = task.field(name)
+    if mapping is None:
+        return name if name in task.source_columns else None
+    unchanged = mapping.value_map is None and mapping.default is None and mapping.type in ("string", "guid")
+    return mapping.source if mapping.source and unchanged else None
+
+
+def _distinct(frame: pd.DataFrame, column: str) -> tuple[str, ...]:
+    values = (py(v) for v in frame[column].tolist())
+    return tuple(dict.fromkeys(str(v) for v in values if not is_blank(v)))
+
+
+def _name_values(ctx: SyncContext, name: str, source: pd.DataFrame) -> tuple[str, ...] | None:
+    """The values ``name`` takes over the run's source rows, where that is knowable before
+    the transform: a source column (or a field copying one), or a field looked up in a
+    source-side reference by such a column (an account's parent account number); else None."""
+    task = ctx.task
+    plain = _plain_source(task, name)
+    if plain is not None:
+        return _distinct(source, plain) if plain in source.columns else None
+    mapping = task.field(name)
+    lookup = mapping.lookup if mapping is not None else None
+    if lookup is None or len(lookup.candidates) != 1 or mapping is None or mapping.value_map is not None:
+        return None
+    candidate = lookup.candidates[0]
+    if task.reference(candidate.reference).side != "source" or len(candidate.match) != 1:
+        return None
+    ((column, expression),) = candidate.match.items()
+    by = _plain_source(task, expression.text.strip())
+    if (
+        by is None
+        or by not in source.columns
+        or not ctx.staging.exists("source", f"ref-{candidate.reference}")
+    ):
+        return None
+    staged = ctx.staging.read_frame("source", f"ref-{candidate.reference}")
+    if staged.empty:
+        return ()  # the reference holds no row for the run's keys
+    wanted = set(_distinct(source, by))
+    rows = staged.loc[[str(py(v)) in wanted for v in staged[column].tolist()]]
+    return _distinct(rows, candidate.returns)
+
+
+def _bounded(column: str, values: tuple[str, ...]) -> KeyScope | None:
+    return KeyScope(column, values) if len(values) <= SCOPED_READ_MAX_KEYS else None
+
+
+def reference_scope(ctx: SyncContext, reference: Reference, source: pd.DataFrame) -> KeyScope | None:
+    """The rows of a target-side reference this run's lookups can find: one match column
+    that every lookup through it fills straight from a source column; else None (whole)."""
+    task = ctx.task
+    chosen: tuple[str, str] | None = None
+    for mapping in task.fields:
+        for candidate in mapping.lookup.candidates if mapping.lookup else ():
+            if candidate.reference != reference.name:
+                continue
+            plain = [
+                (column, expression.text.strip())
+                for column, expression in candidate.match.items()
+                if len(expression.names) == 1 and expression.text.strip() in expression.names
+            ]
+            if not plain or (chosen is not None and chosen not in plain):
+                return None
+            chosen = chosen or plain[0]
+    values = _name_values(ctx, chosen[1], source) if chosen is not None else None
+    return None if chosen is None or values is None else _bounded(chosen[0], values)
+
+
+def target_scope(
+    ctx: SyncContext, source: pd.DataFrame, references: Mapping[str, pd.DataFrame]
+) -> KeyScope | None:
+    """The target rows this run's source rows can be: by the first key field filled
+    straight from a source column, or by one looked up in a scoped reference (a line by
+    its header's id: ``references`` holds the scoped references' staged rows)."""
+    task = ctx.task
+    for key in task.natural_key:
+        mapping = task.field(key)
+        if mapping is None:
+            continue
+        values = _name_values(ctx, key, source)
+        if values is not None:
+            return _bounded(mapping.snapshot_column, values)
+        lookup = mapping.lookup
+        if lookup is None or len(lookup.candidates) != 1 or lookup.candidates[0].reference not in references:
+            continue
+        found = references[lookup.candidates[0].reference]
+        returns = lookup.candidates[0].returns
+        if returns not in found.columns:
+            continue
+        # headers this run created are in the reference already (read after their load);
+        # headers it only plans (a dry run) have no lines in the target yet
+        return _bounded(mapping.snapshot_column, _distinct(found, returns))
+    return None

@@ -1,0 +1,224 @@
+"""Target reads scoped to the run, over HTTPS against the emulators: the hooks' chunked
+key reads (Dataverse ``Microsoft.Dynamics.CRM.In``, F&O ``or`` chains) return exactly the
+rows of the keys, and a windowed accounts run after two accounts changed reads only those
+two customers from F&O (snapshot and lookup), not the company's whole customer table."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pytest
+import yaml
+from airflow.sdk import ObjectStoragePath
+
+from devstack.airflow_stack import connection_env
+from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook
+from prospect_to_cash.sync.contracts import SyncHooks, Window
+from prospect_to_cash.sync.pending import PendingLedger
+from prospect_to_cash.sync.runner import run_template
+from prospect_to_cash.sync.staging import TaskStaging
+from tests.conftest import TEST_CONFIG
+from tests.support.emulators import Oracle, start_emulators
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from tests.support.emulators import RunningEmulators
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CONN = {"dataverse": "p2c_scope_it_dataverse", "fno": "p2c_scope_it_fno"}
+
+
+@pytest.fixture
+def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningEmulators]:
+    logging.getLogger("prospect_to_cash").setLevel(logging.WARNING)
+    started = start_emulators(tmp_path / "state", "--seed", "demo", config=TEST_CONFIG)
+    try:
+        for name, value in connection_env(started.endpoints, conn_ids=CONN).items():
+            monkeypatch.setenv(name, value)
+        yield started
+    finally:
+        started.stop()
+
+
+def _frame(pages: Iterator[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(list(pages), ignore_index=True)
+
+
+def test_hooks_read_by_keys_in_chunks_exactly_the_rows_of_the_keys(
+    running: RunningEmulators, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fno_oracle, sales_oracle = Oracle(running.endpoints, "fno"), Oracle(running.endpoints, "dataverse")
+    try:
+        customers = fno_oracle.rows(
+            "CustomersV3?$select=CustomerAccount&cross-company=true&$filter=dataAreaId eq 'usmf'"
+        )
+        accounts = sales_oracle.rows("accounts?$select=accountnumber")
+    finally:
+        fno_oracle.close()
+        sales_oracle.close()
+    wanted_fno = [*sorted(r["CustomerAccount"] for r in customers)[:7], "NO-SUCH-CUSTOMER"]
+    numbers = sorted(r["accountnumber"] for r in accounts if r["accountnumber"])
+    wanted_sales = [*numbers[:7], "NO-SUCH-ACCOUNT"]
+    with (
+        FinanceOperationsHook(fno_conn_id=CONN["fno"]) as fno,
+        DataverseHook(dataverse_conn_id=CONN["dataverse"]) as dv,
+    ):
+        monkeypatch.setattr(fno, "keys_per_read", 3)  # 8 keys: 3 requests, side by side
+        monkeypatch.setattr(dv, "keys_per_read", 3)
+        got_fno = _frame(
+            fno.iter_pages_by_keys(
+                "CustomersV3",
+                select=["CustomerAccount"],
+                column="CustomerAccount",
+                values=wanted_fno,
+                companies=["usmf"],
+            )
+        )
+        got_sales = _frame(
+            dv.iter_pages_by_keys(
+                "accounts",
+                select=["accountnumber"],
+                column="accountnumber",
+                values=wanted_sales,
+                filter="statecode eq 0",
+            )
+        )
+        empty = _frame(
+            dv.iter_pages_by_keys("accounts", select=["accountnumber"], column="accountnumber", values=[])
+        )
+    assert sorted(got_fno["CustomerAccount"]) == wanted_fno[:7]
+    assert sorted(got_sales["accountnumber"]) == wanted_sales[:7]
+    assert (list(empty.columns), len(empty)) == (["accountnumber"], 0)
+
+
+def _staged_rows(tmp_path: Path, run_id: str, name: str) -> Any:
+    root = ObjectStoragePath(f"file://{tmp_path / run_id}")
+    return TaskStaging(root, "accounts", run_id, "usmf", "customers").read_frame("target", name)
+
+
+def test_a_daily_accounts_run_reads_the_customers_of_the_changed_accounts_only(
+    running: RunningEmulators, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unscoped = tmp_path / "usmf-only.yaml"
+    unscoped.write_text(
+        yaml.safe_dump({"company_pairs": [{"legal_entity": "usmf", "business_unit": "Contoso US"}]})
+    )
+    monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(unscoped))
+
+    def sync(run_id: str, window: Window, max_rejected: str) -> Any:
+        # each run its own staging: no pending ledger re-reads of the demo's rejects
+        root = ObjectStoragePath(f"file://{tmp_path / run_id}")
+        hooks = SyncHooks(
+            dataverse=DataverseHook(dataverse_conn_id=CONN["dataverse"]),
+            fno=FinanceOperationsHook(fno_conn_id=CONN["fno"]),
+        )
+        return run_template(
+            "accounts",
+            legal_entity="usmf",
+            run_id=run_id,
+            staging_root=root,
+            hooks=hooks,
+            window=window,
+            max_rejected=max_rejected,
+        )
+
+    def customers() -> set[str]:
+        fno = Oracle(running.endpoints, "fno")
+        try:
+            query = "CustomersV3?cross-company=true&$select=CustomerAccount&$filter=dataAreaId eq 'usmf'"
+            return {r["CustomerAccount"] for r in fno.rows(query)}
+        finally:
+            fno.close()
+
+    before = customers()
+    sync("initial", Window(full_refresh=True), "20%")
+    whole = len(_staged_rows(tmp_path, "initial", "rows"))
+    sales = Oracle(running.endpoints, "dataverse")
+    try:
+        units = {
+            r["name"]: r["businessunitid"] for r in sales.rows("businessunits?$select=name,businessunitid")
+        }
+        mine = sales.rows(
+            "accounts?$select=accountid,accountnumber"
+            f"&$filter=_owningbusinessunit_value eq {units['Contoso US']} and statecode eq 0"
+            " and _parentaccountid_value eq null&$orderby=accountnumber"
+        )
+        synced = customers()
+        start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=1)
+        changed = [r for r in mine if r["accountnumber"] in synced][:2]  # two the initial load created
+        assert len(changed) == 2
+        for row in changed:
+            response = sales.client.patch(
+                f"{sales.root}accounts({row['accountid']})",
+                json={"telephone1": "+1 555 0100"},
+                headers={"Content-Type": "application/json", "If-Match": "*"},
+            )
+            assert response.status_code == 204, response.text
+    finally:
+        sales.close()
+    daily = sync("daily", Window.of(start, start + timedelta(hours=1)), "0")
+
+    assert daily["counts"]["read"] == 2
+    assert daily["counts"]["updated"] == 2
+    numbers = sorted(r["accountnumber"] for r in changed)
+    assert sorted(_staged_rows(tmp_path, "daily", "rows")["CustomerAccount"]) == numbers
+    assert whole == len(before)  # the full refresh read every customer of the company
+    assert len(synced) > len(before)  # and the daily run had even more to choose from
+    # the invoice-account lookup reads only the changed accounts' parents: they have none
+    assert len(_staged_rows(tmp_path, "daily", "ref-tgt_customers")) == 0
+
+
+def test_a_daily_products_run_transforms_only_what_changed_in_the_whole_fno_read(
+    running: RunningEmulators, tmp_path: Path
+) -> None:
+    """F&O entities have no change timestamp: the run reads them whole, but rows whose
+    digest equals the last load's are counted unchanged without being transformed, so the
+    Sales snapshot reads only the changed product."""
+    root = ObjectStoragePath(f"file://{tmp_path / 'staging'}")
+
+    def sync(run_id: str, window: Window) -> Any:
+        hooks = SyncHooks(
+            dataverse=DataverseHook(dataverse_conn_id=CONN["dataverse"]),
+            fno=FinanceOperationsHook(fno_conn_id=CONN["fno"]),
+        )
+        return run_template(
+            "products", legal_entity="usmf", run_id=run_id, staging_root=root, hooks=hooks, window=window
+        )
+
+    first = sync("initial", Window(full_refresh=True))["tasks"]["products"]["counts"]
+    fno = Oracle(running.endpoints, "fno")
+    try:
+        (product,) = fno.rows(
+            "SellableReleasedProducts?$select=ProductNumber&$top=1&$orderby=ProductNumber"
+            "&cross-company=true&$filter=dataAreaId eq 'usmf'"
+        )
+        start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=1)
+        response = fno.client.patch(
+            f"{fno.root}SellableReleasedProducts(dataAreaId='usmf',ProductNumber='{product['ProductNumber']}')",
+            json={"ProductDescription": "changed in F&O"},
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 204, response.text
+    finally:
+        fno.close()
+    daily = sync("daily", Window.of(start, start + timedelta(hours=1)))["tasks"]["products"]["counts"]
+
+    assert daily["read"] == first["read"]  # the whole read, as counted before
+    assert (daily["updated"], daily["created"], daily["unchanged"]) == (
+        1,
+        0,
+        first["read"] - 1 - first["rejected"],
+    )
+    staging = TaskStaging(root, "products", "daily", "usmf", "products")
+    waiting = [e["source_key"] for e in PendingLedger(root, "products", "usmf", "products").read()]
+    assert len(waiting) == first["rejected"]  # rejected on day 1: re-tried though unchanged
+    assert sorted(staging.read_frame("source", "rows")["ProductNumber"]) == sorted(
+        [product["ProductNumber"], *waiting]
+    )
+    assert list(staging.read_frame("target", "rows")["productnumber"]) == [product["ProductNumber"]]
