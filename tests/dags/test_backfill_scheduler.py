@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from devstack.airflow_stack import AirflowStack, airflow_env, connection_env, prepare_home
 from devstack.backfill import SYNC_DAGS, backfill_dags
@@ -39,20 +38,13 @@ from prospect_to_cash.sync.runner import run_company_pairs
 from tests.conftest import TEST_CONFIG
 from tests.support.emulators import start_emulators
 from tests.support.story_checks import snapshot
-from tests.support.world import ODataReader
+from tests.support.world import ODataReader, shipped_pairs_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SCHEDULE = "0 0 1,2,4 11 *"
 INTERVALS = {"2026-11-01": "2026-11-02", "2026-11-02": "2026-11-04"}
 FOLDERS = {"2026-11-01T00-00-00Z__backfill", "2026-11-02T00-00-00Z__backfill"}
-
-
-def _override(path: Path) -> Path:
-    path.write_text(
-        yaml.safe_dump({"company_pairs": [{"legal_entity": "usmf", "business_unit": "Contoso US"}]})
-    )
-    return path
 
 
 def _full_refresh(tmp_path: Path, running: Any, environment: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,7 +83,7 @@ def _rows(state: Any) -> dict[str, list[str]]:
 def test_a_backfill_of_the_seven_dags_ends_in_the_full_refresh_state(
     tmp_path: Path, airflow_template_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    environment = _override(tmp_path / "usmf-only.yaml")
+    environment = shipped_pairs_file(tmp_path / "usmf-only.yaml", "usmf")
     world_a = start_emulators(tmp_path / "emulators-a", "--seed", "demo", config=TEST_CONFIG)
     try:
         _full_refresh(tmp_path, world_a, environment, monkeypatch)

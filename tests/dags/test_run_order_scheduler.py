@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from devstack.airflow_stack import AirflowStack, StackError, airflow_env, connection_env, prepare_home
 from tests.conftest import TEST_CONFIG
 from tests.support.emulators import start_emulators
-from tests.support.world import ODataReader, business_units
+from tests.support.world import ODataReader, business_units, shipped_pairs_file
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -164,9 +163,7 @@ def _scenario(tmp_path: Path, template_home: Path, running: Any, reader: ODataRe
     reader.delete("fno", "CustomersV3", f"dataAreaId='usmf',CustomerAccount='{order['customer']}'")
 
     override = tmp_path / "usmf-only.yaml"
-    override.write_text(
-        yaml.safe_dump({"company_pairs": [{"legal_entity": "usmf", "business_unit": "Contoso US"}]})
-    )
+    shipped_pairs_file(override, "usmf")
     home = prepare_home(tmp_path / "airflow", template=template_home)
     env = airflow_env(
         home,

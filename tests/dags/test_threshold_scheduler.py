@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from devstack.airflow_stack import AirflowStack, StackError, airflow_env, connection_env, prepare_home
 from tests.conftest import TEST_CONFIG
 from tests.support.emulators import start_emulators
 from tests.support.notifier import received
 from tests.support.story_checks import expected_accounts
-from tests.support.world import ODataReader, business_units
+from tests.support.world import ODataReader, business_units, shipped_pairs_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -87,9 +86,7 @@ def _scenario(tmp_path: Path, template_home: Path, running: Any, reader: ODataRe
     ]
     assert usmf["shared"], "the demo world has usmf accounts the template must reject"
     override = tmp_path / "usmf-only.yaml"
-    override.write_text(
-        yaml.safe_dump({"company_pairs": [{"legal_entity": "usmf", "business_unit": "Contoso US"}]})
-    )
+    shipped_pairs_file(override, "usmf")
     mailbox = tmp_path / "mailbox.jsonl"
     notifiers = [
         {"notifier": NOTIFIER, "kwargs": {"path": str(mailbox), "channel": "failures"}, "on": ["failure"]},

@@ -104,6 +104,16 @@ class ODataReader:
         )
 
 
+def shipped_pairs_file(path: Path, *companies: str) -> Path:
+    """An environment override with the shipped company pairs of ``companies`` only, owners
+    included (F&O orders and invoices are created in Sales owned by the pair's owner and
+    found again within its business unit, so a pair without one never finds them)."""
+    pairs = [p for p in ENVIRONMENT["company_pairs"] if p["legal_entity"] in companies]
+    assert [p["legal_entity"] for p in pairs] == list(companies), companies
+    path.write_text(yaml.safe_dump({"company_pairs": pairs}))
+    return path
+
+
 def business_units(reader: ODataReader) -> dict[str, str]:
     """Dataverse business unit id -> F&O legal entity, from the configured company pairs."""
     by_name = {p["business_unit"]: p["legal_entity"] for p in ENVIRONMENT["company_pairs"]}
