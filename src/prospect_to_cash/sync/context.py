@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from prospect_to_cash.sync.compiled import compiled_template
 from prospect_to_cash.sync.contracts import CompanyPair, SyncHooks, SyncOptions
-from prospect_to_cash.sync.mapping import Task, Template, compiled_template
 from prospect_to_cash.sync.staging import TaskStaging, as_path
 
 if TYPE_CHECKING:
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from prospect_to_cash.sync.contracts import CompanyPairDict, StepResult
+    from prospect_to_cash.sync.mapping import Task, Template
 
 
 @dataclass

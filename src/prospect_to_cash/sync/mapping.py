@@ -10,10 +10,7 @@ parse, keys are mapped). Every message names the file, the task and the field.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -25,7 +22,6 @@ import yaml
 
 from prospect_to_cash.sync.company_scope import BUSINESS_UNIT_SCOPES, created_by_scope_problems
 from prospect_to_cash.sync.environment import (
-    ENVIRONMENT_FILE_VARIABLE,
     Environment,
     ValueMap,
     default_mappings_dir,
@@ -514,7 +510,7 @@ def _check_task(task: Task, problems: _Problems, where: str) -> None:
                 problems.add(f"{where}, parent", f"match field {name!r} is not a field of this task")
 
 
-def _template_file(name_or_path: str | Path, mappings_dir: str | Path | None) -> tuple[Path, Path]:
+def template_file(name_or_path: str | Path, mappings_dir: str | Path | None) -> tuple[Path, Path]:
     """The mapping file of a template name or path, and the directory of its environment."""
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml"):
@@ -544,7 +540,7 @@ def load_template(
     :param legal_entity: compile for this company: its pair's defaults and value maps
         override the shared ones (``env:`` values are fixed when the mapping compiles).
     """
-    path, directory = _template_file(name_or_path, mappings_dir)
+    path, directory = template_file(name_or_path, mappings_dir)
     if environment is None:
         environment = load_environment(directory, environment_file)
     if legal_entity is not None and (environment.legal_entity or "").casefold() != legal_entity.casefold():
@@ -662,56 +658,3 @@ def load_all(
     directory = Path(mappings_dir) if mappings_dir else default_mappings_dir()
     environment = load_environment(directory, environment_file)
     return {name: load_template(name, mappings_dir=directory, environment=environment) for name in TEMPLATES}
-
-
-#: Templates compiled in this process, by what they were compiled from (see `compiled_template`).
-_COMPILED: dict[tuple[Any, ...], Template] = {}
-_COMPILING: dict[tuple[Any, ...], threading.Lock] = {}
-_COMPILED_LOCK = threading.Lock()
-
-
-def _version(path: Path) -> tuple[str, str | None]:
-    """A file as a cache key: its resolved path and a digest of its bytes (None: no file).
-
-    The bytes rather than the modification time, which some file systems keep to the
-    second: an edit made within it must still be seen. Hashing a mapping file costs a
-    fraction of parsing and validating it.
-    """
-    try:
-        return str(path.resolve()), hashlib.sha256(path.read_bytes()).hexdigest()
-    except FileNotFoundError:
-        return str(path), None
-
-
-def compiled_template(
-    name_or_path: str | Path,
-    *,
-    mappings_dir: str | Path | None = None,
-    environment_file: str | Path | None = None,
-    legal_entity: str | None = None,
-) -> Template:
-    """`load_template`, compiled once per process for the same files and company.
-
-    Every step of a task (extract, snapshot, transform, load) needs the template; parsing
-    and validating the YAML, the environment and every expression again for each would
-    repeat the same work. The key is the mapping file, ``environment.yaml`` and the
-    override (explicit or ``P2C_ENVIRONMENT_FILE``), each with its content, and
-    the legal entity: a file edited since is compiled afresh.
-    """
-    path, directory = _template_file(name_or_path, mappings_dir)
-    override = environment_file or os.environ.get(ENVIRONMENT_FILE_VARIABLE)
-    key = (
-        _version(path),
-        _version(directory / "environment.yaml"),
-        _version(Path(override)) if override else None,
-        (legal_entity or "").casefold(),
-    )
-    with _COMPILED_LOCK:  # one compilation per key, even when two steps start together
-        key_lock = _COMPILING.setdefault(key, threading.Lock())
-    with key_lock:
-        found = _COMPILED.get(key)
-        if found is None:
-            found = _COMPILED[key] = load_template(
-                path, mappings_dir=directory, environment_file=environment_file, legal_entity=legal_entity
-            )
-        return found

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from prospect_to_cash.sync import mapping, runner
+from prospect_to_cash.sync import compiled, mapping, runner
+from prospect_to_cash.sync.compiled import compiled_template
 from prospect_to_cash.sync.contracts import SyncHooks
-from prospect_to_cash.sync.mapping import compiled_template
 from tests.unit.sync.test_runner import WINDOW, account, accounts_services
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def compiles(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str | None]]:
         seen.append((str(name_or_path).rsplit("/", 1)[-1], kwargs.get("legal_entity")))
         return original(name_or_path, **kwargs)
 
-    monkeypatch.setattr(mapping, "load_template", counting)
+    monkeypatch.setattr(compiled, "load_template", counting)
     return seen
 
 
