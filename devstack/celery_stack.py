@@ -36,7 +36,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import psutil
 
@@ -186,28 +186,27 @@ def _tail(path: Path, lines: int = 30) -> str:
         return f"({path} missing)"
 
 
-class PostgresServer:
-    """A throw-away PostgreSQL cluster on ``127.0.0.1:<free port>`` with one database and one
-    password-protected role, both named :data:`DATABASE`; removed on exit.
+_Server = TypeVar("_Server", bound="_LocalServer")
 
-    :param log_dir: where ``postgres.log`` / ``initdb.log`` go (ours, not the cluster's).
-    """
 
-    def __init__(self, log_dir: Path, *, pids: PidFiles | None = None, start_timeout: float = 60) -> None:
+class _LocalServer:
+    """A throw-away server process on ``127.0.0.1:<free port>`` with a generated password,
+    stopped (and its folder removed) when the ``with`` block ends, even if it never started."""
+
+    default_start_timeout = 30.0
+
+    def __init__(
+        self, log_dir: Path, *, pids: PidFiles | None = None, start_timeout: float | None = None
+    ) -> None:
         self.log_dir = Path(log_dir)
         self.pids = pids
-        self.start_timeout = start_timeout
+        self.start_timeout = self.default_start_timeout if start_timeout is None else start_timeout
         self.port = 0
         self.password = secrets.token_urlsafe(24)
         self.process: subprocess.Popen[bytes] | None = None
         self.root: Path | None = None
 
-    @property
-    def url(self) -> str:
-        """The SQLAlchemy URL Airflow's ``sql_alchemy_conn`` takes (holds the password)."""
-        return f"postgresql+psycopg2://{DATABASE}:{self.password}@127.0.0.1:{self.port}/{DATABASE}"
-
-    def __enter__(self) -> PostgresServer:
+    def __enter__(self: _Server) -> _Server:
         try:
             self.start()
         except BaseException:
@@ -217,6 +216,27 @@ class PostgresServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class PostgresServer(_LocalServer):
+    """A throw-away PostgreSQL cluster on ``127.0.0.1:<free port>`` with one database and one
+    password-protected role, both named :data:`DATABASE`; removed on exit.
+
+    :param log_dir: where ``postgres.log`` / ``initdb.log`` go (ours, not the cluster's).
+    """
+
+    default_start_timeout = 60.0
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL Airflow's ``sql_alchemy_conn`` takes (holds the password)."""
+        return f"postgresql+psycopg2://{DATABASE}:{self.password}@127.0.0.1:{self.port}/{DATABASE}"
 
     def start(self) -> None:
         binaries = postgres_bin()
@@ -333,33 +353,15 @@ class PostgresServer:
             self.root = None
 
 
-class RedisServer:
+class RedisServer(_LocalServer):
     """A throw-away Redis on ``127.0.0.1:<free port>``, password required, nothing persisted."""
 
-    def __init__(self, log_dir: Path, *, pids: PidFiles | None = None, start_timeout: float = 30) -> None:
-        self.log_dir = Path(log_dir)
-        self.pids = pids
-        self.start_timeout = start_timeout
-        self.port = 0
-        self.password = secrets.token_urlsafe(24)
-        self.process: subprocess.Popen[bytes] | None = None
-        self.root: Path | None = None
+    default_start_timeout = 30.0
 
     @property
     def url(self) -> str:
         """The Celery broker URL (holds the password)."""
         return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
-
-    def __enter__(self) -> RedisServer:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         server = shutil.which("redis-server")
