@@ -27,14 +27,12 @@ import pyarrow.parquet as pq
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from devstack.airflow_stack import connection_env
 from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook
 from prospect_to_cash.sync.changes import DeltaTokens
 from prospect_to_cash.sync.contracts import SyncHooks, Window
 from prospect_to_cash.sync.pending import PendingLedger
 from prospect_to_cash.sync.runner import run_template
-from tests.conftest import TEST_CONFIG
-from tests.support.emulators import Oracle, start_emulators
+from tests.support.emulators import Oracle, connected_demo_world
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -50,13 +48,8 @@ UNITS = {"usmf": "Contoso US", "demf": "Contoso Europe"}  # include/mappings/env
 
 @pytest.fixture
 def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningEmulators]:
-    started = start_emulators(tmp_path / "state", "--seed", "demo", config=TEST_CONFIG)
-    try:
-        for name, value in connection_env(started.endpoints, conn_ids=CONN).items():
-            monkeypatch.setenv(name, value)
+    with connected_demo_world(tmp_path / "state", monkeypatch, CONN) as started:
         yield started
-    finally:
-        started.stop()
 
 
 def sync(root: ObjectStoragePath, run_id: str, window: Window, **options: Any) -> Any:

@@ -7,20 +7,17 @@ within its business unit and updated, never duplicated; a rerun writes nothing."
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from devstack.airflow_stack import connection_env
 from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook
 from prospect_to_cash.sync.company_scope import company_row_id
 from prospect_to_cash.sync.contracts import SyncHooks, Window
 from prospect_to_cash.sync.runner import run_company_pairs
 from prospect_to_cash.sync.values import deterministic_id
-from tests.conftest import TEST_CONFIG
-from tests.support.emulators import Oracle, start_emulators
+from tests.support.emulators import Oracle, connected_demo_world
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -43,19 +40,10 @@ READ_ONLY = (
 
 
 @pytest.fixture
-def running(tmp_path: Path) -> Iterator[RunningEmulators]:
+def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningEmulators]:
     logging.getLogger("prospect_to_cash").setLevel(logging.WARNING)
-    started = started_env = None
-    try:
-        started = start_emulators(tmp_path / "state", "--seed", "demo", config=TEST_CONFIG)
-        started_env = connection_env(started.endpoints, conn_ids=CONN)
-        os.environ.update(started_env)
+    with connected_demo_world(tmp_path / "state", monkeypatch, CONN) as started:
         yield started
-    finally:
-        for name in started_env or ():
-            os.environ.pop(name, None)
-        if started is not None:
-            started.stop()
 
 
 def _copy_order(fno: Oracle, model: str, name: str) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import pytest
 import yaml
 from airflow.sdk import ObjectStoragePath
 
-from devstack.airflow_stack import connection_env
 from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook
 from prospect_to_cash.hooks._http import RetryPolicy
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation
@@ -24,8 +23,7 @@ from prospect_to_cash.sync.contracts import SyncHooks, Window
 from prospect_to_cash.sync.errors import RowsRefused, ServiceFailures
 from prospect_to_cash.sync.pending import PendingLedger
 from prospect_to_cash.sync.runner import run_template
-from tests.conftest import TEST_CONFIG
-from tests.support.emulators import Oracle, start_emulators
+from tests.support.emulators import Oracle, connected_demo_world
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -46,18 +44,13 @@ OUTAGE = {
 @pytest.fixture
 def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningEmulators]:
     logging.getLogger("prospect_to_cash").setLevel(logging.WARNING)
-    started = start_emulators(tmp_path / "state", "--seed", "demo", config=TEST_CONFIG)
-    try:
-        for name, value in connection_env(started.endpoints, conn_ids=CONN).items():
-            monkeypatch.setenv(name, value)
+    with connected_demo_world(tmp_path / "state", monkeypatch, CONN) as started:
         unscoped = tmp_path / "unscoped.yaml"  # this story's rows are owned by no pair's unit
         unscoped.write_text(
             yaml.safe_dump({"company_pairs": [{"legal_entity": "usmf", "business_unit": None}]})
         )
         monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(unscoped))
         yield started
-    finally:
-        started.stop()
 
 
 def sync(template: str, root: ObjectStoragePath, run_id: str, window: Window) -> Any:

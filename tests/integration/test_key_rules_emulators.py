@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from devstack.airflow_stack import connection_env
 from prospect_to_cash.sync.contracts import Window
 from prospect_to_cash.sync.pending import PendingLedger
 from prospect_to_cash.sync.runner import run_company_pairs
 from prospect_to_cash.sync.staging import TaskStaging
-from tests.conftest import TEST_CONFIG
-from tests.support.emulators import Oracle, start_emulators
+from tests.support.emulators import Oracle, connected_demo_world
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -40,13 +38,8 @@ SHARED = {"usmf": "ACC-01022-FNWAMW", "demf": "ACC-01023-QCCTKD"}
 @pytest.fixture
 def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningEmulators]:
     logging.getLogger("prospect_to_cash").setLevel(logging.WARNING)
-    started = start_emulators(tmp_path / "state", "--seed", "demo", config=TEST_CONFIG)
-    try:
-        for name, value in connection_env(started.endpoints, conn_ids=CONN).items():
-            monkeypatch.setenv(name, value)
+    with connected_demo_world(tmp_path / "state", monkeypatch, CONN) as started:
         yield started
-    finally:
-        started.stop()
 
 
 def sync(root: ObjectStoragePath, run_id: str, window: Window) -> dict[str, Any]:

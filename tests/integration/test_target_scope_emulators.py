@@ -14,14 +14,12 @@ import pytest
 import yaml
 from airflow.sdk import ObjectStoragePath
 
-from devstack.airflow_stack import connection_env
 from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook
 from prospect_to_cash.sync.contracts import SyncHooks, Window
 from prospect_to_cash.sync.pending import PendingLedger
 from prospect_to_cash.sync.runner import run_template
 from prospect_to_cash.sync.staging import TaskStaging
-from tests.conftest import TEST_CONFIG
-from tests.support.emulators import Oracle, start_emulators
+from tests.support.emulators import Oracle, connected_demo_world
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -37,13 +35,8 @@ CONN = {"dataverse": "p2c_scope_it_dataverse", "fno": "p2c_scope_it_fno"}
 @pytest.fixture
 def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningEmulators]:
     logging.getLogger("prospect_to_cash").setLevel(logging.WARNING)
-    started = start_emulators(tmp_path / "state", "--seed", "demo", config=TEST_CONFIG)
-    try:
-        for name, value in connection_env(started.endpoints, conn_ids=CONN).items():
-            monkeypatch.setenv(name, value)
+    with connected_demo_world(tmp_path / "state", monkeypatch, CONN) as started:
         yield started
-    finally:
-        started.stop()
 
 
 def _frame(pages: Iterator[pd.DataFrame]) -> pd.DataFrame:

@@ -8,6 +8,7 @@ independent :class:`Oracle` reader.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -23,7 +24,10 @@ from emulators.client import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
     from pathlib import Path
+
+    import pytest
 
 __all__ = [
     "ROOT",
@@ -110,3 +114,21 @@ class Oracle:
 
     def close(self) -> None:
         self.client.close()
+
+
+@contextmanager
+def connected_demo_world(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch, conn_ids: Mapping[str, str]
+) -> Iterator[RunningEmulators]:
+    """A fresh emulator process seeded with the demo world, and ``AIRFLOW_CONN_*`` variables
+    for ``conn_ids`` that reach it (undone with the test's ``monkeypatch``); stopped after."""
+    from devstack.airflow_stack import connection_env
+    from tests.conftest import TEST_CONFIG
+
+    started = start_emulators(state_dir, "--seed", "demo", config=TEST_CONFIG)
+    try:
+        for name, value in connection_env(started.endpoints, conn_ids=conn_ids).items():
+            monkeypatch.setenv(name, value)
+        yield started
+    finally:
+        started.stop()
