@@ -62,7 +62,7 @@ celery-packages:
 test: $(STAMP) $(COMPOSE_SCHEMA) $(AZURITE)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	tools/run-tests $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .
