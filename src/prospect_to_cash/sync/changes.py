@@ -168,6 +168,7 @@ def read_tracked(
     pending_filters: Sequence[str],
     read_filtered: Callable[[str], Iterator[pd.DataFrame]],
     sharers: KeySharers | None = None,
+    parked: Sequence[tuple[list[str], list[str]]] = (),
 ) -> tuple[str, int]:
     """Stage the task's source rows from a tracked read (plus pending rows by key); write
     ``source/delta.json`` and ``source/deleted.parquet``. Returns (path, rows staged).
@@ -177,6 +178,8 @@ def read_tracked(
     :param read_filtered: an ordinary read of the source entity set with a filter.
     :param sharers: on a delta, the other rows of the keys it brought are read too
         (`prospect_to_cash.sync.key_rules`), each row once (by its ``primary_id``).
+    :param parked: the pending ledger's parked keys with their rows' ids: a key one of
+        whose rows the delta deletes (or drops from the scope) is read again by ``sharers``.
     """
     task = ctx.task
     scope = RowFilter(task.source.filter, company_filter)
@@ -195,12 +198,12 @@ def read_tracked(
         token = stored["token"]
     try:
         state, path, staged = _read(
-            ctx, scope, scope_text, select, token, pending_filters, read_filtered, sharers
+            ctx, scope, scope_text, select, token, pending_filters, read_filtered, sharers, parked
         )
     except DeltaTokenInvalidError as exc:
         fallback = "the delta token expired" if exc.expired else "the service refused the delta token"
         state, path, staged = _read(
-            ctx, scope, scope_text, select, None, pending_filters, read_filtered, None
+            ctx, scope, scope_text, select, None, pending_filters, read_filtered, None, ()
         )
     if fallback:
         log.warning(
@@ -226,6 +229,7 @@ def _read(
     pending_filters: Sequence[str],
     read_filtered: Callable[[str], Iterator[pd.DataFrame]],
     sharers: KeySharers | None,
+    parked: Sequence[tuple[list[str], list[str]]],
 ) -> tuple[DeltaState, str, int]:
     task = ctx.task
     columns = list(task.source_columns)
@@ -266,6 +270,10 @@ def _read(
                         writer.write(page[fresh])
                         if primary_id:
                             written.update(str(v).lower() for v in page.loc[fresh, primary_id])
+            gone = {*(str(i).lower() for i in result.deleted_ids), *left}
+            for values, ids in parked if sharers is not None else ():
+                if gone.intersection(ids):  # a twin of a parked duplicate is gone
+                    sharers.want(values)
             # the other rows of the delta's keys (a number shared with an older row)
             for query in sharers.filters() if sharers is not None and primary_id else []:
                 for page in read_filtered(query):

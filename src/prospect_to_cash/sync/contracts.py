@@ -12,7 +12,7 @@ import dataclasses
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -395,10 +395,12 @@ class LoadResult(StepResult, total=False):
 
 
 class DeadLetters(TypedDict):
-    """A task's dead-letter files: ``rejected`` by the transform, ``failed`` at the service."""
+    """A task's dead-letter files: ``rejected`` by the transform, ``failed`` at the service,
+    ``parked``: the pending ledger's parked rows the run did not read (`pending`)."""
 
     rejected: str | None
     failed: str | None
+    parked: NotRequired[str | None]
 
 
 class DeadLetterFile(TypedDict):

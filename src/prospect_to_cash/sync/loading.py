@@ -51,7 +51,7 @@ from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, 
 from prospect_to_cash.sync.deletes import apply_source_deletes
 from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Task, Template
-from prospect_to_cash.sync.pending import ledger_of
+from prospect_to_cash.sync.pending import PendingLedger, fingerprint, ledger_of
 from prospect_to_cash.sync.privacy import ROW_VALUES_VARIABLE, log_row_values
 from prospect_to_cash.sync.reading import odata_literal, read_pages
 from prospect_to_cash.sync.values import is_blank, natural_key, normalize, py, values_equal
@@ -501,9 +501,16 @@ def load(
     counts["unchanged"] += source_digests.unseen_rows(ctx)  # read, unchanged, never planned
     ledger = ledger_of(ctx)
     pending_before = ledger.read()
+    current = fingerprint(ctx.task)
     counts["pending"] = ledger.record(
-        outcome, key_columns=ctx.task.source.key, run_id=ctx.run_id, record_ids=_record_ids(staging, state)
+        outcome,
+        key_columns=ctx.task.source.key,
+        run_id=ctx.run_id,
+        record_ids=_record_ids(staging, state),
+        twins=_twins(staging),
+        current=current,
     )
+    counts["parked"], paths["parked"] = _report_parked(ctx, ledger, outcome)
     record_released(ctx, pending_before, outcome)  # their lines come with them (sync/children.py)
     if staging.exists("source", "window", ".json"):  # what the extract read moves the mark
         watermark_of(ctx).advance(staging.read_json("source", "window"), ctx.run_id)
@@ -550,6 +557,30 @@ def _record_ids(staging: TaskStaging, state: _LoadState) -> dict[str, str]:
         if not is_blank(failure["source_key"]) and not is_blank(failure["record_id"]):
             ids[str(failure["source_key"])] = str(failure["record_id"])
     return ids
+
+
+def _twins(staging: TaskStaging) -> dict[str, list[str]]:
+    """Source key -> the record ids of every rejected row of it (lower case)."""
+    twins: dict[str, set[str]] = {}
+    rejected = staging.read_frame_if_exists("deadletter", deadletter.REJECTED)
+    if rejected is not None and "record_id" in rejected.columns:
+        for key, record in zip(rejected["source_key"], rejected["record_id"], strict=True):
+            if not is_blank(key) and not is_blank(record):
+                twins.setdefault(str(key), set()).add(str(record).lower())
+    return {key: sorted(ids) for key, ids in twins.items()}
+
+
+def _report_parked(ctx: SyncContext, ledger: PendingLedger, outcome: pd.DataFrame) -> tuple[int, str | None]:
+    """The parked rows this run did not read (`pending`): still not landed, so they are
+    counted (``parked``) and listed in ``deadletter/parked.parquet`` like the run's own
+    rejects. Returns the count and the file (None when there are none)."""
+    read = {str(key) for key in outcome[SOURCE_KEY] if not is_blank(key)}
+    parked = [e for e in ledger.read() if e["parked"] and e["source_key"] not in read]
+    if not parked:
+        if ctx.staging.exists("deadletter", deadletter.PARKED):  # an earlier attempt's list
+            ctx.staging.path("deadletter", deadletter.PARKED).unlink()
+        return 0, None
+    return len(parked), deadletter.write_parked(ctx.staging, parked)
 
 
 def _final_outcome(planned: pd.DataFrame, state: _LoadState) -> pd.DataFrame:

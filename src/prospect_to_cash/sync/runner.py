@@ -247,6 +247,7 @@ def run_template(
             "deadletter": {
                 "rejected": result.get("paths", {}).get("plan_rejected"),
                 "failed": result.get("paths", {}).get("failed"),
+                "parked": result.get("paths", {}).get("parked"),
             },
             "paths": result.get("paths", {}),
         }
