@@ -145,9 +145,11 @@ def test_full_refresh_then_deltas_then_every_fallback(
     run(tracked, fno, staging_root, "dry", SCHEDULED, dry_run=True)
     assert (tracked.calls[-1], tokens.read()["token"]) == ("t2", "t2")  # type: ignore[index]
 
-    tracked.refused["t2"] = EXPIRED_VERSION_STAMP
+    # the dry run's delta stays the shared chain's head (sync/delta_chain.py): the next
+    # delta starts at its token, t3; the cursor (t2) only says what this pair consumed
+    tracked.refused["t3"] = EXPIRED_VERSION_STAMP
     expired = run(tracked, fno, staging_root, "expired", SCHEDULED)
-    assert (expired["counts"]["read"], tracked.calls[-2:]) == (2, ["t2", None])
+    assert (expired["counts"]["read"], tracked.calls[-2:]) == (2, ["t3", None])
     assert [m.split(": ", 1)[1] for m in fallbacks()] == [
         "the delta token expired: read accounts whole through change tracking (2 rows staged)"
     ]
