@@ -9,22 +9,22 @@ uses it for a Dataverse source with a change field whose table has
 refresh; an explicit window (backfill, ``--since/--until``) reads exactly its window by
 ``modifiedon``, and the token stays as it was.
 
-- **Tokens** live beside the watermarks, one small JSON per template, company pair and
-  task: ``<root>/_delta_tokens/<template>/<company>/<task>.json`` (`StoredToken`), replaced
-  atomically. The extract writes the new token into the run's ``source/delta.json``; only a
-  finished load (not a dry run) moves it into place, so a run that fails before its load is
-  read again by the next one.
-- **No usable token** (none yet, or the mapping's filter, business unit or columns
-  changed since it was taken): a tracked read of the whole table, logged once. An
-  **expired** token (``0x80044352``) or one the service does not know: the same, logged
-  once. A full refresh always starts over (its token replaces the old one).
+- **One delta, shared** (`prospect_to_cash.sync.delta_chain`): the table's delta is read
+  once per template, task and run into a segment every company pair consumes; each pair
+  keeps a cursor (the last segment it consumed, `StoredToken`) beside the watermarks:
+  ``<root>/_delta_tokens/<template>/<company>/<task>.json``, replaced atomically. The
+  extract writes what it consumed into the run's ``source/delta.json``; only a finished
+  load (not a dry run) moves the cursor, so a run that fails before its load consumes the
+  same segments again.
+- **No usable cursor** (none yet, one from before shared deltas, or the mapping's filter,
+  business unit or columns changed since): a tracked read of the whole table, logged
+  once, and the cursor starts at the chain's head. An **expired** token (``0x80044352``)
+  or one the service does not know: the next segment is a whole read, logged once.
 - **Filters**: the service refuses ``$filter`` on tracked reads, so the mapping's source
   filter and the company pair's business unit are applied to each page as it arrives
   (`prospect_to_cash.sync.row_filter`), before anything is staged.
-- **Company pairs**: a table's delta is not per company. Each pair keeps its own token and
-  reads the table's delta itself, keeping its business unit's rows: no pair depends on
-  another pair's run (mapped task groups run and fail independently, and a failed pair
-  moves no token), at the price of each pair transferring every business unit's changes.
+- **Company pairs**: each keeps its business unit's rows of the segments; a delete is
+  reported once (`delta_chain.own_deletes`).
 - **Pending rows** (`prospect_to_cash.sync.pending`) are read by key besides the delta,
   except those the delta already brought. **Deleted rows** (``$deletedEntity``), and
   changed rows that no longer pass the filter or business unit (an account made
@@ -216,8 +216,8 @@ def read_tracked(
     select = list(dict.fromkeys([*task.source_columns, *scope.columns]))
     chain = DeltaChain.of(ctx, select)
     reader = _Reader(ctx, scope, scope_text, select, chain)
-    fallback = None if window.full_refresh else _fallback(tokens_of(ctx).read(), chain, scope_text, select)
     stored = tokens_of(ctx).read()
+    fallback = None if window.full_refresh else _fallback(stored, chain, scope_text, select)
     if window.full_refresh or fallback is not None:
         state, path, staged = reader.whole(pending_filters, read_filtered)
     else:

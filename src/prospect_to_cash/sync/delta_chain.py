@@ -249,6 +249,8 @@ def own_deletes(ctx: SyncContext, deleted: Sequence[tuple[SegmentInfo, list[str]
     index knows, and, of the segments it read itself, the ones no pair's index knows."""
     from prospect_to_cash.sync.deletes import SourceIndex  # deletes imports changes
 
+    if not any(ids for _, ids in deleted):
+        return []  # no index to read
     environment = ctx.template.environment
     pairs = [pair.legal_entity for pair in environment.company_pairs] if environment else []
     known: dict[str, set[str]] = {}
