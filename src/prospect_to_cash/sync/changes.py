@@ -39,6 +39,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
+import pandas as pd
 import pyarrow as pa
 
 from prospect_to_cash.hooks.errors import DeltaTokenInvalidError
@@ -49,8 +50,6 @@ from prospect_to_cash.sync.watermarks import now_utc
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
-
-    import pandas as pd
 
     from prospect_to_cash.hooks.delta import DeltaRead
     from prospect_to_cash.sync.context import SyncContext
@@ -141,7 +140,7 @@ def tracked_read_wanted(ctx: SyncContext, window: Window) -> bool:
     """Whether this extract reads by change tracking: a Dataverse source with a change field
     (a Sales source), a scheduled run or a full refresh, and a table that allows it."""
     task = ctx.task
-    if task.source_system != "dataverse" or not task.source.change_field or not task.source.primary_id:
+    if task.source_system != "dataverse" or not task.source.change_field:
         return False
     if not (window.full_refresh or window.since_watermark):
         return False  # an explicit window is read exactly, by its change field
@@ -377,18 +376,18 @@ class _Reader:
                 done.update(gone)
                 deleted.append((info, gone))
                 for page in self.chain.pages(info):
-                    ids = page[primary_id].str.lower()
+                    ids = _identities(page, primary_id, key_columns)
                     page, ids = page[~ids.isin(done)], ids[~ids.isin(done)]
                     done.update(ids)
                     mask = self.scope.mask(page)
-                    if not info["whole"]:
+                    if primary_id and not info["whole"]:
                         left.extend(ids[~mask])
                     kept = page[mask]
                     if len(kept):
                         writer.write(kept[columns])
                         seen.update(row_keys(kept, key_columns))
                         written.update(ids[mask])
-                        if sharers is not None:
+                        if sharers is not None and primary_id:
                             sharers.observe(kept)
             for query in pending_filters:
                 for page in read_filtered(query):
@@ -397,8 +396,11 @@ class _Reader:
                     seen.update(keys)  # a pending line of a released header comes once
                     if any(fresh):
                         writer.write(page[fresh])
-                        written.update(str(v).lower() for v in page.loc[fresh, primary_id])
+                        if primary_id:
+                            written.update(str(v).lower() for v in page.loc[fresh, primary_id])
             gone_ids = {i for _, ids in deleted for i in ids} | set(left)
+            if not primary_id:
+                sharers = None  # key rules on a delta name the rows by id (as before shared deltas)
             for values, ids in parked if sharers is not None else ():
                 if gone_ids.intersection(ids):  # a twin of a parked duplicate is gone
                     sharers.want(values)
@@ -422,6 +424,14 @@ class _Reader:
             deleted=len(reported),
         )
         return state, str(writer.path), writer.rows
+
+
+def _identities(page: pd.DataFrame, primary_id: str | None, key_columns: Sequence[str]) -> pd.Series:
+    """Each row's identity across segments: its id (lower case), else its folded source
+    key (a table the mapping names no ``primary_id`` for, e.g. order lines)."""
+    if primary_id:
+        return page[primary_id].str.lower()
+    return pd.Series(["|".join(key) for key in row_keys(page, key_columns)], index=page.index, dtype=object)
 
 
 def _deleted_table(deleted: Sequence[str], left: Sequence[str]) -> pa.Table:
