@@ -391,9 +391,15 @@ class _Reader:
                             sharers.observe(kept)
             for query in pending_filters:
                 for page in read_filtered(query):
-                    keys = row_keys(page, key_columns)
-                    fresh = [k not in seen for k in keys]
-                    seen.update(keys)  # a pending line of a released header comes once
+                    # each row once (a pending line of a released header comes twice), by its
+                    # id: a pending duplicate key one of whose rows the delta brought still
+                    # needs its other rows (dropping them by key would land the key)
+                    if primary_id:
+                        fresh = [str(v).lower() not in written for v in page[primary_id]]
+                    else:
+                        keys = row_keys(page, key_columns)
+                        fresh = [k not in seen for k in keys]
+                        seen.update(keys)
                     if any(fresh):
                         writer.write(page[fresh])
                         if primary_id:
