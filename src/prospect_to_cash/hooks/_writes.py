@@ -368,7 +368,10 @@ class WriteEngine:
                 if ambiguous_rounds >= MAX_AMBIGUOUS_ROUNDS:
                     outcomes.extend(self._give_up(part, exc, ambiguous_rounds + 1))
                     continue
-                self.log.warning("%s; reading %d row(s) back before resending", exc, len(part))
+                waited = self.session.pause_before_resend(ambiguous_rounds + 1, exc.retry_after)
+                self.log.warning(
+                    "%s; waited %.1f s, reading %d row(s) back before resending", exc, waited, len(part)
+                )
                 stack.append((part, ambiguous_rounds + 1))
                 continue
             if result.outcomes is not None:
