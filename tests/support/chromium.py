@@ -3,7 +3,8 @@
 Debian's ``chromium`` is started with a new empty profile and ``--remote-debugging-port=0``;
 it prints the browser's DevTools WebSocket address on stderr, and one page target is driven
 through it with the ``websockets`` client Airflow already installs (no npm package, no
-browser download). Only what the test needs: open a URL, read the page's visible text,
+browser download), its connection entered as a context manager as websockets' current API
+asks. Only what the test needs: open a URL, read the page's visible text,
 click an element by its text, take a screenshot.
 """
 
@@ -26,6 +27,8 @@ from websockets.sync.client import connect
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
+
+    from websockets.sync.client import ClientConnection
 
 #: Flags that work on these machines (no GPU, no sandbox in containers, no network beyond loopback).
 FLAGS = (
@@ -57,7 +60,8 @@ class Chromium:
         self.width, self.height, self.timeout = width, height, timeout
         self._ids = itertools.count(1)
         self._process: subprocess.Popen[str] | None = None
-        self._socket: Any = None
+        self._closing = contextlib.ExitStack()
+        self._socket: ClientConnection | None = None
         self._session: str | None = None
 
     # lifecycle ---------------------------------------------------------------------------------
@@ -75,7 +79,9 @@ class Chromium:
             start_new_session=True,
         )
         try:
-            self._socket = connect(self._address(), max_size=None, open_timeout=self.timeout)
+            self._socket = self._closing.enter_context(
+                connect(self._address(), max_size=None, open_timeout=self.timeout)
+            )
             target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
             self._session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
                 "sessionId"
@@ -105,9 +111,9 @@ class Chromium:
         raise BrowserError(f"chromium did not open its DevTools port:\n{''.join(seen[-20:])}")
 
     def __exit__(self, *exc: object) -> None:
-        if self._socket is not None:
-            with contextlib.suppress(Exception):
-                self._socket.close()
+        with contextlib.suppress(Exception):
+            self._closing.close()  # the DevTools connection
+        self._socket = None
         if self._process is not None and self._process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._process.pid, signal.SIGTERM)
@@ -117,6 +123,8 @@ class Chromium:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self._process.pid, signal.SIGKILL)
                 self._process.wait()
+        if self._process is not None and self._process.stderr is not None:
+            self._process.stderr.close()
 
     # the protocol ------------------------------------------------------------------------------
 
@@ -126,6 +134,8 @@ class Chromium:
         message: dict[str, Any] = {"id": ident, "method": method, "params": params or {}}
         if self._session is not None and not method.startswith("Target."):
             message["sessionId"] = self._session
+        if self._socket is None:
+            raise BrowserError(f"{method}: the browser is not running")
         self._socket.send(json.dumps(message))
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
