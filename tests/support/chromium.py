@@ -4,8 +4,9 @@ Debian's ``chromium`` is started with a new empty profile and ``--remote-debuggi
 it prints the browser's DevTools WebSocket address on stderr, and one page target is driven
 through it with the ``websockets`` client Airflow already installs (no npm package, no
 browser download), its connection entered as a context manager as websockets' current API
-asks. Only what the test needs: open a URL, read the page's visible text,
-click an element by its text, take a screenshot.
+asks. Only what the test needs: open a URL, read the page's visible text, click an element
+(by script, or as a real mouse click for widgets that listen to pointer events), type text,
+resize the viewport, take a screenshot (whole or clipped).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from websockets.sync.client import connect
 
@@ -42,6 +43,16 @@ FLAGS = (
     "--disable-sync",
 )
 LISTENING = re.compile(r"DevTools listening on (ws://\S+)")
+
+
+class Clip(TypedDict):
+    """A rectangle of the page to capture, in CSS pixels, rendered ``scale`` times larger."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    scale: float
 
 
 class BrowserError(RuntimeError):
@@ -87,10 +98,7 @@ class Chromium:
                 "sessionId"
             ]
             self.call("Page.enable")
-            self.call(
-                "Emulation.setDeviceMetricsOverride",
-                {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False},
-            )
+            self.resize(self.width, self.height)
         except BaseException:
             self.__exit__()
             raise
@@ -175,6 +183,19 @@ class Chromium:
         missing = [needle for needle in wanted if needle not in text]
         raise BrowserError(f"not on the page after {timeout:g}s: {missing}\n--- page text ---\n{text[:3000]}")
 
+    def settle(self, *, timeout: float = 10) -> None:
+        """Until no finite CSS animation or transition runs (an accordion opening, a dialog
+        fading in), so a screenshot does not catch a widget half-way."""
+        script = (  # endless ones (a spinner, a running task's pulse) never settle: not those
+            "document.getAnimations().filter(a => a.playState === 'running'"
+            " && a.effect && a.effect.getTiming().iterations !== Infinity).length"
+        )
+        deadline = time.monotonic() + timeout
+        while self.evaluate(script):
+            if time.monotonic() > deadline:
+                raise BrowserError(f"still animating after {timeout:g}s")
+            time.sleep(0.2)
+
     def labels(self) -> list[str]:
         """The text of every ``<label>`` on the page (form fields' names)."""
         return list(self.evaluate("[...document.querySelectorAll('label')].map(l => l.innerText.trim())"))
@@ -203,8 +224,49 @@ class Chromium:
             page = self.text()[:2000]
             raise BrowserError(f"no {selector} with the text {text!r}\n--- page text ---\n{page}")
 
-    def screenshot(self, path: Path) -> Path:
-        data = self.call("Page.captureScreenshot", {"format": "png"})["data"]
+    def mouse_click(self, selector: str, *, timeout: float = 30) -> None:
+        """Click the first element matching ``selector`` with the mouse, as a user does:
+        press and release at its centre (some widgets ignore a scripted ``click()``)."""
+        script = (
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) return null;"
+            " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
+        deadline = time.monotonic() + timeout
+        while (point := self.evaluate(script)) is None:
+            if time.monotonic() > deadline:
+                raise BrowserError(
+                    f"no {selector} after {timeout:g}s\n--- page text ---\n{self.text()[:2000]}"
+                )
+            time.sleep(0.5)
+        x, y = point
+        for kind, buttons in (("mouseMoved", 0), ("mousePressed", 1), ("mouseReleased", 0)):
+            self.call(
+                "Input.dispatchMouseEvent",
+                {"type": kind, "x": x, "y": y, "button": "left", "buttons": buttons, "clickCount": 1},
+            )
+
+    def type_into(self, selector: str, text: str) -> None:
+        """Focus the first element matching ``selector`` and type ``text`` as keyboard input."""
+        found = f"document.querySelector({json.dumps(selector)})"
+        focused = self.evaluate(f"(() => {{ const e = {found}; if (e) e.focus(); return !!e; }})()")
+        if not focused:
+            raise BrowserError(f"no {selector} to type into\n--- page text ---\n{self.text()[:2000]}")
+        self.call("Input.insertText", {"text": text})
+
+    def resize(self, width: int, height: int) -> None:
+        """The viewport's size in CSS pixels (the window a layout fits itself into)."""
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
+
+    def screenshot(self, path: Path, *, clip: Clip | None = None) -> Path:
+        """The viewport as PNG, or only ``clip`` (page pixels, rendered at its scale)."""
+        params: dict[str, Any] = {"format": "png"}
+        if clip is not None:
+            params["clip"] = clip
+        data = self.call("Page.captureScreenshot", params)["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
         return path
