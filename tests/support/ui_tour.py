@@ -180,7 +180,7 @@ def tour(browser: Chromium, base: str, shots: Path) -> TourResult:
         name = "ui-add-connection-" + conn_type.removeprefix("dynamics_")
         if conn_type == "dynamics_fno":  # the extra fields: the tenant id marked required
             browser.mouse_click('[role=dialog] button[data-part=item-trigger][id$=":trigger:Extra Fields"]')
-            result.texts[name] = browser.wait_for(["This field is required", "Default company"], timeout=30)
+            result.texts[name] = browser.wait_for(["Tenant ID", "Default company"], timeout=30)
         else:  # the standard fields, their placeholders showing
             result.texts[name] = browser.wait_for(["Environment URL", "Client secret"], timeout=30)
         browser.settle()
