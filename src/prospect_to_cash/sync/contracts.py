@@ -12,7 +12,7 @@ import dataclasses
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -400,7 +400,7 @@ class DeadLetters(TypedDict):
 
     rejected: str | None
     failed: str | None
-    parked: NotRequired[str | None]
+    parked: str | None
 
 
 class DeadLetterFile(TypedDict):

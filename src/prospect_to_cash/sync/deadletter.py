@@ -23,8 +23,9 @@ import pyarrow as pa
 from prospect_to_cash.sync.values import py
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
+    from prospect_to_cash.sync.contracts import DeadLetters
     from prospect_to_cash.sync.pending import PendingEntry
     from prospect_to_cash.sync.staging import TaskStaging
 
@@ -124,3 +125,9 @@ def read(staging: TaskStaging) -> pd.DataFrame:
     ]
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCHEMA.names)
+
+
+def dead_letters(rejected: str | None, load_paths: Mapping[str, Any]) -> DeadLetters:
+    """A task's dead-letter files, as its report and XCom name them: the transform's
+    ``rejected`` file and the load's ``failed`` and ``parked`` files."""
+    return {"rejected": rejected, "failed": load_paths.get(FAILED), "parked": load_paths.get(PARKED)}
