@@ -100,8 +100,11 @@ def _key_value(value: Any) -> Any:
     return value
 
 
-def _plan(rows: list[dict[str, Any]], key: Sequence[str], mutation: Mutation, entity_set: str) -> list:
-    operations = []
+def _plan(
+    rows: list[dict[str, Any]], key: Sequence[str], mutation: Mutation, entity_set: str
+) -> list[WriteOperation]:
+    """The writes for ``rows`` in the order read: every 100th an update, every 1000th a delete."""
+    operations: list[WriteOperation] = []
     for index, row in enumerate(rows):
         identity = {column: _key_value(row[column]) for column in key}
         if mutation.deletes and index % DELETE_EVERY == DELETE_EVERY // 2:
@@ -122,7 +125,9 @@ def mutate(template: str, hooks: SyncHooks, companies: Sequence[str]) -> list[Mu
     loaded = load_template(template)
     done: list[Mutated] = []
     for mutation in MUTATIONS[template]:
-        task = next(t for t in loaded.tasks if t.name == mutation.task)
+        task = next((t for t in loaded.tasks if t.name == mutation.task), None)
+        if task is None:
+            raise ValueError(f"{template} has no mapping task {mutation.task!r}")
         source = task.source
         service = loaded.source_system
         hook = hooks.for_system(service)
