@@ -8,8 +8,9 @@ from typing import Any
 _DAILY_INTRO = [
     "## Daily runs after 1 % changed",
     "",
-    "`python -m bench daily` seeds one world for the seven templates (the generator's streams, the",
-    "target-side rows an earlier integration left included), runs the initial loads in the DAGs'",
+    "`python -m bench daily` (100,000 rows per large table unless `--scale` says otherwise;",
+    "`--templates` for a subset) seeds one world for the seven templates (the generator's streams,",
+    "the target-side rows an earlier integration left included), runs the initial loads in the DAGs'",
     "run order (accounts, products, contacts, then the documents), then changes 1 % and deletes",
     "0.1 % of each template's source rows through the OData APIs with this package's hooks",
     "(`bench/mutations.py`: a field the mapping carries, on headers and lines of documents; deletes",
