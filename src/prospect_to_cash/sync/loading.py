@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
+from prospect_to_cash.hooks.operations import INTERRUPTED, WriteKind, WriteOperation, WriteOutcome
 from prospect_to_cash.sync import deadletter, source_digests
 from prospect_to_cash.sync.changes import commit_token
 from prospect_to_cash.sync.children import record_released
@@ -580,7 +580,9 @@ def _counts(plan_counts: dict[str, int], outcome: pd.DataFrame, state: _LoadStat
         # a row whose self-reference was held back is not in place, even if its other fields are
         "second_pass_updated": len(state.second_pass_written - second_failed),
         "second_pass_failed": len(second_failed),
-        "failed_retryable": sum(1 for failure in state.failures if may_heal(failure["status"])),
+        "failed_retryable": sum(
+            1 for failure in state.failures if may_heal(failure["status"], failure.get("error_code"))
+        ),
     }
 
 
@@ -588,8 +590,12 @@ def _counts(plan_counts: dict[str, int], outcome: pd.DataFrame, state: _LoadStat
 HEALING_STATUSES = frozenset({408, 429})
 
 
-def may_heal(status: int | None) -> bool:
+def may_heal(status: int | None, error_code: str | None = None) -> bool:
     """Whether a failed write may succeed unchanged later: no answer (transport error,
-    ambiguous write), a 5xx, a timeout or throttling beyond the wait budget. A 4xx other
-    than those is the target refusing the row's data: retrying the same row cannot help."""
-    return status is None or status >= 500 or status in HEALING_STATUSES
+    ambiguous write, or a unit the hook gave up on after repeated interruptions: status 0,
+    error code `INTERRUPTED`), a 5xx, a timeout or throttling beyond the wait budget. A 4xx
+    other than those, or a row refused before sending, is about the row's data: retrying
+    the same row cannot help."""
+    if status is None or error_code == INTERRUPTED:
+        return True
+    return status >= 500 or status in HEALING_STATUSES
