@@ -243,6 +243,12 @@ def stage_target_facets(ctx: SyncContext) -> None:
         ]
         kept = dataverse_decimals(ctx.hooks.for_system("dataverse"), ctx.task.target.entity_set, wanted)
         facets.update({name: replace(facets[name], decimals=places) for name, places in kept.items()})
+        if kept:  # a value with more places is rounded to these before it is compared or sent
+            log.info(
+                "%s keeps %s decimal place(s) (EntityDefinitions); values are rounded to them",
+                ctx.task.target.entity_set,
+                ", ".join(f"{name}: {places}" for name, places in sorted(kept.items())),
+            )
     ctx.staging.write_json("target", FACETS, {name: asdict(f) for name, f in facets.items()})
 
 
@@ -302,7 +308,7 @@ def dataverse_decimals(hook: Any, entity_set: str, columns: Collection[str]) -> 
     if known is None:
         try:
             known = _table_decimals(hook, entity_set)
-        except (DynamicsError, KeyError, TypeError, ValueError) as exc:
+        except (DynamicsError, IndexError, KeyError, TypeError, ValueError) as exc:
             log.warning(
                 "Cannot read the decimal places %s keeps from EntityDefinitions (%s); its decimal "
                 "fields are rounded to %d places",
