@@ -357,8 +357,13 @@ def _pricing_precision(hook: Any) -> int:
 
 
 def _currency_precision(hook: Any) -> int:
-    """The places of a column whose precision is the record's currency's: the smallest
-    ``currencyprecision`` of the active currencies, so that no value is sent with more places
-    than its currency keeps (which would make every later run see a change)."""
+    """The places of a column whose precision is the record's currency's: the largest
+    ``currencyprecision`` of the active currencies, so that no row loses a place its own
+    currency keeps (one value per field; a currency with fewer places is rounded by Sales)."""
     rows = _rows(hook, "transactioncurrencies?$select=currencyprecision&$filter=statecode eq 0")
-    return min(int(row["currencyprecision"]) for row in rows)
+    places = {int(row["currencyprecision"]) for row in rows}
+    if len(places) > 1:
+        log.info(
+            "Active currencies keep %s decimal places; currency columns use %d", sorted(places), max(places)
+        )
+    return max(places)

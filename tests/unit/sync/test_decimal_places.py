@@ -63,7 +63,7 @@ def test_each_precision_source_gives_its_places_once_per_table() -> None:
     assert dataverse_decimals(hook, "productpricelevels", wanted) == {
         "amount": 4,  # PrecisionSource 1: the organization's pricingdecimalprecision
         "roundingoptionamount": 3,  # 0: the column's Precision
-        "amount_base": 2,  # 2: the currency's, the smallest of the active ones
+        "amount_base": 3,  # 2: the currency's, the largest of the active ones
         "percentage": 2,  # a decimal column: its Precision
     }
     asked = len(hook.session.asked)
