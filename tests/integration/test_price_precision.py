@@ -118,9 +118,13 @@ def test_a_six_decimal_price_lands_with_the_places_sales_keeps_and_stays_unchang
     first = run.sync()
     assert run.in_sales() == (12.35, [12.35])  # pricingdecimalprecision 2, a new organization's
     assert first["products"]["created"] >= 1
+    # counted, not refused: at least this product's price in each task
+    assert first["products"]["rounded"] >= 1
+    assert first["price_list_items"]["rounded"] >= 1
     second = run.sync()
     for task in ("products", "price_list_items"):
         assert (second[task]["created"], second[task]["updated"], second[task]["failed"]) == (0, 0, 0), task
+        assert second[task]["rounded"] == 0, task  # unchanged in F&O: not transformed again
 
     (organization,) = run.call("dataverse", "GET", "organizations", **{"$select": "organizationid"})["value"]
     run.call(

@@ -604,6 +604,7 @@ def _counts(plan_counts: dict[str, int], outcome: pd.DataFrame, state: _LoadStat
     return {
         "read": int(plan_counts["read"]),
         "skipped": int(plan_counts["skipped"]),
+        "rounded": int(plan_counts.get("rounded", 0)),
         **{
             name: int(status.get(name, 0))
             for name in ("created", "updated", "unchanged", "rejected", "failed")

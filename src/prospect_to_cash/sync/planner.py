@@ -102,6 +102,7 @@ class Plan:
     read: int
     skipped: int
     stats: dict[str, int] = field(default_factory=dict)
+    rounded: dict[str, int] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -112,6 +113,7 @@ class Plan:
             "unchanged": len(self.unchanged),
             "rejected": len(self.rejects),
             "second_pass": len(self.second_pass),
+            "rounded": sum(self.rounded.values()),
         }
 
     def outcome(self) -> pd.DataFrame:
@@ -202,6 +204,8 @@ class PlanResult:
     counts: dict[str, int]
     heads: dict[str, list[dict[str, Any]]]
     stats: dict[str, int]
+    #: decimal values rounded to the places the target keeps, per target field
+    rounded: dict[str, int] = field(default_factory=dict)
 
 
 #: Rows of each category :class:`PlanResult` keeps (samples show 3; the log names 20 rejects).
@@ -273,8 +277,14 @@ class _Planner:
             "unchanged": counting.counts["unchanged"],
             "rejected": counting.counts["rejects"],
             "second_pass": counting.counts["second_pass"],
+            "rounded": sum(self.transformer.rounded.values()),
         }
-        return PlanResult(counts=counts, heads=counting.heads, stats=dict(self.stats))
+        return PlanResult(
+            counts=counts,
+            heads=counting.heads,
+            stats=dict(self.stats),
+            rounded=dict(sorted(self.transformer.rounded.items())),
+        )
 
     # map: every chunk in source order, and its rows spread over the buckets -------------------
     def _map(self) -> None:
@@ -647,4 +657,5 @@ def build_plan(task: Task, inputs: TransformInputs, *, chunk_rows: int | None = 
         read=result.counts["read"],
         skipped=result.counts["skipped"],
         stats=result.stats,
+        rounded=result.rounded,
     )

@@ -56,6 +56,7 @@ from prospect_to_cash.sync.values import (
     natural_key,
     normalize,
     py,
+    rounded_positions,
 )
 
 if TYPE_CHECKING:
@@ -286,6 +287,9 @@ class RowRules:
         self._upstream_ok: dict[str, KeySet] = {}
         self._parent_states: KeyStates | None = None
         self._parent_loaded = False
+        #: decimal values rounded to the target's places, per target field, over kept rows
+        self.rounded: dict[str, int] = {}
+        self._chunk_rounded: dict[str, list[int]] = {}
 
     # value of one field -------------------------------------------------------------------
     def evaluate(self, mapping: FieldMapping, namespace: dict[str, list[Any]], length: int) -> _Evaluation:
@@ -490,6 +494,7 @@ class RowRules:
         ordered = [f for f in task.fields if not f.second_pass]
         if not first_pass_only:
             ordered += [f for f in task.fields if f.second_pass]
+            self._chunk_rounded = {}
         for mapping in ordered:
             evaluation = self.evaluate(mapping, namespace, length)
             for row, message in evaluation.errors.items():
@@ -502,6 +507,13 @@ class RowRules:
                 if problems:
                     reasons[row].extend(problems)
                 final.append(value)
+            if (
+                mapping.type == "decimal"
+                and mapping.write
+                and mapping.value_map is None
+                and not first_pass_only
+            ):
+                self._chunk_rounded[mapping.target] = rounded_positions(evaluation.values, final)
             namespace[mapping.target] = final
             if mapping.write:
                 desired[mapping.target] = final
@@ -566,6 +578,10 @@ class RowRules:
                 raise DataError(f"task {task.name!r}: route failed: {next(iter(errors.values()))}")
             kept = [row for row, flag in enumerate(keep) if flag is True]
         self.fatal.update(self.fatal_rows[row] for row in kept if row in self.fatal_rows)
+        kept_rows = set(kept)
+        for target, positions in self._chunk_rounded.items():
+            if count := sum(1 for row in positions if row in kept_rows):
+                self.rounded[target] = self.rounded.get(target, 0) + count
         if len(kept) < length:
             raw = raw.take(pa.array(kept, type=pa.int64()))
             namespace = {c: [values[i] for i in kept] for c, values in namespace.items()}

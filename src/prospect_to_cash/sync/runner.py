@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Unpack
 
+    from prospect_to_cash.sync.context import SyncContext
     from prospect_to_cash.sync.contracts import (
         ExtractResult,
         LoadResult,
@@ -74,6 +75,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+def _places(ctx: SyncContext, name: str) -> str:
+    mapping = ctx.task.field(name)
+    return str(mapping.scale) if mapping is not None and mapping.scale is not None else "default"
 
 
 def transform(
@@ -117,7 +123,19 @@ def transform(
     unseen = source_digests.unseen_rows(ctx)  # unchanged since the last load: never transformed
     counts["read"] = counts.get("read", 0) + unseen
     counts["unchanged"] = counts.get("unchanged", 0) + unseen
-    summary = {"counts": counts, "samples": plan_samples(ctx.task, result.heads)}
+    summary = {"counts": counts, "samples": plan_samples(ctx.task, result.heads), "rounded": result.rounded}
+    if result.rounded:  # documented, not refused: the target would round them the same way
+        log.warning(
+            "%s/%s [%s]: %d decimal value(s) rounded to the places %s keeps: %s",
+            ctx.template.name,
+            ctx.task.name,
+            ctx.pair.legal_entity,
+            counts["rounded"],
+            ctx.task.target.entity_set,
+            ", ".join(
+                f"{name} {count} (to {_places(ctx, name)} places)" for name, count in result.rounded.items()
+            ),
+        )
     paths["summary"] = staging.write_json("plan", "summary", summary)
     log.info(
         "%s/%s [%s]: plan %s (%d chunks of at most %d rows, %d buckets)",

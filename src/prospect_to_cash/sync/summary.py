@@ -45,9 +45,19 @@ COUNT_ORDER = (
     "deactivated",
     "deleted",
     "deletes_held",
+    "rounded",
 )
 #: A dry run reports the plan's own counts: nothing was created, this much would be.
-DRY_RUN_COUNT_ORDER = ("read", "skipped", "to_create", "to_update", "unchanged", "rejected", "second_pass")
+DRY_RUN_COUNT_ORDER = (
+    "read",
+    "skipped",
+    "to_create",
+    "to_update",
+    "unchanged",
+    "rejected",
+    "second_pass",
+    "rounded",
+)
 
 
 def count_order(dry_run: bool) -> tuple[str, ...]:

@@ -351,3 +351,26 @@ def normalize_column(
     pairs = map_values(values, one)
     errors = {row: message for row, (_, message) in enumerate(pairs) if message is not None}
     return [value for value, _ in pairs], errors
+
+
+def rounded_positions(before: Sequence[Any], after: Sequence[Any]) -> list[int]:
+    """Positions whose number lost decimal places on the way from ``before`` (the source's
+    values) to ``after`` (normalized to the target's places): what a summary reports as
+    rounded. Blanks and values that did not convert are not rounding. Decided once per
+    distinct pair of values, as the finisher is."""
+    positions: list[int] = []
+    decided: dict[tuple[str, str], bool] = {}
+    for position, (value, kept) in enumerate(zip(before, after, strict=True)):
+        if kept is None or is_blank(value) or isinstance(value, bool):
+            continue
+        pair = (str(py(value)), repr(kept))
+        lost = decided.get(pair)
+        if lost is None:
+            try:
+                lost = Decimal(pair[0]) != Decimal(pair[1])
+            except (InvalidOperation, ValueError):
+                lost = False
+            decided[pair] = lost
+        if lost:
+            positions.append(position)
+    return positions

@@ -126,6 +126,7 @@ class TestSamePlanWhateverTheChunkSize:
             "unchanged": 5,
             "rejected": 26,
             "second_pass": 4,
+            "rounded": 0,
         }
         why = " | ".join(plan.rejects["__reason"])
         for expected in (

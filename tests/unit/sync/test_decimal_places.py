@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from prospect_to_cash.hooks.errors import DynamicsAPIError, ServiceError
 from prospect_to_cash.sync.limits import Facets, dataverse_decimals, with_target_limits
-from prospect_to_cash.sync.values import normalize
+from prospect_to_cash.sync.values import normalize, rounded_positions
 from tests.unit.sync.builders import task_of
 
 if TYPE_CHECKING:
@@ -98,3 +98,9 @@ def test_the_kept_places_replace_the_default_unless_the_mapping_sets_a_scale() -
 
     unstated = next(f for f in with_target_limits(task, {}).fields if f.target == "amount")
     assert unstated.scale is None
+
+
+def test_rounded_positions_are_the_values_that_lost_places() -> None:
+    before = [12.345678, 12.35, None, "7.125", 100, 3.0, "n/a", True]
+    after = [12.35, 12.35, None, 7.13, 100.0, 3.0, None, 1.0]
+    assert rounded_positions(before, after) == [0, 3]

@@ -132,6 +132,7 @@ class TestAccountsEndToEnd:
         assert first["counts"] == {
             "read": 5,
             "skipped": 0,
+            "rounded": 0,
             "created": 2,
             "updated": 0,
             "unchanged": 0,
