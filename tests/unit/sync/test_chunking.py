@@ -313,7 +313,7 @@ def test_chunk_rows_comes_from_the_option_then_the_environment(monkeypatch: pyte
     assert chunk_rows(99) == 99
     for wrong in ("0", "many"):
         monkeypatch.setenv(CHUNK_ROWS_VARIABLE, wrong)
-        with pytest.raises(ValueError, match="chunk rows"):
+        with pytest.raises(ValueError, match=CHUNK_ROWS_VARIABLE):
             chunk_rows()
 
 
