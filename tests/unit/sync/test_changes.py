@@ -16,9 +16,7 @@ from prospect_to_cash.hooks.delta import DeltaRead
 from prospect_to_cash.hooks.errors import EXPIRED_VERSION_STAMP, DeltaTokenInvalidError
 from prospect_to_cash.sync.changes import DeltaTokens
 from prospect_to_cash.sync.contracts import Window
-from prospect_to_cash.sync.runner import SyncHooks, run_template
-from tests.unit.sync.builders import SHIPPED
-from tests.unit.sync.test_runner import account, accounts_services
+from tests.unit.sync.builders import SHIPPED, account, accounts_services, run_in_memory
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -74,17 +72,7 @@ class Tracked:
 def run(
     tracked: Tracked, fno: MemoryService, root: ObjectStoragePath, run_id: str, window: Window, **kw: Any
 ) -> Any:
-    return run_template(
-        "accounts",
-        legal_entity="usmf",
-        run_id=run_id,
-        staging_root=root,
-        hooks=SyncHooks(tracked, fno),
-        check_metadata=False,
-        window=window,
-        max_rejected="100%",
-        **kw,
-    )
+    return run_in_memory("accounts", tracked, fno, root, run_id, window=window, max_rejected="100%", **kw)
 
 
 def delta(root: ObjectStoragePath, run_id: str) -> dict[str, Any]:
@@ -95,10 +83,7 @@ def delta(root: ObjectStoragePath, run_id: str) -> dict[str, Any]:
 SCHEDULED = Window.of("2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z", since_watermark=True)
 
 
-@pytest.fixture(autouse=True)
-def _unscoped_environment(unscoped: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One company pair, no business-unit scoping."""
-    monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(unscoped))
+pytestmark = pytest.mark.usefixtures("unscoped_environment")
 
 
 @pytest.fixture

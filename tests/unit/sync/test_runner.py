@@ -20,6 +20,7 @@ from prospect_to_cash.sync.errors import DataError, MappingError, ServiceFailure
 from prospect_to_cash.sync.runner import SyncHooks, run_task, run_template
 from prospect_to_cash.sync.staging import TaskStaging
 from tests.unit.sync import memory_service
+from tests.unit.sync.builders import USD, account, accounts_services, run_in_memory
 from tests.unit.sync.memory_service import MemoryService, MemoryTable
 
 if TYPE_CHECKING:
@@ -27,45 +28,8 @@ if TYPE_CHECKING:
 
     from airflow.sdk import ObjectStoragePath
 
-USD = str(uuid.uuid4())
 WINDOW = {"data_interval_start": "2024-01-01T00:00:00Z", "data_interval_end": "2024-01-02T00:00:00Z"}
-
-
-def account(number: str | None, name: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "accountid": str(uuid.uuid4()),
-        "accountnumber": number,
-        "name": name,
-        "statecode": 0,
-        "modifiedon": "2024-01-01T08:00:00Z",
-        "_transactioncurrencyid_value": USD,
-        **extra,
-    }
-
-
-def accounts_services(rows: list[dict[str, Any]], **fno_options: Any) -> tuple[MemoryService, MemoryService]:
-    sales = MemoryService(
-        "dataverse",
-        {
-            "accounts": MemoryTable(key=("accountid",), rows=rows),
-            "transactioncurrencies": MemoryTable(
-                key=("transactioncurrencyid",),
-                rows=[{"transactioncurrencyid": USD, "isocurrencycode": "USD"}],
-            ),
-        },
-    )
-    fno = MemoryService(
-        "fno",
-        {"CustomersV3": MemoryTable(key=("dataAreaId", "CustomerAccount"))},
-        **fno_options,
-    )
-    return sales, fno
-
-
-@pytest.fixture(autouse=True)
-def _unscoped_environment(unscoped: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One company pair, no business-unit scoping, unless a test says otherwise."""
-    monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(unscoped))
+pytestmark = pytest.mark.usefixtures("unscoped_environment")  # one pair, no business-unit scoping
 
 
 def load_accounts(
@@ -89,16 +53,7 @@ def run_accounts(
     """A run whose rows are few and mostly awkward: no error threshold (test_pending has those)."""
     kw.setdefault("max_rejected", "100%")
     kw.setdefault("max_failed", "100%")
-    return run_template(
-        "accounts",
-        legal_entity="usmf",
-        run_id=run_id,
-        staging_root=root,
-        hooks=SyncHooks(sales, fno),
-        check_metadata=False,
-        **WINDOW,
-        **kw,
-    )
+    return run_in_memory("accounts", sales, fno, root, run_id, **WINDOW, **kw)
 
 
 def assert_xcom_safe(value: Any) -> None:
@@ -454,15 +409,7 @@ class TestProductsToDataverse:
     def run(
         self, sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, run_id: str, **kw: Any
     ) -> dict:
-        return run_template(
-            "products",
-            legal_entity="usmf",
-            run_id=run_id,
-            staging_root=root,
-            hooks=SyncHooks(sales, fno),
-            check_metadata=False,
-            **kw,
-        )
+        return run_in_memory("products", sales, fno, root, run_id, **kw)
 
     def test_products_and_price_list_items_with_deterministic_ids(
         self, staging_root: ObjectStoragePath
