@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from tests.support.odata_tables import ACCOUNT_ROWS, CUSTOMER_ROWS, make_db
+
 if TYPE_CHECKING:
+    import sqlite3
     from collections.abc import Callable, Iterator
 
     from tests.support.emulators import EmulatorEndpoints
@@ -29,3 +32,15 @@ def api(endpoints: EmulatorEndpoints, bearer_token: Callable[[str], str]) -> Ite
         timeout=30,
     ) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def accounts_db() -> sqlite3.Connection:
+    """The Dataverse-like accounts table of the query-library tests, in memory."""
+    return make_db("accounts", ACCOUNT_ROWS)
+
+
+@pytest.fixture(scope="module")
+def customers_db() -> sqlite3.Connection:
+    """The F&O-like customers entity of the query-library tests, in memory."""
+    return make_db("customers", CUSTOMER_ROWS)
