@@ -12,7 +12,7 @@ import pandas as pd
 from prospect_to_cash.sync.mapping import Task, load_template
 from prospect_to_cash.sync.planner import Plan, TransformInputs, build_plan
 from prospect_to_cash.sync.runner import SyncHooks, run_template
-from prospect_to_cash.sync.staging import to_text
+from prospect_to_cash.sync.staging import TaskStaging, to_text
 from tests.unit.sync.conftest import SHIPPED
 from tests.unit.sync.memory_service import MemoryService, MemoryTable
 
@@ -128,3 +128,8 @@ def run_in_memory(
         window=window,
         **given,
     )
+
+
+def customers_staging(root: ObjectStoragePath, run_id: str = "run-1") -> TaskStaging:
+    """The staging of the accounts template's ``customers`` task for usmf in run ``run_id``."""
+    return TaskStaging(root, "accounts", run_id, "usmf", "customers")

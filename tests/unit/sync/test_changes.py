@@ -4,7 +4,6 @@ a token taken for another filter, an expired or refused one), each logged once."
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from prospect_to_cash.hooks.delta import DeltaRead
 from prospect_to_cash.hooks.errors import EXPIRED_VERSION_STAMP, DeltaTokenInvalidError
 from prospect_to_cash.sync.changes import DeltaTokens
 from prospect_to_cash.sync.contracts import Window
-from tests.unit.sync.builders import SHIPPED, account, accounts_services, run_in_memory
+from tests.unit.sync.builders import SHIPPED, account, accounts_services, customers_staging, run_in_memory
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -76,8 +75,7 @@ def run(
 
 
 def delta(root: ObjectStoragePath, run_id: str) -> dict[str, Any]:
-    with (root / "accounts" / run_id / "usmf" / "customers" / "source" / "delta.json").open("r") as handle:
-        return json.load(handle)
+    return customers_staging(root, run_id).read_json("source", "delta")
 
 
 SCHEDULED = Window.of("2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z", since_watermark=True)

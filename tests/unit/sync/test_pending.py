@@ -19,9 +19,8 @@ from prospect_to_cash.sync.contracts import (
 )
 from prospect_to_cash.sync.errors import RowsRefused, ServiceFailures
 from prospect_to_cash.sync.pending import PendingLedger, ledgers
-from prospect_to_cash.sync.staging import TaskStaging
 from tests.unit.sync import builders
-from tests.unit.sync.builders import USD
+from tests.unit.sync.builders import USD, customers_staging
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -226,7 +225,7 @@ def test_dead_letters_name_the_record_even_without_a_business_number(staging_roo
     nameless = {**account("", USD), "accountnumber": None}
     sales.tables["accounts"].rows.append(nameless)
     run(sales, fno, staging_root, "r1", **DAY1)
-    dead = deadletter.read(TaskStaging(staging_root, "accounts", "r1", "usmf", "customers"))
+    dead = deadletter.read(customers_staging(staging_root, "r1"))
     by_record = dict(zip(dead["record_id"], dead["source_key"], strict=True))
     sales_ids = {row["accountnumber"]: row["accountid"] for row in sales.tables["accounts"].rows}
     assert by_record == {nameless["accountid"]: "", sales_ids["ACC-2"]: "ACC-2"}

@@ -18,9 +18,8 @@ from prospect_to_cash.hooks.operations import WriteKind, WriteOperation
 from prospect_to_cash.sync import deadletter, runner
 from prospect_to_cash.sync.errors import DataError, MappingError, ServiceFailures, SyncError
 from prospect_to_cash.sync.runner import SyncHooks, run_task, run_template
-from prospect_to_cash.sync.staging import TaskStaging
 from tests.unit.sync import memory_service
-from tests.unit.sync.builders import USD, account, accounts_services, run_in_memory
+from tests.unit.sync.builders import USD, account, accounts_services, customers_staging, run_in_memory
 from tests.unit.sync.memory_service import MemoryService, MemoryTable
 
 if TYPE_CHECKING:
@@ -108,7 +107,7 @@ class TestAccountsEndToEnd:
         assert all("InvoiceAccount" not in op.body for op in creates)  # second pass only
         assert creates[0].key == {"dataAreaId": "usmf", "CustomerAccount": "ACC-1"}
 
-        dead = deadletter.read(TaskStaging(staging_root, "accounts", "run-1", "usmf", "customers"))
+        dead = deadletter.read(customers_staging(staging_root))
         assert len(dead) == 3
         assert set(dead["stage"]) == {"transform"}
         assert any("rejected, not merged" in r for r in dead["reason"])
@@ -179,7 +178,7 @@ class TestAccountsEndToEnd:
         )
         first = run_accounts(sales, fno, staging_root, "run-1")
         assert (first["counts"]["created"], first["counts"]["failed"]) == (1, 1)
-        dead = deadletter.read(TaskStaging(staging_root, "accounts", "run-1", "usmf", "customers"))
+        dead = deadletter.read(customers_staging(staging_root))
         failed = dead[dead["stage"] == "load"].to_dict("records")
         assert failed[0]["ref"] == "ACC-1"
         assert failed[0]["status"] == 400
@@ -252,7 +251,7 @@ class TestCrashAndResume:
         sales, fno = accounts_services(self.rows(), fail_after_units=2, unit_size=2)
         with pytest.raises(ConnectionError):
             run_accounts(sales, fno, staging_root, "run-1", journal_every=2)
-        staging = TaskStaging(staging_root, "accounts", "run-1", "usmf", "customers")
+        staging = customers_staging(staging_root)
         journals = staging.list("plan", "journal-")
         assert [p.name for p in journals] == ["journal-000000.parquet", "journal-000001.parquet"]
         whole = journals[1].read_bytes()
@@ -333,7 +332,7 @@ class TestCrashAndResume:
         with pytest.raises(ServiceFailures, match=r"accounts \[usmf\]: 1 write\(s\) failed at the service"):
             run_accounts(sales, fno, staging_root, "run-1")
         assert [f for s, f in fno.reads if s == "CustomersV3" and f and "'ACC-3'" in f] != []
-        dead = deadletter.read(TaskStaging(staging_root, "accounts", "run-1", "usmf", "customers"))
+        dead = deadletter.read(customers_staging(staging_root))
         failed = dead[dead["stage"] == "load"].to_dict("records")
         assert [(f["ref"], f["status"], f["reason"]) for f in failed] == [
             ("ACC-3", 500, "An error has occurred. — Deadlock")
@@ -591,7 +590,7 @@ class TestStreamingLoad:
             [account(f"ACC-{i}", f"Customer {i}") for i in range(1, 8)], unit_size=2
         )
         journal_files_seen: list[int] = []
-        staging = TaskStaging(staging_root, "accounts", "run-1", "usmf", "customers")
+        staging = customers_staging(staging_root)
         real_write = fno.write
         calls = []
 
@@ -613,7 +612,7 @@ class TestStreamingLoad:
     def test_refs_shared_by_two_operations_stop_the_load(self, staging_root: ObjectStoragePath) -> None:
         sales, fno = accounts_services([account("ACC-1", "One")])
         run_accounts(sales, fno, staging_root, "run-1", dry_run=True)
-        staging = TaskStaging(staging_root, "accounts", "run-1", "usmf", "customers")
+        staging = customers_staging(staging_root)
         creates = staging.read_frame("plan", "creates")
         staging.write_frame("plan", "creates", pd.concat([creates, creates], ignore_index=True))
         with pytest.raises(SyncError, match="share the ref 'ACC-1'"):
@@ -678,7 +677,7 @@ class TestAtomicStaging:
     """Staging files appear whole or not at all."""
 
     def test_a_write_that_fails_midway_keeps_the_previous_file(self, staging_root: ObjectStoragePath) -> None:
-        staging = TaskStaging(staging_root, "accounts", "run-1", "usmf", "customers")
+        staging = customers_staging(staging_root)
         staging.write_json("plan", "summary", {"counts": {"created": 1}})
 
         class Unserializable:

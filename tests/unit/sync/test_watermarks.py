@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from prospect_to_cash.sync.contracts import Window
-from prospect_to_cash.sync.staging import TaskStaging
 from prospect_to_cash.sync.watermarks import Watermark
-from tests.unit.sync.builders import account, accounts_services, run_in_memory
+from tests.unit.sync.builders import account, accounts_services, customers_staging, run_in_memory
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -46,7 +45,7 @@ def mark(root: ObjectStoragePath) -> str | None:
 
 def read_window(root: ObjectStoragePath, run_id: str) -> dict[str, Any]:
     """The window a run's extract read (``source/window.json``)."""
-    return TaskStaging(root, "accounts", run_id, "usmf", "customers").read_json("source", "window")
+    return customers_staging(root, run_id).read_json("source", "window")
 
 
 def customers(fno: MemoryService) -> list[str]:
