@@ -1,12 +1,15 @@
-"""``python -m bench daily``: what a daily run costs after 1 % of the rows changed.
+"""``python -m bench daily``: what each template's daily run costs after 1 % of the rows changed.
 
-Seeds a world (``--scale`` rows per large table), runs each template's initial load, then
-changes 1 % and deletes 0.1 % of the source rows through the services' OData APIs (our
-hooks, TLS verified), and measures with the emulators' own counters: the daily run as the
-scheduler starts it (its data interval, ``since_watermark``: Dataverse change tracking where
-the table allows it, the watermark otherwise), a full refresh of the same state (a dry
-run: the same reads, no writes), and the lower bound, reading only the changed rows.
-Measures whatever the engine does, so a rerun after engine changes updates the table.
+Seeds one world for the templates asked for and the ones they need first (``--scale`` rows
+per large table: the generator's streams, target-side rows included), runs the initial
+loads in the DAGs' run order (accounts, products, contacts, then the documents), then
+changes 1 % and deletes 0.1 % of each template's source rows through the services' OData
+APIs (our hooks, TLS verified; :mod:`bench.mutations`), and measures each template with
+the emulators' own counters: its daily run as the scheduler starts it (its data interval
+with ``since_watermark``: Dataverse change tracking where the table allows it, the whole
+source for F&O), a full refresh of the same state (a dry run: the same reads, no writes),
+and the lower bound, reading only the changed rows. Measures whatever the engine does,
+so a rerun after engine changes updates the tables.
 """
 
 from __future__ import annotations
@@ -14,42 +17,103 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from airflow.sdk import ObjectStoragePath
 
 from bench import emulator
+from bench.mutations import MUTATIONS, Mutated, mutate
 from bench.seeding import seed_tables
+from prospect_to_cash.dags.run_books import RUN_BOOKS
 from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook
-from prospect_to_cash.hooks.operations import WriteKind, WriteOperation
 from prospect_to_cash.sync.contracts import SyncHooks, Window
+from prospect_to_cash.sync.mapping import load_template
+from prospect_to_cash.sync.pending import ledgers
 from prospect_to_cash.sync.runner import run_company_pairs
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
-    from bench.scenarios import Scenario
+    from prospect_to_cash.sync.contracts import PairsResult
 
 log = logging.getLogger("bench")
 CONN_IDS = {"dataverse": "p2c_bench_daily_dataverse", "fno": "p2c_bench_daily_fno"}
-#: Every 100th source row changes, every 1000th (another one) is deleted.
-CHANGE_EVERY, DELETE_EVERY = 100, 1000
+COMPANIES = ("usmf", "demf")
+TEMPLATES = tuple(MUTATIONS)
 
-
-@dataclass(frozen=True)
-class Mutation:
-    """How a scenario's source rows are changed and deleted through the public API."""
-
-    key: tuple[str, ...]
-    field: str
-    value: str
-    filter: str | None = None
-
-
-MUTATIONS = {
-    "accounts": Mutation(("accountid",), "telephone1", "+1 555 0199", "statecode eq 0"),
-    "products": Mutation(("dataAreaId", "ProductNumber"), "ProductDescription", "changed by bench daily"),
+#: The generator's streams (besides the reference tables) each template's world needs:
+#: its source, and the target-side rows an earlier integration left (existing customers,
+#: contact persons, products, the Sales copies of F&O orders).
+STREAMS: dict[str, tuple[str, ...]] = {
+    "accounts": ("accounts", "fno_customers"),
+    "contacts": ("contacts", "fno_contact_persons"),
+    "products": ("fno_products", "dataverse_products"),
+    "sales_quotations": ("quotes",),
+    "sales_orders_sales_to_fno": ("sales_orders",),
+    "sales_orders_fno_to_sales": ("fno_orders",),  # F&O orders, their invoices, Sales copies
+    "sales_invoices": ("fno_orders",),
 }
+
+
+class ServiceCounters(TypedDict):
+    rows_read: int
+    requests: int
+
+
+class Measured(TypedDict):
+    """One measured sync run: the emulators' counters, wall time and the engine's counts."""
+
+    seconds: float
+    rows_read: int
+    requests: int
+    by_service: dict[str, ServiceCounters]
+    counts: dict[str, int]
+
+
+class TemplateResult(TypedDict):
+    """One template's figures, as stored in ``bench/results/daily-*.json``."""
+
+    title: str
+    source_system: str
+    mutations: list[Mutated]
+    changed: int
+    deleted: int
+    initial: Measured
+    daily: Measured
+    full_refresh: Measured
+    pending_at_start: int
+    pending_rereads: int
+    lower_bound_rows: int
+    rows_read_per_changed_row: float
+    full_refresh_rows_read_per_changed_row: float
+
+
+def run_order(templates: Sequence[str]) -> list[str]:
+    """``templates`` and every template they wait for (the DAGs' upstream), in run order."""
+    by_dag = {spec.dag_id: name for name, spec in RUN_BOOKS.items()}
+    needed: set[str] = set()
+    todo = list(templates)
+    while todo:
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo.extend(by_dag[dag] for dag in RUN_BOOKS[name].upstream)
+    ordered: list[str] = []
+    while len(ordered) < len(needed):  # RUN_BOOKS order, each after its upstream
+        for name in RUN_BOOKS:
+            upstream = {by_dag[dag] for dag in RUN_BOOKS[name].upstream}
+            if name in needed and name not in ordered and upstream <= set(ordered):
+                ordered.append(name)
+    return ordered
+
+
+def title(template: str) -> str:
+    """``Accounts (Sales to Fin and Ops): accounts -> CustomersV3``."""
+    spec = RUN_BOOKS[template]
+    sets = list(dict.fromkeys(f"{step.source} -> {step.target}" for step in spec.steps))
+    return f"{spec.title}: {', '.join(sets)}"
 
 
 def _hooks() -> SyncHooks:
@@ -59,67 +123,61 @@ def _hooks() -> SyncHooks:
     )
 
 
-def _mutate(scenario: Scenario, hooks: SyncHooks) -> dict[str, int]:
-    """Change 1 % and delete 0.1 % of the scenario's source rows (disjoint rows)."""
-    service, entity_set = scenario.source
-    mutation = MUTATIONS[scenario.template]
-    hook = hooks.for_system(service)
-    extra: dict[str, Any] = {"companies": list(scenario.companies)} if service == "fno" else {}
-    keys: list[dict[str, Any]] = []
-    for page in hook.iter_pages(entity_set, select=list(mutation.key), filter=mutation.filter, **extra):
-        keys.extend(page.to_dict("records"))
-    operations = []
-    for index, key in enumerate(keys):
-        if index % DELETE_EVERY == DELETE_EVERY // 2:
-            operations.append(WriteOperation(WriteKind.DELETE, entity_set, key, {}, f"d{index}"))
-        elif index % CHANGE_EVERY == 0:
-            body = {mutation.field: f"{mutation.value} {index}"}
-            operations.append(WriteOperation(WriteKind.UPDATE, entity_set, key, body, f"u{index}"))
-    outcomes = list(hook.write(operations))
-    done = {o.ref for o in outcomes if o.ok}
-    return {
-        "rows": len(keys),
-        "changed": sum(1 for o in operations if o.kind == WriteKind.UPDATE and o.ref in done),
-        "deleted": sum(1 for o in operations if o.kind == WriteKind.DELETE and o.ref in done),
-        "refused": len(operations) - len(done),
-    }
-
-
-def _measured(running: emulator.Emulators, label: str, run: Any) -> dict[str, Any]:
+def _measured(running: emulator.Emulators, label: str, run: Callable[[], PairsResult]) -> Measured:
     running.reset()
     started = time.perf_counter()
     result = run()
     seconds = time.perf_counter() - started
     counters = running.counters()
-    out = {
-        "seconds": round(seconds, 2),
-        "rows_read": sum(int(c.get("rows_read", 0)) for c in counters.values()),
-        "requests": sum(int(c.get("requests_total", 0)) for c in counters.values()),
-        "by_service": {
-            s: {"rows_read": c.get("rows_read"), "requests": c.get("requests_total")}
-            for s, c in counters.items()
-        },
-        "counts": result["counts"],
+    if result["failed"]:
+        raise RuntimeError(f"{label}: company pairs failed: {result['failed']}")
+    by_service = {
+        service: ServiceCounters(
+            rows_read=int(c.get("rows_read", 0)), requests=int(c.get("requests_total", 0))
+        )
+        for service, c in counters.items()
     }
+    out = Measured(
+        seconds=round(seconds, 2),
+        rows_read=sum(s["rows_read"] for s in by_service.values()),
+        requests=sum(s["requests"] for s in by_service.values()),
+        by_service=by_service,
+        counts=dict(result["counts"]),
+    )
     log.info("%s: %s", label, {k: v for k, v in out.items() if k != "by_service"})
     return out
 
 
-def run_scenario(scenario: Scenario, scale: int, work: Path) -> dict[str, Any]:
-    """Seed, load, change, then measure the daily run against the full refresh."""
+def _pending(root: str, template: str) -> tuple[int, int]:
+    """Entries in the template's pending ledgers, and how many of them a daily run re-reads
+    by key: those of tasks whose source is read by change (a whole read carries them)."""
+    by_change = {t.name for t in load_template(template).tasks if t.source.change_field}
+    total = rereads = 0
+    for ledger in ledgers(ObjectStoragePath(root), template):
+        entries = len(ledger.read())
+        total += entries
+        rereads += entries if ledger.task in by_change else 0
+    return total, rereads
+
+
+def run(templates: Sequence[str], scale: int, work: Path) -> dict[str, Any]:
+    """Seed one world, load it, change it, then measure each template's daily run against
+    a full refresh; returns the seeding figures and a `TemplateResult` per template asked."""
+    order = run_order(templates)
     state = work / "state"
     state.mkdir(parents=True)
-    seeded = seed_tables(state, scale, scenario.streams)
+    streams = list(dict.fromkeys(s for name in order for s in STREAMS[name]))
+    seeded = seed_tables(state, scale, streams)
+    log.info("seeded %s in %.1f s", seeded["rows"], seeded["seconds"])
     running = emulator.start(state, {})
+    root = f"file://{work / 'staging'}"
     try:
         os.environ.update(running.connection_env(CONN_IDS))
-        root = f"file://{work / 'staging'}"
-        companies = list(scenario.companies)
 
-        def sync(run_id: str, window: Window, *, dry_run: bool = False) -> Any:
+        def sync(template: str, run_id: str, window: Window, *, dry_run: bool = False) -> PairsResult:
             return run_company_pairs(
-                scenario.template,
-                legal_entities=companies,
+                template,
+                legal_entities=list(COMPANIES),
                 run_id=run_id,
                 staging_root=root,
                 hooks=_hooks(),
@@ -130,31 +188,50 @@ def run_scenario(scenario: Scenario, scale: int, work: Path) -> dict[str, Any]:
                 raise_on_failure=False,
             )
 
-        initial = _measured(
-            running, f"{scenario.template} initial", lambda: sync("initial", Window(full_refresh=True))
-        )
+        initial = {
+            name: _measured(
+                running, f"{name} initial", lambda n=name: sync(n, "initial", Window(full_refresh=True))
+            )
+            for name in order
+        }
         start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=1)
-        mutated = _mutate(scenario, _hooks())
+        mutated = {name: mutate(name, _hooks(), COMPANIES) for name in order if name in templates}
         end = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
         scheduled = Window.of(start, end, since_watermark=True)
-        daily = _measured(running, f"{scenario.template} daily", lambda: sync("daily", scheduled))
-        full = _measured(
-            running,
-            f"{scenario.template} full",
-            lambda: sync("full", Window(full_refresh=True), dry_run=True),
-        )
+        pending = {name: _pending(root, name) for name in mutated}
+        daily = {
+            name: _measured(running, f"{name} daily", lambda n=name: sync(n, "daily", scheduled))
+            for name in order
+            if name in mutated
+        }
+        full = {
+            name: _measured(
+                running,
+                f"{name} full",
+                lambda n=name: sync(n, "full", Window(full_refresh=True), dry_run=True),
+            )
+            for name in daily
+        }
     finally:
         running.stop()
-    changed = max(mutated["changed"] + mutated["deleted"], 1)
-    return {
-        "title": scenario.title,
-        "source": list(scenario.source),
-        "seeded": seeded["rows"],
-        "mutated": mutated,
-        "initial": initial,
-        "daily": daily,
-        "full_refresh": full,
-        "lower_bound_rows": mutated["changed"],
-        "rows_read_per_changed_row": round(daily["rows_read"] / changed, 2),
-        "full_refresh_rows_read_per_changed_row": round(full["rows_read"] / changed, 2),
-    }
+    results: dict[str, TemplateResult] = {}
+    for name in daily:
+        changed = sum(m["changed"] for m in mutated[name])
+        deleted = sum(m["deleted"] for m in mutated[name])
+        per = max(changed + deleted, 1)
+        results[name] = TemplateResult(
+            title=title(name),
+            source_system=RUN_BOOKS[name].source_system,
+            mutations=mutated[name],
+            changed=changed,
+            deleted=deleted,
+            initial=initial[name],
+            daily=daily[name],
+            full_refresh=full[name],
+            pending_at_start=pending[name][0],
+            pending_rereads=pending[name][1],
+            lower_bound_rows=changed + deleted,
+            rows_read_per_changed_row=round(daily[name]["rows_read"] / per, 2),
+            full_refresh_rows_read_per_changed_row=round(full[name]["rows_read"] / per, 2),
+        )
+    return {"seeded": seeded, "run_order": order, "templates": results}

@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from bench import costmodel
+from bench.daily_report import daily_section
 from bench.scenarios import SCENARIOS
 
 if TYPE_CHECKING:
@@ -533,78 +534,12 @@ def render(results: list[dict[str, Any]]) -> str:
                     f"| {row['cumulative_s']:.2f} |"
                 )
             lines.append("")
-    lines += _daily(sorted((r for r in results if r["mode"] == "daily"), key=lambda r: r["scale"]))
+    lines += daily_section(sorted((r for r in results if r["mode"] == "daily"), key=lambda r: r["scale"]))
     dag = next((r["dag_parse"] for r in reversed(loads) if r.get("dag_parse")), None)
     if dag:
         lines += ["## DAG-file parsing", "", *_dag_parse(dag), ""]
     lines += _theirs(loads)
     return "\n".join(lines).rstrip() + "\n"
-
-
-def _daily(runs: list[dict[str, Any]]) -> list[str]:
-    """One table per template and scale: the daily run against a full refresh and the
-    lower bound (reading only the changed rows), from `bench.daily`."""
-    if not runs:
-        return []
-    lines = [
-        "## Daily runs after 1 % changed",
-        "",
-        "`python -m bench daily` seeds the world, runs the initial load, changes 1 % and deletes 0.1 %",
-        "of the source rows through the OData APIs, then runs the template's sync as the scheduler runs it",
-        "(its data interval with `since_watermark`). Rows read",
-        "and requests are the emulators' own counters (both services); the full refresh is a dry run",
-        "of the same state (the same reads, no writes). Rows read per changed row include the pending",
-        "ledger's re-reads of rows the initial load rejected, and the small reference tables.",
-        "",
-        "Sales-sourced templates (accounts) read the changed rows by Dataverse change tracking (the",
-        "delta since the last load's token, deletes included), then only the",
-        "keys those rows name on the F&O side. The goal is at most 3 rows read per changed row plus",
-        "fixed overhead; accounts miss it today by two costs the tables show: the pending ledger",
-        "re-reads every waiting row by key on every run (the bench's world keeps rows rejected for",
-        "good: duplicate numbers, unknown currencies), and each company pair reads the whole",
-        "Dataverse delta (a token per pair, rows of other business units dropped after reading), so",
-        "the changes are read once per pair. F&O-sourced templates (products) cannot get there through",
-        "OData: their entities have no change timestamp, so the source is read whole (about",
-        "100 rows per changed row per task at 1 %: products has two); rows compared unchanged are",
-        "not transformed, and",
-        'the Sales side reads only the changed keys (see docs/sync.md, "Daily runs read what',
-        "changed\", for Microsoft's incremental export options).",
-        "",
-    ]
-    for run in runs:
-        for s in run["scenarios"].values():
-            m = s["mutated"]
-            lines += [
-                f"### {s['title']}: {run['scale']:,} rows per large table",
-                "",
-                f"`{run['command']}` ({run['started']}): {m['changed']:,} changed, {m['deleted']:,} deleted "
-                f"of {m['rows']:,} source rows.",
-                "",
-                "| Run | Rows read | Rows read per changed row | Requests | Wall s |",
-                "|---|---:|---:|---:|---:|",
-            ]
-            changed = max(m["changed"] + m["deleted"], 1)
-            runs_compared = (("Daily (scheduled run)", "daily"), ("Full refresh, same state", "full_refresh"))
-            for label, key in runs_compared:
-                r = s[key]
-                lines.append(
-                    f"| {label} | {r['rows_read']:,} | {r['rows_read'] / changed:,.1f} | {r['requests']:,} "
-                    f"| {r['seconds']:.1f} |"
-                )
-            lines += [f"| Lower bound (the changed rows) | {s['lower_bound_rows']:,} | 1.0 | | |", ""]
-            daily = s["daily"]
-            by_service = daily.get("by_service", {})
-            if by_service:
-                lines += [
-                    "Daily run: {:,} rows read from Sales, {:,} from F&O; {:,} rows left in the pending "
-                    "ledger (re-read by key every run until they land or are dismissed).".format(
-                        by_service.get("dataverse", {}).get("rows_read", 0),
-                        by_service.get("fno", {}).get("rows_read", 0),
-                        daily.get("counts", {}).get("pending", 0),
-                    ),
-                    "",
-                ]
-    return lines
 
 
 def write(output: Path, results_dir: Path) -> None:

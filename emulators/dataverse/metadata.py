@@ -253,6 +253,8 @@ def attribute_metadata(
         data["MaxLength"] = column.max_length
     if column.precision is not None:
         data["Precision"] = column.precision
+    if column.precision_source is not None:
+        data["PrecisionSource"] = column.precision_source
     if kind == "Integer":
         data["MinValue"], data["MaxValue"] = -2147483648, 2147483647
     if column.auto_number:

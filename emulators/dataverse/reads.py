@@ -15,6 +15,7 @@ from emulators.dataverse import errors, metadata, tracking
 from emulators.dataverse.calls import MAX_COUNT, ROWS_PER_OPERATION, Call, Reply, Source
 from emulators.dataverse.definitions import EntityDefinitions
 from emulators.dataverse.paging import SortTerm, after_clause, decode_cookie, encode_cookie, next_link
+from emulators.dataverse.precision import ORGANIZATIONS, ensure_organization
 from emulators.dataverse.prefer import TOTAL_COUNT_EXCEEDED, Preferences
 from emulators.dataverse.records import (
     Property,
@@ -48,6 +49,8 @@ class DataverseReads:
         self.catalog = ctx.catalog
         self.store = ctx.store
         self.root = ctx.service_root
+        if ORGANIZATIONS in self.catalog.tables:
+            ensure_organization(self.store, "Prospect to cash")
         self.system_store = metadata.build_system_store(self.catalog)
         self.system_catalog = self.system_store.catalog
         self.data = Source(self.store, self.catalog, writable=True)

@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 from emulators.dataverse import errors
 from emulators.dataverse.calls import Call, Reply
 from emulators.dataverse.keys import KeyPredicate, parse_key, resolve_row_key, split_path
+from emulators.dataverse.precision import round_kept
 from emulators.dataverse.reads import DataverseReads
 from emulators.dataverse.records import BIND_SUFFIX, CRM_TYPE_PREFIX, check_body, property_map, set_column
 from emulators.odata.batch import relative_to_root, resolve_reference
@@ -190,6 +191,7 @@ class DataverseWrites(DataverseReads):
         """Columns the platform computes from others: owners, full names, exchange rates, base amounts."""
         self._ownership(table, row, current)
         merged = {**(current or {}), **row}
+        round_kept(self.store, table, row, merged)  # before the base amounts are derived from them
         if table.field("fullname") is not None and ("firstname" in row or "lastname" in row):
             parts = [merged.get("firstname"), merged.get("lastname")]
             row["fullname"] = " ".join(p for p in parts if p) or None

@@ -386,6 +386,12 @@ def _transactioncurrency() -> Table:
     )
 
 
+def _organization() -> Table:
+    """The environment's one organization row: its pricing decimal precision (0 to 4)."""
+    fields = [string("name", 160, SYSTEM), integer("pricingdecimalprecision", SYSTEM, default=2)]
+    return table("organization", "organizations", "name", fields, [], ownership="None", change_tracking=False)
+
+
 def _businessunit() -> Table:
     fields = [
         string("name", 160, SYSTEM),
@@ -679,6 +685,7 @@ def build_catalog() -> Catalog:
     """A fresh catalogue (tests build their own to mutate without touching `CATALOG`)."""
     catalog = Catalog(service="dataverse")
     for build in (
+        _organization,
         _businessunit,
         _systemuser,
         _transactioncurrency,

@@ -57,9 +57,31 @@ def memo(name: str, length: int = 2000, required: Required = NONE) -> Field:
     return Field(name, EdmType.STRING, max_length=length, required=required, attribute_type="Memo")
 
 
+#: ``MoneyAttributeMetadata.PrecisionSource``: the column's Precision, the organization's
+#: ``pricingdecimalprecision``, the record currency's ``currencyprecision`` (the default when
+#: unset, per the property's remarks).
+PRECISION_OF_COLUMN, PRECISION_OF_PRICING, PRECISION_OF_CURRENCY = 0, 1, 2
+
+#: Price columns that follow the organization's pricing decimal precision ("Decimal precision in
+#: currency and pricing": product list price, standard and current cost; price list item amount
+#: and rounding amount; price per unit of opportunity, quote, order and invoice products).
+PRICING_COLUMNS = frozenset(
+    {"price", "standardcost", "currentcost", "amount", "roundingoptionamount", "priceperunit"}
+)
+
+
 def money(name: str, required: Required = NONE, *, read_only: bool = False) -> Field:
+    """A currency column; a price column's places follow the organization's pricing precision,
+    every other one's its record currency's (its ``_base`` twin's the base currency's)."""
+    stem = name.removesuffix("_base")
     return Field(
-        name, EdmType.DECIMAL, required=required, attribute_type="Money", precision=2, read_only=read_only
+        name,
+        EdmType.DECIMAL,
+        required=required,
+        attribute_type="Money",
+        precision=2,
+        precision_source=PRECISION_OF_PRICING if stem in PRICING_COLUMNS else PRECISION_OF_CURRENCY,
+        read_only=read_only,
     )
 
 

@@ -62,6 +62,7 @@ class Field:
     read_only: bool = False
     create_only: bool = False
     precision: int | None = None
+    precision_source: int | None = None  # Dataverse money: MoneyAttributeMetadata.PrecisionSource
     scale: int | None = None
     description: str = ""
     default: object = None

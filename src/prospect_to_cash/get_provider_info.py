@@ -15,8 +15,9 @@ _STRING = {"type": ["string", "null"]}
 _REQUIRED_STRING = {"type": "string", "minLength": 1}
 
 #: Example values of the extra fields. Airflow 3's UI shows ``ui-field-behaviour`` placeholders
-#: for the standard fields only; an extra field shows its schema's ``examples`` (a hint in the
-#: empty box and a pick list), so each value is declared once here and used for both.
+#: for the standard fields only; an extra field offers its schema's ``examples`` as a pick list
+#: under "Start typing to see options" (seen in Airflow 3.3's form by the UI tour), so each value
+#: is declared once here and used for both.
 _EXAMPLES = {
     "tenant_id": "00000000-0000-0000-0000-000000000000",
     "authority_host": "https://login.microsoftonline.com",

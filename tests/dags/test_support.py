@@ -269,7 +269,11 @@ def _load_result(task: str, **counts: int) -> dict[str, Any]:
         "dry_run": False,
         "window": {"start": "2026-11-01T00:00:00Z", "end": "2026-11-02T00:00:00Z"},
         "counts": full,
-        "deadletter": {"rejected": f"file:///s/{task}/deadletter/rejected.parquet", "failed": None},
+        "deadletter": {
+            "rejected": f"file:///s/{task}/deadletter/rejected.parquet",
+            "failed": None,
+            "parked": None,
+        },
     }
 
 

@@ -1,6 +1,6 @@
 """``make demo`` end to end: the same entry function, a real local Airflow, an isolated state.
 
-One module-scoped flow (about four minutes per demo run on two cores):
+One flow (about four minutes per demo run on two cores):
 
 1. the emulators are started once on a fresh state directory with ``--seed demo`` and the
    raw seed rows are read over HTTPS with the test's own reader (httpx + msal), before
@@ -8,6 +8,9 @@ One module-scoped flow (about four minutes per demo run on two cores):
 2. :func:`devstack.demo.run_demo` runs on that state, exactly what ``make demo`` calls;
 3. the emulators are started again on the state and both services are read back;
 4. :func:`run_demo` runs a second time on the same state.
+
+Steps 1-3 are the session's ``local_executor_run`` (tests/e2e/conftest.py), which the Celery
+stack's test compares its end state with; step 4 is this module's.
 
 The final state is compared with expectations derived from the seed rows and the facts of
 ``emulators/seed/STORY.md`` without the package's transform code: the per-template checks
@@ -32,14 +35,16 @@ import pytest
 
 from devstack.airflow_stack import free_port
 from devstack.demo import ALL_DAGS, SYNC_DAGS, DemoResult, format_summary, run_demo, serve
+from prospect_to_cash.get_provider_info import get_provider_info
 from tests.support import story_checks, ui_tour
 from tests.support.chromium import Chromium, chromium_path
 from tests.support.emulators import acquire_token, start_emulators
 from tests.support.run_books import declared_upstreams
-from tests.support.world import ODataReader, business_units
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
+
+    from tests.support.demo_flow import LocalRun
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(2400)]
 
@@ -67,19 +72,6 @@ class DemoFlow:
     second: DemoResult
     second_output: list[str]
     synced: story_checks.StoryState  # the seed rows before, both services after
-
-
-def _snapshot(state: Path, *extra: str) -> tuple[Any, dict[str, str], str]:
-    """Start the emulators on the demo's state, read both services over HTTPS, stop."""
-    running = start_emulators(state / "emulators", *extra)
-    try:
-        reader = ODataReader(running.endpoints)
-        try:
-            return story_checks.snapshot(reader), business_units(reader), running.endpoints.client_secret
-        finally:
-            reader.close()
-    finally:
-        running.stop()
 
 
 def _issued_token(state: Path) -> str:
@@ -116,18 +108,15 @@ def _parquet_text(path: Path) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoFlow]:
-    state = tmp_path_factory.mktemp("make-demo") / "state"
-    before, companies, secret = _snapshot(state, "--seed", "demo")
-    first_output: list[str] = []
-    first = run_demo(state, out=first_output.append)
-    first_output.append(format_summary(first))
-    after, _, _ = _snapshot(state)
+def demo(local_executor_run: LocalRun) -> DemoFlow:
+    """The session's first demo run, then a second one on the same state."""
+    first = local_executor_run
     second_output: list[str] = []
-    second = run_demo(state, out=second_output.append)
+    second = run_demo(first.state, out=second_output.append)
     second_output.append(format_summary(second))
-    synced = story_checks.StoryState(before=before, after=after, companies=companies)
-    return DemoFlow(state, secret, first, first_output, second, second_output, synced)
+    return DemoFlow(
+        first.state, first.secret, first.result, first.output, second, second_output, first.synced
+    )
 
 
 def _progress(output: list[str]) -> list[tuple[str, str]]:
@@ -327,7 +316,11 @@ def test_the_ui_shows_the_demo_in_headless_chromium(demo: DemoFlow, tmp_path: Pa
         return True
 
     assert serve(demo.state, port=port, out=[].append, until=look) == 0
-    result = seen[0]
+    check_tour(seen[0])
+
+
+def check_tour(result: ui_tour.TourResult) -> None:
+    """What each page of the tour must have shown (also run by hand against ``make airflow``)."""
     # every DAG's latest run succeeded, and the list shows each with Airflow's green badge
     assert {dag_id: run["state"] for dag_id, run in result.api["latest_runs"].items()} == dict.fromkeys(
         ALL_DAGS, "success"
@@ -348,19 +341,60 @@ def test_the_ui_shows_the_demo_in_headless_chromium(demo: DemoFlow, tmp_path: Pa
     for label in ("Full refresh", "Dry run", "Companies", "Window start (UTC)", "Max rejected rows"):
         assert label in params
     assert [label for label in params if label.endswith("*")] == []
-    # both connection forms, fields labelled (the tenant id required), F&O with its company
-    common = [
-        "Environment URL",
-        "Client ID",
-        "Client secret",
-        "Tenant ID *",
-        "Authority host",
-        "CA bundle path",
-    ]
-    dataverse = result.labels["Dynamics 365 Dataverse"]
-    fno = result.labels["Dynamics 365 Finance and Operations"]
-    assert dataverse[dataverse.index("Environment URL") :] == common
-    assert fno[fno.index("Environment URL") :] == [*common, "Default company"]
+    # the asset graph: customers (accounts, contacts) and products into quotations, orders and
+    # invoices, each task named with its DAG, the reconciliation reading all of them
+    lineage = result.asset_graph
+    assert lineage.producers(ui_tour.CUSTOMERS) == {
+        "p2c_accounts: sync.customers.load",
+        "p2c_contacts: sync.contact_customers.load",
+    }
+    assert lineage.consumers(ui_tour.CUSTOMERS) == {
+        "p2c_contacts: sync.contact_persons.load",
+        "p2c_sales_quotations: sync.quote_headers.load",
+        "p2c_sales_orders_sales_to_fno: sync.order_headers.load",
+        "p2c_reconciliation: reconcile",
+    }
+    assert lineage.producers(ui_tour.PRODUCTS) == {"p2c_products: sync.products.load"}
+    assert lineage.consumers(ui_tour.PRODUCTS) == {
+        "p2c_products: sync.price_list_items.load",
+        "p2c_sales_quotations: sync.quote_lines.load",
+        "p2c_sales_orders_sales_to_fno: sync.order_lines.load",
+        "p2c_sales_orders_fno_to_sales: sync.order_lines.load",
+        "p2c_sales_invoices: sync.invoice_lines.load",
+        "p2c_reconciliation: reconcile",
+    }
+    orders, invoices = (
+        f"dataverse://dynamics_dataverse_default/{name}" for name in ("salesorders", "invoices")
+    )
+    assert lineage.producers(invoices) == {"p2c_sales_invoices: sync.invoice_headers.load"}
+    assert "p2c_sales_invoices: sync.invoice_headers.load" in lineage.consumers(orders)
+    # the add-connection form of both types: labelled fields, the tenant id required, the
+    # placeholders the provider declares (an extra field offers its one as the pick list:
+    # Airflow 3.3's form shows "Start typing to see options" in the box of such a field)
+    declared = {item["connection-type"]: item for item in get_provider_info()["connection-types"]}
+    for conn_type, form in result.forms.items():
+        behaviour, extra = declared[conn_type]["ui-field-behaviour"], declared[conn_type]["conn-fields"]
+        relabel, placeholders = behaviour["relabeling"], behaviour["placeholders"]
+        fields = {field["name"]: field for field in form}
+        standard = ["connection_id", "description", "host", "login", "password"]
+        assert list(fields) == [*standard, *(f"element_{name}" for name in extra)], conn_type
+        assert not set(behaviour["hidden-fields"]) & set(fields)  # schema, port, extra
+        for name in ("host", "login", "password"):
+            assert (fields[name]["label"], fields[name]["placeholder"]) == (relabel[name], placeholders[name])
+        for name, spec in extra.items():
+            field = fields[f"element_{name}"]
+            assert field["label"] == spec["label"] + (" *" if name == "tenant_id" else ""), field
+            assert field["options"] == [placeholders[name]], field
+            assert field["placeholder"] == "Start typing to see options"
+        assert {name for name, field in fields.items() if field["required"]} == {
+            "connection_id",
+            "element_tenant_id",
+        }
+        assert fields["element_tenant_id"]["label"] == "Tenant ID *"
+    assert "This field is required" in result.texts["ui-add-connection-fno"]  # tenant id, empty
+    names = {conn_type: [field["name"] for field in form] for conn_type, form in result.forms.items()}
+    assert names["dynamics_fno"][-1] == "element_default_company"  # F&O's own field
+    assert "element_default_company" not in names["dynamics_dataverse"]
     assert sorted(path.name for path in result.shots.values()) == sorted(
         f"{name}.png" for name in ui_tour.SHOTS
     )

@@ -121,7 +121,7 @@ def test_dataverse_has_exactly_the_p2c_tables() -> None:
     assert set(dataverse.CATALOG.tables) == {
         "accounts", "contacts", "products", "pricelevels", "productpricelevels", "uoms", "uomschedules",
         "transactioncurrencies", "businessunits", "quotes", "quotedetails", "salesorders",
-        "salesorderdetails", "invoices", "invoicedetails", "systemusers",
+        "salesorderdetails", "invoices", "invoicedetails", "systemusers", "organizations",
     }  # fmt: skip
 
 

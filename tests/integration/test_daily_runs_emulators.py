@@ -128,12 +128,14 @@ def test_day_2_lands_what_day_1_rejected_and_failed_without_a_source_change(
     (entry,) = contacts_ledger.read()
     assert (entry["source_key"], entry["status"], entry["record_id"]) == ("DAILY-C1", "rejected", contact_id)
     assert entry["reason"].startswith("dangling lookup AssociatedPartyNumber")
+    assert entry["parked"] is False  # the target's fault: retried every run (sync/pending.py)
     (failed,) = PendingLedger(root, "accounts", "usmf", "customers").read()
     assert (failed["source_key"], failed["status"], failed["record_id"]) == (
         "DAILY-1",
         "failed",
         "usmf|DAILY-1",
     )
+    assert failed["parked"] is False
 
     # day 2: healthy, and nothing changed in Sales since day 1
     accounts = sync("accounts", root, "day-2", day2)

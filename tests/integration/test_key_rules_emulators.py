@@ -147,13 +147,15 @@ def test_a_number_that_becomes_shared_after_its_customer_was_synced_stops_updati
     result = sync(root, "after", Window.of(start, start + timedelta(hours=1)))
 
     counts = result["companies"]["usmf"]["counts"]
-    # the window's row, the other row of its number, and the ledger's unknown-country account
-    assert {k: counts[k] for k in ("read", "rejected", "created", "updated", "unchanged")} == {
-        "read": 3,
-        "rejected": 3,
+    # the window's row and the other row of its number; the ledger's unknown-country account
+    # (a value-map miss, parked by the seed run: sync/pending.py) is not read again
+    assert {k: counts[k] for k in ("read", "rejected", "created", "updated", "unchanged", "parked")} == {
+        "read": 2,
+        "rejected": 2,
         "created": 0,
         "updated": 0,
         "unchanged": 0,
+        "parked": 1,
     }
     assert customers(running, [number]) == [synced]  # never overwritten
     reason = f"duplicate source key accountnumber={number!r} (2 rows): rejected, not merged"

@@ -135,7 +135,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_World]:
 
 
 def test_a_template_run_keeps_staging_ledger_and_dead_letters_in_blob_storage(world: _World) -> None:
-    result = world.cli("accounts", "--company", "usmf", "--run-id", "azure-1")
+    # a full refresh: the accounts are read through change tracking, which starts the shared delta
+    result = world.cli("accounts", "--company", "usmf", "--run-id", "azure-1", "--full-refresh")
     assert result["failed"] == {}
     counts = result["counts"]
     assert counts["created"] + counts["updated"] + counts["unchanged"] == 36  # STORY.md, usmf
@@ -151,6 +152,10 @@ def test_a_template_run_keeps_staging_ledger_and_dead_letters_in_blob_storage(wo
     assert "p2c/_watermarks/accounts/usmf/customers.json" in names
     assert [n for n in names if n.rsplit("/", 1)[-1].startswith(".")] == []  # no temporary file left
     assert [n for n in names if "/work/" in n] == []  # the transform's buckets are removed
+    # the shared delta's start (sync/delta_chain.py), created once on Blob storage (an upload
+    # that may not overwrite), its claim released
+    deltas = [n.split("/")[-1] for n in names if n.startswith("p2c/_deltas/accounts/customers/")]
+    assert deltas == ["00000000.json"]
 
     # the dead letters and the ledger, read back from Azure storage: the ledger holds each
     # rejected row that has a source key, once (blank keys cannot be re-read; twins count once)

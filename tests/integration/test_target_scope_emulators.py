@@ -215,3 +215,80 @@ def test_a_daily_products_run_transforms_only_what_changed_in_the_whole_fno_read
         [product["ProductNumber"], *waiting]
     )
     assert list(staging.read_frame("target", "rows")["productnumber"]) == [product["ProductNumber"]]
+
+
+def test_a_daily_orders_run_reads_only_the_customers_of_the_changed_orders(
+    running: RunningEmulators, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An order's customer number is itself looked up (among accounts or contacts), then
+    matched in F&O's customers: the daily run reads only the changed order's customer."""
+    unscoped = tmp_path / "usmf-only.yaml"
+    unscoped.write_text(
+        yaml.safe_dump({"company_pairs": [{"legal_entity": "usmf", "business_unit": "Contoso US"}]})
+    )
+    monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(unscoped))
+    root = ObjectStoragePath(f"file://{tmp_path / 'staging'}")
+
+    def sync(template: str, run_id: str, window: Window) -> Any:
+        hooks = SyncHooks(
+            dataverse=DataverseHook(dataverse_conn_id=CONN["dataverse"]),
+            fno=FinanceOperationsHook(fno_conn_id=CONN["fno"]),
+        )
+        return run_template(
+            template,
+            legal_entity="usmf",
+            run_id=run_id,
+            staging_root=root,
+            hooks=hooks,
+            window=window,
+            max_rejected="100%",
+            max_failed="100%",
+        )
+
+    for template in ("accounts", "contacts", "products", "sales_orders_sales_to_fno"):
+        sync(template, "initial", Window(full_refresh=True))
+
+    def customers(run_id: str) -> pd.DataFrame:
+        staging = TaskStaging(root, "sales_orders_sales_to_fno", run_id, "usmf", "order_headers")
+        return staging.read_frame("target", "ref-tgt_customers")
+
+    whole = customers("initial")
+    fno = Oracle(running.endpoints, "fno")
+    sales = Oracle(running.endpoints, "dataverse")
+    try:
+        synced = {
+            r["SalesOrderNumber"]
+            for r in fno.rows(
+                "CDSSalesOrderHeaders?cross-company=true&$select=SalesOrderNumber"
+                "&$filter=dataAreaId eq 'usmf'"
+            )
+        }
+        orders = [
+            r
+            for r in sales.rows(
+                "salesorders?$select=salesorderid,ordernumber,_customerid_value"
+                "&$filter=statecode eq 0 and msdynce_processingstatus eq 647390000&$orderby=ordernumber"
+            )
+            if r["ordernumber"] in synced
+        ]
+        assert orders, "the initial load sent no order"
+        order = orders[0]
+        account = sales.rows(
+            f"accounts?$select=accountnumber&$filter=accountid eq {order['_customerid_value']}"
+        )
+        start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=1)
+        response = sales.client.patch(
+            f"{sales.root}salesorders({order['salesorderid']})",
+            json={"description": "changed for the scoped read"},
+            headers={"Content-Type": "application/json", "If-Match": "*"},
+        )
+        assert response.status_code == 204, response.text
+    finally:
+        sales.close()
+        fno.close()
+    daily = sync("sales_orders_sales_to_fno", "daily", Window.of(start, start + timedelta(hours=1)))
+
+    assert daily["tasks"]["order_headers"]["counts"]["updated"] == 1
+    assert len(whole) > 10  # the full refresh read the company's customers
+    # the daily run read one customer: the changed order's (an account's number)
+    assert [a["accountnumber"] for a in account] == list(customers("daily")["CustomerAccount"])

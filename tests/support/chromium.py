@@ -3,8 +3,10 @@
 Debian's ``chromium`` is started with a new empty profile and ``--remote-debugging-port=0``;
 it prints the browser's DevTools WebSocket address on stderr, and one page target is driven
 through it with the ``websockets`` client Airflow already installs (no npm package, no
-browser download). Only what the test needs: open a URL, read the page's visible text,
-click an element by its text, take a screenshot.
+browser download), its connection entered as a context manager as websockets' current API
+asks. Only what the test needs: open a URL, read the page's visible text, click an element
+(by script, or as a real mouse click for widgets that listen to pointer events), type text,
+resize the viewport, take a screenshot (whole or clipped).
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from websockets.sync.client import connect
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
+
+    from websockets.sync.client import ClientConnection
 
 #: Flags that work on these machines (no GPU, no sandbox in containers, no network beyond loopback).
 FLAGS = (
@@ -39,6 +43,16 @@ FLAGS = (
     "--disable-sync",
 )
 LISTENING = re.compile(r"DevTools listening on (ws://\S+)")
+
+
+class Clip(TypedDict):
+    """A rectangle of the page to capture, in CSS pixels, rendered ``scale`` times larger."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    scale: float
 
 
 class BrowserError(RuntimeError):
@@ -57,7 +71,8 @@ class Chromium:
         self.width, self.height, self.timeout = width, height, timeout
         self._ids = itertools.count(1)
         self._process: subprocess.Popen[str] | None = None
-        self._socket: Any = None
+        self._closing = contextlib.ExitStack()
+        self._socket: ClientConnection | None = None
         self._session: str | None = None
 
     # lifecycle ---------------------------------------------------------------------------------
@@ -75,16 +90,15 @@ class Chromium:
             start_new_session=True,
         )
         try:
-            self._socket = connect(self._address(), max_size=None, open_timeout=self.timeout)
+            self._socket = self._closing.enter_context(
+                connect(self._address(), max_size=None, open_timeout=self.timeout)
+            )
             target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
             self._session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
                 "sessionId"
             ]
             self.call("Page.enable")
-            self.call(
-                "Emulation.setDeviceMetricsOverride",
-                {"width": self.width, "height": self.height, "deviceScaleFactor": 1, "mobile": False},
-            )
+            self.resize(self.width, self.height)
         except BaseException:
             self.__exit__()
             raise
@@ -105,9 +119,9 @@ class Chromium:
         raise BrowserError(f"chromium did not open its DevTools port:\n{''.join(seen[-20:])}")
 
     def __exit__(self, *exc: object) -> None:
-        if self._socket is not None:
-            with contextlib.suppress(Exception):
-                self._socket.close()
+        with contextlib.suppress(Exception):
+            self._closing.close()  # the DevTools connection
+        self._socket = None
         if self._process is not None and self._process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._process.pid, signal.SIGTERM)
@@ -117,6 +131,8 @@ class Chromium:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self._process.pid, signal.SIGKILL)
                 self._process.wait()
+        if self._process is not None and self._process.stderr is not None:
+            self._process.stderr.close()
 
     # the protocol ------------------------------------------------------------------------------
 
@@ -126,6 +142,8 @@ class Chromium:
         message: dict[str, Any] = {"id": ident, "method": method, "params": params or {}}
         if self._session is not None and not method.startswith("Target."):
             message["sessionId"] = self._session
+        if self._socket is None:
+            raise BrowserError(f"{method}: the browser is not running")
         self._socket.send(json.dumps(message))
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
@@ -165,6 +183,19 @@ class Chromium:
         missing = [needle for needle in wanted if needle not in text]
         raise BrowserError(f"not on the page after {timeout:g}s: {missing}\n--- page text ---\n{text[:3000]}")
 
+    def settle(self, *, timeout: float = 10) -> None:
+        """Until no finite CSS animation or transition runs (an accordion opening, a dialog
+        fading in), so a screenshot does not catch a widget half-way."""
+        script = (  # endless ones (a spinner, a running task's pulse) never settle: not those
+            "document.getAnimations().filter(a => a.playState === 'running'"
+            " && a.effect && a.effect.getTiming().iterations !== Infinity).length"
+        )
+        deadline = time.monotonic() + timeout
+        while self.evaluate(script):
+            if time.monotonic() > deadline:
+                raise BrowserError(f"still animating after {timeout:g}s")
+            time.sleep(0.2)
+
     def labels(self) -> list[str]:
         """The text of every ``<label>`` on the page (form fields' names)."""
         return list(self.evaluate("[...document.querySelectorAll('label')].map(l => l.innerText.trim())"))
@@ -193,8 +224,49 @@ class Chromium:
             page = self.text()[:2000]
             raise BrowserError(f"no {selector} with the text {text!r}\n--- page text ---\n{page}")
 
-    def screenshot(self, path: Path) -> Path:
-        data = self.call("Page.captureScreenshot", {"format": "png"})["data"]
+    def mouse_click(self, selector: str, *, timeout: float = 30) -> None:
+        """Click the first element matching ``selector`` with the mouse, as a user does:
+        press and release at its centre (some widgets ignore a scripted ``click()``)."""
+        script = (
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) return null;"
+            " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
+        deadline = time.monotonic() + timeout
+        while (point := self.evaluate(script)) is None:
+            if time.monotonic() > deadline:
+                raise BrowserError(
+                    f"no {selector} after {timeout:g}s\n--- page text ---\n{self.text()[:2000]}"
+                )
+            time.sleep(0.5)
+        x, y = point
+        for kind, buttons in (("mouseMoved", 0), ("mousePressed", 1), ("mouseReleased", 0)):
+            self.call(
+                "Input.dispatchMouseEvent",
+                {"type": kind, "x": x, "y": y, "button": "left", "buttons": buttons, "clickCount": 1},
+            )
+
+    def type_into(self, selector: str, text: str) -> None:
+        """Focus the first element matching ``selector`` and type ``text`` as keyboard input."""
+        found = f"document.querySelector({json.dumps(selector)})"
+        focused = self.evaluate(f"(() => {{ const e = {found}; if (e) e.focus(); return !!e; }})()")
+        if not focused:
+            raise BrowserError(f"no {selector} to type into\n--- page text ---\n{self.text()[:2000]}")
+        self.call("Input.insertText", {"text": text})
+
+    def resize(self, width: int, height: int) -> None:
+        """The viewport's size in CSS pixels (the window a layout fits itself into)."""
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
+
+    def screenshot(self, path: Path, *, clip: Clip | None = None) -> Path:
+        """The viewport as PNG, or only ``clip`` (page pixels, rendered at its scale)."""
+        params: dict[str, Any] = {"format": "png"}
+        if clip is not None:
+            params["clip"] = clip
+        data = self.call("Page.captureScreenshot", params)["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
         return path

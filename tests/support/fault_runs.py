@@ -118,9 +118,11 @@ def run_like_airflow(
     companies: Sequence[str],
     *,
     retries: int = AIRFLOW_RETRIES,
+    templates: Sequence[str] = TEMPLATES,
 ) -> AirflowLikeRun:
-    """Every template in run order, step by step as the DAGs run them, each step a task that
-    Airflow retries with fresh hooks (a new task process gets new hooks)."""
+    """Every template in run order (or those of ``templates``), step by step as the DAGs run
+    them, each step a task that Airflow retries with fresh hooks (a new task process gets new
+    hooks)."""
     run = AirflowLikeRun()
 
     def step(call: Callable[..., Any], *args: Any) -> Callable[[], Any]:
@@ -132,7 +134,7 @@ def run_like_airflow(
 
         return attempt
 
-    for name in TEMPLATES:
+    for name in templates:
         template = load_template(name)
         run.attempt(
             f"{name}/check_mapping",

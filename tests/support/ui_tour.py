@@ -1,14 +1,18 @@
 """What a user sees in the Airflow UI after ``make demo``, looked at in headless Chromium.
 
 :func:`tour` opens each page, waits for what the page must show (its visible text, not just
-"loaded"), checks it and takes a screenshot. It runs against ``make airflow``'s stack
+"loaded"), reads what the test checks from the DOM (labels, form fields, graph nodes and
+edges) and takes a screenshot. It runs against ``make airflow``'s stack
 (:func:`devstack.demo.serve`) on the demo's state; the REST API says which runs to look at.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import httpx
 
@@ -17,10 +21,52 @@ from devstack.demo import ALL_DAGS
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tests.support.chromium import Chromium
+    from tests.support.chromium import Chromium, Clip
 
 #: The screenshots the README shows (docs/images/).
-SHOTS = ("ui-dags", "ui-graph", "ui-report-log", "ui-params", "ui-assets", "ui-connection-form")
+SHOTS = (
+    "ui-dags",
+    "ui-graph",
+    "ui-report-log",
+    "ui-params",
+    "ui-assets",
+    "ui-asset-graph",
+    "ui-add-connection-dataverse",
+    "ui-add-connection-fno",
+)
+#: The connection types of the add-connection form, by the name the form lists them under.
+CONNECTION_TYPES = {
+    "dynamics_dataverse": "Dynamics 365 Dataverse",
+    "dynamics_fno": "Dynamics 365 Finance and Operations",
+}
+#: The two assets whose graph the tour reads: the customers accounts and contacts write, the
+#: products the products DAG writes; orders, quotations and invoices look both up.
+CUSTOMERS = "fno://dynamics_fno_default/CustomersV3"
+PRODUCTS = "dataverse://dynamics_dataverse_default/products"
+
+
+class FormField(TypedDict):
+    """One input of a form as the DOM has it."""
+
+    name: str
+    label: str  # the text of the field's <label>, whitespace collapsed ("Tenant ID *")
+    placeholder: str
+    required: bool
+    options: list[str]  # the values of the input's <datalist> (its pick list), if any
+
+
+@dataclass
+class AssetGraph:
+    """An asset page's graph as drawn: nodes by their visible names (an asset's URI, a task
+    as ``<dag_id>: <task_id>``) and the edges between them."""
+
+    edges: set[tuple[str, str]] = field(default_factory=set)
+
+    def producers(self, asset: str) -> set[str]:
+        return {source for source, target in self.edges if target == asset}
+
+    def consumers(self, asset: str) -> set[str]:
+        return {target for source, target in self.edges if source == asset}
 
 
 @dataclass
@@ -31,6 +77,8 @@ class TourResult:
     labels: dict[str, list[str]] = field(default_factory=dict)
     shots: dict[str, Path] = field(default_factory=dict)
     api: dict[str, Any] = field(default_factory=dict)
+    forms: dict[str, list[FormField]] = field(default_factory=dict)  # connection type -> fields
+    asset_graph: AssetGraph = field(default_factory=AssetGraph)
 
 
 def _api(base: str, path: str, **params: Any) -> Any:
@@ -119,13 +167,113 @@ def tour(browser: Chromium, base: str, shots: Path) -> TourResult:
         shots,
     )
 
-    # the connection form of both Dynamics connection types, fields labelled
-    for index, conn_type in enumerate(("Dynamics 365 Dataverse", "Dynamics 365 Finance and Operations")):
-        browser.open(f"{base}/connections")
-        browser.wait_for(["dynamics_dataverse_default", "dynamics_fno_default"], timeout=60)
-        browser.click('button[aria-label="Edit Connection"]', index=index)
-        result.texts[f"connection-{index}"] = browser.wait_for([conn_type, "Extra Fields"], timeout=60)
-        result.labels[conn_type] = [label.replace("\n", " ").strip() for label in browser.labels() if label]
-        if index == 1:
-            result.shots["ui-connection-form"] = browser.screenshot(shots / "ui-connection-form.png")
+    # the asset graph of the products asset (the whole P2C lineage: producers and consumers)
+    assets = {asset["uri"]: asset["id"] for asset in _api(base, "/assets", limit=100)["assets"]}
+    result.asset_graph = _asset_graph(
+        browser, f"{base}/assets/{assets[PRODUCTS]}", shots / "ui-asset-graph.png"
+    )
+    result.shots["ui-asset-graph"] = shots / "ui-asset-graph.png"
+
+    # the add-connection form of both Dynamics connection types, the type chosen in the form
+    for conn_type, shown in CONNECTION_TYPES.items():
+        result.forms[conn_type] = _add_connection_form(browser, base, shown)
+        name = "ui-add-connection-" + conn_type.removeprefix("dynamics_")
+        if conn_type == "dynamics_fno":  # the extra fields: the tenant id marked required
+            browser.mouse_click('[role=dialog] button[data-part=item-trigger][id$=":trigger:Extra Fields"]')
+            result.texts[name] = browser.wait_for(["Tenant ID", "Default company"], timeout=30)
+        else:  # the standard fields, their placeholders showing
+            result.texts[name] = browser.wait_for(["Environment URL", "Client secret"], timeout=30)
+        browser.settle()
+        result.shots[name] = browser.screenshot(shots / f"{name}.png")
     return result
+
+
+#: Every named input of the open dialog with the <label> of its field and its pick list.
+FORM_FIELDS = """[...document.querySelectorAll('[role=dialog] input[name], [role=dialog] textarea[name]')]
+    .map(e => {
+        let box = e.parentElement;
+        while (box && !box.querySelector('label')) box = box.parentElement;
+        const label = box ? box.querySelector('label').innerText.replace(/\\s+/g, ' ').trim() : '';
+        const options = e.list ? [...e.list.options].map(o => o.value) : [];
+        return {name: e.name, label, placeholder: e.placeholder, required: e.required, options};
+    })"""
+
+
+def _add_connection_form(browser: Chromium, base: str, shown: str) -> list[FormField]:
+    """Admin -> Connections -> Add Connection, the type typed into its picker and chosen."""
+    browser.open(f"{base}/connections")
+    browser.wait_for(["Add Connection", "dynamics_fno_default"], timeout=60)
+    browser.click_text("Add Connection")
+    browser.wait_for(["Select Connection Type"], timeout=30)
+    browser.type_into("[role=dialog] input[role=combobox]", shown)
+    browser.wait_for([shown], timeout=30)  # the picker's option
+    browser.click_text(shown, "[role=option]")
+    browser.wait_for(["Standard Fields", "Extra Fields", "Environment URL"], timeout=30)
+    return list(browser.evaluate(FORM_FIELDS))
+
+
+#: The graph's nodes (type and visible lines) by id, and each edge's accessible name.
+GRAPH = """(() => {
+    const nodes = {};
+    document.querySelectorAll('.react-flow__node').forEach(n => {
+        const kind = [...n.classList].find(c => c.startsWith('react-flow__node-')).slice(17);
+        nodes[n.dataset.id] = [kind, n.innerText.split('\\n').map(s => s.trim()).filter(Boolean)];
+    });
+    const edges = [...document.querySelectorAll('.react-flow__edge')].map(e => e.getAttribute('aria-label'));
+    return {nodes, edges};
+})()"""
+EDGE = re.compile(r"^Edge from (\S+) to (\S+)$")
+#: A viewport wide enough for the whole lineage at a legible zoom (the graph fits itself in).
+WIDE = (4800, 1400)
+
+
+def _node_name(kind: str, lines: list[str]) -> str:
+    if kind == "task":  # task id, then its DAG
+        return f"{lines[-1]}: {lines[0]}"
+    return lines[0]
+
+
+def _asset_graph(browser: Chromium, url: str, shot: Path) -> AssetGraph:
+    """An asset page's *Task Dependencies* graph: read from the DOM once it is drawn and
+    stable, and shot around the customers and products assets with their neighbours."""
+    browser.resize(*WIDE)
+    try:
+        browser.open(url)
+        browser.wait_for(["Task Dependencies", PRODUCTS], timeout=60)
+        browser.click_text("Task Dependencies")
+        drawn: dict[str, Any] = {"edges": []}
+        for _ in range(60):  # until two readings a second apart agree
+            time.sleep(1)
+            seen = browser.evaluate(GRAPH)
+            if seen["edges"] and seen == drawn:
+                break
+            drawn = seen
+        nodes = {node_id: _node_name(kind, lines) for node_id, (kind, lines) in drawn["nodes"].items()}
+        graph = AssetGraph()
+        for label in drawn["edges"]:
+            match = EDGE.match(label or "")
+            if match is None:
+                raise AssertionError(f"an edge without a readable name: {label!r}")
+            graph.edges.add((nodes[match.group(1)], nodes[match.group(2)]))
+        browser.screenshot(shot, clip=_around(browser, nodes, graph))
+        return graph
+    finally:
+        browser.resize(browser.width, browser.height)
+
+
+def _around(browser: Chromium, nodes: dict[str, str], graph: AssetGraph) -> Clip:
+    """The page rectangle holding both assets, who writes them and who reads them (the
+    reconciliation, drawn far to the right, aside)."""
+    names = {CUSTOMERS, PRODUCTS}
+    for asset in (CUSTOMERS, PRODUCTS):
+        names |= graph.producers(asset) | graph.consumers(asset)
+    ids = [node_id for node_id, name in nodes.items() if name in names and "p2c_reconciliation" not in name]
+    boxes = browser.evaluate(
+        f"""{json.dumps(ids)}.map(id => {{
+            const r = document.querySelector(`.react-flow__node[data-id="${{id}}"]`).getBoundingClientRect();
+            return [r.left, r.top, r.right, r.bottom]; }})"""
+    )
+    margin = 24
+    left, top = min(b[0] for b in boxes) - margin, min(b[1] for b in boxes) - margin
+    right, bottom = max(b[2] for b in boxes) + margin, max(b[3] for b in boxes) + margin
+    return {"x": max(left, 0), "y": max(top, 0), "width": right - left, "height": bottom - top, "scale": 1.25}

@@ -54,7 +54,8 @@ Writes, and why a retry never applies a record twice
       both services (a delete whose row is gone counts as done).
     * A unit interrupted again and again is given up after a few rounds: its records that
       the read-back cannot settle come back failed with ``error_code="interrupted"``, so
-      every operation still has exactly one outcome.
+      every operation still has exactly one outcome; the sync engine counts them as failures
+      the service may heal (`failed_retryable`), so the load task fails and is retried.
 """
 
 from __future__ import annotations

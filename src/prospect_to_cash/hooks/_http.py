@@ -380,6 +380,23 @@ class ODataSession:
         if seconds > 0:
             self._sleep(seconds)
 
+    def pause_before_resend(self, round_: int, retry_after: float | None = None) -> float:
+        """Wait before reading back and resending a write that failed ambiguously.
+
+        A service that just dropped a write or answered 503 is likely to do it again at
+        once, and each ambiguous round brings the unit closer to being given up on: honour
+        its ``Retry-After`` (within the policy's limit), else back off like any retry.
+
+        :param round_: 1 for the first resend of the unit, 2 for the second, ...
+        :return: the seconds waited.
+        """
+        honoured = (
+            retry_after if retry_after is not None and retry_after <= self.retry.max_retry_after else None
+        )
+        seconds = self.retry.delay(round_, retry_after=honoured, rng=self._rng)
+        self._sleep_for(seconds)
+        return seconds
+
     def send(
         self,
         method: str,
@@ -471,7 +488,8 @@ class ODataSession:
                     continue
                 if not idempotent and not throttled:
                     raise AmbiguousWriteError(
-                        f"{method} {_short(target)} answered {status}; the service may have applied it"
+                        f"{method} {_short(target)} answered {status}; the service may have applied it",
+                        retry_after=retry_after,
                     )
             return response
 

@@ -34,7 +34,7 @@ from prospect_to_cash.hooks._http import request_priority
 from prospect_to_cash.hooks.batch import BatchRequest, BatchResponse, decode_batch_response, encode_batch
 from prospect_to_cash.hooks.errors import AmbiguousWriteError, DynamicsAuthError, ServiceError, parse_error
 from prospect_to_cash.hooks.odata import entity_id_from_url
-from prospect_to_cash.hooks.operations import WriteOperation, WriteOutcome
+from prospect_to_cash.hooks.operations import INTERRUPTED, WriteOperation, WriteOutcome
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Iterable, Iterator
@@ -283,7 +283,7 @@ class WriteEngine:
                 state = "the row was read back: not applied"
             else:
                 state = "it may or may not have been applied; sending it again is safe"
-            error = ServiceError(0, "interrupted", f"{attempts} attempts were interrupted ({exc}); {state}")
+            error = ServiceError(0, INTERRUPTED, f"{attempts} attempts were interrupted ({exc}); {state}")
             outcomes.append(outcome_for(item, 0, ok=False, error=error))
         return outcomes
 
@@ -368,7 +368,10 @@ class WriteEngine:
                 if ambiguous_rounds >= MAX_AMBIGUOUS_ROUNDS:
                     outcomes.extend(self._give_up(part, exc, ambiguous_rounds + 1))
                     continue
-                self.log.warning("%s; reading %d row(s) back before resending", exc, len(part))
+                waited = self.session.pause_before_resend(ambiguous_rounds + 1, exc.retry_after)
+                self.log.warning(
+                    "%s; waited %.1f s, reading %d row(s) back before resending", exc, waited, len(part)
+                )
                 stack.append((part, ambiguous_rounds + 1))
                 continue
             if result.outcomes is not None:

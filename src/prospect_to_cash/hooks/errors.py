@@ -44,7 +44,14 @@ class AmbiguousWriteError(DynamicsTransportError):
 
     Raised instead of retrying when a blind retry could apply the write twice; the write
     engine then reads the affected rows back before deciding what to resend.
+
+    :param retry_after: the pause the service asked for (``Retry-After`` of a 503), if any,
+        which the engine honours before it reads back and resends.
     """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,12 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 
+#: ``WriteOutcome.error_code`` of a write the hooks gave up on after repeated interruptions
+#: (no answer, status 0): not applied as far as a read-back tells, so sending it again later
+#: may well succeed, unlike a refusal of the row's data.
+INTERRUPTED = "interrupted"
+
+
 class WriteKind(str, Enum):
     CREATE = "create"
     UPDATE = "update"

@@ -32,6 +32,7 @@ from prospect_to_cash.operators.common import (
     run_folder,
 )
 from prospect_to_cash.sync.contracts import TransformedXCom, WindowDict
+from prospect_to_cash.sync.deadletter import dead_letters
 from prospect_to_cash.sync.privacy import ROW_VALUES_VARIABLE, log_row_values
 
 if TYPE_CHECKING:
@@ -318,7 +319,7 @@ class MappingLoadOperator(_MappingStepOperator):
             "window": self.transformed.get("window"),
             "full_refresh": bool(self.transformed.get("full_refresh", False)),
             "counts": {name: int(value) for name, value in loaded.get("counts", {}).items()},
-            "deadletter": {"rejected": plan_paths.get("rejected"), "failed": paths.get("failed")},
+            "deadletter": dead_letters(plan_paths.get("rejected"), paths),
             "plan": plan_paths.get("summary"),
             "outcome": paths.get("outcome"),
         }

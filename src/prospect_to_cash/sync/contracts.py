@@ -395,10 +395,12 @@ class LoadResult(StepResult, total=False):
 
 
 class DeadLetters(TypedDict):
-    """A task's dead-letter files: ``rejected`` by the transform, ``failed`` at the service."""
+    """A task's dead-letter files: ``rejected`` by the transform, ``failed`` at the service,
+    ``parked``: the pending ledger's parked rows the run did not read (`pending`)."""
 
     rejected: str | None
     failed: str | None
+    parked: str | None
 
 
 class DeadLetterFile(TypedDict):

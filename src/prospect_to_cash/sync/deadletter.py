@@ -7,6 +7,8 @@ record: for a reject the source record's id (the mapping's ``source.primary_id``
 GUID) or else its source key; for a failure the target record the write went to (its
 Dataverse GUID, or its F&O key). These files are one run's
 record; what comes back in later runs is the pending ledger (`prospect_to_cash.sync.pending`).
+A third, ``deadletter/parked.parquet`` (stage ``parked``), lists the ledger's parked rows
+the run did not read: rejected earlier for their own content, still not landed.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import pyarrow as pa
 from prospect_to_cash.sync.values import py
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
+    from prospect_to_cash.sync.contracts import DeadLetters
+    from prospect_to_cash.sync.pending import PendingEntry
     from prospect_to_cash.sync.staging import TaskStaging
 
-REJECTED, FAILED = "rejected", "failed"
+REJECTED, FAILED, PARKED = "rejected", "failed", "parked"
 
 SCHEMA = pa.schema(
     [
@@ -98,12 +102,32 @@ def write_failed(staging: TaskStaging, records: Iterable[dict[str, Any]]) -> str
     return staging.write_table("deadletter", FAILED, records_table(staging, "load", records))
 
 
+def write_parked(staging: TaskStaging, entries: Iterable[PendingEntry]) -> str:
+    """The pending ledger's parked rows this run did not read (stage ``parked``)."""
+    records = [
+        {
+            "ref": entry["target_key"],
+            "source_key": entry["source_key"],
+            "record_id": entry["record_id"],
+            "reason": f"parked since {entry['first_seen']}: {entry['reason']}",
+        }
+        for entry in entries
+    ]
+    return staging.write_table("deadletter", PARKED, records_table(staging, "parked", records))
+
+
 def read(staging: TaskStaging) -> pd.DataFrame:
     """Both dead-letter files of a task, for reports and tests."""
     frames = [
         staging.read_frame("deadletter", name)
-        for name in (REJECTED, FAILED)
+        for name in (REJECTED, FAILED, PARKED)
         if staging.exists("deadletter", name)
     ]
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCHEMA.names)
+
+
+def dead_letters(rejected: str | None, load_paths: Mapping[str, Any]) -> DeadLetters:
+    """A task's dead-letter files, as its report and XCom name them: the transform's
+    ``rejected`` file and the load's ``failed`` and ``parked`` files."""
+    return {"rejected": rejected, "failed": load_paths.get(FAILED), "parked": load_paths.get(PARKED)}

@@ -13,10 +13,18 @@ range instead (:data:`DATAVERSE_LARGEST`); lengths apply wherever ``MaxLength`` 
 date ranges are the services' documented ones: F&O ``utcdatetime`` runs from
 ``DateTimeUtil::minValue()`` (1900-01-01) to ``maxValue()`` (2154-12-31); Dataverse date and
 time columns from 1753-01-01 to 9999-12-31.
+
+Decimal places are not refused but kept: Dataverse rounds a currency or decimal value to the
+column's effective precision (``MoneyAttributeMetadata.PrecisionSource``: the column's own
+``Precision``, the organization's ``pricingdecimalprecision`` or the currency's
+``currencyprecision``), which ``$metadata`` does not state. The snapshot reads it from
+``EntityDefinitions`` (:func:`dataverse_decimals`) and the transform rounds to it, so a value
+is sent as Sales will keep it and the next run finds it unchanged.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from dataclasses import asdict, dataclass, replace
@@ -24,9 +32,12 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from prospect_to_cash.sync.values import to_decimal
+from prospect_to_cash.hooks.errors import DynamicsError
+from prospect_to_cash.sync.values import DEFAULT_SCALE, to_decimal
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from prospect_to_cash.sync.context import SyncContext
     from prospect_to_cash.sync.mapping import FieldMapping, Task
     from prospect_to_cash.sync.metadata_check import EntityShape, ServiceMetadata
@@ -66,6 +77,7 @@ class Facets:
     max_length: int | None = None
     precision: int | None = None
     scale: int | None = None
+    decimals: int | None = None  # places Dataverse keeps (EntityDefinitions), not a CSDL facet
 
 
 @dataclass(frozen=True)
@@ -190,12 +202,23 @@ def with_target_limits(task: Task, facets: dict[str, Facets]) -> Task:
 
     shape = EntityShape(entity_set=task.target.entity_set, facets=facets)
     fields = tuple(
-        replace(mapping, limits=field_limits(shape, task.target_system, mapping.target))
+        replace(
+            mapping,
+            limits=field_limits(shape, task.target_system, mapping.target),
+            scale=_kept_scale(mapping, facets.get(mapping.target)),
+        )
         if mapping.write and not mapping.is_bind
         else mapping
         for mapping in task.fields
     )
     return replace(task, fields=fields)
+
+
+def _kept_scale(mapping: FieldMapping, facets: Facets | None) -> int | None:
+    """A decimal field's places: the mapping's ``scale`` wins, then what the target keeps."""
+    if mapping.type != "decimal" or mapping.scale is not None or facets is None:
+        return mapping.scale
+    return facets.decimals
 
 
 #: ``target/facets.json``: the target entity set's property facets, staged by the snapshot.
@@ -209,8 +232,24 @@ def stage_target_facets(ctx: SyncContext) -> None:
     (in-memory test services) or the set is missing (check_mapping names that first)."""
     metadata = target_metadata(ctx.hooks, ctx.task.target_system)
     shape = metadata.entity_sets.get(ctx.task.target.entity_set) if metadata is not None else None
-    if shape is not None:
-        ctx.staging.write_json("target", FACETS, {name: asdict(f) for name, f in shape.facets.items()})
+    if shape is None:
+        return
+    facets = dict(shape.facets)
+    if ctx.task.target_system == "dataverse":
+        wanted = [
+            f.target
+            for f in ctx.task.fields
+            if f.write and not f.is_bind and f.type == "decimal" and f.scale is None and f.target in facets
+        ]
+        kept = dataverse_decimals(ctx.hooks.for_system("dataverse"), ctx.task.target.entity_set, wanted)
+        facets.update({name: replace(facets[name], decimals=places) for name, places in kept.items()})
+        if kept:  # a value with more places is rounded to these before it is compared or sent
+            log.info(
+                "%s keeps %s decimal place(s) (EntityDefinitions); values are rounded to them",
+                ctx.task.target.entity_set,
+                ", ".join(f"{name}: {places}" for name, places in sorted(kept.items())),
+            )
+    ctx.staging.write_json("target", FACETS, {name: asdict(f) for name, f in facets.items()})
 
 
 def staged_target_limits(ctx: SyncContext) -> Task:
@@ -220,6 +259,8 @@ def staged_target_limits(ctx: SyncContext) -> Task:
     staged = ctx.staging.read_json("target", FACETS)
     return with_target_limits(ctx.task, {name: Facets(**value) for name, value in staged.items()})
 
+
+log = logging.getLogger(__name__)
 
 _CACHE: weakref.WeakKeyDictionary[Any, ServiceMetadata] = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
@@ -241,3 +282,88 @@ def target_metadata(hooks: Any, system: str) -> ServiceMetadata | None:
         with _CACHE_LOCK:
             _CACHE[hook] = found
     return found
+
+
+# -- Dataverse: the decimal places a currency or decimal column keeps ---------------------------
+
+#: ``MoneyAttributeMetadata.PrecisionSource``: the column's ``Precision``, the organization's
+#: ``pricingdecimalprecision``, or the record's currency's ``currencyprecision``.
+PRECISION_OF_COLUMN, PRECISION_OF_PRICING, PRECISION_OF_CURRENCY = 0, 1, 2
+
+_METADATA_CAST = "Microsoft.Dynamics.CRM"
+_DECIMALS: weakref.WeakKeyDictionary[Any, dict[str, dict[str, int]]] = weakref.WeakKeyDictionary()
+
+
+def dataverse_decimals(hook: Any, entity_set: str, columns: Collection[str]) -> dict[str, int]:
+    """The decimal places Dataverse keeps for each of ``columns`` of ``entity_set`` (money and
+    decimal columns; others are left out), read once per table per hook.
+
+    Empty when the hook cannot tell (no ``EntityDefinitions``, a refused read): the fields then
+    keep the default of :data:`~prospect_to_cash.sync.values.DEFAULT_SCALE`, and the log says so.
+    """
+    if not columns or not hasattr(hook, "session"):
+        return {}
+    with _CACHE_LOCK:
+        known = _DECIMALS.setdefault(hook, {}).get(entity_set)
+    if known is None:
+        try:
+            known = _table_decimals(hook, entity_set)
+        except (DynamicsError, IndexError, KeyError, TypeError, ValueError) as exc:
+            log.warning(
+                "Cannot read the decimal places %s keeps from EntityDefinitions (%s); its decimal "
+                "fields are rounded to %d places",
+                entity_set,
+                type(exc).__name__,
+                DEFAULT_SCALE["dataverse"],
+            )
+            known = {}
+        with _CACHE_LOCK:
+            _DECIMALS[hook][entity_set] = known
+    return {name: known[name] for name in columns if name in known}
+
+
+def _rows(hook: Any, url: str) -> list[dict[str, Any]]:
+    return [row for page in hook.session.get_json_pages(url) for row in page["value"]]
+
+
+def _table_decimals(hook: Any, entity_set: str) -> dict[str, int]:
+    """Every money and decimal column of the table behind ``entity_set`` with its places."""
+    logical = hook.entity_logical_name(entity_set)
+    if logical is None:
+        raise KeyError(entity_set)
+    base = f"EntityDefinitions(LogicalName='{logical}')/Attributes/{_METADATA_CAST}"
+    places = {
+        row["LogicalName"]: int(row["Precision"])
+        for row in _rows(hook, f"{base}.DecimalAttributeMetadata?$select=LogicalName,Precision")
+    }
+    money = _rows(hook, f"{base}.MoneyAttributeMetadata?$select=LogicalName,Precision,PrecisionSource")
+    sources = {row.get("PrecisionSource", PRECISION_OF_PRICING) for row in money}
+    pricing = _pricing_precision(hook) if PRECISION_OF_PRICING in sources else None
+    currency = _currency_precision(hook) if PRECISION_OF_CURRENCY in sources else None
+    for row in money:
+        # an unset PrecisionSource means 2 (MoneyAttributeMetadata.PrecisionSource remarks)
+        source = row.get("PrecisionSource")
+        source = PRECISION_OF_CURRENCY if source is None else int(source)
+        places[row["LogicalName"]] = {PRECISION_OF_PRICING: pricing, PRECISION_OF_CURRENCY: currency}.get(
+            source, int(row["Precision"])
+        )
+    return {name: value for name, value in places.items() if value is not None}
+
+
+def _pricing_precision(hook: Any) -> int:
+    """The organization's ``pricingdecimalprecision`` (one organization per environment)."""
+    rows = _rows(hook, "organizations?$select=pricingdecimalprecision")
+    return int(rows[0]["pricingdecimalprecision"])
+
+
+def _currency_precision(hook: Any) -> int:
+    """The places of a column whose precision is the record's currency's: the largest
+    ``currencyprecision`` of the active currencies, so that no row loses a place its own
+    currency keeps (one value per field; a currency with fewer places is rounded by Sales)."""
+    rows = _rows(hook, "transactioncurrencies?$select=currencyprecision&$filter=statecode eq 0")
+    places = {int(row["currencyprecision"]) for row in rows}
+    if len(places) > 1:
+        log.info(
+            "Active currencies keep %s decimal places; currency columns use %d", sorted(places), max(places)
+        )
+    return max(places)

@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
+from prospect_to_cash.hooks.operations import INTERRUPTED, WriteKind, WriteOperation, WriteOutcome
 from prospect_to_cash.sync import deadletter, source_digests
 from prospect_to_cash.sync.changes import commit_token
 from prospect_to_cash.sync.children import record_released
@@ -51,7 +51,7 @@ from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, 
 from prospect_to_cash.sync.deletes import apply_source_deletes
 from prospect_to_cash.sync.errors import SyncError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Task, Template
-from prospect_to_cash.sync.pending import ledger_of
+from prospect_to_cash.sync.pending import PendingLedger, fingerprint, ledger_of
 from prospect_to_cash.sync.privacy import ROW_VALUES_VARIABLE, log_row_values
 from prospect_to_cash.sync.reading import odata_literal, read_pages
 from prospect_to_cash.sync.values import is_blank, natural_key, normalize, py, values_equal
@@ -501,9 +501,16 @@ def load(
     counts["unchanged"] += source_digests.unseen_rows(ctx)  # read, unchanged, never planned
     ledger = ledger_of(ctx)
     pending_before = ledger.read()
+    current = fingerprint(ctx.task)
     counts["pending"] = ledger.record(
-        outcome, key_columns=ctx.task.source.key, run_id=ctx.run_id, record_ids=_record_ids(staging, state)
+        outcome,
+        key_columns=ctx.task.source.key,
+        run_id=ctx.run_id,
+        record_ids=_record_ids(staging, state),
+        twins=_twins(staging),
+        current=current,
     )
+    counts["parked"], paths["parked"] = _report_parked(ctx, ledger, outcome)
     record_released(ctx, pending_before, outcome)  # their lines come with them (sync/children.py)
     if staging.exists("source", "window", ".json"):  # what the extract read moves the mark
         watermark_of(ctx).advance(staging.read_json("source", "window"), ctx.run_id)
@@ -552,6 +559,30 @@ def _record_ids(staging: TaskStaging, state: _LoadState) -> dict[str, str]:
     return ids
 
 
+def _twins(staging: TaskStaging) -> dict[str, list[str]]:
+    """Source key -> the record ids of every rejected row of it (lower case)."""
+    twins: dict[str, set[str]] = {}
+    rejected = staging.read_frame_if_exists("deadletter", deadletter.REJECTED)
+    if rejected is not None and "record_id" in rejected.columns:
+        for key, record in zip(rejected["source_key"], rejected["record_id"], strict=True):
+            if not is_blank(key) and not is_blank(record):
+                twins.setdefault(str(key), set()).add(str(record).lower())
+    return {key: sorted(ids) for key, ids in twins.items()}
+
+
+def _report_parked(ctx: SyncContext, ledger: PendingLedger, outcome: pd.DataFrame) -> tuple[int, str | None]:
+    """The parked rows this run did not read (`pending`): still not landed, so they are
+    counted (``parked``) and listed in ``deadletter/parked.parquet`` like the run's own
+    rejects. Returns the count and the file (None when there are none)."""
+    read = {str(key) for key in outcome[SOURCE_KEY] if not is_blank(key)}
+    parked = [e for e in ledger.read() if e["parked"] and e["source_key"] not in read]
+    if not parked:
+        if ctx.staging.exists("deadletter", deadletter.PARKED):  # an earlier attempt's list
+            ctx.staging.path("deadletter", deadletter.PARKED).unlink()
+        return 0, None
+    return len(parked), deadletter.write_parked(ctx.staging, parked)
+
+
 def _final_outcome(planned: pd.DataFrame, state: _LoadState) -> pd.DataFrame:
     """The plan with each create and update turned into created/updated or failed."""
     failures = {f["ref"]: f["reason"] for f in state.failures if f["stage"] == "load"}
@@ -580,7 +611,9 @@ def _counts(plan_counts: dict[str, int], outcome: pd.DataFrame, state: _LoadStat
         # a row whose self-reference was held back is not in place, even if its other fields are
         "second_pass_updated": len(state.second_pass_written - second_failed),
         "second_pass_failed": len(second_failed),
-        "failed_retryable": sum(1 for failure in state.failures if may_heal(failure["status"])),
+        "failed_retryable": sum(
+            1 for failure in state.failures if may_heal(failure["status"], failure.get("error_code"))
+        ),
     }
 
 
@@ -588,8 +621,12 @@ def _counts(plan_counts: dict[str, int], outcome: pd.DataFrame, state: _LoadStat
 HEALING_STATUSES = frozenset({408, 429})
 
 
-def may_heal(status: int | None) -> bool:
+def may_heal(status: int | None, error_code: str | None = None) -> bool:
     """Whether a failed write may succeed unchanged later: no answer (transport error,
-    ambiguous write), a 5xx, a timeout or throttling beyond the wait budget. A 4xx other
-    than those is the target refusing the row's data: retrying the same row cannot help."""
-    return status is None or status >= 500 or status in HEALING_STATUSES
+    ambiguous write, or a unit the hook gave up on after repeated interruptions: status 0,
+    error code `INTERRUPTED`), a 5xx, a timeout or throttling beyond the wait budget. A 4xx
+    other than those, or a row refused before sending, is about the row's data: retrying
+    the same row cannot help."""
+    if status is None or error_code == INTERRUPTED:
+        return True
+    return status >= 500 or status in HEALING_STATUSES

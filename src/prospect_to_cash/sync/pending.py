@@ -11,11 +11,27 @@ one, never half of either.
 
 The extract re-reads the ledger's keys besides its change window; the load folds the
 run's outcome in (rejected or failed: added, ``attempts`` + 1; landed: removed).
+
+**Parked rows.** A row rejected because of the row itself (`self_rejected`: a duplicate
+source key, a value-map miss, a required or key field empty, a value too long) cannot land
+until its source row or the mapping changes, so re-reading it every run only costs. Its
+entry is *parked* with the compiled task's `fingerprint` (mapping and environment, value
+maps included): the extract re-reads it only when the fingerprint changed. Its own change
+comes back anyway (in the delta or the window, by its id); a duplicate key comes back when
+a row sharing it is in the delta (`key_rules` reads every row of the key) or when one of
+the key's rows (``record_ids``) is deleted or leaves the scope (`changes`); a windowed read
+sees no deletes, so there duplicate keys are re-read every run. Rows rejected or failed
+because of the target (dangling or ambiguous lookup, held back behind a header, a service
+refusal, anything not recognised as the row's own fault) are never parked: every run
+retries them. A parked row stays in the ledger, in each run's ``parked`` count and its
+``deadletter/parked.parquet``, and in ``python -m prospect_to_cash.sync pending``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TypedDict
@@ -34,6 +50,7 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
     from prospect_to_cash.sync.context import SyncContext
+    from prospect_to_cash.sync.mapping import Task
 
 FOLDER = "_pending"
 SCHEMA = pa.schema(
@@ -48,8 +65,21 @@ SCHEMA = pa.schema(
         ("last_seen", pa.string()),
         ("attempts", pa.int64()),
         ("last_run_id", pa.string()),
+        ("parked", pa.bool_()),  # rejected for the row's own fault: re-read on change only
+        ("fingerprint", pa.string()),  # the compiled task it was parked under
+        ("record_ids", pa.string()),  # JSON list: every source record of the key (twins too)
     ]
 )
+#: The parts of a reject reason (``; ``-separated) that only a change of the row itself,
+#: or of the mapping and environment, can cure (rules.py and planner.py word them so).
+SELF_REASONS = (
+    re.compile(r"^duplicate source key .* rows\): rejected, not merged$"),
+    re.compile(r"^value .* of \S+ has no entry in value map '[^']*'$"),
+    re.compile(r"^required field \S+ is empty$"),
+    re.compile(r"^(source|target) key \S+ is empty$"),
+    re.compile(r"^\S+ is \d+ characters, at most \d+ allowed$"),
+)
+DUPLICATE = "duplicate source key "
 
 
 class PendingEntry(TypedDict):
@@ -65,6 +95,23 @@ class PendingEntry(TypedDict):
     last_seen: str
     attempts: int
     last_run_id: str
+    parked: bool
+    fingerprint: str | None
+    record_ids: str | None
+
+
+def self_rejected(status: str | None, reason: str | None) -> bool:
+    """Whether a row was refused for its own content only (every part of its reason), so
+    that re-reading it unchanged cannot help; a failure or any other reason: False."""
+    if status != "rejected" or is_blank(reason):
+        return False
+    parts = [part.strip() for part in str(reason).split("; ")]
+    return all(any(pattern.match(part) for pattern in SELF_REASONS) for part in parts)
+
+
+def fingerprint(task: Task) -> str:
+    """The compiled task (fields, value maps, defaults, as fixed for the company pair)."""
+    return hashlib.sha256(repr(task).encode()).hexdigest()[:16]
 
 
 def _now() -> str:
@@ -83,17 +130,32 @@ class PendingLedger(TaskStateFile):
         if not self.path.exists():
             return []
         with self.path.open("rb") as handle:
-            table = pq.read_table(handle, schema=SCHEMA)
-        return sorted(table.to_pylist(), key=lambda entry: entry["source_key"])  # type: ignore[return-value]
+            table = pq.read_table(handle)
+        for column in SCHEMA:  # a ledger written before parking: nothing parked
+            if column.name not in table.column_names:
+                table = table.append_column(column, pa.nulls(len(table), column.type))
+        rows = table.select(SCHEMA.names).cast(SCHEMA).to_pylist()
+        for row in rows:
+            row["parked"] = bool(row["parked"])
+        return sorted(rows, key=lambda entry: entry["source_key"])  # type: ignore[arg-type,return-value]
 
-    def key_values(self, width: int) -> list[list[str]]:
-        """The source key columns' values of every entry (``width`` columns each)."""
-        keys = []
-        for entry in self.read():
-            values = json.loads(entry["key_values"])
-            if len(values) == width and not any(is_blank(v) for v in values):
-                keys.append([str(v) for v in values])
-        return keys
+    def key_values(self, width: int, current: str | None = None, *, deltas: bool = True) -> list[list[str]]:
+        """The source key columns' values of the entries to re-read (``width`` columns
+        each): all of them without ``current``; else all but those parked under the
+        ``current`` fingerprint (and, unless ``deltas``, parked duplicate keys are re-read:
+        a windowed read sees no deletes)."""
+        return [_values(entry) for entry in self.read() if _wanted(entry, width, current, deltas)]
+
+    def parked_keys(self, width: int, current: str) -> list[tuple[list[str], list[str]]]:
+        """The entries `key_values` leaves out: (key values, record ids of the key's rows)."""
+        return [
+            (
+                _values(entry),
+                [*json.loads(entry["record_ids"] or "[]"), str(entry["record_id"] or "").lower()],
+            )
+            for entry in self.read()
+            if _complete(entry, width) and not _wanted(entry, width, current, True)
+        ]
 
     def write(self, entries: Iterable[PendingEntry]) -> None:
         """Replace the ledger with ``entries`` atomically (an empty ledger removes the file)."""
@@ -113,11 +175,15 @@ class PendingLedger(TaskStateFile):
         key_columns: Sequence[str],
         run_id: str,
         record_ids: Mapping[str, str] | None = None,
+        twins: Mapping[str, Sequence[str]] | None = None,
+        current: str | None = None,
     ) -> int:
         """Fold a load's outcome (``plan/outcome.parquet``) into the ledger: rows rejected
         or failed are added (or their ``attempts`` grow), rows that landed are removed;
         entries this run did not read stay as they were. ``record_ids`` (source key -> the
-        dead letter's record id) names each entry's record. Returns the entries left."""
+        dead letter's record id) names each entry's record, ``twins`` every record of the
+        key. With ``current`` (the task's `fingerprint`), rows rejected for their own
+        content are parked under it. Returns the entries left."""
         entries = {entry["source_key"]: entry for entry in self.read()}
         now = _now()
         width = len(key_columns)
@@ -148,6 +214,11 @@ class PendingLedger(TaskStateFile):
                 "last_seen": now,
                 "attempts": (earlier["attempts"] if earlier else 0) + (source_key not in counted),
                 "last_run_id": run_id,
+                "parked": current is not None
+                and self_rejected(status, data.get("reason"))
+                and (source_key not in counted or entries[source_key]["parked"]),
+                "fingerprint": current,
+                "record_ids": json.dumps(sorted({*(twins or {}).get(source_key, ())})),
             }
             counted.add(source_key)
         self.write(entries.values())
@@ -160,6 +231,23 @@ class PendingLedger(TaskStateFile):
         dropped = [e["source_key"] for e in entries if wanted is None or e["source_key"].casefold() in wanted]
         self.write(e for e in entries if e["source_key"] not in dropped)
         return dropped
+
+
+def _complete(entry: PendingEntry, width: int) -> bool:
+    values = json.loads(entry["key_values"])
+    return len(values) == width and not any(is_blank(v) for v in values)
+
+
+def _values(entry: PendingEntry) -> list[str]:
+    return [str(v) for v in json.loads(entry["key_values"])]
+
+
+def _wanted(entry: PendingEntry, width: int, current: str | None, deltas: bool) -> bool:
+    if not _complete(entry, width):
+        return False
+    if current is None or not entry["parked"] or entry["fingerprint"] != current:
+        return True
+    return not deltas and DUPLICATE in (entry["reason"] or "")
 
 
 def ledger_of(ctx: SyncContext) -> PendingLedger:

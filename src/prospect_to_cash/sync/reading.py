@@ -31,7 +31,7 @@ from prospect_to_cash.sync.context import SyncContext, base_result, make_context
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncOptions, Window, resolve
 from prospect_to_cash.sync.key_rules import KeySharers, key_filters
 from prospect_to_cash.sync.limits import stage_target_facets
-from prospect_to_cash.sync.pending import ledger_of
+from prospect_to_cash.sync.pending import fingerprint, ledger_of
 from prospect_to_cash.sync.staging import text_table
 from prospect_to_cash.sync.target_scope import KeyScope, reference_scope, target_scope, windowed
 from prospect_to_cash.sync.values import py
@@ -164,7 +164,8 @@ def _source_filter(ctx: SyncContext, window: Window) -> tuple[str | None, list[s
     query = and_filters(task.source.filter, span, company)
     if outside is None:
         return query, [], None  # the source is read whole: pending rows and lines come with it
-    keys = ledger_of(ctx).key_values(len(task.source.key))
+    # a windowed read sees no deletes: parked duplicate keys are re-read all the same
+    keys = ledger_of(ctx).key_values(len(task.source.key), fingerprint(task), deltas=False)
     scope = (task.source.filter, outside, company)
     lines = [and_filters(*scope, f) for f in released_parent_filters(ctx)]
     sharers = KeySharers.of(task.source.key, scope, keys)
@@ -291,17 +292,23 @@ def extract(
         read["end"] = None
     if tracked:
         company = _company_filter(ctx)
-        keys = ledger_of(ctx).key_values(len(task.source.key))
+        ledger, current = ledger_of(ctx), fingerprint(task)
+        keys = ledger.key_values(len(task.source.key), current)
+        parked = ledger.parked_keys(len(task.source.key), current)
         scope = (task.source.filter, company)
         lines = [and_filters(*scope, f) for f in released_parent_filters(ctx)]
         pending = [*key_filters(task.source.key, keys, *scope), *lines]
-        sharers = KeySharers.of(task.source.key, scope, keys) if window.since_watermark else None
+        sharers = (
+            KeySharers.of(task.source.key, scope, keys, primary_id=task.source.primary_id)
+            if window.since_watermark
+            else None
+        )
 
         def by_filter(query: str) -> Iterator[pd.DataFrame]:
             return read_pages(ctx, "dataverse", task.source.entity_set, task.source_columns, query)
 
         def read_rows() -> tuple[str, int]:
-            return read_tracked(ctx, window, company, pending, by_filter, sharers)
+            return read_tracked(ctx, window, company, pending, by_filter, sharers, parked)
 
         query = None
     else:

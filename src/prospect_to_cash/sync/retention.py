@@ -6,9 +6,10 @@ reads a finished run's folder once its retries are over, so it is kept only as l
 someone may want to look at it (default :data:`DEFAULT_RETENTION_DAYS`).
 
 What is never removed: the state later runs depend on, in the ``_``-prefixed folders beside
-the runs (pending ledger ``_pending/``, watermarks ``_watermarks/``, change-tracking tokens
-``_delta_tokens/``, source index ``_source_index/``), and anything that is not a template's
-folder (the purge walks only ``<root>/<template>/`` for the templates it knows).
+the runs (pending ledger ``_pending/``, watermarks ``_watermarks/``, change-tracking
+cursors ``_delta_tokens/``, shared deltas ``_deltas/``, source index ``_source_index/``),
+and anything that is not a template's folder (the purge walks only ``<root>/<template>/``
+for the templates it knows).
 
 A run folder's age is that of its newest file, so a run that a retry touched yesterday is
 kept however old its first attempt is.
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 RETENTION_VARIABLE = "P2C_STAGING_RETENTION_DAYS"
 DEFAULT_RETENTION_DAYS = 30
 #: Folders of the staging root that hold state later runs need; the purge never enters them.
-KEPT_FOLDERS = ("_pending", "_watermarks", "_delta_tokens", "_source_index")
+KEPT_FOLDERS = ("_pending", "_watermarks", "_delta_tokens", "_deltas", "_source_index")
 
 
 #: The retention in days: at least 1, since a run's retries need yesterday's journals.

@@ -149,6 +149,8 @@ def _comparable(value: Any, literal: Any) -> Any:
     if value is None or (isinstance(value, float) and value != value):
         return None
     if isinstance(literal, bool):
+        if isinstance(value, str) and value in ("true", "false"):  # as staged (a shared delta's rows)
+            return value == "true"
         return value if isinstance(value, bool) else None
     if isinstance(literal, Decimal):
         if isinstance(value, bool):

@@ -32,6 +32,7 @@ from prospect_to_cash.sync.context import (
     select_pairs,
 )
 from prospect_to_cash.sync.contracts import CompanyPair, SyncArgs, SyncHooks, SyncOptions, Window, resolve
+from prospect_to_cash.sync.deadletter import dead_letters
 from prospect_to_cash.sync.errors import RowsRefused, SyncError
 from prospect_to_cash.sync.limits import staged_target_limits
 from prospect_to_cash.sync.loading import load
@@ -244,10 +245,7 @@ def run_template(
     reports: dict[str, TaskReport] = {
         name: {
             "counts": result["counts"],
-            "deadletter": {
-                "rejected": result.get("paths", {}).get("plan_rejected"),
-                "failed": result.get("paths", {}).get("failed"),
-            },
+            "deadletter": dead_letters(result.get("paths", {}).get("plan_rejected"), result.get("paths", {})),
             "paths": result.get("paths", {}),
         }
         for name, result in tasks.items()

@@ -40,6 +40,7 @@ COUNT_ORDER = (
     "second_pass_failed",
     "failed_retryable",
     "pending",
+    "parked",
     "source_deleted",
     "deactivated",
     "deleted",

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from prospect_to_cash.sync.context import SyncContext
-    from prospect_to_cash.sync.mapping import Reference, Task
+    from prospect_to_cash.sync.mapping import LookupCandidate, Reference, Task
 
 #: Distinct keys above which a windowed run reads the table whole. A scoped read costs one
 #: request per 50 keys on F&O (500 on Dataverse), a whole read one per 10,000 (5,000) rows:
@@ -66,17 +66,33 @@ def _distinct(frame: pd.DataFrame, column: str) -> tuple[str, ...]:
 
 def _name_values(ctx: SyncContext, name: str, source: pd.DataFrame) -> tuple[str, ...] | None:
     """The values ``name`` takes over the run's source rows, where that is knowable before
-    the transform: a source column (or a field copying one), or a field looked up in a
-    source-side reference by such a column (an account's parent account number); else None."""
+    the transform: a source column (or a field copying one), or a field looked up in
+    source-side references by such a column (an account's parent account number; an
+    order's customer number, found among accounts or contacts: the union of what every
+    candidate can return); else None."""
     task = ctx.task
     plain = _plain_source(task, name)
     if plain is not None:
         return _distinct(source, plain) if plain in source.columns else None
     mapping = task.field(name)
     lookup = mapping.lookup if mapping is not None else None
-    if lookup is None or len(lookup.candidates) != 1 or mapping is None or mapping.value_map is not None:
+    if lookup is None or not lookup.candidates or mapping is None or mapping.value_map is not None:
         return None
-    candidate = lookup.candidates[0]
+    values: dict[str, None] = {}
+    for candidate in lookup.candidates:
+        found = _candidate_values(ctx, candidate, source)
+        if found is None:
+            return None
+        values.update(dict.fromkeys(found))
+    return tuple(values)
+
+
+def _candidate_values(
+    ctx: SyncContext, candidate: LookupCandidate, source: pd.DataFrame
+) -> tuple[str, ...] | None:
+    """What one lookup candidate into a staged source-side reference returns for the run's
+    source rows; None when that is not knowable before the transform."""
+    task = ctx.task
     if task.reference(candidate.reference).side != "source" or len(candidate.match) != 1:
         return None
     ((column, expression),) = candidate.match.items()

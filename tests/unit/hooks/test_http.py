@@ -411,6 +411,23 @@ class TestSession:
         with pytest.raises(AmbiguousWriteError, match="504"):
             session.send("POST", "$batch", content=b"x", idempotent=False)
 
+    def test_a_503_on_a_create_carries_its_retry_after_and_the_resend_waits_for_it(self) -> None:
+        sleeps: list[float] = []
+        session, _ = make_session(
+            lambda request: httpx.Response(503, headers={"Retry-After": "7"}), sleeps=sleeps
+        )
+        with pytest.raises(AmbiguousWriteError, match="503") as info:
+            session.send("POST", "$batch", content=b"x", idempotent=False)
+        assert info.value.retry_after == 7
+        assert sleeps == []  # the session does not resend a create on its own
+        waited = session.pause_before_resend(1, info.value.retry_after)
+        assert 7 <= waited <= 8
+        assert sleeps == [waited]
+        # without a Retry-After: the policy's backoff for that round (base 1 s, round 2: 1-2 s)
+        assert 1 <= session.pause_before_resend(2) <= 2
+        # a pause longer than the policy accepts is not honoured: plain backoff instead
+        assert session.pause_before_resend(1, 10_000) <= 1
+
     def test_persistent_connection_errors_give_up(self) -> None:
         def handler(request: httpx.Request) -> httpx.Response:
             raise httpx.ConnectError("Connection refused")

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 class FakeSession:
     def __init__(self, maximum: int = 4) -> None:
         self.limiter = AdaptiveLimiter(initial=2, maximum=maximum)
+        self.pauses: list[tuple[int, float | None]] = []
+
+    def pause_before_resend(self, round_: int, retry_after: float | None = None) -> float:
+        self.pauses.append((round_, retry_after))
+        return 0.0
 
 
 class AtomicService:
@@ -182,6 +187,24 @@ class TestAmbiguousFailures:
         )
         assert sorted(o.ref for o in outcomes) == ["r0", "r1", "r2", "u1", "u2"]
         assert sent[1] == ["u1", "u2"]  # creates verified present; only the idempotent updates resent
+
+    def test_each_resend_waits_for_the_pause_the_service_asked_for(self) -> None:
+        service = AtomicService(bad=set())
+        calls = 0
+
+        def flaky(batch: list[PreparedWrite]) -> UnitResult:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise AmbiguousWriteError("answered 503", retry_after=2.5)
+            if calls == 2:
+                raise AmbiguousWriteError("reset")
+            return service.send(batch)
+
+        eng = self.make(service, lambda batch: [False] * len(batch))
+        outcomes = eng.run_unit(items(3), flaky)
+        assert all(o.ok for o in outcomes)
+        assert eng.session.pauses == [(1, 2.5), (2, None)]  # type: ignore[attr-defined]
 
     def test_unverifiable_rows_are_not_resent_blindly(self) -> None:
         def flaky(batch: list[PreparedWrite]) -> UnitResult:

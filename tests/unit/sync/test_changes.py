@@ -15,6 +15,7 @@ from prospect_to_cash.hooks.delta import DeltaRead
 from prospect_to_cash.hooks.errors import EXPIRED_VERSION_STAMP, DeltaTokenInvalidError
 from prospect_to_cash.sync.changes import DeltaTokens
 from prospect_to_cash.sync.contracts import Window
+from prospect_to_cash.sync.pending import PendingLedger
 from tests.unit.sync.builders import SHIPPED, account, accounts_services, customers_staging, run_in_memory
 
 if TYPE_CHECKING:
@@ -128,9 +129,11 @@ def test_full_refresh_then_deltas_then_every_fallback(
     run(tracked, fno, staging_root, "dry", SCHEDULED, dry_run=True)
     assert (tracked.calls[-1], tokens.read()["token"]) == ("t2", "t2")  # type: ignore[index]
 
-    tracked.refused["t2"] = EXPIRED_VERSION_STAMP
+    # the dry run's delta stays the shared chain's head (sync/delta_chain.py): the next
+    # delta starts at its token, t3; the cursor (t2) only says what this pair consumed
+    tracked.refused["t3"] = EXPIRED_VERSION_STAMP
     expired = run(tracked, fno, staging_root, "expired", SCHEDULED)
-    assert (expired["counts"]["read"], tracked.calls[-2:]) == (2, ["t2", None])
+    assert (expired["counts"]["read"], tracked.calls[-2:]) == (2, ["t3", None])
     assert [m.split(": ", 1)[1] for m in fallbacks()] == [
         "the delta token expired: read accounts whole through change tracking (2 rows staged)"
     ]
@@ -174,3 +177,31 @@ def test_a_task_never_loaded_reads_its_window_and_starts_tracking(
     tracked.changes["t1"] = []
     assert run(tracked, fno, staging_root, "second", SCHEDULED)["counts"]["read"] == 0
     assert tracked.calls == [None, "t1"]
+
+
+def test_a_pending_duplicate_key_keeps_its_other_row_when_the_delta_brings_one(
+    staging_root: ObjectStoragePath,
+) -> None:
+    """Keys match case-insensitively: ``ACC-1`` and ``acc-1`` are one key, two rows. The
+    delta brings one; the ledger's re-read of the key must still stage the other (by id),
+    or the planner would see one row and land the key."""
+    sales, fno = accounts_services(
+        [account("ACC-1", "One"), account("acc-1", "Twin"), account("ACC-2", "Two")]
+    )
+    tracked = Tracked(sales)
+    assert run(tracked, fno, staging_root, "full", Window(full_refresh=True))["counts"]["rejected"] == 2
+    ledger = PendingLedger(staging_root, "accounts", "usmf", "customers")
+    entries = ledger.read()
+    assert {(e["source_key"], e["parked"]) for e in entries} == {("ACC-1", True), ("acc-1", True)}
+    ledger.write([{**e, "parked": False} for e in entries])  # as a ledger from before parking
+
+    tracked.changes["t1"] = ["ACC-1"]  # the fake's delta matches the number exactly: one row
+    tracked.sales.tables["accounts"].rows[0]["name"] = "One, renamed"
+    daily = run(tracked, fno, staging_root, "daily", SCHEDULED)
+    assert {k: daily["counts"][k] for k in ("read", "rejected", "created", "updated")} == {
+        "read": 2,
+        "rejected": 2,
+        "created": 0,
+        "updated": 0,
+    }
+    assert [r["CustomerAccount"] for r in fno.tables["CustomersV3"].rows] == ["ACC-2"]

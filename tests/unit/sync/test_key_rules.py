@@ -32,3 +32,17 @@ def test_compound_keys_are_chunked_per_read() -> None:
     assert len(filters) == 2
     assert filters[1] == "(x eq 1) and (((ordernumber eq 'SO-40') and (sequencenumber eq 40)))"
     assert filters[0].count(" or ") == KEYS_PER_READ - 1
+
+
+def test_a_delta_reads_its_keys_other_rows_without_the_rows_in_hand() -> None:
+    ours = "5A1F3C2E-0000-4000-8000-000000000001"
+    twin = "5a1f3c2e-0000-4000-8000-000000000002"
+    sharers = KeySharers.of(["accountnumber"], ("statecode eq 0", None), pending=[], primary_id="accountid")
+    sharers.observe(
+        pd.DataFrame({"accountnumber": ["ACC-1", "acc-1", "ACC-2"], "accountid": [ours, twin, None]})
+    )
+
+    assert sharers.filters() == [
+        "(statecode eq 0) and ((accountnumber eq 'ACC-1') or (accountnumber eq 'ACC-2'))"
+        f" and (accountid ne {ours.lower()}) and (accountid ne {twin})"
+    ]

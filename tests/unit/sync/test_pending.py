@@ -18,7 +18,7 @@ from prospect_to_cash.sync.contracts import (
     DEFAULT_MAX_SOURCE_DELETES,
 )
 from prospect_to_cash.sync.errors import RowsRefused, ServiceFailures
-from prospect_to_cash.sync.pending import PendingLedger, ledgers
+from prospect_to_cash.sync.pending import PendingLedger, ledgers, self_rejected
 from tests.unit.sync import builders
 from tests.unit.sync.builders import USD, customers_staging
 
@@ -243,3 +243,30 @@ def test_cli_run_help_names_the_threshold_defaults(capsys: pytest.CaptureFixture
     assert f"(default {DEFAULT_MAX_REJECTED})" in shown
     assert f"(default {DEFAULT_MAX_FAILED})" in shown
     assert f"(default {DEFAULT_MAX_SOURCE_DELETES})" in shown
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "parked"),
+    [
+        ("rejected", "duplicate source key accountnumber='ACC-1' (2 rows): rejected, not merged", True),
+        ("rejected", "value '3' of PaymentTerms has no entry in value map 'payment_terms'", True),
+        ("rejected", "required field OrganizationName is empty; source key accountnumber is empty", True),
+        ("rejected", "target key CustomerAccount is empty", True),
+        ("rejected", "OrganizationName is 120 characters, at most 100 allowed", True),
+        # the target's (or another row's) fault: retried every run
+        ("rejected", "dangling lookup SalesCurrencyCode: no transactioncurrencies with x=1", False),
+        (
+            "rejected",
+            "value '3' of PaymentTerms has no entry in value map 'payment_terms'; held back: order",
+            False,
+        ),
+        ("rejected", "target has 2 rows with key 'ACC-1'", False),
+        ("rejected", "CustomersV3 row 'ACC-1' not found (this task only updates)", False),
+        ("failed", "OrganizationName is 120 characters, at most 100 allowed", False),
+        ("rejected", None, False),
+    ],
+)
+def test_only_rows_refused_for_their_own_content_are_parked(
+    status: str, reason: str | None, parked: bool
+) -> None:
+    assert self_rejected(status, reason) is parked

@@ -81,3 +81,11 @@ def test_what_it_cannot_read_is_refused_not_guessed(text: str) -> None:
 def test_a_column_that_was_not_read_is_refused() -> None:
     with pytest.raises(UnsupportedFilter, match="'name' was not read"):
         RowFilter("name eq 'x'").mask(ROWS)
+
+
+def test_staged_text_compares_like_the_values_it_was_read_as() -> None:
+    """A shared delta's rows come back from staging as text (sync/delta_chain.py)."""
+    staged = pd.DataFrame({"id": ["a", "b", "c"], "flag": ["true", "false", None], "n": ["0", "1", None]})
+    assert staged["id"][RowFilter("flag eq true").mask(staged)].tolist() == ["a"]
+    assert staged["id"][RowFilter("flag ne true").mask(staged)].tolist() == ["b", "c"]
+    assert staged["id"][RowFilter("n eq 0").mask(staged)].tolist() == ["a"]

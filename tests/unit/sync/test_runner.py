@@ -95,6 +95,7 @@ class TestAccountsEndToEnd:
             "second_pass_failed": 0,
             "failed_retryable": 0,
             "pending": 1,  # the twins' key; the row without a number cannot be read by key
+            "parked": 0,  # the twins were read and rejected in this run: not parked-and-unread
             "source_deleted": 0,
             "deactivated": 0,
             "deleted": 0,

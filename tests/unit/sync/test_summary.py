@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 def _report(rejected: int, failed: int, *, failed_path: str | None) -> TaskReport:
     return {
         "counts": {"read": rejected + failed + 1, "created": 1, "rejected": rejected, "failed": failed},
-        "deadletter": {"rejected": "file:///s/rejected.parquet", "failed": failed_path},
+        "deadletter": {"rejected": "file:///s/rejected.parquet", "failed": failed_path, "parked": None},
         "paths": {"outcome": "file:///s/outcome.parquet"},
     }
 

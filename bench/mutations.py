@@ -1,0 +1,159 @@
+"""What ``python -m bench daily`` changes and deletes in each template's source, and how.
+
+Every change goes through the services' OData APIs with this package's hooks (TLS
+verified), as a user or another integration would make it. The rows come from the
+mapping task's own source (entity set and filter from ``include/mappings``), so a change
+always lands on a row the template reads; the field is one the mapping carries, so the
+change reaches the target. Every 100th row is changed and every 1000th (another one) is
+deleted, in the order the service returns them.
+
+Where the real services lock a row the bench edits (active quotes and activated Sales
+orders are read-only in Sales; posted F&O invoices are final), the edit stands for what a
+day really brings there (a revised quote, a new order or invoice): the cost of a daily run
+depends on how many rows changed and how the source is read, not on why they changed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from prospect_to_cash.hooks.operations import WriteKind, WriteOperation
+from prospect_to_cash.sync.mapping import load_template
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from prospect_to_cash.sync.contracts import SyncHooks
+
+#: Every 100th source row changes, every 1000th (another one) is deleted.
+CHANGE_EVERY, DELETE_EVERY = 100, 1000
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """How one mapping task's source rows are changed (and deleted) through the public API.
+
+    :param task: the mapping task whose source is changed (its entity set and filter).
+    :param field: a source field the task maps to the target.
+    :param value: the new text (the row's position appended); None for a number, which
+        grows by one.
+    :param deletes: whether every 1000th row is deleted too. Off for headers whose lines
+        would be left behind (the emulators do not cascade a header's delete to its lines)
+        and for posted invoices.
+    """
+
+    task: str
+    field: str
+    value: str | None
+    deletes: bool = True
+
+
+#: Per template, its changes: headers and lines for documents (deletes on lines only).
+MUTATIONS: dict[str, tuple[Mutation, ...]] = {
+    "accounts": (Mutation("customers", "telephone1", "+1 555 0199"),),
+    # contacts: the one source of both tasks (contact persons and contact customers, split
+    # by route), so one pass changes rows of both
+    "contacts": (Mutation("contact_persons", "description", "changed by bench daily"),),
+    "products": (Mutation("products", "ProductDescription", "changed by bench daily"),),
+    "sales_quotations": (
+        Mutation("quote_headers", "description", "changed by bench daily", deletes=False),
+        Mutation("quote_lines", "description", "changed by bench daily"),
+    ),
+    "sales_orders_sales_to_fno": (
+        Mutation("order_headers", "description", "changed by bench daily", deletes=False),
+        Mutation("order_lines", "description", "changed by bench daily"),
+    ),
+    "sales_orders_fno_to_sales": (
+        Mutation("order_headers", "Email", "bench.daily@example.com", deletes=False),
+        Mutation("order_lines", "SalesPrice", None),
+    ),
+    "sales_invoices": (
+        Mutation("invoice_headers", "CustomersOrderReference", "changed by bench daily", deletes=False),
+    ),
+}
+
+
+class Mutated(TypedDict):
+    """What one mutation did: source rows it saw, and the changes the service accepted."""
+
+    task: str
+    entity_set: str
+    field: str
+    rows: int
+    changed: int
+    deleted: int
+    refused: int
+    first_refusal: str | None
+
+
+_DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+
+
+def _key_value(value: Any) -> Any:
+    """A key value as the URL wants it: F&O's DateTimeOffset key fields (an invoice's
+    ``InvoiceDate``) are read as text but go into the key bare, as a datetime."""
+    if isinstance(value, str) and _DATETIME.fullmatch(value):
+        return datetime.fromisoformat(value[:-1] + "+00:00")
+    return value
+
+
+def _plan(
+    rows: list[dict[str, Any]], key: Sequence[str], mutation: Mutation, entity_set: str
+) -> list[WriteOperation]:
+    """The writes for ``rows`` in the order read: every 100th an update, every 1000th a delete."""
+    operations: list[WriteOperation] = []
+    for index, row in enumerate(rows):
+        identity = {column: _key_value(row[column]) for column in key}
+        if mutation.deletes and index % DELETE_EVERY == DELETE_EVERY // 2:
+            operations.append(WriteOperation(WriteKind.DELETE, entity_set, identity, {}, f"d{index}"))
+        elif index % CHANGE_EVERY == 0:
+            if mutation.value is None:
+                value: Any = round(float(row[mutation.field]) + 1.0, 2)
+            else:
+                value = f"{mutation.value} {index}"
+            operations.append(
+                WriteOperation(WriteKind.UPDATE, entity_set, identity, {mutation.field: value}, f"u{index}")
+            )
+    return operations
+
+
+def mutate(template: str, hooks: SyncHooks, companies: Sequence[str]) -> list[Mutated]:
+    """Change 1 % and delete 0.1 % of each mutated task's source rows (disjoint rows)."""
+    loaded = load_template(template)
+    done: list[Mutated] = []
+    for mutation in MUTATIONS[template]:
+        task = next((t for t in loaded.tasks if t.name == mutation.task), None)
+        if task is None:
+            raise ValueError(f"{template} has no mapping task {mutation.task!r}")
+        source = task.source
+        service = loaded.source_system
+        hook = hooks.for_system(service)
+        if service == "fno":  # F&O writes name a row by its company and key fields
+            key: tuple[str, ...] = ("dataAreaId", *source.key)
+            extra: dict[str, Any] = {"companies": list(companies)}
+        else:  # Dataverse writes name a row by its GUID
+            key, extra = (source.primary_id or source.key[0],), {}
+        select = [*key, *([mutation.field] if mutation.value is None else [])]
+        rows: list[dict[str, Any]] = []
+        for page in hook.iter_pages(source.entity_set, select=select, filter=source.filter, **extra):
+            rows.extend(page.to_dict("records"))
+        operations = _plan(rows, key, mutation, source.entity_set)
+        outcomes = list(hook.write(operations))
+        ok = {outcome.ref for outcome in outcomes if outcome.ok}
+        refusals = sorted(f"{o.status} {o.error_code}: {o.message}" for o in outcomes if not o.ok)
+        done.append(
+            Mutated(
+                task=mutation.task,
+                entity_set=source.entity_set,
+                field=mutation.field,
+                rows=len(rows),
+                changed=sum(1 for o in operations if o.kind == WriteKind.UPDATE and o.ref in ok),
+                deleted=sum(1 for o in operations if o.kind == WriteKind.DELETE and o.ref in ok),
+                refused=len(operations) - len(ok),
+                first_refusal=refusals[0][:300] if refusals else None,
+            )
+        )
+    return done

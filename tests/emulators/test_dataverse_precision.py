@@ -1,0 +1,114 @@
+"""Dataverse emulator, decimal places: currency columns state their ``PrecisionSource`` in
+EntityDefinitions and a saved value is rounded to the places its column keeps (the column's,
+the organization's ``pricingdecimalprecision`` or the record currency's ``currencyprecision``).
+
+Sources: ``MoneyAttributeMetadata.PrecisionSource`` (0/1/2, unset means 2) and Dynamics 365
+Sales "Decimal precision in currency and pricing" (the price columns follow the pricing decimal
+precision, 0 to 4; the others the currency's)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from tests.support.emulators import EmulatorEndpoints
+
+pytestmark = pytest.mark.integration
+
+MONEY = "Microsoft.Dynamics.CRM.MoneyAttributeMetadata"
+
+
+@pytest.fixture
+def api(endpoints: EmulatorEndpoints, bearer_token: Callable[[str], str]) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=endpoints.dataverse_service_root,
+        verify=endpoints.ssl_context(),
+        headers={"Authorization": f"Bearer {bearer_token('dataverse')}", "Accept": "application/json"},
+        timeout=30,
+    ) as client:
+        yield client
+
+
+def money_columns(api: httpx.Client, logical_name: str) -> dict[str, tuple[int, int]]:
+    url = f"EntityDefinitions(LogicalName='{logical_name}')/Attributes/{MONEY}"
+    answer = api.get(url, params={"$select": "LogicalName,Precision,PrecisionSource"})
+    assert answer.status_code == 200, answer.text
+    return {row["LogicalName"]: (row["Precision"], row["PrecisionSource"]) for row in answer.json()["value"]}
+
+
+def test_price_columns_follow_the_pricing_precision_and_the_others_the_currency(api: httpx.Client) -> None:
+    assert money_columns(api, "productpricelevel") == {
+        "amount": (2, 1),
+        "amount_base": (2, 1),
+        "roundingoptionamount": (2, 1),
+        "roundingoptionamount_base": (2, 1),
+    }
+    product = money_columns(api, "product")
+    assert {name: product[name] for name in ("price", "standardcost", "currentcost")} == {
+        "price": (2, 1),
+        "standardcost": (2, 1),
+        "currentcost": (2, 1),
+    }
+    assert money_columns(api, "account")["creditlimit"] == (2, 2)
+    assert money_columns(api, "quotedetail")["priceperunit"] == (2, 1)
+    assert money_columns(api, "quotedetail")["tax"] == (2, 2)
+
+
+def organization(api: httpx.Client) -> dict[str, Any]:
+    rows = api.get("organizations", params={"$select": "organizationid,pricingdecimalprecision"}).json()[
+        "value"
+    ]
+    assert len(rows) == 1
+    return rows[0]
+
+
+def test_a_price_is_rounded_to_the_organizations_pricing_precision(api: httpx.Client) -> None:
+    org = organization(api)
+    assert org["pricingdecimalprecision"] == 2  # a new organization's
+    number = f"PREC-{uuid.uuid4().hex[:8]}"
+    product_id = str(uuid.uuid4())
+    created = api.post(
+        "products",
+        json={"productid": product_id, "name": number, "productnumber": number, "price": 12.345678},
+    )
+    assert created.status_code == 204, created.text
+    assert api.get(f"products({product_id})/price").json()["value"] == 12.35
+    url = f"organizations({org['organizationid']})"
+    try:
+        assert (
+            api.patch(url, json={"pricingdecimalprecision": 4}, headers={"If-Match": "*"}).status_code == 204
+        )
+        assert api.patch(f"products({product_id})", json={"price": 12.345678}).status_code == 204
+        assert api.get(f"products({product_id})/price").json()["value"] == 12.3457
+        assert api.patch(f"products({product_id})", json={"price": 0.00005}).status_code == 204
+        assert api.get(f"products({product_id})/price").json()["value"] == 0.0001  # half away from zero
+    finally:
+        api.patch(url, json={"pricingdecimalprecision": 2}, headers={"If-Match": "*"})
+        api.delete(f"products({product_id})")
+    assert organization(api)["pricingdecimalprecision"] == 2
+
+
+def test_other_currency_columns_keep_their_currencys_places(api: httpx.Client) -> None:
+    currency = api.get(
+        "transactioncurrencies", params={"$select": "transactioncurrencyid,currencyprecision", "$top": "1"}
+    ).json()["value"][0]
+    assert currency["currencyprecision"] == 2
+    account_id = str(uuid.uuid4())
+    bind = f"/transactioncurrencies({currency['transactioncurrencyid']})"
+    body = {
+        "accountid": account_id,
+        "name": "Precise",
+        "creditlimit": 1000.125,
+        "transactioncurrencyid@odata.bind": bind,
+    }
+    assert api.post("accounts", json=body).status_code == 204
+    try:
+        assert api.get(f"accounts({account_id})/creditlimit").json()["value"] == 1000.13
+    finally:
+        api.delete(f"accounts({account_id})")
