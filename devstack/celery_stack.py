@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import psutil
 
-from devstack.airflow_stack import COMPONENTS, AirflowStack, StackError, free_port, port_free
+from devstack.airflow_stack import COMPONENTS, AirflowStack, StackError, free_port
 from devstack.processes import PidFiles, run_recorded, stop_sessions
 from devstack.state import PRELOAD_DIR
 from emulators.client import die_with_parent
@@ -553,37 +553,30 @@ def serve(
     is true. The Airflow database is a new Postgres on every start; the emulators' data and
     staging stay in ``state_dir``. The scheduler's own schedule is on; the DAGs are paused."""
     from devstack.demo import ALL_DAGS
-    from devstack.state import DemoError, DemoPaths, demo_emulators, owned_state, shown, stack_env
+    from devstack.state import DemoError, serve_until_stopped, served_state, shown
 
-    paths = DemoPaths(Path(state_dir).resolve())
-    paths.logs.mkdir(parents=True, exist_ok=True)
     missing = missing_packages()
     if missing:
         raise DemoError(f"Debian packages missing: {', '.join(missing)}", hint=INSTALL_HINT)
-    if not port_free(port):
-        raise DemoError(
-            f"port {port} is taken", hint="choose another with AIRFLOW_PORT=<port> make airflow-celery"
-        )
-    with owned_state(paths, out) as pids, demo_emulators(paths, pids) as emulators:
-        endpoints = emulators.endpoints
-        env = stack_env(paths, endpoints, api_port=port, use_job_schedule=True)
+    with served_state(state_dir, port, out, command="make airflow-celery") as served:
+        paths, endpoints = served.paths, served.endpoints
         out(
             "Starting PostgreSQL and Redis (throw-away, loopback), then Airflow on the CeleryExecutor: "
             f"api-server, scheduler, dag-processor, triggerer, workers {', '.join(WORKERS)}"
         )
-        with celery_stack(paths.airflow, env, pids=pids) as stack:
-            stack.wait_for_dags(ALL_DAGS, timeout=300)
-            out("")
-            out(f"Airflow UI:   {stack.base_url}  (no login: local all-admins mode, this machine only)")
-            out(f"Emulators:    Dataverse {endpoints.dataverse_url}  F&O {endpoints.fno_url}")
-            out(f"Workers:      {', '.join(WORKERS)} (a task instance's Host in the UI says which ran it)")
-            out(f"State:        {shown(paths.root)} (logs in {shown(paths.airflow / 'logs')})")
-            out("Try: Dags -> p2c_accounts -> Trigger. Ctrl-C stops everything.")
-            try:
-                while until is None or not until():
-                    stack.check_alive()
-                    time.sleep(1)
-            except KeyboardInterrupt:
-                out("")
-            out("Stopping Airflow, the workers, Redis, PostgreSQL and the emulators")
+        with celery_stack(paths.airflow, served.env, pids=served.pids) as stack:
+            serve_until_stopped(
+                stack,
+                endpoints,
+                ALL_DAGS,
+                details=[
+                    f"Workers:      {', '.join(WORKERS)} "
+                    "(a task instance's Host in the UI says which ran it)",
+                    f"State:        {shown(paths.root)} (logs in {shown(paths.airflow / 'logs')})",
+                    "Try: Dags -> p2c_accounts -> Trigger. Ctrl-C stops everything.",
+                ],
+                stopping="Stopping Airflow, the workers, Redis, PostgreSQL and the emulators",
+                out=out,
+                until=until,
+            )
     return 0

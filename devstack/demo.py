@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from devstack.airflow_stack import FINISHED, AirflowStack, ApiError, StackError, port_free
+from devstack.airflow_stack import FINISHED, AirflowStack, ApiError, StackError
 from devstack.changes import sales_changes_since
 from devstack.connections import store_connections
 from devstack.state import (
@@ -58,6 +58,8 @@ from devstack.state import (
     owned_state,
     prepare_airflow_home,
     seeded_before,
+    serve_until_stopped,
+    served_state,
     shown,
     stack_env,
 )
@@ -124,11 +126,24 @@ def describe_phase(run_state: str, task_instances: Sequence[Mapping[str, Any]]) 
     return None
 
 
-def _before_scheduler(stack: AirflowStack, endpoints: EmulatorEndpoints, out: Callable[[str], None]) -> None:
-    """Once the API answers: finish runs a killed start left, store the connections in the
-    database (so the Connections page lists them and Test works)."""
-    finish_stale_runs(stack, out)
-    store_connections(stack, endpoints)
+def _local_stack(
+    paths: DemoPaths,
+    env: dict[str, str],
+    pids: PidFiles,
+    endpoints: EmulatorEndpoints,
+    out: Callable[[str], None],
+) -> AirflowStack:
+    """The LocalExecutor stack of ``make demo`` and ``make airflow`` on a prepared home; once
+    its API answers it finishes the runs a killed start left and stores the connections in
+    the database (so the Connections page lists them and Test works)."""
+    prepare_airflow_home(paths.airflow, env, out, pids)
+    out("Starting Airflow: api-server, scheduler (LocalExecutor), dag-processor, triggerer")
+
+    def before_scheduler(stack: AirflowStack) -> None:
+        finish_stale_runs(stack, out)
+        store_connections(stack, endpoints)
+
+    return AirflowStack(paths.airflow, env, pids=pids, before_scheduler=before_scheduler)
 
 
 def _duration(seconds: float) -> str:
@@ -410,14 +425,7 @@ def _run_demo(
         )
         tables_before = emulators.tables()
         env = stack_env(paths, endpoints)
-        prepare_airflow_home(paths.airflow, env, out, pids)
-        out("Starting Airflow: api-server, scheduler (LocalExecutor), dag-processor, triggerer")
-        stack = AirflowStack(
-            paths.airflow,
-            env,
-            pids=pids,
-            before_scheduler=lambda stack: _before_scheduler(stack, endpoints, out),
-        )
+        stack = _local_stack(paths, env, pids, endpoints, out)
         with stack:
             out(
                 f"  Airflow {version('apache-airflow')} is up at {stack.base_url} "
@@ -623,40 +631,24 @@ def serve(
     Ctrl-C or SIGTERM (the command line turns both into ``KeyboardInterrupt``), or until
     ``until()`` is true, for tests. The scheduler's own schedule is on, as in production;
     the DAGs stay paused until you unpause them."""
-    paths = DemoPaths(Path(state_dir).resolve())
-    paths.logs.mkdir(parents=True, exist_ok=True)
-    if not port_free(port):
-        raise DemoError(
-            f"port {port} is taken", hint="choose another with AIRFLOW_PORT=<port> make airflow (or --port)"
-        )
-    with owned_state(paths, out) as pids, demo_emulators(paths, pids) as emulators:
-        endpoints = emulators.endpoints
-        env = stack_env(paths, endpoints, api_port=port, use_job_schedule=True)
-        prepare_airflow_home(paths.airflow, env, out, pids)
-        out("Starting Airflow: api-server, scheduler (LocalExecutor), dag-processor, triggerer")
-        stack = AirflowStack(
-            paths.airflow,
-            env,
-            pids=pids,
-            before_scheduler=lambda stack: _before_scheduler(stack, endpoints, out),
-        )
+    with served_state(state_dir, port, out, command="make airflow (or --port)") as served:
+        paths, endpoints = served.paths, served.endpoints
+        stack = _local_stack(paths, served.env, served.pids, endpoints, out)
         with stack:
-            stack.wait_for_dags(ALL_DAGS, timeout=300)
-            out("")
-            out(f"Airflow UI:   {stack.base_url}  (no login: local all-admins mode, this machine only)")
-            out(f"Emulators:    Dataverse {endpoints.dataverse_url}  F&O {endpoints.fno_url}")
-            out("Connections:  dynamics_dataverse_default, dynamics_fno_default (Admin -> Connections: Test)")
-            out(f"State:        {shown(paths.root)} (Airflow home {shown(paths.airflow)})")
-            out(
-                "Try: Dags -> p2c_accounts -> Trigger, or a backfill of 2026-11-01..2026-11-03 "
-                "(the seed's days)"
+            serve_until_stopped(
+                stack,
+                endpoints,
+                ALL_DAGS,
+                details=[
+                    "Connections:  dynamics_dataverse_default, dynamics_fno_default "
+                    "(Admin -> Connections: Test)",
+                    f"State:        {shown(paths.root)} (Airflow home {shown(paths.airflow)})",
+                    "Try: Dags -> p2c_accounts -> Trigger, or a backfill of 2026-11-01..2026-11-03 "
+                    "(the seed's days)",
+                    "     on each DAG; Assets shows the entity graph. Ctrl-C stops everything.",
+                ],
+                stopping="Stopping Airflow and the emulators",
+                out=out,
+                until=until,
             )
-            out("     on each DAG; Assets shows the entity graph. Ctrl-C stops everything.")
-            try:
-                while until is None or not until():
-                    stack.check_alive()
-                    time.sleep(1)
-            except KeyboardInterrupt:
-                out("")
-            out("Stopping Airflow and the emulators")
     return 0

@@ -17,18 +17,19 @@ import fcntl
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devstack.airflow_stack import ApiError, airflow_env, connection_env
+from devstack.airflow_stack import ApiError, airflow_env, connection_env, port_free
 from devstack.connections import TEST_CONNECTION_ENV, fernet_key
 from devstack.processes import PidFiles, run_recorded, watchdog
 from emulators.client import EmulatorEndpoints, EmulatorStartError, RunningEmulators, start_emulators
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from devstack.airflow_stack import AirflowStack
 
@@ -333,3 +334,60 @@ def finish_stale_runs(stack: AirflowStack, out: Callable[[str], None]) -> int:
             + (f"; {refused} could not be changed (see the UI)." if refused else ".")
         )
     return len(finished)
+
+
+@dataclass(frozen=True)
+class ServedState:
+    """What a long-running local stack (``make airflow``, ``make airflow-celery``) stands on."""
+
+    paths: DemoPaths
+    pids: PidFiles
+    endpoints: EmulatorEndpoints
+    env: dict[str, str]
+
+
+@contextlib.contextmanager
+def served_state(
+    state_dir: Path | str, port: int, out: Callable[[str], None], *, command: str
+) -> Iterator[ServedState]:
+    """The state directory made this command's own, its emulators started, and the Airflow
+    environment of a stack serving the UI on ``port`` with the scheduler's own schedule on
+    (as in production); refused at once when ``port`` is taken (``command`` names how to
+    choose another)."""
+    paths = DemoPaths(Path(state_dir).resolve())
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    if not port_free(port):
+        raise DemoError(f"port {port} is taken", hint=f"choose another with AIRFLOW_PORT=<port> {command}")
+    with owned_state(paths, out) as pids, demo_emulators(paths, pids) as emulators:
+        endpoints = emulators.endpoints
+        env = stack_env(paths, endpoints, api_port=port, use_job_schedule=True)
+        yield ServedState(paths, pids, endpoints, env)
+
+
+def serve_until_stopped(
+    stack: AirflowStack,
+    endpoints: EmulatorEndpoints,
+    dag_ids: Sequence[str],
+    *,
+    details: Sequence[str],
+    stopping: str,
+    out: Callable[[str], None],
+    until: Callable[[], bool] | None = None,
+) -> None:
+    """What ``make airflow`` and ``make airflow-celery`` do once their stack is up: wait for
+    the DAGs, say where the UI and the emulators are (then the stack's own ``details``
+    lines), and keep it running, checked, until Ctrl-C or SIGTERM (``KeyboardInterrupt``)
+    or until ``until()`` is true; ``stopping`` is said on the way out."""
+    stack.wait_for_dags(dag_ids, timeout=300)
+    out("")
+    out(f"Airflow UI:   {stack.base_url}  (no login: local all-admins mode, this machine only)")
+    out(f"Emulators:    Dataverse {endpoints.dataverse_url}  F&O {endpoints.fno_url}")
+    for line in details:
+        out(line)
+    try:
+        while until is None or not until():
+            stack.check_alive()
+            time.sleep(1)
+    except KeyboardInterrupt:
+        out("")
+    out(stopping)

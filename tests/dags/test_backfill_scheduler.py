@@ -25,20 +25,19 @@ refresh. The cross-run property test of that point covers random splits.
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from devstack.airflow_stack import AirflowStack, airflow_env, connection_env, prepare_home
 from devstack.backfill import SYNC_DAGS, backfill_dags
 from prospect_to_cash.sync.contracts import SyncOptions, Window
 from prospect_to_cash.sync.mapping import TEMPLATES
 from prospect_to_cash.sync.runner import run_company_pairs
-from tests.conftest import TEST_CONFIG
-from tests.support.emulators import start_emulators
 from tests.support.story_checks import snapshot
-from tests.support.world import ODataReader, shipped_pairs_file
+from tests.support.world import SchedulerWorld, scheduler_world
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -47,13 +46,18 @@ INTERVALS = {"2026-11-01": "2026-11-02", "2026-11-02": "2026-11-04"}
 FOLDERS = {"2026-11-01T00-00-00Z__backfill", "2026-11-02T00-00-00Z__backfill"}
 
 
-def _full_refresh(tmp_path: Path, running: Any, environment: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _full_refresh(world: SchedulerWorld, monkeypatch: pytest.MonkeyPatch) -> None:
     """World A: the seven templates once each, in run order, with the engine the operators
     and the CLI call (in this process: no Airflow process start per template)."""
-    for name, value in connection_env(running.endpoints).items():
+    for name, value in world.connections.items():
         monkeypatch.setenv(name, value)
-    options = SyncOptions(run_id="full-refresh", staging_root=str(tmp_path / "staging-a"),
-                          environment_file=str(environment), max_rejected="100%", max_failed="0")  # fmt: skip
+    options = SyncOptions(
+        run_id="full-refresh",
+        staging_root=str(world.staging),
+        environment_file=str(world.environment),
+        max_rejected="100%",
+        max_failed="0",
+    )
     for template in TEMPLATES:
         run_company_pairs(template, options=options, window=Window.of(None, None, full_refresh=True))
 
@@ -83,34 +87,15 @@ def _rows(state: Any) -> dict[str, list[str]]:
 def test_a_backfill_of_the_seven_dags_ends_in_the_full_refresh_state(
     tmp_path: Path, airflow_template_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    environment = shipped_pairs_file(tmp_path / "usmf-only.yaml", "usmf")
-    world_a = start_emulators(tmp_path / "emulators-a", "--seed", "demo", config=TEST_CONFIG)
-    try:
-        _full_refresh(tmp_path, world_a, environment, monkeypatch)
-        reader = ODataReader(world_a.endpoints)
-        try:
-            refreshed = _rows(snapshot(reader))
-        finally:
-            reader.close()
-    finally:
-        world_a.stop()
+    with scheduler_world(tmp_path / "a", airflow_template_home) as world_a:
+        _full_refresh(world_a, monkeypatch)
+        refreshed = _rows(snapshot(world_a.reader))
 
-    world_b = start_emulators(tmp_path / "emulators-b", "--seed", "demo", config=TEST_CONFIG)
-    reader = ODataReader(world_b.endpoints)
-    try:
-        env = airflow_env(
-            prepare_home(tmp_path / "airflow", template=airflow_template_home),
-            staging_root=tmp_path / "staging-b",
-            connections=connection_env(world_b.endpoints),
-            use_job_schedule=False,  # the unpause would start no run: the schedule's latest is 11-02
-            extra={
-                "P2C_ENVIRONMENT_FILE": str(environment),
-                "P2C_SCHEDULE": SCHEDULE,
-                "P2C_RUN_ORDER_POKE_SECONDS": "5",  # a dozen sensors wait at once: poll gently
-            },
-        )
+    with scheduler_world(tmp_path / "b", airflow_template_home) as world_b:
         said: list[str] = []
-        with AirflowStack(Path(env["AIRFLOW_HOME"]), env) as stack:
+        # no job schedule (the unpause would start no run: the schedule's latest is 11-02); a
+        # dozen sensors wait at once: they poll gently
+        with world_b.stack(P2C_SCHEDULE=SCHEDULE, P2C_RUN_ORDER_POKE_SECONDS="5") as stack:
             stack.wait_for_dags(SYNC_DAGS)
             outcomes = backfill_dags(stack, "2026-11-01", "2026-11-02", out=said.append, timeout=2700)
             assert [o.dag_id for o in outcomes] == list(SYNC_DAGS), said
@@ -123,16 +108,11 @@ def test_a_backfill_of_the_seven_dags_ends_in_the_full_refresh_state(
                 assert {
                     (r["run_type"], r["data_interval_start"][:10], r["data_interval_end"][:10]) for r in runs
                 } == {("backfill", start, end) for start, end in INTERVALS.items()}
-        backfilled = _rows(snapshot(reader))
-    finally:
-        reader.close()
-        world_b.stop()
+        backfilled = _rows(snapshot(world_b.reader))
 
     # staging a person can map to the interval it holds
     for template in TEMPLATES:
-        folders = {
-            p.name for p in (tmp_path / "staging-b" / template).iterdir() if not p.name.startswith(".")
-        }
+        folders = {p.name for p in (world_b.staging / template).iterdir() if not p.name.startswith(".")}
         assert folders == FOLDERS, (template, folders)
 
     different = {

@@ -24,10 +24,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.parquet as pq
 import pytest
 
-from devstack.airflow_stack import AirflowStack, StackError, airflow_env, connection_env, prepare_home
-from tests.conftest import TEST_CONFIG
-from tests.support.emulators import start_emulators
-from tests.support.world import ODataReader, business_units, shipped_pairs_file
+from devstack.airflow_stack import AirflowStack, StackError
+from tests.support.world import ODataReader, SchedulerWorld, business_units, scheduler_world, tasks_by_key
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -118,10 +116,6 @@ def _fno_order(reader: ODataReader, number: str) -> tuple[list[dict[str, Any]], 
     return headers, lines
 
 
-def _tasks(stack: AirflowStack, dag_id: str, run_id: str) -> dict[tuple[str, int], dict[str, Any]]:
-    return {(t["task_id"], t["map_index"]): t for t in stack.task_instances(dag_id, run_id)}
-
-
 def _run_for(stack: AirflowStack, dag_id: str, day: str) -> dict[str, Any]:
     runs = [
         r for r in stack.dag_runs(dag_id) if r["run_type"] == "backfill" and _day(r["logical_date"]) == day
@@ -137,7 +131,7 @@ def _wait_for_state(
     while time.monotonic() < deadline:
         runs = [r for r in stack.dag_runs(dag_id) if r["run_type"] == "backfill"]
         for run in runs:
-            task = _tasks(stack, dag_id, run["dag_run_id"]).get((task_id, -1))
+            task = tasks_by_key(stack, dag_id, run["dag_run_id"]).get((task_id, -1))
             if task and task["state"] == state:
                 return run
         time.sleep(1)
@@ -147,36 +141,18 @@ def _wait_for_state(
 def test_downstream_waits_for_upstream_and_a_dangling_order_lands_later(
     tmp_path: Path, airflow_template_home: Path
 ) -> None:
-    running = start_emulators(tmp_path / "emulators", "--seed", "demo", config=TEST_CONFIG)
-    reader = ODataReader(running.endpoints)
-    try:
-        _scenario(tmp_path, airflow_template_home, running, reader)
-    finally:
-        reader.close()
-        running.stop()
+    with scheduler_world(tmp_path, airflow_template_home) as world:
+        _scenario(world)
 
 
-def _scenario(tmp_path: Path, template_home: Path, running: Any, reader: ODataReader) -> None:
+def _scenario(world: SchedulerWorld) -> None:
+    reader = world.reader
     units = {company: unit for unit, company in business_units(reader).items()}
     order = _pick_order(reader, units["usmf"])
     day = order["day"]
     reader.delete("fno", "CustomersV3", f"dataAreaId='usmf',CustomerAccount='{order['customer']}'")
 
-    override = tmp_path / "usmf-only.yaml"
-    shipped_pairs_file(override, "usmf")
-    home = prepare_home(tmp_path / "airflow", template=template_home)
-    env = airflow_env(
-        home,
-        staging_root=tmp_path / "staging",
-        connections=connection_env(running.endpoints),
-        use_job_schedule=False,  # runs come from the trigger and the backfills below
-        extra={
-            "P2C_ENVIRONMENT_FILE": str(override),
-            "P2C_RUN_ORDER_POKE_SECONDS": "2",
-            "P2C_RUN_ORDER_TIMEOUT_SECONDS": "900",
-        },
-    )
-    with AirflowStack(home, env) as stack:
+    with world.stack(P2C_RUN_ORDER_TIMEOUT_SECONDS="900") as stack:
         stack.wait_for_dags([ORDERS, *UPSTREAM])
         for dag_id in (ORDERS, *UPSTREAM):
             stack.unpause(dag_id)
@@ -216,7 +192,7 @@ def _scenario(tmp_path: Path, template_home: Path, running: Any, reader: ODataRe
         stack.backfill(ORDERS, _at(day), _at(day), conf=accept)
         waiting = _wait_for_state(stack, ORDERS, "wait_for_p2c_accounts", "deferred")
         time.sleep(5)
-        early = _tasks(stack, ORDERS, waiting["dag_run_id"])
+        early = tasks_by_key(stack, ORDERS, waiting["dag_run_id"])
         assert early[("sync.order_headers.extract", -1)]["state"] is None, (
             "orders started before its upstream"
         )
@@ -233,12 +209,14 @@ def _scenario(tmp_path: Path, template_home: Path, running: Any, reader: ODataRe
         # the waits: each downstream run started its work only after its upstream runs ended
         ended = {dag_id: _moment(_run_for(stack, dag_id, day)["end_date"]) for dag_id in UPSTREAM}
         orders_run = _run_for(stack, ORDERS, day)
-        orders_tasks = _tasks(stack, ORDERS, orders_run["dag_run_id"])
+        orders_tasks = tasks_by_key(stack, ORDERS, orders_run["dag_run_id"])
         first_extract = _moment(orders_tasks[("sync.order_headers.extract", 0)]["start_date"])
         assert first_extract >= max(ended.values())
         sensor_started = _moment(orders_tasks[("wait_for_p2c_accounts", -1)]["start_date"])
         assert sensor_started < ended["p2c_accounts"], "the orders sensor did not have to wait"
-        contacts_tasks = _tasks(stack, "p2c_contacts", _run_for(stack, "p2c_contacts", day)["dag_run_id"])
+        contacts_tasks = tasks_by_key(
+            stack, "p2c_contacts", _run_for(stack, "p2c_contacts", day)["dag_run_id"]
+        )
         contacts_extract = _moment(contacts_tasks[("sync.contact_persons.extract", 0)]["start_date"])
         assert contacts_extract >= max(ended["p2c_accounts"], ended["p2c_products"])
 

@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from devstack.airflow_stack import AirflowStack, StackError, airflow_env, connection_env, prepare_home
-from tests.conftest import TEST_CONFIG
-from tests.support.emulators import start_emulators
+from devstack.airflow_stack import AirflowStack, StackError
 from tests.support.notifier import received
 from tests.support.story_checks import expected_accounts
-from tests.support.world import ODataReader, business_units, shipped_pairs_file
+from tests.support.world import SchedulerWorld, business_units, scheduler_world, tasks_by_key
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,14 +42,10 @@ ACCOUNT_READS = ["accountnumber", "name", "statecode", "_owningbusinessunit_valu
                  "address2_country", "paymenttermscode"]  # fmt: skip
 
 
-def _tasks(stack: AirflowStack, dag_id: str, run_id: str) -> dict[tuple[str, int], dict[str, Any]]:
-    return {(t["task_id"], t["map_index"]): t for t in stack.task_instances(dag_id, run_id)}
-
-
 def _wait_for_task(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, state: str) -> None:
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        task = _tasks(stack, dag_id, run_id).get((task_id, -1))
+        task = tasks_by_key(stack, dag_id, run_id).get((task_id, -1))
         if task and task["state"] == state:
             return
         time.sleep(1)
@@ -71,40 +67,22 @@ def _log(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, map_index:
 def test_a_threshold_crossing_fails_the_run_holds_downstream_and_notifies(
     tmp_path: Path, airflow_template_home: Path
 ) -> None:
-    running = start_emulators(tmp_path / "emulators", "--seed", "demo", config=TEST_CONFIG)
-    reader = ODataReader(running.endpoints)
-    try:
-        _scenario(tmp_path, airflow_template_home, running, reader)
-    finally:
-        reader.close()
-        running.stop()
+    with scheduler_world(tmp_path, airflow_template_home) as world:
+        _scenario(tmp_path, world)
 
 
-def _scenario(tmp_path: Path, template_home: Path, running: Any, reader: ODataReader) -> None:
+def _scenario(tmp_path: Path, world: SchedulerWorld) -> None:
+    reader = world.reader
     usmf = expected_accounts(reader.rows("dataverse", "accounts", ACCOUNT_READS), business_units(reader))[
         "usmf"
     ]
     assert usmf["shared"], "the demo world has usmf accounts the template must reject"
-    override = tmp_path / "usmf-only.yaml"
-    shipped_pairs_file(override, "usmf")
     mailbox = tmp_path / "mailbox.jsonl"
     notifiers = [
         {"notifier": NOTIFIER, "kwargs": {"path": str(mailbox), "channel": "failures"}, "on": ["failure"]},
         {"notifier": NOTIFIER, "kwargs": {"path": str(mailbox), "channel": "warnings"}, "on": ["warning"]},
     ]
-    connections = connection_env(running.endpoints)
-    env = airflow_env(
-        prepare_home(tmp_path / "airflow", template=template_home),
-        staging_root=tmp_path / "staging",
-        connections=connections,
-        use_job_schedule=False,  # runs come from the triggers below
-        extra={
-            "P2C_ENVIRONMENT_FILE": str(override),
-            "P2C_NOTIFIERS": json.dumps(notifiers),
-            "P2C_RUN_ORDER_POKE_SECONDS": "2",
-        },
-    )
-    with AirflowStack(Path(env["AIRFLOW_HOME"]), env) as stack:
+    with world.stack(P2C_NOTIFIERS=json.dumps(notifiers)) as stack:
         stack.wait_for_dags([ACCOUNTS, CONTACTS])
         for dag_id in (ACCOUNTS, CONTACTS):
             stack.unpause(dag_id)
@@ -117,7 +95,7 @@ def _scenario(tmp_path: Path, template_home: Path, running: Any, reader: ODataRe
         held = stack.trigger(ACCOUNTS, logical_date=HELD, conf={"full_refresh": True, "max_rejected": "0"})
         held_id = held["dag_run_id"]
         assert stack.wait_for_run(ACCOUNTS, held_id, timeout=420)["state"] == "failed"
-        tasks = _tasks(stack, ACCOUNTS, held_id)
+        tasks = tasks_by_key(stack, ACCOUNTS, held_id)
         assert tasks[("sync.customers.load", 0)]["state"] == "success"
         report = tasks[("sync.report", 0)]
         assert (report["state"], report["try_number"]) == ("failed", 1), report
@@ -135,7 +113,7 @@ def _scenario(tmp_path: Path, template_home: Path, running: Any, reader: ODataRe
         # 3. the contacts run goes no further than its sensor on the failed accounts run
         _wait_for_task(stack, CONTACTS, contacts, f"wait_for_{ACCOUNTS}", "failed")
         _wait_for_task(stack, CONTACTS, contacts, "check_mapping", "upstream_failed")  # the next loop
-        states = {key: t["state"] for key, t in _tasks(stack, CONTACTS, contacts).items()}
+        states = {key: t["state"] for key, t in tasks_by_key(stack, CONTACTS, contacts).items()}
         assert states[("check_mapping", -1)] == states[("company_pairs", -1)] == "upstream_failed", states
         started = sorted(
             key for key, state in states.items() if key[0].startswith("sync.") and state not in NOT_STARTED
@@ -151,7 +129,7 @@ def _scenario(tmp_path: Path, template_home: Path, running: Any, reader: ODataRe
         result = stack.xcom(ACCOUNTS, warned, "sync.report", 0)
         rejected = result["counts"]["rejected"]
         assert rejected >= 2 * len(usmf["shared"]), result["counts"]
-        report = _tasks(stack, ACCOUNTS, warned)[("sync.report", 0)]
+        report = tasks_by_key(stack, ACCOUNTS, warned)[("sync.report", 0)]
         assert report["rendered_map_index"] == f"usmf: {rejected} rejected", report
         warning_log = _log(stack, ACCOUNTS, warned, "sync.report", 0)
         assert (
@@ -172,7 +150,7 @@ def _scenario(tmp_path: Path, template_home: Path, running: Any, reader: ODataRe
     by_task = {(m["dag_id"], m["run_id"]): str(m["message"]) for m in mail}
     assert "above the error threshold" in by_task[(ACCOUNTS, held_id)], by_task
     assert f"{ACCOUNTS} failed for this data interval" in by_task[(CONTACTS, contacts)], by_task
-    secrets = {json.loads(value)["password"] for value in connections.values()}
+    secrets = {json.loads(value)["password"] for value in world.connections.values()}
     assert secrets
     assert all(len(secret) >= 16 for secret in secrets)
     leaked = [m for m in mail if any(secret in json.dumps(m) for secret in secrets)]

@@ -27,7 +27,7 @@ from devstack.demo import (
     second_run_line,
     summary_table,
 )
-from devstack.state import PRELOAD_DIR, DemoError, DemoPaths, stack_env, state_lock
+from devstack.state import PRELOAD_DIR, DemoError, DemoPaths, serve_until_stopped, stack_env, state_lock
 from emulators.client import EmulatorEndpoints, RunningEmulators
 from prospect_to_cash.sync.mapping import TEMPLATES
 from tests.support.run_books import declared_upstreams
@@ -270,6 +270,53 @@ def test_one_demo_or_stack_per_state_directory(tmp_path: Path) -> None:
         pass  # pragma: no cover - the second lock must not be granted
     with state_lock(paths):  # released again
         pass
+
+
+class _ServedStack:
+    """What :func:`serve_until_stopped` asks of a stack: wait for its DAGs, its URL, whether it
+    is alive; Ctrl-C arrives during the ``interrupted_at``-th check."""
+
+    base_url = "http://127.0.0.1:8099"
+
+    def __init__(self, interrupted_at: int | None = None) -> None:
+        self.waited: list[tuple[tuple[str, ...], float]] = []
+        self.checks = 0
+        self.interrupted_at = interrupted_at
+
+    def wait_for_dags(self, dag_ids: tuple[str, ...], timeout: float) -> None:
+        self.waited.append((tuple(dag_ids), timeout))
+
+    def check_alive(self) -> None:
+        self.checks += 1
+        if self.checks == self.interrupted_at:
+            raise KeyboardInterrupt
+
+
+def test_a_served_stack_says_where_to_look_and_runs_until_stopped(tmp_path: Path) -> None:
+    """``make airflow`` and ``make airflow-celery`` print the same head, their own lines, and
+    stop on ``until()`` or Ctrl-C with their own last line."""
+    cases = ((_ServedStack(), lambda: True, 0, []), (_ServedStack(interrupted_at=1), None, 1, [""]))
+    for stack, until, checks, last in cases:
+        said: list[str] = []
+        serve_until_stopped(
+            stack,  # type: ignore[arg-type]
+            _endpoints(tmp_path),
+            ALL_DAGS,
+            details=["Workers:      w1, w2"],
+            stopping="Stopping",
+            out=said.append,
+            until=until,
+        )
+        assert stack.waited == [(ALL_DAGS, 300)]
+        assert stack.checks == checks
+        assert said == [
+            "",
+            "Airflow UI:   http://127.0.0.1:8099  (no login: local all-admins mode, this machine only)",
+            "Emulators:    Dataverse https://localhost:1001  F&O https://localhost:1002",
+            "Workers:      w1, w2",
+            *last,
+            "Stopping",
+        ]
 
 
 # -- command line -----------------------------------------------------------------------------------

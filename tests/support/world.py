@@ -4,12 +4,16 @@ an isolated Airflow home pointing at them, and the tests' own HTTPS reader.
 * :func:`start_demo_world`: a fresh emulator process seeded with the demo story (the DAGs
   write, so nothing is shared with the session's emulators), an isolated Airflow home,
   staging, and the ``AIRFLOW_CONN_*`` variables pointing at the emulators.
+* :func:`scheduler_world`: the same world for the tests that drive the real scheduler
+  (threshold, run order, backfill): its company pairs narrowed by an environment override,
+  and the four Airflow components on it (:meth:`SchedulerWorld.stack`); stopped after.
 * :class:`ODataReader`: the test's own HTTPS reader (httpx + an msal token), used to
   derive expectations from the source rows independently of the package.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import yaml
 
-from devstack.airflow_stack import airflow_env, connection_env, prepare_home
+from devstack.airflow_stack import AirflowStack, airflow_env, connection_env, prepare_home
 from devstack.dag_test import DagTestRun, run_dag_tests
 from tests.conftest import TEST_CONFIG
 from tests.support.emulators import acquire_token, start_emulators
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from tests.support.emulators import EmulatorEndpoints, RunningEmulators
 
@@ -158,3 +162,62 @@ def start_demo_world(base: Path, template_home: Path, **env_extra: str) -> DemoW
         extra={"P2C_RUN_ORDER_POKE_SECONDS": "1", **env_extra},
     )
     return DemoWorld(running, home, staging, env, ODataReader(running.endpoints))
+
+
+@dataclass
+class SchedulerWorld:
+    """A fresh demo world narrowed to some company pairs, for a test of the real scheduler."""
+
+    base: Path
+    template_home: Path
+    running: RunningEmulators
+    reader: ODataReader
+    #: the environment override that keeps only the chosen company pairs (owners included)
+    environment: Path
+    #: the ``AIRFLOW_CONN_*`` variables that reach the emulators (their secrets included)
+    connections: dict[str, str]
+
+    @property
+    def staging(self) -> Path:
+        return self.base / "staging"
+
+    def stack(self, **extra: str) -> AirflowStack:
+        """Api-server, scheduler (LocalExecutor), dag-processor and triggerer on a copy of the
+        migrated ``template_home``, against these emulators; runs come only from the test's
+        triggers and backfills (no job schedule), the run-order sensors poll every 2 s;
+        ``extra`` adds or overrides environment variables."""
+        home = prepare_home(self.base / "airflow", template=self.template_home)
+        env = airflow_env(
+            home,
+            staging_root=self.staging,
+            connections=self.connections,
+            use_job_schedule=False,
+            extra={"P2C_ENVIRONMENT_FILE": str(self.environment), "P2C_RUN_ORDER_POKE_SECONDS": "2", **extra},
+        )
+        return AirflowStack(home, env)
+
+
+@contextmanager
+def scheduler_world(
+    base: Path, template_home: Path, companies: Sequence[str] = ("usmf",)
+) -> Iterator[SchedulerWorld]:
+    """A fresh emulator process with the demo story under ``base``, the test's reader and an
+    environment override with the shipped pairs of ``companies``; all stopped on the way out."""
+    base.mkdir(parents=True, exist_ok=True)
+    running = start_emulators(base / "emulators", "--seed", "demo", config=TEST_CONFIG)
+    try:
+        reader = ODataReader(running.endpoints)
+        try:
+            environment = shipped_pairs_file(base / "pairs.yaml", *companies)
+            yield SchedulerWorld(
+                base, template_home, running, reader, environment, connection_env(running.endpoints)
+            )
+        finally:
+            reader.close()
+    finally:
+        running.stop()
+
+
+def tasks_by_key(stack: AirflowStack, dag_id: str, run_id: str) -> dict[tuple[str, int], dict[str, Any]]:
+    """A run's task instances by (task id, map index), as the REST API lists them."""
+    return {(t["task_id"], t["map_index"]): t for t in stack.task_instances(dag_id, run_id)}

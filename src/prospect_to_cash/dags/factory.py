@@ -92,10 +92,15 @@ def tag(name: str) -> str:
     return name.strip().lower().replace("_", "-").replace(" ", "-")
 
 
+def schedule_expression() -> str:
+    """The cron expression of every P2C DAG: ``P2C_SCHEDULE``, else daily at 00:00 UTC."""
+    return os.environ.get(SCHEDULE_VARIABLE) or DEFAULT_SCHEDULE
+
+
 def shared_schedule() -> CronDataIntervalTimetable:
     """The one timetable of every P2C DAG: data intervals (so a run knows which changes it
-    owns and backfills mean something), on ``P2C_SCHEDULE`` or daily at 00:00 UTC."""
-    return CronDataIntervalTimetable(os.environ.get(SCHEDULE_VARIABLE) or DEFAULT_SCHEDULE, timezone="UTC")
+    owns and backfills mean something), on :func:`schedule_expression`."""
+    return CronDataIntervalTimetable(schedule_expression(), timezone="UTC")
 
 
 def _run_book(spec: TemplateSpec) -> str:
@@ -116,7 +121,7 @@ def _run_book(spec: TemplateSpec) -> str:
 * **Template**: `include/mappings/{spec.template}.yaml` (+ `environment.yaml` for company pairs,
   defaults and value maps).
 * **Waits for**: {waits}, for the same data interval (Param `wait_for_upstream`).
-* **Schedule**: `{os.environ.get(SCHEDULE_VARIABLE) or DEFAULT_SCHEDULE}` (UTC, shared by all P2C DAGs);
+* **Schedule**: `{schedule_expression()}` (UTC, shared by all P2C DAGs);
   a scheduled run reads what changed in Sales since its tasks' last successful load: by
   Dataverse change tracking (the changes since the task's token) where the table has it,
   else by `modifiedon` from the earlier of its interval's start and the high-water mark less

@@ -92,8 +92,9 @@ def select_company_pairs(requested: Sequence[str] | None) -> list[CompanyPairDic
 
 
 def check_mapping(spec: TemplateSpec) -> dict[str, Any]:
-    """Validate the mapping file offline, then against both services' ``$metadata``, before
-    any company reads or writes a row."""
+    """Validate the mapping file offline (with what it needs of every company pair), then
+    against both services' ``$metadata``, before any company reads or writes a row."""
+    from prospect_to_cash.sync.company_scope import require_owners
     from prospect_to_cash.sync.mapping import load_template
     from prospect_to_cash.sync.metadata_check import check_template
     from prospect_to_cash.sync.runner import SyncHooks
@@ -107,6 +108,7 @@ def check_mapping(spec: TemplateSpec) -> dict[str, Any]:
                 f"{spec.dag_id} runs tasks {declared}, but {template.path} defines {names}; "
                 "update the DAG file together with the mapping file"
             )
+        require_owners(template)
         hooks = SyncHooks(dataverse_conn_id=spec.dataverse_conn_id, fno_conn_id=spec.fno_conn_id)
         check_template(template, hooks, raise_on_problems=True)
     log.info("%s matches both services' $metadata (%d task(s))", template.path, len(names))

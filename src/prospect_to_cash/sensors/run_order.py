@@ -27,7 +27,6 @@ started by an asset event has no data interval and cannot be backfilled (docs/da
 from __future__ import annotations
 
 import asyncio
-import os
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +36,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from prospect_to_cash.operators.common import param_value
+from prospect_to_cash.settings import NumberSetting
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
@@ -49,22 +49,15 @@ POKE_SECONDS_VARIABLE = "P2C_RUN_ORDER_POKE_SECONDS"
 TIMEOUT_SECONDS_VARIABLE = "P2C_RUN_ORDER_TIMEOUT_SECONDS"
 DEFAULT_POKE_SECONDS = 60.0
 DEFAULT_TIMEOUT = timedelta(hours=6)
+POKE_SECONDS = NumberSetting(
+    "poke_interval", POKE_SECONDS_VARIABLE, DEFAULT_POKE_SECONDS, "seconds", 0.0, above=True
+)
+TIMEOUT_SECONDS = NumberSetting(
+    "timeout", TIMEOUT_SECONDS_VARIABLE, DEFAULT_TIMEOUT.total_seconds(), "seconds", 0.0, above=True
+)
 SUCCESS, FAILED, WAITING = "success", "failed", "waiting"
 #: The boolean Param that, when false, lets the sensor succeed at once (ad-hoc runs).
 WAIT_FOR_UPSTREAM = "wait_for_upstream"
-
-
-def _seconds_from_env(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {raw!r}")
-    return value
 
 
 def same_data_interval(
@@ -156,7 +149,7 @@ class RunOrderSensor(ExternalTaskSensor):
         **kwargs: Any,
     ) -> None:
         if timeout is None:
-            timeout = _seconds_from_env(TIMEOUT_SECONDS_VARIABLE, DEFAULT_TIMEOUT.total_seconds())
+            timeout = TIMEOUT_SECONDS.read()
         if isinstance(timeout, timedelta):
             timeout = timeout.total_seconds()
         kwargs.setdefault("mode", "reschedule")
@@ -166,7 +159,7 @@ class RunOrderSensor(ExternalTaskSensor):
             failed_states=[DagRunState.FAILED.value],
             execution_date_fn=same_data_interval,
             deferrable=deferrable,
-            poke_interval=poke_interval or _seconds_from_env(POKE_SECONDS_VARIABLE, DEFAULT_POKE_SECONDS),
+            poke_interval=poke_interval or POKE_SECONDS.read(),
             timeout=timeout,
             **kwargs,
         )

@@ -202,6 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.command in ("pending", "dismiss"):
         return _pending(arguments)
     if arguments.command == "validate":
+        from prospect_to_cash.sync.company_scope import missing_owner_problems
+
+        problems = [
+            problem for template in templates.values() for problem in missing_owner_problems(template)
+        ]
+        if problems:
+            print("\n".join(problems), file=sys.stderr)
+            return 1
         for name, template in templates.items():
             print(f"{name}: {len(template.tasks)} task(s) valid")
         return 0

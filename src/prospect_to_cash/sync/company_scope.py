@@ -10,15 +10,16 @@ business unit, and give created rows a GUID that hashes in the legal entity too.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prospect_to_cash.hooks.odata import and_filters, format_literal
-from prospect_to_cash.sync.errors import SyncError
+from prospect_to_cash.sync.errors import MappingError, SyncError
 from prospect_to_cash.sync.values import deterministic_id
 
 if TYPE_CHECKING:
     from prospect_to_cash.sync.context import SyncContext
-    from prospect_to_cash.sync.mapping import Lookup, Reference, Task
+    from prospect_to_cash.sync.mapping import Lookup, Reference, Task, Template
 
 #: Target scopes read within the pair's business unit (Dataverse targets only).
 BUSINESS_UNIT_SCOPES = frozenset({"owner", "business_unit"})
@@ -99,3 +100,33 @@ def created_by_scope_problems(task: Task, lookup: Lookup, earlier: list[Task]) -
         for c in lookup.candidates
         if c.reference in names and (task.reference(c.reference).company_scope == "business_unit") != scoped
     ]
+
+
+def missing_owner_problems(template: Template) -> list[str]:
+    """Company pairs the template cannot serve for want of an ``owner``: a task whose target
+    says ``company_scope: owner`` creates rows owned by the pair's owner and finds them again
+    (snapshot, lookups) within the pair's business unit. A pair that names a business unit but
+    no owner would create rows owned by the application user, outside that business unit, so
+    every later lookup of them would fail as dangling, row after row, without an error."""
+    environment = template.environment
+    owned = [
+        t.name for t in template.tasks if t.target_system == "dataverse" and t.target.company_scope == "owner"
+    ]
+    if environment is None or not owned:
+        return []
+    files = " + ".join(Path(source).name for source in environment.sources)
+    return [
+        f"{files}: company pair {pair.legal_entity!r} has no 'owner', which {Path(template.path).name} "
+        f"(task {', '.join(repr(name) for name in owned)}: company_scope: owner) needs: its rows would be "
+        f"created outside business unit {pair.business_unit or pair.business_unit_id!r} and never found "
+        "there again; set company_pairs[].owner to a user or team of that business unit"
+        for pair in environment.company_pairs
+        if (pair.business_unit or pair.business_unit_id) and not pair.owner
+    ]
+
+
+def require_owners(template: Template) -> None:
+    """Refuse the template (a :class:`MappingError`) when `missing_owner_problems` finds any."""
+    problems = missing_owner_problems(template)
+    if problems:
+        raise MappingError("\n".join(problems))

@@ -18,11 +18,11 @@ kept however old its first attempt is.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from prospect_to_cash.settings import NumberSetting
 from prospect_to_cash.sync.staging import as_path
 
 if TYPE_CHECKING:
@@ -38,19 +38,14 @@ DEFAULT_RETENTION_DAYS = 30
 KEPT_FOLDERS = ("_pending", "_watermarks", "_delta_tokens", "_deltas", "_source_index")
 
 
+#: The retention in days: at least 1, since a run's retries need yesterday's journals.
+RETENTION = NumberSetting("retention days", RETENTION_VARIABLE, DEFAULT_RETENTION_DAYS, "days", 1)
+
+
 def retention_days(value: int | str | None = None) -> int:
     """Days a run's staging is kept: ``value``, else ``P2C_STAGING_RETENTION_DAYS``, else
-    :data:`DEFAULT_RETENTION_DAYS`. At least 1: a run's retries need yesterday's journals."""
-    configured = value if value is not None else os.environ.get(RETENTION_VARIABLE)
-    if configured is None or configured == "":
-        return DEFAULT_RETENTION_DAYS
-    try:
-        days = int(configured)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{RETENTION_VARIABLE} must be a whole number of days, got {configured!r}") from exc
-    if days < 1:
-        raise ValueError(f"{RETENTION_VARIABLE} must be at least 1, got {days}")
-    return days
+    :data:`DEFAULT_RETENTION_DAYS` (:data:`RETENTION`)."""
+    return RETENTION.read(value)
 
 
 class PurgeReport(TypedDict):

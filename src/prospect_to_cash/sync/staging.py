@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from airflow.sdk import ObjectStoragePath
 
+from prospect_to_cash.settings import NumberSetting
 from prospect_to_cash.sync.values import is_blank, py
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ WRITE_BUFFER_BYTES = 1 << 20
 #: Rows the transform holds at once (a chunk of the source, a bucket, a merge window).
 CHUNK_ROWS_VARIABLE = "P2C_TRANSFORM_CHUNK_ROWS"
 DEFAULT_CHUNK_ROWS = 50_000
+CHUNK_ROWS = NumberSetting("chunk_rows", CHUNK_ROWS_VARIABLE, DEFAULT_CHUNK_ROWS, "rows", 1)
 
 
 def default_staging_root() -> ObjectStoragePath:
@@ -229,17 +231,8 @@ def text_table(frame: pd.DataFrame) -> pa.Table:
 
 def chunk_rows(value: int | str | None = None) -> int:
     """How many rows the transform holds at once: ``value`` (the ``chunk_rows`` option),
-    else ``P2C_TRANSFORM_CHUNK_ROWS``, else :data:`DEFAULT_CHUNK_ROWS`."""
-    configured = value if value is not None else os.environ.get(CHUNK_ROWS_VARIABLE)
-    if configured is None or configured == "":
-        return DEFAULT_CHUNK_ROWS
-    try:
-        rows = int(configured)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"chunk rows must be a whole number, got {configured!r}") from exc
-    if rows < 1:
-        raise ValueError(f"chunk rows must be at least 1, got {rows}")
-    return rows
+    else ``P2C_TRANSFORM_CHUNK_ROWS``, else :data:`DEFAULT_CHUNK_ROWS` (:data:`CHUNK_ROWS`)."""
+    return CHUNK_ROWS.read(value)
 
 
 class TextPageWriter:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email.utils
-import json
 import random
 import threading
 import time
@@ -19,6 +18,7 @@ from prospect_to_cash.hooks._http import (
     request_priority,
 )
 from prospect_to_cash.hooks.errors import AmbiguousWriteError, DynamicsAuthError, DynamicsTransportError
+from tests.unit.hooks.conftest import odata_json
 
 ROOT = "https://org.crm.dynamics.com/api/data/v9.2/"
 THROTTLE_BODY = {
@@ -55,18 +55,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def json_response(status: int, body: object, headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.Response(
-        status,
-        headers={
-            "Content-Type": "application/json; odata.metadata=minimal",
-            "OData-Version": "4.0",
-            **(headers or {}),
-        },
-        content=json.dumps(body).encode(),
-    )
 
 
 def make_session(handler, *, sleeps: list[float] | None = None, policy: RetryPolicy | None = None):
@@ -345,8 +333,8 @@ class TestSession:
         def handler(request: httpx.Request) -> httpx.Response:
             calls.append(request)
             if len(calls) < 3:
-                return json_response(429, THROTTLE_BODY, {"Retry-After": "7"})
-            return json_response(200, {"value": []}, {"x-ms-dop-hint": "4"})
+                return odata_json(429, THROTTLE_BODY, **{"Retry-After": "7"})
+            return odata_json(200, {"value": []}, **{"x-ms-dop-hint": "4"})
 
         sleeps: list[float] = []
         session, _ = make_session(handler, sleeps=sleeps)
@@ -361,14 +349,14 @@ class TestSession:
         assert calls[0].headers["Authorization"] == "Bearer token-1"
 
     def test_429_is_retried_for_a_create_too(self) -> None:
-        answers = iter([json_response(429, THROTTLE_BODY, {"Retry-After": "1"}), httpx.Response(204)])
+        answers = iter([odata_json(429, THROTTLE_BODY, **{"Retry-After": "1"}), httpx.Response(204)])
         session, _ = make_session(lambda request: next(answers))
         assert session.send("POST", "$batch", content=b"x", idempotent=False).status_code == 204
 
     def test_retry_after_beyond_the_limit_is_returned_not_slept(self) -> None:
         sleeps: list[float] = []
         session, _ = make_session(
-            lambda request: json_response(429, THROTTLE_BODY, {"Retry-After": "3600"}),
+            lambda request: odata_json(429, THROTTLE_BODY, **{"Retry-After": "3600"}),
             sleeps=sleeps,
             policy=RetryPolicy(max_attempts=5, max_retry_after=600),
         )
@@ -383,7 +371,7 @@ class TestSession:
             calls += 1
             if calls == 1:
                 raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
-            return json_response(200, {"value": []})
+            return odata_json(200, {"value": []})
 
         sleeps: list[float] = []
         session, _ = make_session(handler, sleeps=sleeps)
@@ -461,7 +449,7 @@ class TestSession:
                     headers={"WWW-Authenticate": "Bearer authorization_uri=https://login/x/oauth2/authorize"},
                     content=b'{"error":{"code":"","message":"The user is not authenticated."}}',
                 )
-            return json_response(200, {"value": []})
+            return odata_json(200, {"value": []})
 
         session, tokens = make_session(handler)
         assert session.send("GET", "accounts").status_code == 200
@@ -475,7 +463,7 @@ class TestSession:
             seen.append(request.headers["Authorization"])
             if len(seen) <= 3:
                 return httpx.Response(401, content=b'{"error":{"code":"","message":"revoked"}}')
-            return json_response(200, {"value": []})
+            return odata_json(200, {"value": []})
 
         sleeps: list[float] = []
         session, tokens = make_session(handler, sleeps=sleeps, policy=RetryPolicy(max_attempts=4))
@@ -507,7 +495,7 @@ class TestSession:
             calls += 1
             if calls % 2:  # every request is refused once, then succeeds with a new token
                 return httpx.Response(401, content=b'{"error":{"code":"","message":"revoked"}}')
-            return json_response(200, {"value": []})
+            return odata_json(200, {"value": []})
 
         session, tokens = make_session(handler, policy=RetryPolicy(max_attempts=4, auth_budget=3))
         for _ in range(3):
@@ -517,7 +505,7 @@ class TestSession:
         assert tokens.invalidated == ["token-1", "token-2", "token-3"]
 
     def test_one_revocation_seen_by_parallel_requests_counts_once(self) -> None:
-        session, _ = make_session(lambda request: json_response(200, {"value": []}))
+        session, _ = make_session(lambda request: odata_json(200, {"value": []}))
         refused = httpx.Response(401, content=b"{}")
         for _ in range(5):  # five requests in flight with the same token all got the 401
             session._after_refusal("GET", "accounts", "token-1", 1, refused)
@@ -525,7 +513,7 @@ class TestSession:
 
     def test_paging_follows_next_links_on_the_same_origin_only(self) -> None:
         def handler(request: httpx.Request) -> httpx.Response:
-            return json_response(200, {"value": [{"a": 1}], "@odata.nextLink": "https://evil.example/steal"})
+            return odata_json(200, {"value": [{"a": 1}], "@odata.nextLink": "https://evil.example/steal"})
 
         session, _ = make_session(handler)
         pages = session.get_json_pages("accounts")

@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
-from airflow.sdk import ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException, ParamValidationError
 
 from prospect_to_cash.reconcile.dag import (
@@ -23,7 +21,7 @@ from prospect_to_cash.sync.runner import SyncHooks
 from tests.unit.reconcile.test_reconciler import drifted
 
 if TYPE_CHECKING:
-    from airflow.sdk import DAG
+    from airflow.sdk import DAG, ObjectStoragePath
 
 DAG_FILE = Path(__file__).resolve().parents[3] / "dags" / "p2c_reconciliation.py"
 
@@ -71,14 +69,11 @@ def test_params_refuse_unknown_templates(dag: DAG) -> None:
     assert dag.params.get_param("output_dir").resolve(None) is None
 
 
+@pytest.mark.usefixtures("unscoped_environment")
 def test_reconcile_step_writes_the_report_and_the_event_extra(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, staging_root: ObjectStoragePath
 ) -> None:
-    path = tmp_path / "one-company.yaml"
-    path.write_text(yaml.safe_dump({"company_pairs": [{"legal_entity": "usmf", "business_unit": None}]}))
-    monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(path))
-    root = ObjectStoragePath(f"file://{tmp_path / 'staging'}")
-    sales, fno = drifted(root)
+    sales, fno = drifted(staging_root)
     result = reconcile_step(
         {"templates": ["accounts"], "companies": [], "output_dir": str(tmp_path / "out")},
         run_id="manual__2026-11-04T06:00:00+00:00",
@@ -86,7 +81,7 @@ def test_reconcile_step_writes_the_report_and_the_event_extra(
         fno_conn_id="unused",
         hooks=SyncHooks(sales, fno),
         check_metadata=False,
-        staging_root=root,
+        staging_root=staging_root,
     )
     extra = asset_event_extra(result)
     assert extra["html"].endswith("/reconciliation/reconcile__manual__2026-11-04T06_00_00_00_00/report.html")

@@ -4,78 +4,40 @@ the shipped accounts mapping, a real load first, then drift on both sides."""
 from __future__ import annotations
 
 import copy
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
-from airflow.sdk import ObjectStoragePath
 
 from prospect_to_cash.hooks.errors import DynamicsTransportError
 from prospect_to_cash.reconcile import reconcile, run_reconciliation
 from prospect_to_cash.reconcile.report import rows_of, validate
 from prospect_to_cash.sync.errors import MappingError
 from prospect_to_cash.sync.pending import PendingLedger
-from prospect_to_cash.sync.runner import SyncHooks, run_template
-from tests.unit.sync.memory_service import MemoryService, MemoryTable
+from prospect_to_cash.sync.runner import SyncHooks
+from tests.unit.sync import builders
+from tests.unit.sync.builders import accounts_services, run_in_memory
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-USD = str(uuid.uuid4())
+    from airflow.sdk import ObjectStoragePath
+
+    from tests.unit.sync.memory_service import MemoryService
+
+pytestmark = pytest.mark.usefixtures("unscoped_environment")  # one company pair: usmf
 
 
 def account(number: str | None, name: str) -> dict[str, Any]:
-    return {
-        "accountid": str(uuid.uuid4()),
-        "accountnumber": number,
-        "name": name,
-        "statecode": 0,
-        "modifiedon": "2026-11-01T08:00:00Z",
-        "_transactioncurrencyid_value": USD,
-    }
-
-
-@pytest.fixture(autouse=True)
-def one_company(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "one-company.yaml"
-    path.write_text(yaml.safe_dump({"company_pairs": [{"legal_entity": "usmf", "business_unit": None}]}))
-    monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(path))
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> ObjectStoragePath:
-    return ObjectStoragePath(f"file://{tmp_path / 'staging'}")
-
-
-def services(rows: list[dict[str, Any]]) -> tuple[MemoryService, MemoryService]:
-    sales = MemoryService(
-        "dataverse",
-        {
-            "accounts": MemoryTable(key=("accountid",), rows=rows),
-            "transactioncurrencies": MemoryTable(
-                key=("transactioncurrencyid",),
-                rows=[{"transactioncurrencyid": USD, "isocurrencycode": "USD"}],
-            ),
-        },
-    )
-    fno = MemoryService("fno", {"CustomersV3": MemoryTable(key=("dataAreaId", "CustomerAccount"))})
-    return sales, fno
+    return builders.account(number, name, modifiedon="2026-11-01T08:00:00Z")
 
 
 def drifted(root: ObjectStoragePath) -> tuple[MemoryService, MemoryService]:
     """Loaded once by the engine, then changed behind its back on both sides."""
     rows = [account("A1", "Alpine"), account("A2", "Contoso"), account(None, "No number")]
-    sales, fno = services(rows)
-    run_template(
-        "accounts",
-        legal_entity="usmf",
-        run_id="load",
-        staging_root=root,
-        hooks=SyncHooks(sales, fno),
-        check_metadata=False,
-        max_rejected="1",  # the row without a number, by design of this world
-    )
+    sales, fno = accounts_services(rows)
+    # max_rejected: the row without a number, by design of this world
+    run_in_memory("accounts", sales, fno, root, "load", max_rejected="1")
     rows[1]["name"] = "Contoso Ltd"  # changed in Sales since
     rows.append(account("A3", "Fabrikam"))  # new in Sales
     customers = fno.tables["CustomersV3"].rows
@@ -91,10 +53,10 @@ def drifted(root: ObjectStoragePath) -> tuple[MemoryService, MemoryService]:
     return sales, fno
 
 
-def test_every_row_classified_nothing_written(root: ObjectStoragePath) -> None:
-    sales, fno = drifted(root)
+def test_every_row_classified_nothing_written(staging_root: ObjectStoragePath) -> None:
+    sales, fno = drifted(staging_root)
     # one row still waiting to land from an earlier daily run: the report counts it
-    PendingLedger(root, "accounts", "usmf", "customers").write(
+    PendingLedger(staging_root, "accounts", "usmf", "customers").write(
         [
             {
                 "source_key": "A9",
@@ -112,7 +74,11 @@ def test_every_row_classified_nothing_written(root: ObjectStoragePath) -> None:
     )
     writes = len(fno.writes)
     document = reconcile(
-        ["accounts"], hooks=SyncHooks(sales, fno), check_metadata=False, staging_root=root, run_id="rec"
+        ["accounts"],
+        hooks=SyncHooks(sales, fno),
+        check_metadata=False,
+        staging_root=staging_root,
+        run_id="rec",
     )
     validate(document)
     assert len(fno.writes) == writes
@@ -135,7 +101,7 @@ def test_every_row_classified_nothing_written(root: ObjectStoragePath) -> None:
     assert section["tasks"][0]["counts"]["pending"] == 1
     assert document["errors"] == []
     # the engine's own staging layout, under the reconciliation's run id
-    assert (root / "accounts" / "rec" / "usmf" / "customers" / "plan" / "summary.json").exists()
+    assert (staging_root / "accounts" / "rec" / "usmf" / "customers" / "plan" / "summary.json").exists()
 
 
 class _Broken:
@@ -150,13 +116,15 @@ class _Broken:
         return self.hook.iter_pages(entity_set, **kwargs)
 
 
-def test_a_failing_template_is_reported_and_its_orphans_are_not_guessed(root: ObjectStoragePath) -> None:
-    sales, fno = drifted(root)
+def test_a_failing_template_is_reported_and_its_orphans_are_not_guessed(
+    staging_root: ObjectStoragePath,
+) -> None:
+    sales, fno = drifted(staging_root)
     document = reconcile(
         ["accounts"],
         hooks=SyncHooks(sales, _Broken(fno, "CustomersV3")),
         check_metadata=False,
-        staging_root=root,
+        staging_root=staging_root,
     )
     validate(document)
     assert [(e["template"], e["company"], e["task"]) for e in document["errors"]] == [
@@ -167,14 +135,16 @@ def test_a_failing_template_is_reported_and_its_orphans_are_not_guessed(root: Ob
     assert document["templates"][0]["sections"][0]["errors"]
 
 
-def test_run_reconciliation_returns_paths_and_counts_only(root: ObjectStoragePath, tmp_path: Path) -> None:
-    sales, fno = drifted(root)
+def test_run_reconciliation_returns_paths_and_counts_only(
+    staging_root: ObjectStoragePath, tmp_path: Path
+) -> None:
+    sales, fno = drifted(staging_root)
     result = run_reconciliation(
         ["accounts"],
         output_dir=tmp_path / "out",
         hooks=SyncHooks(sales, fno),
         check_metadata=False,
-        staging_root=root,
+        staging_root=staging_root,
     )
     assert set(result) == {"run_id", "generated_at", "totals", "errors", "paths"}
     assert result["errors"] == 0
@@ -182,12 +152,12 @@ def test_run_reconciliation_returns_paths_and_counts_only(root: ObjectStoragePat
     assert all(isinstance(p, str) for p in result["paths"].values())
 
 
-def test_unknown_companies_and_templates_are_refused(root: ObjectStoragePath) -> None:
-    sales, fno = services([])
+def test_unknown_companies_and_templates_are_refused(staging_root: ObjectStoragePath) -> None:
+    sales, fno = accounts_services([])
     with pytest.raises(MappingError, match="xxxx"):
-        reconcile(["accounts"], ["xxxx"], hooks=SyncHooks(sales, fno), staging_root=root)
+        reconcile(["accounts"], ["xxxx"], hooks=SyncHooks(sales, fno), staging_root=staging_root)
     with pytest.raises(MappingError, match="unknown templates"):
-        reconcile(["invoicez"], hooks=SyncHooks(sales, fno), staging_root=root)
+        reconcile(["invoicez"], hooks=SyncHooks(sales, fno), staging_root=staging_root)
 
 
 class _NoMetadata:
@@ -204,15 +174,15 @@ class _NoMetadata:
 
 
 def test_a_metadata_failure_is_reported_for_every_company(
-    root: ObjectStoragePath, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    staging_root: ObjectStoragePath, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "two-companies.yaml"
     pairs = [{"legal_entity": c, "business_unit": None} for c in ("usmf", "demf")]
     path.write_text(yaml.safe_dump({"company_pairs": pairs}))
     monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(path))
-    sales, fno = services([account("A1", "Alpine")])
+    sales, fno = accounts_services([account("A1", "Alpine")])
     document = reconcile(
-        ["accounts"], hooks=SyncHooks(_NoMetadata(sales), _NoMetadata(fno)), staging_root=root
+        ["accounts"], hooks=SyncHooks(_NoMetadata(sales), _NoMetadata(fno)), staging_root=staging_root
     )
     validate(document)
     assert sorted(e["company"] for e in document["errors"]) == ["demf", "usmf"]

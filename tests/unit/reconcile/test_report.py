@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import pytest
-from airflow.sdk import ObjectStoragePath
 
 from prospect_to_cash.reconcile.classify import STATUSES, count
 from prospect_to_cash.reconcile.reconciler import safe_url
@@ -17,6 +16,8 @@ from prospect_to_cash.reconcile.report import chart_svg, render_html, rows_of, v
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from airflow.sdk import ObjectStoragePath
 
 EVIL = '<script>alert("x")</script><img src=x onerror=alert(1)>"\'&'
 
@@ -191,23 +192,22 @@ def test_row_limit_keeps_problems_first_and_says_so() -> None:
     assert "3 of 6 rows shown" in page
 
 
-def test_written_through_object_storage_and_locally(tmp_path: Path) -> None:
-    root = ObjectStoragePath(f"file://{tmp_path / 'staging'}")
-    paths = write_report(document(), staging_root=root, output_dir=tmp_path / "out")
+def test_written_through_object_storage_and_locally(tmp_path: Path, staging_root: ObjectStoragePath) -> None:
+    paths = write_report(document(), staging_root=staging_root, output_dir=tmp_path / "out")
     assert paths["html"].endswith("/reconciliation/reconcile__test/report.html")
-    stored = json.loads((root / "reconciliation" / "reconcile__test" / "report.json").read_text())
+    stored = json.loads((staging_root / "reconciliation" / "reconcile__test" / "report.json").read_text())
     assert stored == document()
     assert (tmp_path / "out" / "report.html").read_text().startswith("<!DOCTYPE html>")
     assert json.loads((tmp_path / "out" / "report.json").read_text()) == stored
-    latest = json.loads((root / "reconciliation" / "latest.json").read_text())
+    latest = json.loads((staging_root / "reconciliation" / "latest.json").read_text())
     assert latest["json"] == paths["json"]
     assert latest["totals"] == stored["totals"]
 
 
-def test_an_invalid_document_is_not_written(tmp_path: Path) -> None:
+def test_an_invalid_document_is_not_written(staging_dir: Path) -> None:
     with pytest.raises(jsonschema.ValidationError):
-        write_report(document([row("rejected")]), staging_root=tmp_path / "staging")
-    assert not (tmp_path / "staging").exists()
+        write_report(document([row("rejected")]), staging_root=staging_dir)
+    assert not staging_dir.exists()
 
 
 def test_rows_of_walks_every_row() -> None:

@@ -1,18 +1,31 @@
-"""Build staged-looking frames (text columns, as staging writes them) for transform tests."""
+"""Builders for engine tests: staged-looking frames (text columns, as staging writes them)
+for transform tests; the accounts world over the memory services (Sales accounts with their
+currency, an empty F&O customer table) and a template run over such services."""
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from prospect_to_cash.sync.mapping import Task, load_template
 from prospect_to_cash.sync.planner import Plan, TransformInputs, build_plan
-from prospect_to_cash.sync.staging import to_text
+from prospect_to_cash.sync.runner import SyncHooks, run_template
+from prospect_to_cash.sync.staging import TaskStaging, to_text
 from tests.unit.sync.conftest import SHIPPED
+from tests.unit.sync.memory_service import MemoryService, MemoryTable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from airflow.sdk import ObjectStoragePath
+    from typing_extensions import Unpack
+
+    from prospect_to_cash.sync.contracts import SyncArgs, TemplateRunResult, Window
+
+#: The Sales currency the accounts world's rows carry (and F&O knows as ``USD``).
+USD = str(uuid.uuid4())
 
 
 def staged(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
@@ -58,3 +71,65 @@ def by_ref(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
 def reasons(plan: Plan) -> dict[str, str]:
     return {(r["__ref"] or r["__source_key"]): r["__reason"] for r in plan.rejects.to_dict("records")}
+
+
+def account(number: str | None, name: str, **extra: Any) -> dict[str, Any]:
+    """An active Sales account in :data:`USD`, modified on 2024-01-01 (``extra`` overrides)."""
+    return {
+        "accountid": str(uuid.uuid4()),
+        "accountnumber": number,
+        "name": name,
+        "statecode": 0,
+        "modifiedon": "2024-01-01T08:00:00Z",
+        "_transactioncurrencyid_value": USD,
+        **extra,
+    }
+
+
+def accounts_services(rows: list[dict[str, Any]], **fno_options: Any) -> tuple[MemoryService, MemoryService]:
+    """Sales with ``rows`` as its accounts and :data:`USD` as its currency; F&O with no
+    customers yet (``fno_options``: the memory service's, such as ``outage``)."""
+    sales = MemoryService(
+        "dataverse",
+        {
+            "accounts": MemoryTable(key=("accountid",), rows=rows),
+            "transactioncurrencies": MemoryTable(
+                key=("transactioncurrencyid",),
+                rows=[{"transactioncurrencyid": USD, "isocurrencycode": "USD"}],
+            ),
+        },
+    )
+    fno = MemoryService(
+        "fno", {"CustomersV3": MemoryTable(key=("dataAreaId", "CustomerAccount"))}, **fno_options
+    )
+    return sales, fno
+
+
+def run_in_memory(
+    template: str,
+    sales: Any,
+    fno: MemoryService,
+    root: ObjectStoragePath,
+    run_id: str,
+    *,
+    window: Window | None = None,
+    **given: Unpack[SyncArgs],
+) -> TemplateRunResult:
+    """``run_template`` for usmf over memory services (``sales``: one, or a stand-in that
+    delegates to one), staging under ``root``; no ``$metadata`` check (the memory services
+    publish none)."""
+    return run_template(
+        template,
+        legal_entity="usmf",
+        run_id=run_id,
+        staging_root=root,
+        hooks=SyncHooks(sales, fno),
+        check_metadata=False,
+        window=window,
+        **given,
+    )
+
+
+def customers_staging(root: ObjectStoragePath, run_id: str = "run-1") -> TaskStaging:
+    """The staging of the accounts template's ``customers`` task for usmf in run ``run_id``."""
+    return TaskStaging(root, "accounts", run_id, "usmf", "customers")

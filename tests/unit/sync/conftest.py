@@ -1,4 +1,5 @@
-"""Shared helpers for sync engine tests: a mapping directory to edit, staging on file://."""
+"""Shared helpers for sync engine tests: a mapping directory to edit (staging and the
+one-pair environment are in ``tests/unit/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from airflow.sdk import ObjectStoragePath
 
 SHIPPED = Path(__file__).resolve().parents[3] / "include" / "mappings"
 
@@ -20,20 +20,7 @@ def mappings_dir(tmp_path: Path) -> Path:
     return target
 
 
-@pytest.fixture
-def staging_root(tmp_path: Path) -> ObjectStoragePath:
-    return ObjectStoragePath(f"file://{tmp_path / 'staging'}")
-
-
 def write_template(directory: Path, document: dict) -> Path:
     path = directory / f"{document['template']}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
-
-
-@pytest.fixture
-def unscoped(tmp_path: Path) -> Path:
-    """An environment override with one company pair and no business-unit scoping."""
-    path = tmp_path / "unscoped.yaml"
-    path.write_text(yaml.safe_dump({"company_pairs": [{"legal_entity": "usmf", "business_unit": None}]}))
     return path

@@ -4,7 +4,6 @@ a token taken for another filter, an expired or refused one), each logged once."
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from typing import TYPE_CHECKING, Any
@@ -17,9 +16,7 @@ from prospect_to_cash.hooks.errors import EXPIRED_VERSION_STAMP, DeltaTokenInval
 from prospect_to_cash.sync.changes import DeltaTokens
 from prospect_to_cash.sync.contracts import Window
 from prospect_to_cash.sync.pending import PendingLedger
-from prospect_to_cash.sync.runner import SyncHooks, run_template
-from tests.unit.sync.builders import SHIPPED
-from tests.unit.sync.test_runner import account, accounts_services
+from tests.unit.sync.builders import SHIPPED, account, accounts_services, customers_staging, run_in_memory
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -75,31 +72,17 @@ class Tracked:
 def run(
     tracked: Tracked, fno: MemoryService, root: ObjectStoragePath, run_id: str, window: Window, **kw: Any
 ) -> Any:
-    return run_template(
-        "accounts",
-        legal_entity="usmf",
-        run_id=run_id,
-        staging_root=root,
-        hooks=SyncHooks(tracked, fno),
-        check_metadata=False,
-        window=window,
-        max_rejected="100%",
-        **kw,
-    )
+    return run_in_memory("accounts", tracked, fno, root, run_id, window=window, max_rejected="100%", **kw)
 
 
 def delta(root: ObjectStoragePath, run_id: str) -> dict[str, Any]:
-    with (root / "accounts" / run_id / "usmf" / "customers" / "source" / "delta.json").open("r") as handle:
-        return json.load(handle)
+    return customers_staging(root, run_id).read_json("source", "delta")
 
 
 SCHEDULED = Window.of("2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z", since_watermark=True)
 
 
-@pytest.fixture(autouse=True)
-def _unscoped_environment(unscoped: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One company pair, no business-unit scoping."""
-    monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(unscoped))
+pytestmark = pytest.mark.usefixtures("unscoped_environment")
 
 
 @pytest.fixture

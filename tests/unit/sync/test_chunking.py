@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from prospect_to_cash.sync import planner, rules, runner
 from prospect_to_cash.sync.planner import Plan, build_plan
 from prospect_to_cash.sync.staging import CHUNK_ROWS_VARIABLE, TaskStaging, chunk_rows
-from tests.unit.sync.builders import by_ref, reasons, staged, task_of
+from tests.unit.sync.builders import by_ref, customers_staging, reasons, staged, task_of
 from tests.unit.sync.conftest import SHIPPED, write_template
 
 if TYPE_CHECKING:
@@ -314,7 +314,7 @@ def test_chunk_rows_comes_from_the_option_then_the_environment(monkeypatch: pyte
     assert chunk_rows(99) == 99
     for wrong in ("0", "many"):
         monkeypatch.setenv(CHUNK_ROWS_VARIABLE, wrong)
-        with pytest.raises(ValueError, match="chunk rows"):
+        with pytest.raises(ValueError, match=CHUNK_ROWS_VARIABLE):
             chunk_rows()
 
 
@@ -324,7 +324,7 @@ def test_chunk_rows_comes_from_the_option_then_the_environment(monkeypatch: pyte
 def stage_accounts(root: ObjectStoragePath, run_id: str, world: dict[str, Any]) -> TaskStaging:
     """Write what extract and snapshot would have staged for accounts/customers."""
     task = task_of("accounts", "customers")
-    staging = TaskStaging(root, "accounts", run_id, "usmf", "customers")
+    staging = customers_staging(root, run_id)
     writes = [
         ("source", "rows", world["source"], task.source_columns),
         ("target", "rows", world["snapshot"], task.snapshot_columns),

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.parquet as pq
 
 from prospect_to_cash.sync.deletes import SourceIndex
-from prospect_to_cash.sync.runner import SyncHooks, run_template
-from tests.unit.sync.builders import SHIPPED
+from tests.unit.sync.builders import SHIPPED, run_in_memory
 from tests.unit.sync.test_runner import product_services
 
 if TYPE_CHECKING:
@@ -22,15 +21,7 @@ if TYPE_CHECKING:
 
 
 def run(sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, run_id: str, **kw: Any) -> Any:
-    return run_template(
-        "products",
-        legal_entity="usmf",
-        run_id=run_id,
-        staging_root=root,
-        hooks=SyncHooks(sales, fno),
-        check_metadata=False,
-        **kw,
-    )
+    return run_in_memory("products", sales, fno, root, run_id, **kw)
 
 
 def deletes(root: ObjectStoragePath, run_id: str) -> list[tuple[str, str]]:

@@ -19,70 +19,34 @@ from prospect_to_cash.sync.contracts import (
 )
 from prospect_to_cash.sync.errors import RowsRefused, ServiceFailures
 from prospect_to_cash.sync.pending import PendingLedger, ledgers, self_rejected
-from prospect_to_cash.sync.runner import SyncHooks, run_template
-from prospect_to_cash.sync.staging import TaskStaging
-from tests.unit.sync.memory_service import MemoryService, MemoryTable
+from tests.unit.sync import builders
+from tests.unit.sync.builders import USD, customers_staging
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from airflow.sdk import ObjectStoragePath
 
-USD, EUR = str(uuid.uuid4()), str(uuid.uuid4())
+    from tests.unit.sync.memory_service import MemoryService
+
+EUR = str(uuid.uuid4())  # a currency Sales has and F&O (on day 1) does not
 DAY1 = {"data_interval_start": "2024-01-01T00:00:00Z", "data_interval_end": "2024-01-02T00:00:00Z"}
 DAY2 = {"data_interval_start": "2024-01-02T00:00:00Z", "data_interval_end": "2024-01-03T00:00:00Z"}
+pytestmark = pytest.mark.usefixtures("unscoped_environment")
 
 
 def account(number: str, currency: str) -> dict[str, Any]:
-    return {
-        "accountid": str(uuid.uuid4()),
-        "accountnumber": number,
-        "name": f"Account {number}",
-        "statecode": 0,
-        "modifiedon": "2024-01-01T08:00:00Z",
-        "_transactioncurrencyid_value": currency,
-    }
-
-
-@pytest.fixture(autouse=True)
-def _unscoped_environment(unscoped: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(unscoped))
+    return builders.account(number, f"Account {number}", _transactioncurrencyid_value=currency)
 
 
 def services() -> tuple[MemoryService, MemoryService]:
-    sales = MemoryService(
-        "dataverse",
-        {
-            "accounts": MemoryTable(
-                key=("accountid",),
-                rows=[account("ACC-1", USD), account("ACC-2", EUR), account("ACC-3", USD)],
-            ),
-            "transactioncurrencies": MemoryTable(
-                key=("transactioncurrencyid",),
-                rows=[{"transactioncurrencyid": USD, "isocurrencycode": "USD"}],
-            ),
-        },
-    )
-    fno = MemoryService(
-        "fno",
-        {"CustomersV3": MemoryTable(key=("dataAreaId", "CustomerAccount"))},
-        outage={"ACC-3": 503},
-    )
-    return sales, fno
+    """ACC-2 in a currency without its Sales row yet; F&O out of service for ACC-3."""
+    rows = [account("ACC-1", USD), account("ACC-2", EUR), account("ACC-3", USD)]
+    return builders.accounts_services(rows, outage={"ACC-3": 503})
 
 
 def run(sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, run_id: str, **kw: Any) -> dict:
     kw.setdefault("max_rejected", "100%")
     kw.setdefault("max_failed", "100%")
-    return run_template(
-        "accounts",
-        legal_entity="usmf",
-        run_id=run_id,
-        staging_root=root,
-        hooks=SyncHooks(sales, fno),
-        check_metadata=False,
-        **kw,
-    )
+    return builders.run_in_memory("accounts", sales, fno, root, run_id, **kw)
 
 
 def day_1(sales: MemoryService, fno: MemoryService, root: ObjectStoragePath) -> dict[str, int]:
@@ -261,7 +225,7 @@ def test_dead_letters_name_the_record_even_without_a_business_number(staging_roo
     nameless = {**account("", USD), "accountnumber": None}
     sales.tables["accounts"].rows.append(nameless)
     run(sales, fno, staging_root, "r1", **DAY1)
-    dead = deadletter.read(TaskStaging(staging_root, "accounts", "r1", "usmf", "customers"))
+    dead = deadletter.read(customers_staging(staging_root, "r1"))
     by_record = dict(zip(dead["record_id"], dead["source_key"], strict=True))
     sales_ids = {row["accountnumber"]: row["accountid"] for row in sales.tables["accounts"].rows}
     assert by_record == {nameless["accountid"]: "", sales_ids["ACC-2"]: "ACC-2"}

@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import pytest
-from airflow.sdk import ObjectStoragePath
 
 from prospect_to_cash.sync.retention import (
     DEFAULT_RETENTION_DAYS,
@@ -23,6 +22,8 @@ from prospect_to_cash.sync.retention import (
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from airflow.sdk import ObjectStoragePath
+
 DAY = 86_400
 
 
@@ -34,22 +35,24 @@ def _file(path: Path, age_days: float) -> Path:
     return path
 
 
-def test_purge_removes_old_runs_only_and_never_the_ledger_or_watermarks(tmp_path: Path) -> None:
-    old_source = _file(tmp_path / "accounts/old_run/usmf/customers/source/rows.parquet", 40)
-    _file(tmp_path / "accounts/old_run/usmf/customers/deadletter/rejected.parquet", 40)
+def test_purge_removes_old_runs_only_and_never_the_ledger_or_watermarks(
+    staging_dir: Path, staging_root: ObjectStoragePath
+) -> None:
+    old_source = _file(staging_dir / "accounts/old_run/usmf/customers/source/rows.parquet", 40)
+    _file(staging_dir / "accounts/old_run/usmf/customers/deadletter/rejected.parquet", 40)
     # a run whose first attempt is old but whose retry wrote yesterday is kept whole
-    retried_first = _file(tmp_path / "accounts/retried/usmf/customers/source/rows.parquet", 40)
-    _file(tmp_path / "accounts/retried/usmf/customers/plan/journal-0001.parquet", 1)
-    _file(tmp_path / "products/old_products/usmf/products/source/rows.parquet", 31)
-    recent = _file(tmp_path / "products/recent/usmf/products/source/rows.parquet", 29)
-    (tmp_path / "contacts/empty_run").mkdir(parents=True)
-    ledger = _file(tmp_path / "_pending/accounts/usmf/customers.parquet", 400)
-    mark = _file(tmp_path / "_watermarks/accounts/usmf/customers.json", 400)
-    token = _file(tmp_path / "_delta_tokens/accounts/usmf/customers.json", 400)
-    index = _file(tmp_path / "_source_index/accounts/usmf/customers.parquet", 400)
-    foreign = _file(tmp_path / "reports/old/report.html", 400)
+    retried_first = _file(staging_dir / "accounts/retried/usmf/customers/source/rows.parquet", 40)
+    _file(staging_dir / "accounts/retried/usmf/customers/plan/journal-0001.parquet", 1)
+    _file(staging_dir / "products/old_products/usmf/products/source/rows.parquet", 31)
+    recent = _file(staging_dir / "products/recent/usmf/products/source/rows.parquet", 29)
+    (staging_dir / "contacts/empty_run").mkdir(parents=True)
+    ledger = _file(staging_dir / "_pending/accounts/usmf/customers.parquet", 400)
+    mark = _file(staging_dir / "_watermarks/accounts/usmf/customers.json", 400)
+    token = _file(staging_dir / "_delta_tokens/accounts/usmf/customers.json", 400)
+    index = _file(staging_dir / "_source_index/accounts/usmf/customers.parquet", 400)
+    foreign = _file(staging_dir / "reports/old/report.html", 400)
 
-    report = purge_staging(ObjectStoragePath(f"file://{tmp_path}"), days=30)
+    report = purge_staging(staging_root, days=30)
 
     assert report["removed"] == ["accounts/old_run", "contacts/empty_run", "products/old_products"]
     assert report["kept"] == 2
@@ -58,14 +61,16 @@ def test_purge_removes_old_runs_only_and_never_the_ledger_or_watermarks(tmp_path
     for survivor in (retried_first, recent, ledger, mark, token, index, foreign):
         assert survivor.exists(), survivor
     # a second purge finds nothing more to remove
-    assert purge_staging(ObjectStoragePath(f"file://{tmp_path}"), days=30)["removed"] == []
+    assert purge_staging(staging_root, days=30)["removed"] == []
 
 
-def test_purge_refuses_to_enter_the_ledger_or_watermark_folders(tmp_path: Path) -> None:
-    ledger = _file(tmp_path / "_pending/accounts/usmf/customers.parquet", 400)
+def test_purge_refuses_to_enter_the_ledger_or_watermark_folders(
+    staging_dir: Path, staging_root: ObjectStoragePath
+) -> None:
+    ledger = _file(staging_dir / "_pending/accounts/usmf/customers.parquet", 400)
     for folder in KEPT_FOLDERS:
         with pytest.raises(ValueError, match="never enters it"):
-            purge_staging(ObjectStoragePath(f"file://{tmp_path}"), days=1, templates=[folder])
+            purge_staging(staging_root, days=1, templates=[folder])
     assert ledger.exists()
 
 

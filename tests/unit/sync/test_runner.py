@@ -18,8 +18,8 @@ from prospect_to_cash.hooks.operations import WriteKind, WriteOperation
 from prospect_to_cash.sync import deadletter, runner
 from prospect_to_cash.sync.errors import DataError, MappingError, ServiceFailures, SyncError
 from prospect_to_cash.sync.runner import SyncHooks, run_task, run_template
-from prospect_to_cash.sync.staging import TaskStaging
 from tests.unit.sync import memory_service
+from tests.unit.sync.builders import USD, account, accounts_services, customers_staging, run_in_memory
 from tests.unit.sync.memory_service import MemoryService, MemoryTable
 
 if TYPE_CHECKING:
@@ -27,45 +27,8 @@ if TYPE_CHECKING:
 
     from airflow.sdk import ObjectStoragePath
 
-USD = str(uuid.uuid4())
 WINDOW = {"data_interval_start": "2024-01-01T00:00:00Z", "data_interval_end": "2024-01-02T00:00:00Z"}
-
-
-def account(number: str | None, name: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "accountid": str(uuid.uuid4()),
-        "accountnumber": number,
-        "name": name,
-        "statecode": 0,
-        "modifiedon": "2024-01-01T08:00:00Z",
-        "_transactioncurrencyid_value": USD,
-        **extra,
-    }
-
-
-def accounts_services(rows: list[dict[str, Any]], **fno_options: Any) -> tuple[MemoryService, MemoryService]:
-    sales = MemoryService(
-        "dataverse",
-        {
-            "accounts": MemoryTable(key=("accountid",), rows=rows),
-            "transactioncurrencies": MemoryTable(
-                key=("transactioncurrencyid",),
-                rows=[{"transactioncurrencyid": USD, "isocurrencycode": "USD"}],
-            ),
-        },
-    )
-    fno = MemoryService(
-        "fno",
-        {"CustomersV3": MemoryTable(key=("dataAreaId", "CustomerAccount"))},
-        **fno_options,
-    )
-    return sales, fno
-
-
-@pytest.fixture(autouse=True)
-def _unscoped_environment(unscoped: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One company pair, no business-unit scoping, unless a test says otherwise."""
-    monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(unscoped))
+pytestmark = pytest.mark.usefixtures("unscoped_environment")  # one pair, no business-unit scoping
 
 
 def load_accounts(
@@ -89,16 +52,7 @@ def run_accounts(
     """A run whose rows are few and mostly awkward: no error threshold (test_pending has those)."""
     kw.setdefault("max_rejected", "100%")
     kw.setdefault("max_failed", "100%")
-    return run_template(
-        "accounts",
-        legal_entity="usmf",
-        run_id=run_id,
-        staging_root=root,
-        hooks=SyncHooks(sales, fno),
-        check_metadata=False,
-        **WINDOW,
-        **kw,
-    )
+    return run_in_memory("accounts", sales, fno, root, run_id, **WINDOW, **kw)
 
 
 def assert_xcom_safe(value: Any) -> None:
@@ -155,7 +109,7 @@ class TestAccountsEndToEnd:
         assert all("InvoiceAccount" not in op.body for op in creates)  # second pass only
         assert creates[0].key == {"dataAreaId": "usmf", "CustomerAccount": "ACC-1"}
 
-        dead = deadletter.read(TaskStaging(staging_root, "accounts", "run-1", "usmf", "customers"))
+        dead = deadletter.read(customers_staging(staging_root))
         assert len(dead) == 3
         assert set(dead["stage"]) == {"transform"}
         assert any("rejected, not merged" in r for r in dead["reason"])
@@ -226,7 +180,7 @@ class TestAccountsEndToEnd:
         )
         first = run_accounts(sales, fno, staging_root, "run-1")
         assert (first["counts"]["created"], first["counts"]["failed"]) == (1, 1)
-        dead = deadletter.read(TaskStaging(staging_root, "accounts", "run-1", "usmf", "customers"))
+        dead = deadletter.read(customers_staging(staging_root))
         failed = dead[dead["stage"] == "load"].to_dict("records")
         assert failed[0]["ref"] == "ACC-1"
         assert failed[0]["status"] == 400
@@ -299,7 +253,7 @@ class TestCrashAndResume:
         sales, fno = accounts_services(self.rows(), fail_after_units=2, unit_size=2)
         with pytest.raises(ConnectionError):
             run_accounts(sales, fno, staging_root, "run-1", journal_every=2)
-        staging = TaskStaging(staging_root, "accounts", "run-1", "usmf", "customers")
+        staging = customers_staging(staging_root)
         journals = staging.list("plan", "journal-")
         assert [p.name for p in journals] == ["journal-000000.parquet", "journal-000001.parquet"]
         whole = journals[1].read_bytes()
@@ -380,7 +334,7 @@ class TestCrashAndResume:
         with pytest.raises(ServiceFailures, match=r"accounts \[usmf\]: 1 write\(s\) failed at the service"):
             run_accounts(sales, fno, staging_root, "run-1")
         assert [f for s, f in fno.reads if s == "CustomersV3" and f and "'ACC-3'" in f] != []
-        dead = deadletter.read(TaskStaging(staging_root, "accounts", "run-1", "usmf", "customers"))
+        dead = deadletter.read(customers_staging(staging_root))
         failed = dead[dead["stage"] == "load"].to_dict("records")
         assert [(f["ref"], f["status"], f["reason"]) for f in failed] == [
             ("ACC-3", 500, "An error has occurred. — Deadlock")
@@ -456,15 +410,7 @@ class TestProductsToDataverse:
     def run(
         self, sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, run_id: str, **kw: Any
     ) -> dict:
-        return run_template(
-            "products",
-            legal_entity="usmf",
-            run_id=run_id,
-            staging_root=root,
-            hooks=SyncHooks(sales, fno),
-            check_metadata=False,
-            **kw,
-        )
+        return run_in_memory("products", sales, fno, root, run_id, **kw)
 
     def test_products_and_price_list_items_with_deterministic_ids(
         self, staging_root: ObjectStoragePath
@@ -646,7 +592,7 @@ class TestStreamingLoad:
             [account(f"ACC-{i}", f"Customer {i}") for i in range(1, 8)], unit_size=2
         )
         journal_files_seen: list[int] = []
-        staging = TaskStaging(staging_root, "accounts", "run-1", "usmf", "customers")
+        staging = customers_staging(staging_root)
         real_write = fno.write
         calls = []
 
@@ -668,7 +614,7 @@ class TestStreamingLoad:
     def test_refs_shared_by_two_operations_stop_the_load(self, staging_root: ObjectStoragePath) -> None:
         sales, fno = accounts_services([account("ACC-1", "One")])
         run_accounts(sales, fno, staging_root, "run-1", dry_run=True)
-        staging = TaskStaging(staging_root, "accounts", "run-1", "usmf", "customers")
+        staging = customers_staging(staging_root)
         creates = staging.read_frame("plan", "creates")
         staging.write_frame("plan", "creates", pd.concat([creates, creates], ignore_index=True))
         with pytest.raises(SyncError, match="share the ref 'ACC-1'"):
@@ -733,7 +679,7 @@ class TestAtomicStaging:
     """Staging files appear whole or not at all."""
 
     def test_a_write_that_fails_midway_keeps_the_previous_file(self, staging_root: ObjectStoragePath) -> None:
-        staging = TaskStaging(staging_root, "accounts", "run-1", "usmf", "customers")
+        staging = customers_staging(staging_root)
         staging.write_json("plan", "summary", {"counts": {"created": 1}})
 
         class Unserializable:

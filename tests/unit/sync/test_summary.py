@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from airflow.sdk import ObjectStoragePath
-
 from prospect_to_cash.sync.contracts import CompanyPair, RunSummary, TaskReport
 from prospect_to_cash.sync.summary import (
     COUNT_ORDER,
@@ -19,6 +17,8 @@ from prospect_to_cash.sync.summary import (
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from airflow.sdk import ObjectStoragePath
+
 
 def _report(rejected: int, failed: int, *, failed_path: str | None) -> TaskReport:
     return {
@@ -28,7 +28,9 @@ def _report(rejected: int, failed: int, *, failed_path: str | None) -> TaskRepor
     }
 
 
-def test_summary_sums_tasks_and_lists_only_dead_letters_with_rows(tmp_path: Path) -> None:
+def test_summary_sums_tasks_and_lists_only_dead_letters_with_rows(
+    staging_dir: Path, staging_root: ObjectStoragePath
+) -> None:
     tasks = {
         "headers": _report(2, 0, failed_path="file:///s/failed.parquet"),
         "lines": _report(0, 3, failed_path=None),
@@ -52,9 +54,9 @@ def test_summary_sums_tasks_and_lists_only_dead_letters_with_rows(tmp_path: Path
         "p2c_orders",
     )
 
-    written = write_summary(ObjectStoragePath(f"file://{tmp_path}"), summary)
-    assert written == f"file://{tmp_path}/orders/manual__1/usmf/summary.json"
-    assert json.loads((tmp_path / "orders" / "manual__1" / "usmf" / "summary.json").read_text()) == summary
+    written = write_summary(staging_root, summary)
+    assert written == f"file://{staging_dir}/orders/manual__1/usmf/summary.json"
+    assert json.loads((staging_dir / "orders" / "manual__1" / "usmf" / "summary.json").read_text()) == summary
 
 
 def test_dry_run_totals_use_the_plan_counts() -> None:

@@ -10,14 +10,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from prospect_to_cash.sync.contracts import Window
-from prospect_to_cash.sync.runner import run_template
-from prospect_to_cash.sync.staging import TaskStaging
 from prospect_to_cash.sync.watermarks import Watermark
-from tests.unit.sync.test_pending import USD, account, services
+from tests.unit.sync.builders import account, accounts_services, customers_staging, run_in_memory
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from airflow.sdk import ObjectStoragePath
 
     from tests.unit.sync.memory_service import MemoryService
@@ -27,38 +23,20 @@ def day(n: int) -> str:
     return f"2024-01-{n:02d}T00:00:00Z"
 
 
-@pytest.fixture(autouse=True)
-def _unscoped_environment(unscoped: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(unscoped))
+pytestmark = pytest.mark.usefixtures("unscoped_environment")
 
 
 def world() -> tuple[MemoryService, MemoryService]:
     """Sales accounts modified on days 1, 2 and 3 (one each), all valid, the service healthy."""
-    sales, fno = services()
-    fno.outage.clear()
-    rows = sales.tables["accounts"].rows
-    rows[:] = [
-        {**account("ACC-1", USD), "modifiedon": "2024-01-01T08:00:00Z"},
-        {**account("ACC-2", USD), "modifiedon": "2024-01-02T08:00:00Z"},
-        {**account("ACC-3", USD), "modifiedon": "2024-01-03T08:00:00Z"},
-    ]
-    return sales, fno
+    return accounts_services(
+        [account(f"ACC-{n}", f"Account ACC-{n}", modifiedon=f"2024-01-0{n}T08:00:00Z") for n in (1, 2, 3)]
+    )
 
 
 def run(
-    sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, run_id: str, window: Window
+    sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, run_id: str, window: Window, **kw: Any
 ) -> Any:
-    from prospect_to_cash.sync.runner import SyncHooks
-
-    return run_template(
-        "accounts",
-        legal_entity="usmf",
-        run_id=run_id,
-        staging_root=root,
-        hooks=SyncHooks(sales, fno),
-        check_metadata=False,
-        window=window,
-    )
+    return run_in_memory("accounts", sales, fno, root, run_id, window=window, **kw)
 
 
 def mark(root: ObjectStoragePath) -> str | None:
@@ -67,7 +45,7 @@ def mark(root: ObjectStoragePath) -> str | None:
 
 def read_window(root: ObjectStoragePath, run_id: str) -> dict[str, Any]:
     """The window a run's extract read (``source/window.json``)."""
-    return TaskStaging(root, "accounts", run_id, "usmf", "customers").read_json("source", "window")
+    return customers_staging(root, run_id).read_json("source", "window")
 
 
 def customers(fno: MemoryService) -> list[str]:
@@ -144,18 +122,7 @@ def test_a_full_refresh_resets_the_mark(staging_root: ObjectStoragePath) -> None
 
 def test_a_dry_run_leaves_the_mark_alone(staging_root: ObjectStoragePath) -> None:
     sales, fno = world()
-    from prospect_to_cash.sync.runner import SyncHooks
-
-    run_template(
-        "accounts",
-        legal_entity="usmf",
-        run_id="dry",
-        staging_root=staging_root,
-        hooks=SyncHooks(sales, fno),
-        check_metadata=False,
-        dry_run=True,
-        window=scheduled(1, 2),
-    )
+    run(sales, fno, staging_root, "dry", scheduled(1, 2), dry_run=True)
     assert mark(staging_root) is None
 
 
