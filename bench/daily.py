@@ -69,6 +69,8 @@ class Measured(TypedDict):
     rows_read: int
     requests: int
     by_service: dict[str, ServiceCounters]
+    #: rows returned per ``service:entity set`` (the emulators' ``rows_read_by_set``)
+    by_entity_set: dict[str, int]
     counts: dict[str, int]
 
 
@@ -85,6 +87,9 @@ class TemplateResult(TypedDict):
     full_refresh: Measured
     pending_at_start: int
     pending_rereads: int
+    #: the template's own tables (``service:entity set`` of its tasks' sources and targets);
+    #: rows read from any other are reference reads
+    own_tables: list[str]
     lower_bound_rows: int
     rows_read_per_changed_row: float
     full_refresh_rows_read_per_changed_row: float
@@ -137,26 +142,43 @@ def _measured(running: emulator.Emulators, label: str, run: Callable[[], PairsRe
         )
         for service, c in counters.items()
     }
+    by_entity_set = {
+        f"{service}:{entity_set}": int(rows)
+        for service, c in counters.items()
+        for entity_set, rows in sorted(c.get("rows_read_by_set", {}).items())
+    }
     out = Measured(
         seconds=round(seconds, 2),
         rows_read=sum(s["rows_read"] for s in by_service.values()),
         requests=sum(s["requests"] for s in by_service.values()),
         by_service=by_service,
+        by_entity_set=by_entity_set,
         counts=dict(result["counts"]),
     )
-    log.info("%s: %s", label, {k: v for k, v in out.items() if k != "by_service"})
+    log.info("%s: %s", label, {k: v for k, v in out.items() if k not in ("by_service", "by_entity_set")})
     return out
+
+
+def own_tables(template: str) -> list[str]:
+    """``service:entity set`` of the template's sources and targets (every task's)."""
+    loaded = load_template(template)
+    source, target = loaded.source_system, loaded.target_system
+    tables = [f"{source}:{task.source.entity_set}" for task in loaded.tasks]
+    tables += [f"{target}:{task.target.entity_set}" for task in loaded.tasks]
+    return sorted(set(tables))
 
 
 def _pending(root: str, template: str) -> tuple[int, int]:
     """Entries in the template's pending ledgers, and how many of them a daily run re-reads
-    by key: those of tasks whose source is read by change (a whole read carries them)."""
+    by key: those of tasks whose source is read by change (a whole read carries them), less
+    the parked ones (rejected for their own content: read again only when they change)."""
     by_change = {t.name for t in load_template(template).tasks if t.source.change_field}
     total = rereads = 0
     for ledger in ledgers(ObjectStoragePath(root), template):
-        entries = len(ledger.read())
-        total += entries
-        rereads += entries if ledger.task in by_change else 0
+        entries = ledger.read()
+        total += len(entries)
+        if ledger.task in by_change:
+            rereads += sum(1 for entry in entries if not entry.get("parked"))
     return total, rereads
 
 
@@ -230,6 +252,7 @@ def run(templates: Sequence[str], scale: int, work: Path) -> dict[str, Any]:
             full_refresh=full[name],
             pending_at_start=pending[name][0],
             pending_rereads=pending[name][1],
+            own_tables=own_tables(name),
             lower_bound_rows=changed + deleted,
             rows_read_per_changed_row=round(daily[name]["rows_read"] / per, 2),
             full_refresh_rows_read_per_changed_row=round(full[name]["rows_read"] / per, 2),

@@ -18,24 +18,27 @@ _DAILY_INTRO = [
     "runs it (its data interval with `since_watermark`). Rows read and requests are the emulators'",
     "own counters (both services); the full refresh is a dry run of the same state (the same reads,",
     "no writes); the lower bound reads only the changed and deleted rows. Rows read per changed",
-    "row divide by changed + deleted rows and include the small reference tables and the pending",
-    "ledger's re-reads, which the tables also show on their own: the ledger holds the rows the",
-    "initial load rejected (the seeded world keeps some rejected for good: duplicate numbers,",
-    "unknown codes, missing parents), and a daily run re-reads each by key, a fixed backlog cost",
-    "paid whatever changed, until they land or someone dismisses them.",
+    "row divide by changed + deleted rows and include the reference rows the changes name and the",
+    "pending ledger's re-reads, which the tables also show on their own: the ledger holds the rows",
+    "the initial load rejected (the seeded world keeps some rejected for good: duplicate numbers,",
+    "unknown codes, missing parents). Rows rejected for their own content are *parked*: read again",
+    "only when they change (or the mapping does); the others (missing parents, refusals) are",
+    "re-read by key on every run until they land or someone dismisses them.",
     "",
     "**Sales-sourced templates** (accounts, contacts, quotations, Sales-to-F&O orders) read the",
-    "changed rows by Dataverse change tracking (the delta since the last load's token, deletes",
-    "included), then only the target keys and reference values those rows name. The goal is at",
-    "most 3 rows read per changed row plus fixed overhead. Accounts and contacts come close: what",
-    "they read beyond it is the pending ledger's re-reads (shown apart) and the per-pair delta (each",
-    "company pair reads the whole delta and drops other business units' rows after reading).",
-    "Quotations and Sales-to-F&O orders spend most of their F&O-side reads on one reference: the",
-    "target customers (`tgt_customers`, CustomersV3) are read whole for each pair, because their",
-    "lookup matches a customer number that comes from another lookup (the account's or contact's",
-    "number), not from a source column, and the target scoping (`sync/target_scope.py`) keys only",
-    "by source columns; the engine logs it as `references {'tgt_customers': 'whole'}`. Keying it",
-    "by the looked-up numbers is engine work, not the bench's.",
+    "changed rows by Dataverse change tracking: one delta per template and task, read once and",
+    "shared by the company pairs (deletes included, each counted once), then only the target keys",
+    "and the reference rows those changes name: F&O customers by the customer numbers the changed",
+    "orders and quotes look up (an account's or a contact's), products and units by the changed",
+    "lines' values, the headers of changed lines. The goal is at most 3 rows read per changed row",
+    "plus reference overhead; the column *own tables* counts only the rows read from the template's",
+    "own sources and targets (the emulators count rows per entity set), the rest are references.",
+    "Accounts reach it with references included. The others read, per changed row, the reference rows it",
+    "names on both sides (a changed order line: its product in Sales, its product and header in",
+    "F&O), and for documents every line of a changed order in F&O (the line snapshot is keyed by",
+    "order number, so an order of four lines with one changed reads four). The delta also carries",
+    "what other templates wrote to the same Sales table (F&O-to-Sales orders write order lines),",
+    "which the run reads and skips. All of it grows with the changes, not with the tables.",
     "",
     "**F&O-sourced templates** (products, F&O-to-Sales orders, invoices) cannot get there through",
     "OData: F&O's standard entities have no change timestamp and no change tracking over OData, so",
@@ -68,6 +71,15 @@ def _service_rows(measured: dict[str, Any], service: str) -> int:
     return int(measured.get("by_service", {}).get(service, {}).get("rows_read", 0))
 
 
+def _own_rows(s: dict[str, Any], run_name: str = "daily") -> int | None:
+    """Rows a run read from the template's own tables (sources and targets); None for
+    results stored before the emulators counted rows per entity set."""
+    by_set = s[run_name].get("by_entity_set")
+    if by_set is None or "own_tables" not in s:
+        return None
+    return sum(rows for name, rows in by_set.items() if name in s["own_tables"])
+
+
 def _daily_summary(run: dict[str, Any]) -> list[str]:
     lines = [
         f"### All templates at {run['scale']:,} rows per large table",
@@ -76,16 +88,18 @@ def _daily_summary(run: dict[str, Any]) -> list[str]:
         f"{', '.join(run.get('run_order', []))}.",
         "",
         "| Template | Source | Changed | Deleted | Daily rows read | per changed row "
-        "| of them pending re-reads | Full refresh rows read | per changed row | Daily requests "
-        "| Daily wall s | Full refresh wall s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| of them own tables, per changed row | of them pending re-reads | Full refresh rows read "
+        "| per changed row | Daily requests | Daily wall s | Full refresh wall s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s in run["scenarios"].items():
         changed = s["changed"] + s["deleted"]
         daily, full = s["daily"], s["full_refresh"]
+        own = _own_rows(s)
         lines.append(
             f"| {name} | {'Sales' if s['source_system'] == 'dataverse' else 'F&O'} | {s['changed']:,} "
             f"| {s['deleted']:,} | {daily['rows_read']:,} | {_per(daily['rows_read'], changed)} "
+            f"| {'n/a' if own is None else _per(own, changed)} "
             f"| {s['pending_rereads']:,} | {full['rows_read']:,} | {_per(full['rows_read'], changed)} "
             f"| {daily['requests']:,} | {daily['seconds']:.1f} | {full['seconds']:.1f} |"
         )
@@ -132,6 +146,18 @@ def _daily_template(run: dict[str, Any], s: dict[str, Any]) -> list[str]:
             f"Pending ledger at the start of the daily run: {waiting:,} entries"
             + (", read anyway with the whole source (no re-reads of their own)." if waiting else ".")
         )
+    by_set = s["daily"].get("by_entity_set")
+    if by_set:
+        own = set(s.get("own_tables", ()))
+        lines += [
+            "",
+            "Daily run's rows read by entity set (own tables in bold): "
+            + ", ".join(
+                f"{'**' if name in own else ''}{name}{'**' if name in own else ''} {rows:,}"
+                for name, rows in sorted(by_set.items(), key=lambda item: -item[1])
+            )
+            + ".",
+        ]
     counts = s["daily"]["counts"]
     lines += [
         "",

@@ -90,6 +90,7 @@ class Counters:
             self.batch_parts: Counter[str] = Counter()  # "POST accounts" inside $batch
             self.operations_written: Counter[str] = Counter()  # create/update/upsert/delete
             self.rows_read = 0
+            self.rows_read_by_set: Counter[str] = Counter()  # entity set -> rows returned
             self.throttled: Counter[str] = Counter()  # error code
             self.faults: Counter[str] = Counter()  # fault kind
             self.unauthorized: Counter[str] = Counter()  # reason
@@ -113,9 +114,11 @@ class Counters:
         with self._lock:
             self.max_in_flight = max(self.max_in_flight, in_flight)
 
-    def record_rows_read(self, rows: int) -> None:
+    def record_rows_read(self, rows: int, entity_set: str | None = None) -> None:
         with self._lock:
             self.rows_read += rows
+            if entity_set is not None:
+                self.rows_read_by_set[entity_set] += rows
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -127,6 +130,7 @@ class Counters:
                 "operations_written": dict(self.operations_written),
                 "operations_written_total": sum(self.operations_written.values()),
                 "rows_read": self.rows_read,
+                "rows_read_by_set": dict(self.rows_read_by_set),
                 "throttled": dict(self.throttled),
                 "throttled_total": sum(self.throttled.values()),
                 "faults": dict(self.faults),
@@ -172,9 +176,9 @@ class ServiceContext:
         """Count written operations by kind (``create``, ``update``, ``upsert``, ``delete``)."""
         self.counters.add("operations_written", kind, n)
 
-    def record_read(self, rows: int) -> None:
-        """Count rows returned to the client."""
-        self.counters.record_rows_read(rows)
+    def record_read(self, rows: int, entity_set: str | None = None) -> None:
+        """Count rows returned to the client (and per entity set, for the daily benchmark)."""
+        self.counters.record_rows_read(rows, entity_set)
 
     def record_batch_part(self, method: str, entity_set: str) -> None:
         """Count one request inside a `$batch` (the outer request is counted by the core)."""

@@ -298,7 +298,7 @@ class DataverseReads:
                 f"{self.root}{table.entity_set}", link_query, encode_cookie(page + 1, values)
             )
         self.ctx.charge_operations(1 + -(-len(rows) // ROWS_PER_OPERATION))
-        self.ctx.record_read(len(rows))
+        self.ctx.record_read(len(rows), table.entity_set)
         return Reply.json(200, payload, self.applied(prefs, page_size=True))
 
     @staticmethod
@@ -355,7 +355,7 @@ class DataverseReads:
         row = self.find(source, table, key)
         if row is None:
             raise self._missing(table, key)
-        self.ctx.record_read(1)
+        self.ctx.record_read(1, table.entity_set)
         current = f'W/"{row.get("versionnumber")}"'
         if call.headers.get("If-None-Match") == current and prefs.annotations is None:
             return Reply.empty(304)

@@ -238,7 +238,7 @@ def tracked_query(
         payload["@odata.deltaLink"] = link_with(base, list(call.query), "$deltatoken", token)
     payload["value"] = values
     reads.ctx.charge_operations(1 + -(-len(values) // ROWS_PER_OPERATION))
-    reads.ctx.record_read(len(values))
+    reads.ctx.record_read(len(values), table.entity_set)
     headers = reads.applied(prefs, page_size=True)
     if prefs.track_changes:
         headers = _with_tracking(headers)

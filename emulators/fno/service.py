@@ -398,7 +398,7 @@ class FnoService:
                 view, pairs, skip + want, None if top is None else top - want
             )
         self.ctx.charge_operations(1 + len(rows) // ROWS_PER_OPERATION)
-        self.ctx.record_read(len(rows))
+        self.ctx.record_read(len(rows), view.entity_set)
         extra = [("Preference-Applied", f"odata.maxpagesize={page}")] if preferred else []
         return Reply.json(200, payload, extra)
 
@@ -430,7 +430,7 @@ class FnoService:
         self.ctx.charge_operations(1)
         if row is None:
             raise errors.entity_not_found(view.entity_set)
-        self.ctx.record_read(1)
+        self.ctx.record_read(1, view.entity_set)
         payload = {"@odata.context": self._context(view, options.select, "/$entity")}
         payload.update(self._render(view, row, options.select))
         return Reply.json(200, payload)
@@ -445,7 +445,7 @@ class FnoService:
         self.ctx.charge_operations(1)
         if row is None:
             raise errors.entity_not_found(view.entity_set)
-        self.ctx.record_read(1)
+        self.ctx.record_read(1, view.entity_set)
         context = f"{self.root}$metadata#{view.entity_set}({key_literal(view, row)})/{name}"
         return Reply.json(200, {"@odata.context": context, "value": self._wire(view, column, row.get(name))})
 

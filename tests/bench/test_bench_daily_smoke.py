@@ -93,6 +93,10 @@ def test_each_daily_run_costs_less_than_its_full_refresh(bench_run: tuple[dict, 
         assert data["lower_bound_rows"] == data["changed"] + data["deleted"]
         assert data["lower_bound_rows"] <= daily["rows_read"] < full["rows_read"], template
         assert daily["rows_read"] == sum(s["rows_read"] for s in daily["by_service"].values())
+        # every row the emulators returned is counted under its entity set, and the source is one
+        assert daily["rows_read"] == sum(daily["by_entity_set"].values()), template
+        own = {name: rows for name, rows in daily["by_entity_set"].items() if name in data["own_tables"]}
+        assert any(name.startswith(f"{data['source_system']}:") for name in own), (template, own)
         assert daily["counts"]["updated"] > 0, (template, daily["counts"])  # the changes reached the target
         assert full["counts"]["read"] >= daily["counts"]["read"], template
         assert 0 <= data["pending_rereads"] <= data["pending_at_start"]

@@ -301,5 +301,7 @@ def test_reads_are_counted_and_charged(api: httpx.Client, dataverse_admin: Any) 
     rows = api.get("accounts", params={"$select": "name", "$top": "5"}).json()["value"]
     after = dataverse_admin.counters()
     assert after["rows_read"] - before["rows_read"] == len(rows) == 5
+    by_set = after["rows_read_by_set"].get("accounts", 0) - before["rows_read_by_set"].get("accounts", 0)
+    assert by_set == 5
     assert after["requests"].get("GET accounts", 0) - before["requests"].get("GET accounts", 0) == 1
     assert after["operations_charged"] - before["operations_charged"] == 2

@@ -450,6 +450,7 @@ def test_counters_count_requests_by_method_and_entity_set(fno: FnoClient, admin:
     assert counters["requests"]["GET CustomersV3"] == 1
     assert counters["requests"]["GET Currencies"] == 1
     assert counters["rows_read"] == 4 + 2
+    assert counters["rows_read_by_set"] == {"CustomersV3": 4, "Currencies": 2}
     assert counters["operations_charged"] == 2  # one per page read
 
 
