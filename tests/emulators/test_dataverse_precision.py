@@ -11,28 +11,14 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-
-    from tests.support.emulators import EmulatorEndpoints
+    import httpx
 
 pytestmark = pytest.mark.integration
 
 MONEY = "Microsoft.Dynamics.CRM.MoneyAttributeMetadata"
-
-
-@pytest.fixture
-def api(endpoints: EmulatorEndpoints, bearer_token: Callable[[str], str]) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=endpoints.dataverse_service_root,
-        verify=endpoints.ssl_context(),
-        headers={"Authorization": f"Bearer {bearer_token('dataverse')}", "Accept": "application/json"},
-        timeout=30,
-    ) as client:
-        yield client
 
 
 def money_columns(api: httpx.Client, logical_name: str) -> dict[str, tuple[int, int]]:
