@@ -141,6 +141,11 @@ def _daily_template(run: dict[str, Any], s: dict[str, Any]) -> list[str]:
             f"by key (fixed backlog cost); without them the daily run read {without:,} rows, "
             f"{_per(without, changed)} per changed row."
         )
+    elif waiting and s["source_system"] == "dataverse":
+        lines.append(
+            f"Pending ledger at the start of the daily run: {waiting:,} entries, all parked "
+            "(rejected for their own content): none read again until they change."
+        )
     else:
         lines.append(
             f"Pending ledger at the start of the daily run: {waiting:,} entries"
