@@ -270,15 +270,21 @@ def own_deletes(ctx: SyncContext, deleted: Sequence[tuple[SegmentInfo, list[str]
 
 def forget(chain: DeltaChain, cursors: Sequence[int]) -> int:
     """Remove the segments every pair has consumed (below the lowest cursor; the head,
-    whose token the next read starts from, always stays). Returns how many went."""
+    whose token the next read starts from, always stays). Returns how many this call
+    removed: pairs that finish together both clean up, so a segment another pair removed
+    meanwhile is simply gone, not an error (the load it follows has finished)."""
     if not cursors:
         return 0
     lowest = min(cursors)
     present = chain.segments()
-    gone = [seq for seq in present[:-1] if seq < lowest]
-    for seq in gone:
-        info = chain.info(seq)
+    removed = 0
+    for seq in (seq for seq in present[:-1] if seq < lowest):
+        try:
+            info = chain.info(seq)
+        except FileNotFoundError:
+            continue  # another pair's forget took it
         if info["rows_file"]:
             (chain.folder / info["rows_file"]).unlink(missing_ok=True)
         chain.path(seq, ".json").unlink(missing_ok=True)
-    return len(gone)
+        removed += 1
+    return removed

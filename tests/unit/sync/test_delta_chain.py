@@ -13,6 +13,7 @@ import pandas as pd
 from prospect_to_cash.sync.delta_chain import DeltaChain, create_once, forget, new_info, segment
 
 if TYPE_CHECKING:
+    import pytest
     from airflow.sdk import ObjectStoragePath
 
     from prospect_to_cash.sync.delta_chain import SegmentInfo
@@ -85,3 +86,26 @@ def test_segments_every_pair_consumed_go_the_head_stays(staging_root: ObjectStor
     assert forget(chain, [5]) == 1
     assert chain.segments() == [2]  # the head: the next delta starts at its token
     assert forget(chain, []) == 0
+
+
+def test_two_pairs_forgetting_together_do_not_fail_on_each_other(
+    staging_root: ObjectStoragePath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both pairs' loads finish at once and clean up: the second finds segment 0 listed but
+    already removed by the first (seen in bench daily at 20k: a finished contacts load
+    failed with FileNotFoundError on the removed segment's .json)."""
+    chain = DeltaChain(staging_root, "contacts", "contact_customers", "c")
+    for seq in range(3):
+        segment(
+            pair("usmf", f"day-{seq}"),
+            chain,
+            seq,
+            lambda _, seq=seq: new_info(pair("usmf"), f"t{seq}", 0, ()),
+            columns=None,
+        )
+    listed = chain.segments()
+    assert forget(chain, [2, 2]) == 2  # demf's cleanup: 0 and 1 go
+    monkeypatch.setattr(DeltaChain, "segments", lambda self: listed)  # usmf listed them before
+    assert forget(chain, [2, 2]) == 0
+    monkeypatch.undo()
+    assert chain.segments() == [2]
