@@ -15,7 +15,7 @@ import yaml
 from airflow.sdk import ObjectStoragePath
 
 from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook
-from prospect_to_cash.sync.contracts import SyncHooks, Window
+from prospect_to_cash.sync.contracts import DEFAULT_MAX_FAILED, DEFAULT_MAX_REJECTED, SyncHooks, Window
 from prospect_to_cash.sync.pending import PendingLedger
 from prospect_to_cash.sync.runner import run_template
 from prospect_to_cash.sync.staging import TaskStaging
@@ -37,6 +37,41 @@ def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Running
     logging.getLogger("prospect_to_cash").setLevel(logging.WARNING)
     with connected_demo_world(tmp_path / "state", monkeypatch, CONN) as started:
         yield started
+
+
+def _usmf_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An environment with the usmf pair only (the runs below sync one company)."""
+    unscoped = tmp_path / "usmf-only.yaml"
+    unscoped.write_text(
+        yaml.safe_dump({"company_pairs": [{"legal_entity": "usmf", "business_unit": "Contoso US"}]})
+    )
+    monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(unscoped))
+
+
+def _sync(
+    template: str,
+    root: ObjectStoragePath,
+    run_id: str,
+    window: Window,
+    *,
+    max_rejected: str = DEFAULT_MAX_REJECTED,
+    max_failed: str = DEFAULT_MAX_FAILED,
+) -> Any:
+    """One usmf run of ``template`` with fresh hooks, as a new Airflow task has."""
+    hooks = SyncHooks(
+        dataverse=DataverseHook(dataverse_conn_id=CONN["dataverse"]),
+        fno=FinanceOperationsHook(fno_conn_id=CONN["fno"]),
+    )
+    return run_template(
+        template,
+        legal_entity="usmf",
+        run_id=run_id,
+        staging_root=root,
+        hooks=hooks,
+        window=window,
+        max_rejected=max_rejected,
+        max_failed=max_failed,
+    )
 
 
 def _frame(pages: Iterator[pd.DataFrame]) -> pd.DataFrame:
@@ -98,28 +133,12 @@ def _staged_rows(tmp_path: Path, run_id: str, name: str) -> Any:
 def test_a_daily_accounts_run_reads_the_customers_of_the_changed_accounts_only(
     running: RunningEmulators, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    unscoped = tmp_path / "usmf-only.yaml"
-    unscoped.write_text(
-        yaml.safe_dump({"company_pairs": [{"legal_entity": "usmf", "business_unit": "Contoso US"}]})
-    )
-    monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(unscoped))
+    _usmf_only(tmp_path, monkeypatch)
 
     def sync(run_id: str, window: Window, max_rejected: str) -> Any:
         # each run its own staging: no pending ledger re-reads of the demo's rejects
         root = ObjectStoragePath(f"file://{tmp_path / run_id}")
-        hooks = SyncHooks(
-            dataverse=DataverseHook(dataverse_conn_id=CONN["dataverse"]),
-            fno=FinanceOperationsHook(fno_conn_id=CONN["fno"]),
-        )
-        return run_template(
-            "accounts",
-            legal_entity="usmf",
-            run_id=run_id,
-            staging_root=root,
-            hooks=hooks,
-            window=window,
-            max_rejected=max_rejected,
-        )
+        return _sync("accounts", root, run_id, window, max_rejected=max_rejected)
 
     def customers() -> set[str]:
         fno = Oracle(running.endpoints, "fno")
@@ -176,13 +195,7 @@ def test_a_daily_products_run_transforms_only_what_changed_in_the_whole_fno_read
     root = ObjectStoragePath(f"file://{tmp_path / 'staging'}")
 
     def sync(run_id: str, window: Window) -> Any:
-        hooks = SyncHooks(
-            dataverse=DataverseHook(dataverse_conn_id=CONN["dataverse"]),
-            fno=FinanceOperationsHook(fno_conn_id=CONN["fno"]),
-        )
-        return run_template(
-            "products", legal_entity="usmf", run_id=run_id, staging_root=root, hooks=hooks, window=window
-        )
+        return _sync("products", root, run_id, window)
 
     first = sync("initial", Window(full_refresh=True))["tasks"]["products"]["counts"]
     fno = Oracle(running.endpoints, "fno")
@@ -222,31 +235,10 @@ def test_a_daily_orders_run_reads_only_the_customers_of_the_changed_orders(
 ) -> None:
     """An order's customer number is itself looked up (among accounts or contacts), then
     matched in F&O's customers: the daily run reads only the changed order's customer."""
-    unscoped = tmp_path / "usmf-only.yaml"
-    unscoped.write_text(
-        yaml.safe_dump({"company_pairs": [{"legal_entity": "usmf", "business_unit": "Contoso US"}]})
-    )
-    monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(unscoped))
+    _usmf_only(tmp_path, monkeypatch)
     root = ObjectStoragePath(f"file://{tmp_path / 'staging'}")
-
-    def sync(template: str, run_id: str, window: Window) -> Any:
-        hooks = SyncHooks(
-            dataverse=DataverseHook(dataverse_conn_id=CONN["dataverse"]),
-            fno=FinanceOperationsHook(fno_conn_id=CONN["fno"]),
-        )
-        return run_template(
-            template,
-            legal_entity="usmf",
-            run_id=run_id,
-            staging_root=root,
-            hooks=hooks,
-            window=window,
-            max_rejected="100%",
-            max_failed="100%",
-        )
-
     for template in ("accounts", "contacts", "products", "sales_orders_sales_to_fno"):
-        sync(template, "initial", Window(full_refresh=True))
+        _sync(template, root, "initial", Window(full_refresh=True), max_rejected="100%", max_failed="100%")
 
     def customers(run_id: str) -> pd.DataFrame:
         staging = TaskStaging(root, "sales_orders_sales_to_fno", run_id, "usmf", "order_headers")
@@ -286,7 +278,8 @@ def test_a_daily_orders_run_reads_only_the_customers_of_the_changed_orders(
     finally:
         sales.close()
         fno.close()
-    daily = sync("sales_orders_sales_to_fno", "daily", Window.of(start, start + timedelta(hours=1)))
+    window = Window.of(start, start + timedelta(hours=1))
+    daily = _sync("sales_orders_sales_to_fno", root, "daily", window, max_rejected="100%", max_failed="100%")
 
     assert daily["tasks"]["order_headers"]["counts"]["updated"] == 1
     assert len(whole) > 10  # the full refresh read the company's customers
