@@ -233,6 +233,20 @@ def _node_name(kind: str, lines: list[str]) -> str:
     return lines[0]
 
 
+def _loose_ends(drawn: dict[str, Any]) -> set[str]:
+    """Node ids the drawn edges name that are not drawn (yet)."""
+    ends = {end for label in drawn["edges"] if (match := EDGE.match(label or "")) for end in match.groups()}
+    return ends - set(drawn.get("nodes", {}))
+
+
+def _name_from_id(node_id: str) -> str:
+    """An undrawn node's name from its id, as `_node_name` names a drawn one: React Flow ids a
+    task ``task:<dag id>__SEPARATOR__<task id>``; anything else keeps its id."""
+    kind, _, rest = node_id.partition(":")
+    dag, separator, task = rest.partition("__SEPARATOR__")
+    return f"{dag}: {task}" if kind == "task" and separator else node_id
+
+
 def _asset_graph(browser: Chromium, url: str, shot: Path) -> AssetGraph:
     """An asset page's *Task Dependencies* graph: read from the DOM once it is drawn and
     stable, and shot around the customers and products assets with their neighbours."""
@@ -242,19 +256,25 @@ def _asset_graph(browser: Chromium, url: str, shot: Path) -> AssetGraph:
         browser.wait_for(["Task Dependencies", PRODUCTS], timeout=60)
         browser.click_text("Task Dependencies")
         drawn: dict[str, Any] = {"edges": []}
-        for _ in range(60):  # until two readings a second apart agree
+        # until two readings a second apart agree and every edge's ends are drawn (the graph
+        # lays itself out in steps), or three agree: React Flow may leave a node it judges
+        # off screen undrawn while drawing its edges (seen once: an extract task)
+        stable = 0
+        for _ in range(60):
             time.sleep(1)
             seen = browser.evaluate(GRAPH)
-            if seen["edges"] and seen == drawn:
-                break
+            stable = stable + 1 if seen["edges"] and seen == drawn else 0
             drawn = seen
+            if (stable and not _loose_ends(seen)) or stable >= 3:
+                break
         nodes = {node_id: _node_name(kind, lines) for node_id, (kind, lines) in drawn["nodes"].items()}
+        named = {**{end: _name_from_id(end) for end in _loose_ends(drawn)}, **nodes}
         graph = AssetGraph()
         for label in drawn["edges"]:
             match = EDGE.match(label or "")
             if match is None:
                 raise AssertionError(f"an edge without a readable name: {label!r}")
-            graph.edges.add((nodes[match.group(1)], nodes[match.group(2)]))
+            graph.edges.add((named[match.group(1)], named[match.group(2)]))
         browser.screenshot(shot, clip=_around(browser, nodes, graph))
         return graph
     finally:
