@@ -71,8 +71,8 @@ def test_two_pairs_racing_for_a_segment_read_it_once_and_see_the_same_rows(
     assert not chain.path(0, ".claim").exists()
 
 
-def test_segments_every_pair_consumed_go_the_head_stays(staging_root: ObjectStoragePath) -> None:
-    chain = DeltaChain(staging_root, "accounts", "customers", "c")
+def _three_segments(chain: DeltaChain) -> None:
+    """Segments 0, 1 and 2 of ``chain``, read by usmf on three days (tokens t0..t2)."""
     for seq in range(3):
         segment(
             pair("usmf", f"day-{seq}"),
@@ -81,6 +81,11 @@ def test_segments_every_pair_consumed_go_the_head_stays(staging_root: ObjectStor
             lambda _, seq=seq: new_info(pair("usmf"), f"t{seq}", 0, ()),
             columns=None,
         )
+
+
+def test_segments_every_pair_consumed_go_the_head_stays(staging_root: ObjectStoragePath) -> None:
+    chain = DeltaChain(staging_root, "accounts", "customers", "c")
+    _three_segments(chain)
     assert forget(chain, [1, 2]) == 1  # demf still needs what follows 1
     assert chain.segments() == [1, 2]
     assert forget(chain, [5]) == 1
@@ -95,14 +100,7 @@ def test_two_pairs_forgetting_together_do_not_fail_on_each_other(
     already removed by the first (seen in bench daily at 20k: a finished contacts load
     failed with FileNotFoundError on the removed segment's .json)."""
     chain = DeltaChain(staging_root, "contacts", "contact_customers", "c")
-    for seq in range(3):
-        segment(
-            pair("usmf", f"day-{seq}"),
-            chain,
-            seq,
-            lambda _, seq=seq: new_info(pair("usmf"), f"t{seq}", 0, ()),
-            columns=None,
-        )
+    _three_segments(chain)
     listed = chain.segments()
     assert forget(chain, [2, 2]) == 2  # demf's cleanup: 0 and 1 go
     monkeypatch.setattr(DeltaChain, "segments", lambda self: listed)  # usmf listed them before
