@@ -8,7 +8,10 @@ Every request to Dynamics goes through `ODataSession.send`, which
 * holds a slot of the `AdaptiveLimiter` while the request is in flight, so the number of
   concurrent requests follows the service (``x-ms-dop-hint``, 429s) instead of a constant;
 * retries 429, 502, 503, 504 and connection errors with exponential backoff and jitter,
-  never sooner than ``Retry-After`` says;
+  never sooner than ``Retry-After`` says; a connection that cannot be established (refused,
+  reset or timed out during the TCP or TLS handshake) is an overload signal like a 429: it
+  shrinks the concurrency, and it has its own, larger retry budget since it is always safe to
+  resend;
 * retries a request that is not idempotent only when the failure proves the service did
   not apply it (429, or a connection that never got established); after a failure that
   leaves this open it raises `AmbiguousWriteError` so the caller can read before it resends.
@@ -53,7 +56,10 @@ log = logging.getLogger(__name__)
 # gateways and front ends, and a write behind them may or may not have been applied.
 THROTTLED = 429
 RETRYABLE_STATUSES = frozenset({THROTTLED, 502, 503, 504})
-# Connection failures that happen before the request reaches the service.
+# Connection failures that happen before the request reaches the service. httpcore maps a
+# refused or reset connect and a failed TLS handshake (ssl.SSLError is an OSError) to
+# ConnectError, a socket timeout in either handshake to ConnectTimeout; PoolTimeout is a
+# request that never got a connection of the pool (all of them busy or still connecting).
 NOT_SENT_ERRORS: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Failures after the request (or part of it) left: the service may have applied it.
 AMBIGUOUS_ERRORS: tuple[type[Exception], ...] = (
@@ -99,6 +105,10 @@ class RetryPolicy:
         backoff, so a credential that really stopped working fails within seconds.
     :param auth_budget: tokens one session (one hook, so one task) may replace after a 401;
         a storm beyond that fails the task and leaves the rest to Airflow's retries.
+    :param connect_attempts: tries per request that fail before the request reached the
+        service (`NOT_SENT_ERRORS`), counted apart from ``max_attempts``: an overloaded front
+        door resets or stalls new connections in bursts, resending is safe even for writes,
+        and with the default backoff 16 tries outlast about eight minutes of refusals.
     """
 
     max_attempts: int = 8
@@ -108,6 +118,7 @@ class RetryPolicy:
     max_retry_after: float = 900.0
     auth_retries: int = 4
     auth_budget: int = 24
+    connect_attempts: int = 16
 
     def should_retry(
         self,
@@ -119,15 +130,18 @@ class RetryPolicy:
     ) -> bool:
         """Whether attempt ``attempt`` (1-based) may be followed by another.
 
+        For an ``error`` of `NOT_SENT_ERRORS`, ``attempt`` counts the request's failures of
+        that kind only, against ``connect_attempts``.
+
         :param status: the response status, when there was a response.
         :param error: the transport exception, when there was none.
         :param idempotent: whether repeating the request is harmless.
         """
+        if isinstance(error, NOT_SENT_ERRORS):
+            return attempt < self.connect_attempts
         if attempt >= self.max_attempts:
             return False
         if error is not None:
-            if isinstance(error, NOT_SENT_ERRORS):
-                return True
             return idempotent and isinstance(error, AMBIGUOUS_ERRORS)
         if status == THROTTLED:
             return True
@@ -161,6 +175,8 @@ class LimiterStats:
     """What the limiter saw, for progress logs and tests."""
 
     throttles: int = 0
+    #: Requests that could not get a connection to the service (`NOT_SENT_ERRORS`).
+    connect_failures: int = 0
     decreases: int = 0
     successes: int = 0
     peak_in_flight: int = 0
@@ -195,9 +211,11 @@ class AdaptiveLimiter:
     Until the service first pushes back, every success raises the limit by one (it doubles
     per round of requests), so a load reaches the service's capacity in a few rounds
     instead of hundreds; after the first 429, every success raises it by ``1 / limit``
-    (about one more slot per round: the slow ramp Microsoft asks for). A 429 halves it, at
-    most once per ``cooldown`` seconds so a burst of 429s from requests that were already
-    in flight counts as one signal, and pauses every new
+    (about one more slot per round: the slow ramp Microsoft asks for). A 429, or a
+    connection the service could not accept (``overloaded``: refused, reset or timed out
+    before the request was sent, what a saturated front door does), halves it, at most once
+    per ``cooldown`` seconds so a burst of them from requests that were already in flight
+    counts as one signal. A 429 also pauses every new
     request until ``Retry-After`` has passed (service protection is per user, so one
     throttled request means all are). The ``x-ms-dop-hint`` header sets the ceiling: the
     service's own recommendation for parallel requests. Waiting requests get free slots in
@@ -275,25 +293,33 @@ class AdaptiveLimiter:
         self,
         *,
         throttled: bool = False,
+        overloaded: bool = False,
         retry_after: float | None = None,
         dop_hint: int | None = None,
         success: bool = True,
     ) -> None:
-        """Give the slot back and learn from how the request went."""
+        """Give the slot back and learn from how the request went.
+
+        :param throttled: the service answered 429.
+        :param overloaded: no connection to the service could be established.
+        """
         with self._condition:
             self.in_flight = max(self.in_flight - 1, 0)
             if dop_hint is not None and dop_hint > 0:
                 self.ceiling = max(self.minimum, min(self.maximum, dop_hint))
                 self.limit = min(self.limit, float(self.ceiling))
-            if throttled:
-                self.stats.throttles += 1
+            if throttled or overloaded:
+                if throttled:
+                    self.stats.throttles += 1
+                else:
+                    self.stats.connect_failures += 1
                 now = self._clock()
                 self.slow_start = False
                 if now - self._last_decrease >= self.cooldown:
                     self.limit = max(float(self.minimum), self.limit / 2)
                     self._last_decrease = now
                     self.stats.decreases += 1
-                if retry_after:
+                if throttled and retry_after:
                     self.paused_until = max(self.paused_until, now + retry_after)
             elif success:
                 self.stats.successes += 1
@@ -415,7 +441,8 @@ class ODataSession:
         :raises DynamicsTransportError: connection errors outlasted the retry policy.
         """
         target = self.url(url)
-        attempt = 0
+        attempt = 0  # tries that reached the service (or may have)
+        unsent = 0  # tries that failed before the request left (their own budget)
         refusals = 0
         while True:
             attempt += 1
@@ -429,6 +456,28 @@ class ODataSession:
                 response = self.client.request(method, target, headers=request_headers, content=content)
                 response.read()
                 detach_stream(response)
+            except NOT_SENT_ERRORS as exc:
+                self.limiter.release(overloaded=True, success=False)
+                attempt -= 1
+                unsent += 1
+                if self.retry.should_retry(unsent, error=exc):
+                    delay = self.retry.delay(unsent, rng=self._rng)
+                    self.log.warning(
+                        "%s %s could not connect (%s: %s); retry %d in %.1f s, at most %d in flight",
+                        method,
+                        _short(target),
+                        type(exc).__name__,
+                        exc,
+                        unsent,
+                        delay,
+                        self.limiter.allowed,
+                    )
+                    self._sleep_for(delay)
+                    continue
+                raise DynamicsTransportError(
+                    f"{method} {_short(target)} could not connect in {unsent} attempt(s): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
             except httpx.TransportError as exc:
                 self.limiter.release(success=False)
                 if self.retry.should_retry(attempt, error=exc, idempotent=idempotent):

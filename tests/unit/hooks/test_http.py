@@ -132,6 +132,13 @@ class TestRetryPolicy:
         assert self.policy.should_retry(2, status=429) is True
         assert self.policy.should_retry(3, status=429) is False
 
+    def test_unsent_failures_have_their_own_budget(self) -> None:
+        policy = RetryPolicy(max_attempts=3, connect_attempts=5)
+        for error in (httpx.ConnectError("refused"), httpx.ConnectTimeout("slow"), httpx.PoolTimeout("busy")):
+            assert policy.should_retry(4, error=error, idempotent=False) is True
+            assert policy.should_retry(5, error=error, idempotent=False) is False
+        assert policy.should_retry(4, error=httpx.ReadError("reset")) is False
+
     def test_retry_after_is_a_floor(self) -> None:
         rng = random.Random(1)
         delays = [self.policy.delay(1, retry_after=5.0, rng=rng) for _ in range(200)]
@@ -428,15 +435,82 @@ class TestSession:
         # a pause longer than the policy accepts is not honoured: plain backoff instead
         assert session.pause_before_resend(1, 10_000) <= 1
 
-    def test_persistent_connection_errors_give_up(self) -> None:
+    def test_persistent_connection_errors_give_up_after_their_own_budget(self) -> None:
         def handler(request: httpx.Request) -> httpx.Response:
             raise httpx.ConnectError("Connection refused")
 
         sleeps: list[float] = []
-        session, _ = make_session(handler, sleeps=sleeps)
-        with pytest.raises(DynamicsTransportError, match="after 4 attempt"):
+        session, _ = make_session(
+            handler, sleeps=sleeps, policy=RetryPolicy(max_attempts=4, connect_attempts=6)
+        )
+        with pytest.raises(DynamicsTransportError, match="could not connect in 6 attempt"):
             session.send("GET", "accounts")
+        # equal-jitter backoff per refusal: half of 1, 2, 4, 8, 16 s fixed, the other half random
+        assert len(sleeps) == 5
+        for sleep, ceiling in zip(sleeps, [1, 2, 4, 8, 16], strict=True):
+            assert ceiling / 2 <= sleep <= ceiling
+        assert session.limiter.stats.connect_failures == 6
+        assert session.limiter.stats.successes == 0
+
+    @pytest.mark.parametrize(
+        "error",
+        [
+            httpx.ConnectError("[SSL: UNEXPECTED_EOF_WHILE_READING] EOF in violation of protocol"),
+            httpx.ConnectTimeout("_ssl.c:1011: The handshake operation timed out"),
+            httpx.PoolTimeout("no connection of the pool became free"),
+        ],
+    )
+    def test_refused_connects_shrink_the_limit_like_a_429_and_it_recovers(self, error: Exception) -> None:
+        """Three refused connects halve 8 to 1, without a pause; each success adds 1/limit."""
+        calls = 0
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            nonlocal calls
+            calls += 1
+            if calls <= 3:
+                raise error
+            return httpx.Response(204)
+
+        clock = FakeClock()
+        limiter = AdaptiveLimiter(initial=8, maximum=16, cooldown=0.0, clock=clock)
+        sleeps: list[float] = []
+        session = ODataSession(
+            base_url=ROOT,
+            tokens=FakeTokens(),  # type: ignore[arg-type]
+            default_headers={},
+            retry=RetryPolicy(max_attempts=1),  # no retry of anything that reached the service
+            limiter=limiter,
+            transport=httpx.MockTransport(handler),
+            sleep=sleeps.append,
+        )
+        assert session.send("POST", "$batch", content=b"x", idempotent=False).status_code == 204
+        assert limiter.stats.history == [4.0, 2.0, 1.0, 2.0]
+        assert (limiter.stats.connect_failures, limiter.stats.throttles, limiter.stats.decreases) == (3, 0, 3)
+        assert limiter.paused_until == 0.0  # no Retry-After: each request backs off on its own
         assert len(sleeps) == 3
+        for _ in range(3):  # congestion avoidance: +1/limit per success
+            session.send("GET", "accounts")
+        assert limiter.stats.history[-3:] == [2.5, 2.9, pytest.approx(2.9 + 1 / 2.9)]
+        assert limiter.allowed == 3
+
+    def test_a_burst_of_refused_connects_does_not_spend_the_attempts_of_the_request(self) -> None:
+        """Ten refusals, then two 503s: the refusals have their own budget, the 503s use 3 of 4."""
+        answers: list[Exception | int] = [httpx.ConnectError("Connection reset by peer")] * 10 + [
+            503,
+            503,
+            200,
+        ]
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return httpx.Response(answer, json={"value": []})
+
+        session, _ = make_session(handler)  # max_attempts=4, connect_attempts 16 by default
+        assert session.send("GET", "accounts").status_code == 200
+        assert answers == []
+        assert session.limiter.stats.connect_failures == 10
 
     def test_401_refreshes_the_token_once(self) -> None:
         seen: list[str] = []
