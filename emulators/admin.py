@@ -27,6 +27,7 @@ from emulators.config import ConfigError, to_dict
 if TYPE_CHECKING:
     from starlette.requests import Request
 
+    from emulators.offload import ServiceThread
     from emulators.protection import ServiceProtection
     from emulators.store import Store
 
@@ -36,8 +37,14 @@ def service_settings(protection: ServiceProtection) -> dict[str, Any]:
     return {**to_dict(config.service(protection.service)), "entra": to_dict(config.entra)}
 
 
-def create_admin_app(protection: ServiceProtection, store: Store) -> Starlette:
-    """Admin app of one service; shares the middleware's limiter, faults and counters."""
+def create_admin_app(
+    protection: ServiceProtection, store: Store, worker: ServiceThread | None = None
+) -> Starlette:
+    """Admin app of one service; shares the middleware's limiter, faults and counters.
+
+    :param worker: the thread the service's requests run on (`emulators.offload`), when they
+        do not run on the server's loop: the store is read there too, never from two threads.
+    """
     service = protection.service
 
     async def health(request: Request) -> JSONResponse:
@@ -86,7 +93,8 @@ def create_admin_app(protection: ServiceProtection, store: Store) -> Starlette:
         return JSONResponse({"status": "ok", "revoked": "all tokens issued until now"})
 
     async def tables(request: Request) -> JSONResponse:
-        return JSONResponse(store.counts())
+        counts = await worker.call(store.counts) if worker is not None else store.counts()
+        return JSONResponse(counts)
 
     return Starlette(
         routes=[

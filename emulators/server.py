@@ -1,8 +1,12 @@
 """One process, three HTTPS servers in one asyncio loop: Entra ID, Dataverse, F&O.
 
 Each service has its own port so each has its own resource URL (the `aud` of its tokens),
-like the real services. The first line on stdout is one JSON object that tells clients
-where everything is (URLs, credentials, CA bundle); everything else goes to stderr.
+like the real services. The loop accepts connections, runs TLS, HTTP and the protection
+middleware; Dataverse's and F&O's own request handling runs on a thread each
+(`emulators.offload`), so a queue of large batches cannot hold up new connections.
+
+The first line on stdout is one JSON object that tells clients where everything is (URLs,
+credentials, CA bundle); everything else goes to stderr.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from emulators.context import Counters, ServiceContext
 from emulators.credentials import ensure_credentials
 from emulators.entra import TokenIssuer
 from emulators.entra import create_app as create_entra_app
+from emulators.offload import ServiceThread, offloaded
 from emulators.protection import ServiceProtection
 from emulators.store import Store
 from emulators.tls import ensure_tls
@@ -155,6 +160,7 @@ class EmulatorProcess:
         self.options = options
         self.stores: dict[str, Store] = {}
         self.servers: list[_Server] = []
+        self.workers: dict[str, ServiceThread] = {}
         self.endpoints: EmulatorEndpoints | None = None
 
     def prepare(self) -> dict[str, list[socket.socket]]:
@@ -209,16 +215,17 @@ class EmulatorProcess:
                 counters=counters,
             )
             app_module = importlib.import_module(f"emulators.{service}.app")
+            worker = self.workers[service] = ServiceThread(service)
             protection = ServiceProtection(
                 service=service,
-                app=app_module.create_app(ctx),
+                app=offloaded(app_module.create_app(ctx), worker),
                 issuer=self.issuer,
                 config_store=self.config_store,
                 counters=counters,
                 root_path=root_path,
                 resource=urls[service],
             )
-            protection.admin_app = create_admin_app(protection, self.stores[service])
+            protection.admin_app = create_admin_app(protection, self.stores[service], worker)
             self.protections[service] = protection
             self.apps[service] = protection
 
@@ -243,6 +250,8 @@ class EmulatorProcess:
     async def run(self, announce: bool = True) -> None:
         sockets = self.prepare()
         assert self.endpoints is not None
+        for worker in self.workers.values():
+            worker.start()
         for name in sockets:
             config = uvicorn.Config(
                 self.apps[name],
@@ -289,6 +298,8 @@ class EmulatorProcess:
             for server in self.servers:
                 server.should_exit = True
             await asyncio.gather(*tasks, return_exceptions=True)
+            for worker in self.workers.values():
+                worker.stop()
             for store in self.stores.values():
                 store.close()
             for bound in sockets.values():

@@ -1,0 +1,86 @@
+"""A service's request handling on its own thread, so the server's event loop keeps serving.
+
+The three services share one process and one event loop that accepts connections, runs the
+TLS handshakes, parses HTTP and applies the protection middleware. A service's work (JSON,
+SQLite, a ``$batch`` of a thousand rows) is synchronous Python; on that loop, a queue of
+large batches held every new connection's handshake until the client's connect timeout, so
+clients saw an unreachable service instead of a slow one. Run on a `ServiceThread`, that
+work only competes for the GIL, which the loop gets back every switch interval (5 ms), and
+OpenSSL releases it during handshakes.
+
+Each service gets one thread with one event loop, so its requests still interleave only at
+``await`` points, as before: its store, change-tracking and `asyncio.Lock` s live on that loop
+and nowhere else. Counters, configuration and the token issuer are shared with the server's
+loop and lock themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Coroutine
+
+    Scope = dict[str, Any]
+    Message = dict[str, Any]
+    Receive = Callable[[], Awaitable[Message]]
+    Send = Callable[[Message], Awaitable[None]]
+    ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+T = TypeVar("T")
+
+
+class ServiceThread:
+    """An event loop on a daemon thread; `run` awaits a coroutine there from another loop."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, name=f"emulator-{name}", daemon=True)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    async def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on this thread's loop (with the caller's context variables)."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        return await asyncio.wrap_future(future)
+
+    async def call(self, function: Callable[[], T]) -> T:
+        """Call a synchronous ``function`` on this thread (e.g. a read of the service's store)."""
+
+        async def invoke() -> T:
+            return function()
+
+        return await self.run(invoke())
+
+    def stop(self) -> None:
+        """Stop the loop after the callbacks already queued and wait for the thread."""
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join()
+        self.loop.close()
+
+
+def offloaded(app: ASGIApp, worker: ServiceThread) -> ASGIApp:
+    """``app`` run on ``worker``; its ``receive`` and ``send`` still go through the caller's loop
+    (uvicorn's transport belongs to it)."""
+
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        server_loop = asyncio.get_running_loop()
+
+        async def remote_receive() -> Message:
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(receive(), server_loop))
+
+        async def remote_send(message: Message) -> None:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(send(message), server_loop))
+
+        await worker.run(app(scope, remote_receive, remote_send))
+
+    return asgi

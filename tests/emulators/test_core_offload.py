@@ -1,0 +1,81 @@
+"""A service's request handling runs on its own thread; the server's loop stays free."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from typing import Any
+
+from emulators.offload import ServiceThread, offloaded
+
+REQUEST_VAR: contextvars.ContextVar[str] = contextvars.ContextVar("request_var", default="unset")
+BUSY_SECONDS = 0.3
+
+
+def test_a_cpu_bound_request_leaves_the_server_loop_serving() -> None:
+    """While the app spins 0.3 s in Python, the loop's ticker keeps running (it would not on
+    the loop itself); the app sees the caller's context variables, and its messages reach the
+    server's ``send`` on the server's thread."""
+    worker = ServiceThread("test")
+    worker.start()
+    seen: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen["app thread"] = threading.current_thread().name
+        seen["context"] = REQUEST_VAR.get()
+        body = (await receive())["body"]
+        deadline = time.perf_counter() + BUSY_SECONDS
+        while time.perf_counter() < deadline:  # synchronous work, as a large $batch is
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body[::-1]})
+
+    async def serve() -> tuple[int, list[tuple[str, dict[str, Any]]]]:
+        sent: list[tuple[str, dict[str, Any]]] = []
+        done = False
+        ticks = 0
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"abc", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append((threading.current_thread().name, message))
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        REQUEST_VAR.set("charge of this request")
+        await offloaded(app, worker)({"type": "http"}, receive, send)
+        done = True
+        await ticking
+        return ticks, sent
+
+    try:
+        ticks, sent = asyncio.run(serve())
+    finally:
+        worker.stop()
+    assert seen == {"app thread": "emulator-test", "context": "charge of this request"}
+    assert [(thread, message["type"]) for thread, message in sent] == [
+        ("MainThread", "http.response.start"),
+        ("MainThread", "http.response.body"),
+    ]
+    assert sent[1][1]["body"] == b"cba"
+    # 30 ticks of 10 ms fit in 0.3 s; a loop blocked by the app would manage one or two
+    assert ticks >= 10, ticks
+
+
+def test_call_runs_a_function_on_the_service_thread() -> None:
+    worker = ServiceThread("store")
+    worker.start()
+    try:
+        assert asyncio.run(worker.call(lambda: threading.current_thread().name)) == "emulator-store"
+    finally:
+        worker.stop()
+    assert worker.loop.is_closed()
