@@ -30,7 +30,9 @@ from tests.unit.sync.builders import (
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
+    from typing_extensions import Unpack
 
+    from prospect_to_cash.sync.contracts import ExtractResult, SnapshotResult, SyncArgs
     from tests.unit.sync.memory_service import MemoryService
 
 pytestmark = pytest.mark.usefixtures("unscoped_environment")  # one pair, no business-unit scoping
@@ -303,6 +305,21 @@ class TestStreamingLoad:
             load_accounts(sales, fno, staging_root, "run-1")
 
 
+def extract_and_snapshot_accounts(
+    sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, **given: Unpack[SyncArgs]
+) -> tuple[ExtractResult, SnapshotResult]:
+    """The customers task's extract and snapshot steps alone, for usmf in ``run-1``."""
+    return runner.extract_and_snapshot(
+        "accounts",
+        "customers",
+        legal_entity="usmf",
+        run_id="run-1",
+        staging_root=root,
+        hooks=SyncHooks(sales, fno),
+        **given,
+    )
+
+
 def test_extract_and_snapshot_read_side_by_side(staging_root: ObjectStoragePath) -> None:
     """On a full refresh each service's first read waits until the other service has been
     read too: done one after the other, the first read would wait in vain."""
@@ -321,15 +338,7 @@ def test_extract_and_snapshot_read_side_by_side(staging_root: ObjectStoragePath)
             return _real(*args, **kw)
 
         service.iter_pages = iter_pages  # type: ignore[method-assign]
-    extracted, snapped = runner.extract_and_snapshot(
-        "accounts",
-        "customers",
-        legal_entity="usmf",
-        run_id="run-1",
-        staging_root=staging_root,
-        hooks=SyncHooks(sales, fno),
-        full_refresh=True,
-    )
+    extracted, snapped = extract_and_snapshot_accounts(sales, fno, staging_root, full_refresh=True)
     assert overlapped == [True, True], "extract and snapshot did not read at the same time"
     assert (extracted["read"], snapped["rows"]) == (1, 0)
 
@@ -340,16 +349,7 @@ def test_a_windowed_snapshot_reads_the_keys_its_extract_staged(staging_root: Obj
     fno.tables["CustomersV3"].rows.append(
         {"dataAreaId": "usmf", "CustomerAccount": "OTHER", "OrganizationName": "X"}
     )
-    extracted, snapped = runner.extract_and_snapshot(
-        "accounts",
-        "customers",
-        legal_entity="usmf",
-        run_id="run-1",
-        staging_root=staging_root,
-        hooks=SyncHooks(sales, fno),
-        data_interval_start=WINDOW["data_interval_start"],
-        data_interval_end=WINDOW["data_interval_end"],
-    )
+    extracted, snapped = extract_and_snapshot_accounts(sales, fno, staging_root, **WINDOW)
     assert (extracted["read"], snapped["rows"]) == (2, 0)
     customers = [f for s, f in fno.reads if s == "CustomersV3"]
     # one chunk for the snapshot (OTHER is never read); the invoice-account lookup reads

@@ -23,6 +23,8 @@ from tests.unit.sync.builders import (
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
+    from tests.unit.sync.memory_service import MemoryService
+
 pytestmark = pytest.mark.usefixtures("unscoped_environment")  # one pair, no business-unit scoping
 
 
@@ -30,12 +32,18 @@ class TestCrashAndResume:
     def rows(self) -> list[dict[str, Any]]:
         return [account(f"ACC-{i}", f"Customer {i}") for i in range(1, 6)]
 
+    def crashed_run(self, root: ObjectStoragePath, **faults: int) -> tuple[MemoryService, MemoryService]:
+        """Run ``run-1`` over five accounts, F&O writing in units of two and the run
+        journaling every two outcomes, until the F&O fault ``faults`` names kills it."""
+        sales, fno = accounts_services(self.rows(), unit_size=2, **faults)
+        with pytest.raises(ConnectionError):
+            run_accounts(sales, fno, root, "run-1", journal_every=2)
+        return sales, fno
+
     def test_killed_between_units_then_retried_finishes_without_duplicates(
         self, staging_root: ObjectStoragePath
     ) -> None:
-        sales, fno = accounts_services(self.rows(), fail_after_units=2, unit_size=2)
-        with pytest.raises(ConnectionError):
-            run_accounts(sales, fno, staging_root, "run-1", journal_every=2)
+        sales, fno = self.crashed_run(staging_root, fail_after_units=2)
         assert len(fno.tables["CustomersV3"].rows) == 4
         fno.fail_after_units = None
         sent_before = len(fno.writes)
@@ -47,9 +55,7 @@ class TestCrashAndResume:
         assert sorted(keys) == [f"ACC-{i}" for i in range(1, 6)]
 
     def test_a_torn_journal_does_not_block_the_retry(self, staging_root: ObjectStoragePath) -> None:
-        sales, fno = accounts_services(self.rows(), fail_after_units=2, unit_size=2)
-        with pytest.raises(ConnectionError):
-            run_accounts(sales, fno, staging_root, "run-1", journal_every=2)
+        sales, fno = self.crashed_run(staging_root, fail_after_units=2)
         staging = customers_staging(staging_root)
         journals = staging.list("plan", "journal-")
         assert [p.name for p in journals] == ["journal-000000.parquet", "journal-000001.parquet"]
@@ -69,9 +75,7 @@ class TestCrashAndResume:
     def test_fresh_run_after_a_crash_creates_only_what_is_missing(
         self, staging_root: ObjectStoragePath
     ) -> None:
-        sales, fno = accounts_services(self.rows(), fail_after_units=1, unit_size=2)
-        with pytest.raises(ConnectionError):
-            run_accounts(sales, fno, staging_root, "run-1", journal_every=2)
+        sales, fno = self.crashed_run(staging_root, fail_after_units=1)
         fno.fail_after_units = None
         result = run_accounts(sales, fno, staging_root, "run-2", journal_every=2)
         assert (result["counts"]["created"], result["counts"]["unchanged"]) == (3, 2)
@@ -80,9 +84,7 @@ class TestCrashAndResume:
     def test_fno_create_whose_answer_was_lost_is_resolved_by_reading_the_row(
         self, staging_root: ObjectStoragePath
     ) -> None:
-        sales, fno = accounts_services(self.rows(), lose_answer_of_unit=1, unit_size=2)
-        with pytest.raises(ConnectionError):
-            run_accounts(sales, fno, staging_root, "run-1", journal_every=2)
+        sales, fno = self.crashed_run(staging_root, lose_answer_of_unit=1)
         result = load_accounts(sales, fno, staging_root, "run-1", journal_every=2)
         assert result["counts"]["created"] == 5
         assert result["counts"]["failed"] == 0
@@ -102,9 +104,7 @@ class TestCrashAndResume:
             inner={"message": "Der Datensatz ist bereits vorhanden.", "type": "", "stacktrace": ""},
         )
         monkeypatch.setattr(memory_service._FNO_CHECK, "already_exists", lambda entity_set, row: german)
-        sales, fno = accounts_services(self.rows(), lose_answer_of_unit=1, unit_size=2)
-        with pytest.raises(ConnectionError):
-            run_accounts(sales, fno, staging_root, "run-1", journal_every=2)
+        sales, fno = self.crashed_run(staging_root, lose_answer_of_unit=1)
         fno.reads.clear()  # the snapshot's key reads are not read-backs
         result = load_accounts(sales, fno, staging_root, "run-1", journal_every=2)
         assert (result["counts"]["created"], result["counts"]["failed"]) == (5, 0)
