@@ -12,7 +12,9 @@ The module has its own demo-seeded instance; limits and faults are set per test 
 
 from __future__ import annotations
 
+import socket
 import ssl
+import struct
 import threading
 import time
 import uuid
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
+import httpcore
 import httpx
 import pandas as pd
 import pytest
@@ -431,6 +434,83 @@ def test_dataverse_connection_resets_during_batches_leave_no_duplicates(
     assert [ref for ref, outcome in outcomes.items() if not outcome.ok] == []
     assert dv_refs(dv_oracle, "accounts", run) == Counter({op.ref: 1 for op in operations})
     assert_every_reset_resent_once(transport, operations, lambda op: op.body["name"].encode(), resets)
+
+
+class OverloadedFrontDoor(httpcore.SyncBackend):
+    """httpcore's own network backend, except that the first ``refusals`` connections reach a
+    listener that resets them at once, in the TLS handshake: what a saturated front door or
+    load balancer does to new connections. Later connections reach the service."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+        self.refused = 0
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._reset_every_connection, daemon=True).start()
+
+    def _reset_every_connection(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            connection.close()  # an RST, not a FIN
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        with self._lock:
+            refuse = self.refused < self.refusals
+            self.refused += refuse
+        if refuse:
+            host, port = self._listener.getsockname()
+        return super().connect_tcp(host, port, timeout, local_address, socket_options)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_connections_reset_at_the_front_door_shrink_concurrency_and_every_unit_lands_once(
+    monkeypatch: pytest.MonkeyPatch, endpoints: EmulatorEndpoints, fno_admin: AdminClient, fno_oracle: Oracle
+) -> None:
+    """Six of the first eight connections are reset in the TLS handshake: the requests never
+    reached F&O, so each is resent (creates too) without a read-back, and the concurrency is
+    halved as after a 429. F&O receives each of the 8 batches exactly once."""
+    prefix = f"C{tag()}"
+    operations = fno_creates(prefix, 40)
+    door = OverloadedFrontDoor(refusals=6)
+    context = ssl.create_default_context(cafile=endpoints.ca_bundle)
+    transport = httpx.HTTPTransport(verify=context)
+    # httpx has no parameter for httpcore's network backend: its pool is built with ours.
+    transport._pool = httpcore.ConnectionPool(ssl_context=context, network_backend=door)
+    before = fno_admin.counters()["requests_total"]
+    try:
+        with FinanceOperationsHook(
+            connect(monkeypatch, endpoints, "fno"),
+            retry=FAST_RETRY,
+            transport=transport,
+            initial_concurrency=8,
+            max_concurrency=8,
+        ) as hook:
+            outcomes = one_outcome_each(hook.write(operations, batch_size=5), operations)
+            stats = hook.session.limiter.stats
+    finally:
+        door.close()
+    received = fno_admin.counters()["requests_total"] - before
+
+    assert door.refused == 6
+    assert received == 8  # 8 units of 5, each once: no refused connection reached the service
+    assert all(outcome.ok and outcome.status == 201 for outcome in outcomes.values())
+    assert fno_accounts(fno_oracle, prefix) == Counter({op.ref: 1 for op in operations})
+    assert (stats.connect_failures, stats.throttles) == (6, 0)
+    assert stats.decreases >= 1
+    assert min(stats.history) <= 4.0  # 8 halved at least once
 
 
 def test_a_unit_cut_off_every_time_is_given_up_with_one_outcome_each(
