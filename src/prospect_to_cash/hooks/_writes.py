@@ -455,13 +455,15 @@ class WriteEngine:
     ) -> None:
         limiter = self.session.limiter
         self.log.info(
-            "%s %s: %d ok, %d failed in %.1f s; %d throttled responses; concurrency %d (ceiling %d)",
+            "%s %s: %d ok, %d failed in %.1f s; %d throttled responses, %d refused connections; "
+            "concurrency %d (ceiling %d)",
             label,
             "done" if final else "progress",
             counts["ok"],
             counts["failed"],
             time.monotonic() - started,
             limiter.stats.throttles,
+            limiter.stats.connect_failures,
             limiter.allowed,
             limiter.ceiling,
         )
