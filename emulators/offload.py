@@ -70,17 +70,29 @@ class ServiceThread:
 
 def offloaded(app: ASGIApp, worker: ServiceThread) -> ASGIApp:
     """``app`` run on ``worker``; its ``receive`` and ``send`` still go through the caller's loop
-    (uvicorn's transport belongs to it)."""
+    (uvicorn's transport belongs to it).
+
+    The response's last message is sent once ``app`` has returned, from the caller's task: what
+    the caller does after ``app`` (the middleware's execution-time accounting) then happens
+    before the client has its answer and can ask for the counters, as when the app ran on the
+    loop itself.
+    """
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         server_loop = asyncio.get_running_loop()
+        last: list[Message] = []
 
         async def remote_receive() -> Message:
             return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(receive(), server_loop))
 
         async def remote_send(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                last.append(message)
+                return
             await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(send(message), server_loop))
 
         await worker.run(app(scope, remote_receive, remote_send))
+        for message in last:
+            await send(message)
 
     return asgi

@@ -17,7 +17,7 @@ BUSY_SECONDS = 0.3
 def test_a_cpu_bound_request_leaves_the_server_loop_serving() -> None:
     """While the app spins 0.3 s in Python, the loop's ticker keeps running (it would not on
     the loop itself); the app sees the caller's context variables, and its messages reach the
-    server's ``send`` on the server's thread."""
+    server's ``send`` on the server's thread, the last one after the app has returned."""
     worker = ServiceThread("test")
     worker.start()
     seen: dict[str, Any] = {}
@@ -31,9 +31,10 @@ def test_a_cpu_bound_request_leaves_the_server_loop_serving() -> None:
             pass
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": body[::-1]})
+        seen["returned"] = True
 
-    async def serve() -> tuple[int, list[tuple[str, dict[str, Any]]]]:
-        sent: list[tuple[str, dict[str, Any]]] = []
+    async def serve() -> tuple[int, list[tuple[str, bool, dict[str, Any]]]]:
+        sent: list[tuple[str, bool, dict[str, Any]]] = []
         done = False
         ticks = 0
 
@@ -41,7 +42,7 @@ def test_a_cpu_bound_request_leaves_the_server_loop_serving() -> None:
             return {"type": "http.request", "body": b"abc", "more_body": False}
 
         async def send(message: dict[str, Any]) -> None:
-            sent.append((threading.current_thread().name, message))
+            sent.append((threading.current_thread().name, "returned" in seen, message))
 
         async def ticker() -> None:
             nonlocal ticks
@@ -61,12 +62,12 @@ def test_a_cpu_bound_request_leaves_the_server_loop_serving() -> None:
         ticks, sent = asyncio.run(serve())
     finally:
         worker.stop()
-    assert seen == {"app thread": "emulator-test", "context": "charge of this request"}
-    assert [(thread, message["type"]) for thread, message in sent] == [
-        ("MainThread", "http.response.start"),
-        ("MainThread", "http.response.body"),
+    assert seen == {"app thread": "emulator-test", "context": "charge of this request", "returned": True}
+    assert [(thread, returned, message["type"]) for thread, returned, message in sent] == [
+        ("MainThread", False, "http.response.start"),
+        ("MainThread", True, "http.response.body"),
     ]
-    assert sent[1][1]["body"] == b"cba"
+    assert sent[1][2]["body"] == b"cba"
     # 30 ticks of 10 ms fit in 0.3 s; a loop blocked by the app would manage one or two
     assert ticks >= 10, ticks
 
