@@ -38,19 +38,33 @@ class ServiceThread:
     def __init__(self, name: str) -> None:
         self.name = name
         self.loop = asyncio.new_event_loop()
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=f"emulator-{name}", daemon=True)
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
     def start(self) -> None:
         self._thread.start()
 
     async def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run ``coroutine`` on this thread's loop (with the caller's context variables)."""
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        future = asyncio.run_coroutine_threadsafe(self._unless_stopping(coroutine), self.loop)
         return await asyncio.wrap_future(future)
+
+    async def _unless_stopping(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        # After `stop`, requests still queued are cancelled before they start: a queue of
+        # large batches would otherwise hold the shutdown for minutes.
+        if self._stopping.is_set():
+            coroutine.close()
+            raise asyncio.CancelledError
+        return await coroutine
 
     async def call(self, function: Callable[[], T]) -> T:
         """Call a synchronous ``function`` on this thread (e.g. a read of the service's store)."""
@@ -60,12 +74,20 @@ class ServiceThread:
 
         return await self.run(invoke())
 
-    def stop(self) -> None:
-        """Stop the loop after the callbacks already queued and wait for the thread."""
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop the loop, cancel the requests it has not started, and wait up to ``timeout``
+        seconds for the one it is running (synchronous work cannot be interrupted).
+
+        :returns: whether the thread ended; if not, it still owns the service's store.
+        """
+        self._stopping.set()
         if self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join()
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                return False
         self.loop.close()
+        return True
 
 
 def offloaded(app: ASGIApp, worker: ServiceThread) -> ASGIApp:

@@ -298,10 +298,12 @@ class EmulatorProcess:
             for server in self.servers:
                 server.should_exit = True
             await asyncio.gather(*tasks, return_exceptions=True)
-            for worker in self.workers.values():
-                worker.stop()
-            for store in self.stores.values():
-                store.close()
+            for service, store in self.stores.items():
+                worker = self.workers.get(service)
+                if worker is None or worker.stop():
+                    store.close()
+                else:  # still in a request: the process exit closes the store (uncommitted work lost)
+                    log.warning("%s still busy with a request at shutdown; not waiting for it", service)
             for bound in sockets.values():
                 for sock in bound:
                     with contextlib.suppress(OSError):

@@ -80,3 +80,36 @@ def test_call_runs_a_function_on_the_service_thread() -> None:
     finally:
         worker.stop()
     assert worker.loop.is_closed()
+
+
+def test_stop_cancels_queued_requests_and_does_not_wait_for_the_running_one() -> None:
+    """A request busy in synchronous work cannot be interrupted: `stop` gives up waiting after
+    its timeout and says so; the requests queued behind it never start."""
+    worker = ServiceThread("busy")
+    worker.start()
+    started: list[str] = []
+    entered, release = threading.Event(), threading.Event()
+
+    async def request(name: str) -> str:
+        started.append(name)
+        entered.set()
+        release.wait(5)  # synchronous: holds the service's loop
+        return name
+
+    async def send_both() -> list[Any]:
+        return await asyncio.gather(
+            worker.run(request("running")), worker.run(request("queued")), return_exceptions=True
+        )
+
+    outcome: list[Any] = []
+    client = threading.Thread(target=lambda: outcome.extend(asyncio.run(send_both())))
+    client.start()
+    assert entered.wait(5)
+    assert worker.stop(timeout=0.2) is False
+    release.set()
+    client.join(5)
+    assert started == ["running"]
+    assert outcome[0] == "running"
+    assert isinstance(outcome[1], asyncio.CancelledError)
+    assert worker.stop() is True
+    assert worker.loop.is_closed()
