@@ -21,7 +21,7 @@ import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine
+    from collections.abc import Awaitable, Callable
 
     Scope = dict[str, Any]
     Message = dict[str, Any]
@@ -53,18 +53,18 @@ class ServiceThread:
     def start(self) -> None:
         self._thread.start()
 
-    async def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run ``coroutine`` on this thread's loop (with the caller's context variables)."""
-        future = asyncio.run_coroutine_threadsafe(self._unless_stopping(coroutine), self.loop)
+    async def run(self, start: Callable[[], Awaitable[T]]) -> T:
+        """Await ``start()`` on this thread's loop (with the caller's context variables); the
+        coroutine is made there, so one cancelled before it started leaves nothing behind."""
+        future = asyncio.run_coroutine_threadsafe(self._unless_stopping(start), self.loop)
         return await asyncio.wrap_future(future)
 
-    async def _unless_stopping(self, coroutine: Coroutine[Any, Any, T]) -> T:
+    async def _unless_stopping(self, start: Callable[[], Awaitable[T]]) -> T:
         # After `stop`, requests still queued are cancelled before they start: a queue of
         # large batches would otherwise hold the shutdown for minutes.
         if self._stopping.is_set():
-            coroutine.close()
             raise asyncio.CancelledError
-        return await coroutine
+        return await start()
 
     async def call(self, function: Callable[[], T]) -> T:
         """Call a synchronous ``function`` on this thread (e.g. a read of the service's store)."""
@@ -72,7 +72,7 @@ class ServiceThread:
         async def invoke() -> T:
             return function()
 
-        return await self.run(invoke())
+        return await self.run(invoke)
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop the loop, cancel the requests it has not started, and wait up to ``timeout``
@@ -90,9 +90,10 @@ class ServiceThread:
         return True
 
 
-def offloaded(app: ASGIApp, worker: ServiceThread) -> ASGIApp:
+class Offloaded:
     """``app`` run on ``worker``; its ``receive`` and ``send`` still go through the caller's loop
-    (uvicorn's transport belongs to it).
+    (uvicorn's transport belongs to it). Other attributes are the app's own (the middleware
+    reads some, e.g. ``public_prefix``).
 
     The response's last message is sent once ``app`` has returned, from the caller's task: what
     the caller does after ``app`` (the middleware's execution-time accounting) then happens
@@ -100,7 +101,14 @@ def offloaded(app: ASGIApp, worker: ServiceThread) -> ASGIApp:
     loop itself.
     """
 
-    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(self, app: ASGIApp, worker: ServiceThread) -> None:
+        self.app = app
+        self.worker = worker
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         server_loop = asyncio.get_running_loop()
         last: list[Message] = []
 
@@ -113,8 +121,6 @@ def offloaded(app: ASGIApp, worker: ServiceThread) -> ASGIApp:
                 return
             await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(send(message), server_loop))
 
-        await worker.run(app(scope, remote_receive, remote_send))
+        await self.worker.run(lambda: self.app(scope, remote_receive, remote_send))
         for message in last:
             await send(message)
-
-    return asgi

@@ -32,7 +32,7 @@ from emulators.context import Counters, ServiceContext
 from emulators.credentials import ensure_credentials
 from emulators.entra import TokenIssuer
 from emulators.entra import create_app as create_entra_app
-from emulators.offload import ServiceThread, offloaded
+from emulators.offload import Offloaded, ServiceThread
 from emulators.protection import ServiceProtection
 from emulators.store import Store
 from emulators.tls import ensure_tls
@@ -218,7 +218,7 @@ class EmulatorProcess:
             worker = self.workers[service] = ServiceThread(service)
             protection = ServiceProtection(
                 service=service,
-                app=offloaded(app_module.create_app(ctx), worker),
+                app=Offloaded(app_module.create_app(ctx), worker),
                 issuer=self.issuer,
                 config_store=self.config_store,
                 counters=counters,

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from emulators.offload import ServiceThread, offloaded
+from emulators.offload import Offloaded, ServiceThread
 
 REQUEST_VAR: contextvars.ContextVar[str] = contextvars.ContextVar("request_var", default="unset")
 BUSY_SECONDS = 0.3
@@ -53,7 +53,7 @@ def test_a_cpu_bound_request_leaves_the_server_loop_serving() -> None:
         ticking = asyncio.create_task(ticker())
         await asyncio.sleep(0)
         REQUEST_VAR.set("charge of this request")
-        await offloaded(app, worker)({"type": "http"}, receive, send)
+        await Offloaded(app, worker)({"type": "http"}, receive, send)
         done = True
         await ticking
         return ticks, sent
@@ -97,9 +97,8 @@ def test_stop_cancels_queued_requests_and_does_not_wait_for_the_running_one() ->
         return name
 
     async def send_both() -> list[Any]:
-        return await asyncio.gather(
-            worker.run(request("running")), worker.run(request("queued")), return_exceptions=True
-        )
+        running, queued = worker.run(lambda: request("running")), worker.run(lambda: request("queued"))
+        return await asyncio.gather(running, queued, return_exceptions=True)
 
     outcome: list[Any] = []
     client = threading.Thread(target=lambda: outcome.extend(asyncio.run(send_both())))
@@ -113,3 +112,22 @@ def test_stop_cancels_queued_requests_and_does_not_wait_for_the_running_one() ->
     assert isinstance(outcome[1], asyncio.CancelledError)
     assert worker.stop() is True
     assert worker.loop.is_closed()
+
+
+def test_the_wrapper_shows_the_apps_own_attributes() -> None:
+    """The protection middleware reads attributes of its app (``public_prefix``: paths served
+    without a token); wrapped, the app still answers them."""
+
+    class App:
+        public_prefix = "/blob/"
+
+        async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+            raise AssertionError("not called")
+
+    worker = ServiceThread("attributes")
+    try:
+        wrapped = Offloaded(App(), worker)
+        assert wrapped.public_prefix == "/blob/"
+        assert getattr(wrapped, "private_prefix", None) is None
+    finally:
+        assert worker.stop() is True
