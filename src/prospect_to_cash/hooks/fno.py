@@ -22,6 +22,14 @@ from typing import TYPE_CHECKING, Any
 from prospect_to_cash.hooks._writes import PreparedWrite, failure, json_body
 from prospect_to_cash.hooks.base import DynamicsBaseHook
 from prospect_to_cash.hooks.batch import BatchRequest
+from prospect_to_cash.hooks.dmf import (
+    ExportPolling,
+    download_package,
+    execution_status,
+    package_frames,
+    start_export,
+    wait_for_export,
+)
 from prospect_to_cash.hooks.errors import InvalidKeyError
 from prospect_to_cash.hooks.odata import and_filters, any_equals, entity_path, query_string, select_option
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
@@ -143,6 +151,27 @@ class FinanceOperationsHook(DynamicsBaseHook):
                 page_size=page_size,
             ),
         )
+
+    def iter_export(
+        self,
+        definition_group: str,
+        *,
+        legal_entity: str,
+        execution_id: str,
+        select: Sequence[str],
+        polling: ExportPolling | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """Run the Data management export project ``definition_group`` for ``legal_entity``
+        and yield its rows (``select`` columns, text) in chunks: start it under
+        ``execution_id`` unless F&O already knows that execution (a retried task resumes it),
+        poll until it ends, download the package and read its data file (`hooks.dmf`).
+
+        :raises DataExportError: the execution failed, was canceled or outlasted ``polling``.
+        """
+        if execution_status(self, execution_id) == "Unknown":
+            start_export(self, definition_group, legal_entity=legal_entity, execution_id=execution_id)
+        wait_for_export(self, execution_id, polling or ExportPolling())
+        yield from package_frames(download_package(self, execution_id), select)
 
     # ------------------------------------------------------------------ writes
 

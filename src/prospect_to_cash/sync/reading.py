@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from prospect_to_cash.hooks.odata import and_filters, format_literal, is_guid
-from prospect_to_cash.sync import source_digests
+from prospect_to_cash.sync import exports, source_digests
 from prospect_to_cash.sync.changes import (
     DELETED_FILE,
     DELTA_FILE,
@@ -236,10 +236,11 @@ def _read_step(
         return (main if isinstance(main, tuple) else main.result()), staged
 
 
-def _keep_changed(ctx: SyncContext, full_refresh: bool) -> int:
-    """A whole read keeps only its new and changed rows (`source_digests`); returns them."""
+def _keep_changed(ctx: SyncContext, full_refresh: bool, *, partial: bool = False) -> int:
+    """A whole read (or an export's changed rows: ``partial``) keeps only its new and
+    changed rows (`source_digests`); returns them."""
     read = ctx.staging.read_frame("source", "rows")
-    kept = source_digests.keep_changed(ctx, read, full_refresh=full_refresh)
+    kept = source_digests.keep_changed(ctx, read, full_refresh=full_refresh, partial=partial)
     if len(kept) != len(read):
         ctx.staging.write_table("source", "rows", text_table(kept))
         log.info(
@@ -313,6 +314,9 @@ def extract(
         query = None
     else:
         query, pending, sharers = _source_filter(ctx, window)
+    exported = exports.applies(ctx, window)
+    if exported:  # F&O's incremental export instead of the whole entity (sync/exports.py)
+        read_rows, pending = (lambda: exports.stage(ctx)), []
     (path, rows), references = _read_step(
         ctx,
         "source",
@@ -323,7 +327,7 @@ def extract(
         scope_references=bool(task.source.change_field) and not window.full_refresh,
     )
     if source_digests.applies(ctx):
-        rows = _keep_changed(ctx, window.full_refresh)
+        rows = _keep_changed(ctx, window.full_refresh, partial=exported)
     log.info(
         "%s/%s [%s]: extracted %d rows from %s (%d read(s) of pending keys besides the changes)",
         ctx.template.name,
