@@ -33,7 +33,7 @@ from prospect_to_cash.hooks._http import ssl_context
 from prospect_to_cash.hooks.errors import AmbiguousWriteError, DynamicsAPIError, DynamicsError, parse_error
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from prospect_to_cash.hooks.fno import FinanceOperationsHook
 
@@ -230,10 +230,16 @@ def download_package(
 
 
 def package_frames(
-    package: bytes, columns: Sequence[str], *, chunk_rows: int = CHUNK_ROWS
+    package: bytes,
+    columns: Sequence[str],
+    *,
+    fill: Mapping[str, str] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> Iterator[pd.DataFrame]:
     """The rows of the package's data file as text DataFrames with exactly ``columns``
     (matched to the file's header case-insensitively: DMF writes field names in capitals).
+    ``fill`` gives the value of a column the file may leave out (the company of an export
+    run for one legal entity).
 
     :raises DataExportError: the package holds no data file, or more than one (a data project
         per task exports one entity), or the file lacks some of ``columns``.
@@ -251,17 +257,19 @@ def package_frames(
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, [])
     position = {name.casefold(): index for index, name in enumerate(header)}
-    missing = [c for c in columns if c.casefold() not in position]
+    fill = {name.casefold(): value for name, value in (fill or {}).items()}
+    missing = [c for c in columns if c.casefold() not in position and c.casefold() not in fill]
     if missing:
         raise DataExportError(
             f"the package's data file {data_files[0]} lacks the mapped fields {missing}",
             status="BadPackage",
             execution_id="",
         )
-    indexes = [position[c.casefold()] for c in columns]
+    indexes = [position.get(c.casefold()) for c in columns]
+    fixed = [fill.get(c.casefold(), "") for c in columns]
     chunk: list[list[str]] = []
     for record in reader:
-        chunk.append([record[i] for i in indexes])
+        chunk.append([fixed[n] if i is None else record[i] for n, i in enumerate(indexes)])
         if len(chunk) >= chunk_rows:
             yield pd.DataFrame(chunk, columns=list(columns), dtype=object)
             chunk = []

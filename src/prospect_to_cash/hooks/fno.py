@@ -171,7 +171,8 @@ class FinanceOperationsHook(DynamicsBaseHook):
         if execution_status(self, execution_id) == "Unknown":
             start_export(self, definition_group, legal_entity=legal_entity, execution_id=execution_id)
         wait_for_export(self, execution_id, polling or ExportPolling())
-        yield from package_frames(download_package(self, execution_id), select)
+        package = download_package(self, execution_id)
+        yield from package_frames(package, select, fill={"dataAreaId": legal_entity.lower()})
 
     # ------------------------------------------------------------------ writes
 
