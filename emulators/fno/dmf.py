@@ -166,8 +166,6 @@ class DataManagement:
                     data,
                 ],
             )
-        if not failed:
-            self.service.ctx.counters.add("rows_read_by_set", f"{entity} (export)", len(rows))
         return self._string(execution)
 
     def _take_failure(self) -> bool:
@@ -297,9 +295,12 @@ class DataManagement:
                 403, "AuthenticationFailed", f"Signed expiry time [{stamp}] has to be after current time."
             )
         execution = path[len(BLOB_PREFIX) :].split("/", 1)[0]
-        found = self.store.execute("SELECT data FROM _dmf_executions WHERE id = ?", [unquote(execution)])
+        found = self.store.execute(
+            "SELECT data, rows, entity FROM _dmf_executions WHERE id = ?", [unquote(execution)]
+        )
         if not found or not found[0][0]:
             return _storage_error(404, "BlobNotFound", "The specified blob does not exist.")
+        self.service.ctx.record_read(int(found[0][1]), f"{found[0][2]} (export)")  # rows handed out
         return _reply_type()(200, bytes(found[0][0]), [("Content-Type", "application/octet-stream")])
 
 
