@@ -53,9 +53,12 @@ _DAILY_INTRO = [
     "theirs is the highest ratio. What the engine saves is the work after the read: each row is",
     "reduced to a digest of its mapped columns and only rows whose digest changed are transformed",
     "and looked up, so the Sales side is read only for the changed keys and the run writes only",
-    "the changes. Reaching O(changes) for them needs F&O's own incremental export (data management",
-    "incremental export with change tracking, business or data events, Synapse Link; see",
-    'docs/sync.md, "Daily runs read what changed").',
+    "the changes. Reaching O(changes) for them needs F&O's own incremental export: with",
+    "`--fno-incremental-export` the tasks whose mapping can read a Data management export with",
+    "change tracking (products) do, from a data project per task and company in the F&O emulator",
+    "(the quiet day is each project's first export, a full push); rows exported count as read when",
+    'the package is downloaded (`<entity set> (export)`). See docs/sync.md, "Incremental export',
+    'from F&O".',
     "",
     "Active quotes and activated orders are read-only in Sales and posted invoices are final in",
     "F&O; the emulators accept the bench's edits of them, which stand for what a day brings there",
@@ -82,9 +85,14 @@ def _own_rows(s: dict[str, Any], run_name: str = "daily") -> int | None:
     return sum(rows for name, rows in by_set.items() if name in s["own_tables"])
 
 
+def _variant(run: dict[str, Any]) -> str:
+    """How the run read F&O sources, for its headings (`--fno-incremental-export`)."""
+    return ", F&O sources by incremental export" if run.get("fno_incremental_export") else ""
+
+
 def _daily_summary(run: dict[str, Any]) -> list[str]:
     lines = [
-        f"### All templates at {run['scale']:,} rows per large table",
+        f"### All templates at {run['scale']:,} rows per large table{_variant(run)}",
         "",
         f"`{run['command']}` ({run['started']} to {run['finished']}); run order "
         f"{', '.join(run.get('run_order', []))}.",
@@ -116,7 +124,7 @@ def _daily_template(run: dict[str, Any], s: dict[str, Any]) -> list[str]:
         for m in s["mutations"]
     )
     lines = [
-        f"### {s['title']}: {run['scale']:,} rows per large table",
+        f"### {s['title']}: {run['scale']:,} rows per large table{_variant(run)}",
         "",
         f"Changes: {changes}.",
         "",

@@ -33,7 +33,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from prospect_to_cash.hooks.dmf import STILL_RUNNING, ExportPolling, execution_status
-from prospect_to_cash.sync.key_rules import key_filters
+from prospect_to_cash.hooks.odata import and_filters
+from prospect_to_cash.sync.children import released_parent_filters
 from prospect_to_cash.sync.pending import fingerprint, ledger_of
 from prospect_to_cash.sync.staging import TaskStateFile, atomic_write, text_table
 from prospect_to_cash.sync.values import natural_key
@@ -102,7 +103,7 @@ def _carried(ctx: SyncContext, columns: list[str]) -> pd.DataFrame:
 
 
 def _keys(frame: pd.DataFrame, key: tuple[str, ...]) -> list[str]:
-    return [natural_key(parts).casefold() for parts in zip(*(frame[c].tolist() for c in key), strict=True)]
+    return [k.casefold() for k in _natural_keys(frame, key)]
 
 
 def export_rows(ctx: SyncContext) -> pd.DataFrame:
@@ -163,24 +164,51 @@ def _still_running(hook: FinanceOperationsHook, execution: str) -> bool:
 
 
 def stage(ctx: SyncContext) -> tuple[str, int]:
-    """Stage the export's rows as ``source/rows`` and the pending ledger's rows the export
-    does not carry (read by key: they did not change, so no export brings them back)."""
+    """Stage the export's rows as ``source/rows``, then the rows the export does not carry
+    that the run still needs, read through OData: the pending ledger's (they did not
+    change, so no export brings them back) and the lines of headers that landed after
+    waiting (`children`).
+
+    A data project exports its entity for the company, not within the task's OData
+    ``source.filter``: a filtered source's exported rows are read again through OData, with
+    the filter, so only rows within it are staged. Reads by key go by the first key column
+    (text in every shipped F&O entity: order and invoice numbers), a superset the digests
+    then narrow (`source_digests`); the CSV's text never has to become a typed literal."""
     task = ctx.task
     columns = list(task.source_columns)
     rows = export_rows(ctx)
-    seen = set(_keys(rows, task.source.key))
-    keys = ledger_of(ctx).key_values(len(task.source.key), fingerprint(task))
+    pending = ledger_of(ctx).key_values(len(task.source.key), fingerprint(task))
+    firsts = [str(key[0]) for key in pending]
+    seen: set[str] = set()
+    if task.source.filter:
+        firsts += [str(v) for v in rows[task.source.key[0]].tolist()]
     hook = ctx.hooks.for_system("fno")
+    scope = {"select": columns, "filter": task.source.filter, "companies": [ctx.pair.legal_entity]}
     with ctx.staging.page_writer("source", "rows", columns) as writer:
-        writer.write(rows)
-        for query in key_filters(task.source.key, keys, task.source.filter):
-            for page in hook.iter_pages(
-                task.source.entity_set, select=columns, filter=query, companies=[ctx.pair.legal_entity]
+
+        def stage_new(page: pd.DataFrame) -> None:
+            keys = _keys(page, task.source.key)
+            writer.write(page.loc[[k not in seen for k in keys]])
+            seen.update(keys)
+
+        if not task.source.filter:
+            stage_new(rows)
+        values = sorted(set(firsts))
+        if values:
+            for page in hook.iter_pages_by_keys(
+                task.source.entity_set, column=task.source.key[0], values=values, **scope
             ):
-                wanted = [k not in seen for k in _keys(page, task.source.key)]
-                seen.update(_keys(page, task.source.key))
-                writer.write(page.loc[wanted])
+                stage_new(page)
+        for query in released_parent_filters(ctx):
+            for page in hook.iter_pages(
+                task.source.entity_set, **{**scope, "filter": and_filters(task.source.filter, query)}
+            ):
+                stage_new(page)
     return str(writer.path), writer.rows
+
+
+def _natural_keys(frame: pd.DataFrame, key: tuple[str, ...]) -> list[str]:
+    return [natural_key(parts) for parts in zip(*(frame[c].tolist() for c in key), strict=True)]
 
 
 def loaded(ctx: SyncContext) -> None:
