@@ -22,7 +22,7 @@ from prospect_to_cash.hooks.dmf import DataExportError
 from prospect_to_cash.sync.contracts import SyncHooks, Window
 from prospect_to_cash.sync.exports import ExportedRows
 from prospect_to_cash.sync.pending import PendingLedger
-from prospect_to_cash.sync.runner import run_template
+from prospect_to_cash.sync.runner import extract, run_template
 from prospect_to_cash.sync.staging import TaskStaging
 from tests.conftest import TEST_CONFIG
 from tests.support.emulators import Oracle, start_emulators
@@ -201,3 +201,48 @@ def test_a_failed_export_fails_the_task_and_the_retry_lands_the_change(
     finally:
         sales.close()
     assert row["name"] == f"Failed once {number}"
+
+
+def test_rows_exported_by_a_run_that_died_before_its_load_land_with_the_next_run(
+    running: RunningEmulators, tmp_path: Path
+) -> None:
+    """F&O moves the project's baseline when the export succeeds: a run that dies after
+    its extract must not lose those rows. They are kept until a load finishes with them."""
+    root = ObjectStoragePath(f"file://{tmp_path / 'staging'}")
+    _sync(root, "initial", Window(full_refresh=True))
+    _sync(root, "daily-0", _daily())
+    fno = Oracle(running.endpoints, "fno")
+    try:
+        (product,) = fno.rows("SellableReleasedProducts?$select=ProductNumber&$top=1&$orderby=ProductNumber")
+    finally:
+        fno.close()
+    number = product["ProductNumber"]
+    _change(running, [number], "Exported before a crash")
+    _reads(running)
+    hooks = SyncHooks(
+        dataverse=DataverseHook(dataverse_conn_id=CONN["dataverse"]),
+        fno=FinanceOperationsHook(fno_conn_id=CONN["fno"]),
+    )
+    extract(
+        "products",
+        "products",
+        legal_entity="usmf",
+        run_id="died",
+        staging_root=root,
+        hooks=hooks,
+        window=_daily(),
+    )
+    assert _reads(running)[0] == 1  # exported (and consumed in F&O), then the run died
+    kept = ExportedRows(root, "products", "usmf", "products").path
+    assert kept.exists()
+
+    counts = _sync(root, "daily-1", _daily())["tasks"]["products"]["counts"]
+    assert _reads(running)[0] == 1  # price_list_items' own project; products' export is empty
+    assert (counts["updated"], counts["created"]) == (1, 0)
+    assert not kept.exists()
+    sales = Oracle(running.endpoints, "dataverse")
+    try:
+        (row,) = sales.rows(f"products?$select=name&$filter=productnumber eq '{number}'")
+    finally:
+        sales.close()
+    assert row["name"] == f"Exported before a crash {number}"
