@@ -214,3 +214,16 @@ def test_the_package_url_is_signed_and_expires(dmf: Dmf, running: RunningEmulato
             admin.patch_config({"dmf": {"package_expiry_seconds": 7 * 24 * 3600}})
     assert expired.status_code == 403
     assert "Signed expiry time" in expired.text
+
+
+def test_deletions_are_not_exported(dmf: Dmf) -> None:
+    """ "Change tracking will track record deletion only for bring your own database (BYOD)"."""
+    settled = dmf.export()
+    assert dmf.wait(settled) == "Succeeded"
+    gone, changed = _usmf_products(dmf)[3:5]
+    response = dmf.http.delete(f"SellableReleasedProducts(dataAreaId='usmf',ProductNumber='{gone}')")
+    assert response.status_code == 204, response.text
+    dmf.patch_product(changed, "changed beside a delete")
+    execution = dmf.export()
+    assert dmf.wait(execution) == "Succeeded"
+    assert [r["ProductNumber"] for r in dmf.rows(execution)] == [changed]
