@@ -58,9 +58,10 @@ class DataExportError(DynamicsError):
 @dataclass(frozen=True)
 class ExportPolling:
     """How long to wait for an execution: first poll after ``initial`` s, doubling up to
-    ``ceiling`` s between polls, at most ``timeout`` s in all (a large first push takes minutes)."""
+    ``ceiling`` s between polls, at most ``timeout`` s in all (a large first push takes minutes;
+    a small daily export seconds, so the first polls come soon)."""
 
-    initial: float = 1.0
+    initial: float = 0.25
     ceiling: float = 30.0
     timeout: float = 3600.0
 
