@@ -27,10 +27,12 @@ from bench.mutations import MUTATIONS, Mutated, mutate
 from bench.seeding import seed_tables
 from prospect_to_cash.dags.run_books import RUN_BOOKS
 from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook
+from prospect_to_cash.sync.changes import DELTA_FILE
 from prospect_to_cash.sync.contracts import SyncHooks, Window
 from prospect_to_cash.sync.mapping import load_template
 from prospect_to_cash.sync.pending import ledgers
 from prospect_to_cash.sync.runner import run_company_pairs
+from prospect_to_cash.sync.staging import TaskStaging
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -93,6 +95,11 @@ class TemplateResult(TypedDict):
     lower_bound_rows: int
     rows_read_per_changed_row: float
     full_refresh_rows_read_per_changed_row: float
+    #: rows the daily run's deltas returned besides the bench's changes: what other writers
+    #: (another template, a user) changed in the same Sales tables; None: no delta read
+    other_writers: int | None
+    #: rows read per changed source row, the other writers' changes included
+    rows_read_per_source_change: float | None
 
 
 def run_order(templates: Sequence[str]) -> list[str]:
@@ -182,6 +189,28 @@ def _pending(root: str, template: str) -> tuple[int, int]:
     return total, rereads
 
 
+def other_writers(root: str, template: str, run_id: str, mutated: Sequence[Mutated]) -> int | None:
+    """Rows the run's Dataverse deltas returned that the bench did not change: other writers'
+    changes to the same source tables since the last run (the F&O-to-Sales orders load
+    writes Sales order lines). Change tracking refuses ``$filter``, so every reader of the
+    table gets them; the run reads them and skips them (another business unit, outside the
+    mapping's filter, or routed out). A delta is shared by the company pairs: counted once
+    per task (``returned`` of ``source/delta.json``). None when no task read a delta."""
+    changed = {m["task"]: m["changed"] for m in mutated}
+    total: int | None = None
+    for task in load_template(template).tasks:
+        returned = []
+        for company in COMPANIES:
+            staging = TaskStaging(ObjectStoragePath(root), template, run_id, company, task.name)
+            if staging.exists("source", DELTA_FILE, ".json"):
+                state = staging.read_json("source", DELTA_FILE)
+                if not state["whole"]:  # a whole read is the table, not changes
+                    returned.append(int(state["returned"]))
+        if returned:
+            total = (total or 0) + max(max(returned) - changed.get(task.name, 0), 0)
+    return total
+
+
 def run(templates: Sequence[str], scale: int, work: Path) -> dict[str, Any]:
     """Seed one world, load it, let a quiet day pass, change it, then measure each template's
     daily run against a full refresh; returns the seeding figures and a `TemplateResult` per
@@ -249,6 +278,7 @@ def run(templates: Sequence[str], scale: int, work: Path) -> dict[str, Any]:
         changed = sum(m["changed"] for m in mutated[name])
         deleted = sum(m["deleted"] for m in mutated[name])
         per = max(changed + deleted, 1)
+        others = other_writers(root, name, "daily", mutated[name])
         results[name] = TemplateResult(
             title=title(name),
             source_system=RUN_BOOKS[name].source_system,
@@ -264,5 +294,9 @@ def run(templates: Sequence[str], scale: int, work: Path) -> dict[str, Any]:
             lower_bound_rows=changed + deleted,
             rows_read_per_changed_row=round(daily[name]["rows_read"] / per, 2),
             full_refresh_rows_read_per_changed_row=round(full[name]["rows_read"] / per, 2),
+            other_writers=others,
+            rows_read_per_source_change=(
+                None if others is None else round(daily[name]["rows_read"] / (per + others), 2)
+            ),
         )
     return {"seeded": seeded, "run_order": order, "templates": results}

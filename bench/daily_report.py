@@ -90,18 +90,22 @@ def _daily_summary(run: dict[str, Any]) -> list[str]:
         f"{', '.join(run.get('run_order', []))}.",
         "",
         "| Template | Source | Changed | Deleted | Daily rows read | per changed row "
-        "| of them own tables, per changed row | of them pending re-reads | Full refresh rows read "
+        "| of them own tables, per changed row | Changed by other writers "
+        "| per changed source row, theirs included | of them pending re-reads | Full refresh rows read "
         "| per changed row | Daily requests | Daily wall s | Full refresh wall s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s in run["scenarios"].items():
         changed = s["changed"] + s["deleted"]
         daily, full = s["daily"], s["full_refresh"]
         own = _own_rows(s)
+        others = s.get("other_writers")  # the deltas' rows the bench did not change
         lines.append(
             f"| {name} | {'Sales' if s['source_system'] == 'dataverse' else 'F&O'} | {s['changed']:,} "
             f"| {s['deleted']:,} | {daily['rows_read']:,} | {_per(daily['rows_read'], changed)} "
             f"| {'n/a' if own is None else _per(own, changed)} "
+            f"| {'n/a' if others is None else f'{others:,}'} "
+            f"| {'n/a' if others is None else _per(daily['rows_read'], changed + others)} "
             f"| {s['pending_rereads']:,} | {full['rows_read']:,} | {_per(full['rows_read'], changed)} "
             f"| {daily['requests']:,} | {daily['seconds']:.1f} | {full['seconds']:.1f} |"
         )
