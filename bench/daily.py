@@ -194,21 +194,24 @@ def other_writers(root: str, template: str, run_id: str, mutated: Sequence[Mutat
     changes to the same source tables since the last run (the F&O-to-Sales orders load
     writes Sales order lines). Change tracking refuses ``$filter``, so every reader of the
     table gets them; the run reads them and skips them (another business unit, outside the
-    mapping's filter, or routed out). A delta is shared by the company pairs: counted once
-    per task (``returned`` of ``source/delta.json``). None when no task read a delta."""
-    changed = {m["task"]: m["changed"] for m in mutated}
-    total: int | None = None
+    mapping's filter, or routed out). Counted once per source table (``returned`` of
+    ``source/delta.json``): the company pairs share a delta, and two tasks reading one table
+    (contacts) get the same rows. None when no task read a delta."""
+    changed: dict[str, int] = {}
+    for m in mutated:
+        changed[m["entity_set"]] = changed.get(m["entity_set"], 0) + m["changed"]
+    returned: dict[str, int] = {}
     for task in load_template(template).tasks:
-        returned = []
         for company in COMPANIES:
             staging = TaskStaging(ObjectStoragePath(root), template, run_id, company, task.name)
             if staging.exists("source", DELTA_FILE, ".json"):
                 state = staging.read_json("source", DELTA_FILE)
                 if not state["whole"]:  # a whole read is the table, not changes
-                    returned.append(int(state["returned"]))
-        if returned:
-            total = (total or 0) + max(max(returned) - changed.get(task.name, 0), 0)
-    return total
+                    table = state["entity_set"]
+                    returned[table] = max(returned.get(table, 0), int(state["returned"]))
+    if not returned:
+        return None
+    return sum(max(rows - changed.get(table, 0), 0) for table, rows in returned.items())
 
 
 def run(templates: Sequence[str], scale: int, work: Path) -> dict[str, Any]:
