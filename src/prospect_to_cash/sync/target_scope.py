@@ -248,8 +248,9 @@ def row_scope(
 ) -> RowScope | None:
     """The target rows of this run's source rows by their whole key, where every key column
     can be derived for each row (`_row_values`) and the key has more than one column; rows
-    missing a part have no target row to compare with. Columns with more distinct values
-    come first, so the filters group the rest under them (an order's lines)."""
+    missing a part have no target row to compare with. The column with the fewest distinct
+    values comes first: the filters group the rows under its values, fewer groups, shorter
+    filters (``(LineCreationSequenceNumber eq 1 and (SalesOrderNumber eq 'A' or ...))``)."""
     task = ctx.task
     if len(task.natural_key) < 2:
         return None
@@ -265,7 +266,7 @@ def row_scope(
     )
     if len(rows) > SCOPED_READ_MAX_KEYS:
         return None
-    order = sorted(range(len(columns)), key=lambda i: -len({_fold(row[i]) for row in rows}))
+    order = sorted(range(len(columns)), key=lambda i: len({_fold(row[i]) for row in rows}))
     return RowScope(tuple(columns[i][0] for i in order), tuple(tuple(row[i] for i in order) for row in rows))
 
 
