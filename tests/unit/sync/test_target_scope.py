@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from prospect_to_cash.sync import reading
+from prospect_to_cash.sync import reading, target_scope
 from prospect_to_cash.sync.runner import SyncHooks
 from prospect_to_cash.sync.staging import TaskStaging, text_table
 from tests.unit.sync.builders import staged, task_of
@@ -52,6 +52,20 @@ def _stage_extract(root: ObjectStoragePath, lines: list[dict[str, Any]]) -> Task
     return staging
 
 
+def _fno(lines: list[dict[str, Any]], headers: list[str]) -> MemoryService:
+    return MemoryService(
+        "fno",
+        {
+            "CDSSalesOrderLines": MemoryTable(key=("dataAreaId", "SalesOrderNumber", LINE), rows=lines),
+            "CDSSalesOrderHeaders": MemoryTable(
+                key=("dataAreaId", "SalesOrderNumber"),
+                rows=[{"dataAreaId": "usmf", "SalesOrderNumber": n} for n in headers],
+            ),
+            "SellableReleasedProducts": MemoryTable(key=("dataAreaId", "ProductNumber")),
+        },
+    )
+
+
 def _snapshot(root: ObjectStoragePath, fno: MemoryService) -> None:
     sales = MemoryService("dataverse", {})
     reading.snapshot(
@@ -62,19 +76,8 @@ def _snapshot(root: ObjectStoragePath, fno: MemoryService) -> None:
 def test_lines_are_read_by_their_whole_key_and_headers_only_for_lines_fno_lacks(
     staging_root: ObjectStoragePath,
 ) -> None:
-    fno = MemoryService(
-        "fno",
-        {
-            "CDSSalesOrderLines": MemoryTable(
-                key=("dataAreaId", "SalesOrderNumber", "LineCreationSequenceNumber"),
-                rows=[_fno_line(order, n) for order in ("SO-1", "SO-2") for n in (1, 2, 3, 4)],
-            ),
-            "CDSSalesOrderHeaders": MemoryTable(
-                key=("dataAreaId", "SalesOrderNumber"),
-                rows=[{"dataAreaId": "usmf", "SalesOrderNumber": n} for n in ("SO-1", "SO-2", "SO-3")],
-            ),
-            "SellableReleasedProducts": MemoryTable(key=("dataAreaId", "ProductNumber")),
-        },
+    fno = _fno(
+        [_fno_line(order, n) for order in ("SO-1", "SO-2") for n in (1, 2, 3, 4)], ["SO-1", "SO-2", "SO-3"]
     )
     # two changed lines of SO-1, one of SO-2 and a new line of SO-3, which F&O lacks
     staging = _stage_extract(
@@ -104,23 +107,28 @@ def test_lines_are_read_by_their_whole_key_and_headers_only_for_lines_fno_lacks(
     ]
 
 
+def test_above_the_key_limit_lines_are_read_by_order_number_after_their_headers(
+    staging_root: ObjectStoragePath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More (order, line) keys than `SCOPED_READ_MAX_KEYS`: the headers first, then every
+    line of their orders by order number (fewer, longer requests), as before row keys."""
+    monkeypatch.setattr(target_scope, "SCOPED_READ_MAX_KEYS", 3)
+    fno = _fno(
+        lines=[_fno_line(order, n) for order in ("SO-1", "SO-2") for n in (1, 2)], headers=["SO-1", "SO-2"]
+    )
+    _stage_extract(staging_root, [_line("SO-1", 1), _line("SO-1", 2), _line("SO-2", 1), _line("SO-2", 2)])
+    _snapshot(staging_root, fno)
+
+    assert fno.reads == [
+        ("CDSSalesOrderHeaders", "(SalesOrderNumber eq 'SO-1' or SalesOrderNumber eq 'SO-2')"),
+        ("CDSSalesOrderLines", "(SalesOrderNumber eq 'SO-1' or SalesOrderNumber eq 'SO-2')"),
+    ]
+
+
 def test_a_line_whose_header_fno_lacks_finds_no_header(staging_root: ObjectStoragePath) -> None:
     """No line in F&O proves SO-3's header, so it is asked for: absent, the lookup finds
     nothing and the transform holds the line back (as on a full refresh)."""
-    fno = MemoryService(
-        "fno",
-        {
-            "CDSSalesOrderLines": MemoryTable(
-                key=("dataAreaId", "SalesOrderNumber", "LineCreationSequenceNumber"),
-                rows=[_fno_line("SO-1", 1)],
-            ),
-            "CDSSalesOrderHeaders": MemoryTable(
-                key=("dataAreaId", "SalesOrderNumber"),
-                rows=[{"dataAreaId": "usmf", "SalesOrderNumber": "SO-1"}],
-            ),
-            "SellableReleasedProducts": MemoryTable(key=("dataAreaId", "ProductNumber")),
-        },
-    )
+    fno = _fno([_fno_line("SO-1", 1)], ["SO-1"])
     staging = _stage_extract(staging_root, [_line("SO-1", 1), _line("SO-3", 1)])
     _snapshot(staging_root, fno)
 
