@@ -2,7 +2,8 @@
 
 Each builder returns a :class:`Field` shaped like what Dataverse's ``EntityDefinitions``
 reports for that attribute type (lengths, precision, required level, read-only), so the
-table declarations in :mod:`emulators.schema.dataverse` read like the field reference.
+table declarations in :mod:`emulators.schema.dataverse` and
+:mod:`emulators.schema.dataverse_documents` read like the field reference.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ def metadata_id(logical_name: str) -> str:
     return str(uuid.uuid5(METADATA_NAMESPACE, logical_name))
 
 
-# Choice sets the shared address columns use (the table-specific ones are in dataverse.py).
+# Choice sets of the shared columns and of columns in both table modules (the rest sit
+# beside their tables).
 ADDRESS_TYPE = {1: "Bill To", 2: "Ship To", 3: "Primary", 4: "Other"}
 FREIGHT_TERMS = {1: "FOB", 2: "No Charge"}
+PAYMENT_TERMS = {1: "Net 30", 2: "2% 10, Net 30", 3: "Net 45", 4: "Net 60"}
 
 
 # --- column builders -------------------------------------------------------------------

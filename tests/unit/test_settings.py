@@ -1,19 +1,25 @@
-"""The one parser of numeric settings (argument, else environment variable, else default)
-and the settings that use it: staging retention, transform chunk size, run-order waits."""
+"""The typed setting parsers (argument, else environment variable, else default) and the
+settings that use them: staging retention, transform chunk size, run-order waits (numbers);
+operator flags and the row-values debug switch (yes/no, strict and privacy-safe)."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
+from prospect_to_cash.operators.common import flag
 from prospect_to_cash.sensors.run_order import POKE_SECONDS, TIMEOUT_SECONDS
-from prospect_to_cash.settings import NumberSetting
+from prospect_to_cash.settings import FlagSetting, NumberSetting, bool_word
+from prospect_to_cash.sync.privacy import ROW_VALUES, log_row_values
 from prospect_to_cash.sync.retention import RETENTION
 from prospect_to_cash.sync.staging import CHUNK_ROWS
 
 ROWS = NumberSetting("chunk_rows", "P2C_TEST_ROWS", 50, "rows", 1)
 SECONDS = NumberSetting("poke_interval", "P2C_TEST_SECONDS", 60.0, "seconds", 0.0, above=True)
+STRICT = FlagSetting(name="dry_run", variable="P2C_TEST_FLAG", default=False, unknown="raise")
+LENIENT = FlagSetting(name="debug", variable="P2C_TEST_FLAG", default=True, unknown="default")
 
 
 def test_the_given_value_wins_then_the_variable_then_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,3 +75,91 @@ def test_the_packages_settings_share_the_parser() -> None:
         ("P2C_RUN_ORDER_POKE_SECONDS", 60.0, 0.0, True),
         ("P2C_RUN_ORDER_TIMEOUT_SECONDS", 21_600.0, 0.0, True),
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("true", True),
+        (" TRUE ", True),
+        ("1", True),
+        ("Yes", True),
+        ("false", False),
+        ("False\n", False),
+        ("0", False),
+        ("NO", False),
+        ("on", None),
+        ("off", None),
+        ("maybe", None),
+        ("", None),
+        ("10", None),
+    ],
+)
+def test_the_yes_no_words(text: str, expected: bool | None) -> None:
+    assert bool_word(text) is expected
+
+
+def test_a_flag_reads_the_given_value_then_the_variable_then_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("P2C_TEST_FLAG", raising=False)
+    assert (STRICT.read(), LENIENT.read()) == (False, True)
+    for unset in ("", "  ", "None"):  # blank, or an unset value as a template renders it
+        monkeypatch.setenv("P2C_TEST_FLAG", unset)
+        assert (STRICT.read(), LENIENT.read()) == (False, True)
+    monkeypatch.setenv("P2C_TEST_FLAG", " yes ")
+    assert (STRICT.read(), LENIENT.read()) == (True, True)
+    monkeypatch.setenv("P2C_TEST_FLAG", "0")
+    assert (STRICT.read(), LENIENT.read()) == (False, False)
+    assert (STRICT.read(True), STRICT.read("TRUE"), STRICT.read(1)) == (True, True, True)
+    monkeypatch.setenv("P2C_TEST_FLAG", "1")
+    assert (STRICT.read(False), STRICT.read("no"), STRICT.read(0)) == (False, False, False)
+
+
+@pytest.mark.parametrize("text", ["maybe", "on", "2"])
+def test_unknown_text_raises_or_is_the_default_as_the_setting_chose(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = f"dry_run (P2C_TEST_FLAG) must be true or false, got {text!r}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        STRICT.read(text)
+    assert LENIENT.read(text) is True
+    monkeypatch.setenv("P2C_TEST_FLAG", text)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        STRICT.read()
+    assert LENIENT.read() is True
+
+
+def test_an_operator_flag_fails_the_task_on_unknown_text() -> None:
+    """A typo in ``dry_run`` must not write: the task fails without retries."""
+    assert (flag(None, "dry_run"), flag("None", "dry_run"), flag(" True ", "dry_run")) == (False, False, True)
+    with pytest.raises(AirflowFailException, match=r"^dry_run must be true or false, got 'ture'$"):
+        flag("ture", "dry_run")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, False),
+        ("1", True),
+        ("yes", True),
+        ("TRUE", True),
+        ("0", False),
+        ("on", False),
+        ("verbose", False),
+    ],
+)
+def test_row_values_reach_logs_only_on_a_yes_word(
+    text: str | None, expected: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unknown text keeps row values out of logs (privacy-safe) instead of failing the run."""
+    assert (ROW_VALUES.variable, ROW_VALUES.default, ROW_VALUES.unknown) == (
+        "P2C_LOG_ROW_VALUES",
+        False,
+        "default",
+    )
+    if text is None:
+        monkeypatch.delenv("P2C_LOG_ROW_VALUES", raising=False)
+    else:
+        monkeypatch.setenv("P2C_LOG_ROW_VALUES", text)
+    assert log_row_values() is expected

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from prospect_to_cash.settings import FlagSetting
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from datetime import datetime
@@ -85,15 +87,13 @@ def legal_entity_of(company: Company | CompanyPairDict) -> str:
 
 
 def flag(value: bool | str | None, name: str) -> bool:
-    """A boolean operator argument, also when a template rendered it as text (``"True"``)."""
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    text = str(value).strip().casefold()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no", "", "none"):
-        return False
-    raise AirflowFailException(f"{name} must be true or false, got {value!r}")
+    """A boolean operator argument, also when a template rendered it as text (``"True"``);
+    unset is false, and other text fails the task without retries (a typo in ``dry_run``
+    must not write)."""
+    try:
+        return FlagSetting(name=name, default=False, unknown="raise").read(value)
+    except ValueError as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 def change_window(

@@ -34,7 +34,7 @@ from prospect_to_cash.sync.values import FIELD_TYPES
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from prospect_to_cash.sync.limits import FieldLimits
+    from prospect_to_cash.sync.limits import CurrencyPlaces, FieldLimits
 
 #: The seven templates, in run order (later ones need the rows earlier ones deliver).
 TEMPLATES = (
@@ -112,6 +112,8 @@ class FieldMapping:
     bind: Bind | None = None
     note: str = ""
     limits: FieldLimits | None = None  # what the target's $metadata accepts (sync.limits)
+    #: places per row by the record's currency, for a column that follows it (sync.limits)
+    currency_places: CurrencyPlaces | None = None
 
     @property
     def is_bind(self) -> bool:

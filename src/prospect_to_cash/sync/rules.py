@@ -19,7 +19,7 @@ Duplicate keys across chunks and the diff against the target are the planner's
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
@@ -45,7 +45,7 @@ from prospect_to_cash.sync.columns import (
 )
 from prospect_to_cash.sync.company_scope import company_row_id
 from prospect_to_cash.sync.errors import DataError, MappingError
-from prospect_to_cash.sync.limits import text_limit
+from prospect_to_cash.sync.limits import RECORD_CURRENCY, rows_by_places, text_limit, unknown_currency_warning
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Reference, Task
 from prospect_to_cash.sync.values import (
     ConversionError,
@@ -290,6 +290,7 @@ class RowRules:
         #: decimal values rounded to the target's places, per target field, over kept rows
         self.rounded: dict[str, int] = {}
         self._chunk_rounded: dict[str, list[int]] = {}
+        self._unknown_currency_logged = False
 
     # value of one field -------------------------------------------------------------------
     def evaluate(self, mapping: FieldMapping, namespace: dict[str, list[Any]], length: int) -> _Evaluation:
@@ -495,11 +496,14 @@ class RowRules:
         if not first_pass_only:
             ordered += [f for f in task.fields if f.second_pass]
             self._chunk_rounded = {}
+        by_currency: list[tuple[FieldMapping, list[Any]]] = []
         for mapping in ordered:
             evaluation = self.evaluate(mapping, namespace, length)
             for row, message in evaluation.errors.items():
                 reasons[row].append(message)
             system = task.target_system if mapping.write else None
+            if mapping.currency_places is not None and mapping.write:
+                by_currency.append((mapping, evaluation.values))
             final: list[Any] = []
             for row, (value, problems) in enumerate(
                 map_values(evaluation.values, _finisher(mapping, system))
@@ -519,7 +523,31 @@ class RowRules:
                 desired[mapping.target] = final
             if evaluation.binds is not None:
                 binds[mapping.target] = evaluation.binds
+        for mapping, before in by_currency:  # once every row's currency is known
+            final = self._round_by_currency(mapping, before, namespace)
+            namespace[mapping.target] = desired[mapping.target] = final
+            if mapping.target in self._chunk_rounded and not first_pass_only:
+                self._chunk_rounded[mapping.target] = rounded_positions(before, final)
         return desired, binds
+
+    def _round_by_currency(
+        self, mapping: FieldMapping, before: list[Any], namespace: dict[str, list[Any]]
+    ) -> list[Any]:
+        """A column that follows the record currency, each row rounded from its value before
+        rounding to its own currency's places (`prospect_to_cash.sync.limits.rows_by_places`);
+        the field's problems were found on the first rounding and do not depend on places."""
+        currency = self.task.field(RECORD_CURRENCY)
+        record = namespace.get(RECORD_CURRENCY) if currency is not None and currency.write else None
+        final = list(namespace[mapping.target])
+        groups, unknown = rows_by_places(mapping, record, before)
+        for kept, rows in groups.items():
+            finish = _finisher(replace(mapping, scale=kept), self.task.target_system)
+            for row, (value, _) in zip(rows, map_values([before[r] for r in rows], finish), strict=True):
+                final[row] = value
+        if unknown and not self._unknown_currency_logged:
+            self._unknown_currency_logged = True
+            unknown_currency_warning(self.task.target.entity_set, mapping)
+        return final
 
     def needs_own_keys(self) -> bool:
         return any(

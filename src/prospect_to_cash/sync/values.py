@@ -16,6 +16,8 @@ from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
+from prospect_to_cash.settings import bool_word
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
@@ -132,12 +134,10 @@ def to_bool(value: Any) -> bool | None:
         return value
     if isinstance(value, (int, float, Decimal)):
         return bool(value)
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise ConversionError(f"{value!r} is not a boolean")
+    word = bool_word(str(value))
+    if word is None:
+        raise ConversionError(f"{value!r} is not a boolean")
+    return word
 
 
 def to_datetime(value: Any) -> datetime | None:

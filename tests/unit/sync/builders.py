@@ -1,6 +1,7 @@
 """Builders for engine tests: staged-looking frames (text columns, as staging writes them)
 for transform tests; the accounts world over the memory services (Sales accounts with their
-currency, an empty F&O customer table) and a template run over such services."""
+currency, an empty F&O customer table), a template run over such services, and the accounts
+run and load step the runner tests share."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from prospect_to_cash.sync import runner
 from prospect_to_cash.sync.mapping import Task, load_template
 from prospect_to_cash.sync.planner import Plan, TransformInputs, build_plan
 from prospect_to_cash.sync.runner import SyncHooks, run_template
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
 
 #: The Sales currency the accounts world's rows carry (and F&O knows as ``USD``).
 USD = str(uuid.uuid4())
+#: The data interval of the runner tests' windowed runs (the accounts' ``modifiedon`` day).
+WINDOW = {"data_interval_start": "2024-01-01T00:00:00Z", "data_interval_end": "2024-01-02T00:00:00Z"}
 
 
 def staged(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
@@ -48,6 +52,7 @@ def plan_for(
     references: dict[str, Sequence[dict[str, Any]]] | None = None,
     upstream: dict[str, pd.DataFrame] | None = None,
     legal_entity: str = "usmf",
+    chunk_rows: int | None = None,
 ) -> Plan:
     references = references or {}
     staged_refs = {
@@ -62,6 +67,7 @@ def plan_for(
             legal_entity=legal_entity,
             upstream=upstream or {},
         ),
+        chunk_rows=chunk_rows,
     )
 
 
@@ -133,3 +139,88 @@ def run_in_memory(
 def customers_staging(root: ObjectStoragePath, run_id: str = "run-1") -> TaskStaging:
     """The staging of the accounts template's ``customers`` task for usmf in run ``run_id``."""
     return TaskStaging(root, "accounts", run_id, "usmf", "customers")
+
+
+def load_accounts(
+    sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, run_id: str, **kw: Any
+) -> dict:
+    """The load step alone (Airflow retrying the load task of the same run)."""
+    return runner.load(
+        "accounts",
+        "customers",
+        legal_entity="usmf",
+        run_id=run_id,
+        staging_root=root,
+        hooks=SyncHooks(sales, fno),
+        **kw,
+    )
+
+
+def run_accounts(
+    sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, run_id: str, **kw: Any
+) -> dict:
+    """A run whose rows are few and mostly awkward: no error threshold (test_pending has those)."""
+    kw.setdefault("max_rejected", "100%")
+    kw.setdefault("max_failed", "100%")
+    return run_in_memory("accounts", sales, fno, root, run_id, **WINDOW, **kw)
+
+
+def product_services(**sales_options: Any) -> tuple[MemoryService, MemoryService]:
+    """F&O with three released products for usmf; Sales with their currency, unit group,
+    unit and USD price list, and no products yet (``sales_options``: the memory service's)."""
+    group, unit, price_list = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    fno = MemoryService(
+        "fno",
+        {
+            "SellableReleasedProducts": MemoryTable(
+                key=("dataAreaId", "ProductNumber"),
+                rows=[
+                    {
+                        "dataAreaId": "usmf",
+                        "ProductNumber": f"P-{i}",
+                        "ProductName": f"Product {i}",
+                        "ProductType": "Item",
+                        "SalesPrice": 10.0 + i,
+                        "CurrencyCode": "USD",
+                        "SalesUnitSymbol": "ea",
+                        "IsStockedProduct": "Yes",
+                    }
+                    for i in range(1, 4)
+                ],
+            )
+        },
+    )
+    sales = MemoryService(
+        "dataverse",
+        {
+            "products": MemoryTable(
+                key=("productid",),
+            ),
+            "productpricelevels": MemoryTable(
+                key=("productpricelevelid",),
+            ),
+            "transactioncurrencies": MemoryTable(
+                key=("transactioncurrencyid",),
+                rows=[{"transactioncurrencyid": USD, "isocurrencycode": "USD"}],
+            ),
+            "uomschedules": MemoryTable(
+                key=("uomscheduleid",), rows=[{"uomscheduleid": group, "name": "Default Unit"}]
+            ),
+            "uoms": MemoryTable(
+                key=("uomid",), rows=[{"uomid": unit, "name": "Each", "_uomscheduleid_value": group}]
+            ),
+            "pricelevels": MemoryTable(
+                key=("pricelevelid",),
+                rows=[
+                    {
+                        "pricelevelid": price_list,
+                        "name": "USD list",
+                        "_transactioncurrencyid_value": USD,
+                        "statecode": 0,
+                    }
+                ],
+            ),
+        },
+        **sales_options,
+    )
+    return sales, fno

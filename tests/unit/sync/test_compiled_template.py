@@ -10,7 +10,7 @@ import yaml
 from prospect_to_cash.sync import compiled, mapping, runner
 from prospect_to_cash.sync.compiled import compiled_template
 from prospect_to_cash.sync.contracts import SyncHooks
-from tests.unit.sync.test_runner import WINDOW, account, accounts_services
+from tests.unit.sync.builders import WINDOW, account, accounts_services
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.parquet as pq
 
 from prospect_to_cash.sync.deletes import SourceIndex
-from tests.unit.sync.builders import SHIPPED, run_in_memory
-from tests.unit.sync.test_runner import product_services
+from tests.unit.sync.builders import SHIPPED, product_services, run_in_memory
 
 if TYPE_CHECKING:
     from pathlib import Path

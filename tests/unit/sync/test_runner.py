@@ -1,58 +1,41 @@
 """Extract → snapshot → transform → load through in-memory services that enforce the real
-services' write rules: idempotence, dead letters, dry run, crash and resume."""
+services' write rules: a template run end to end (idempotence, dead letters, dry run, logs),
+the streaming load and staging. Crash and resume: test_runner_resume.py; company pairs and
+business-unit scoping: test_company_pairs.py."""
 
 from __future__ import annotations
 
 import json
 import logging
 import threading
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pytest
-import yaml
 
-from emulators.odata.errors import ODataError
-from prospect_to_cash.hooks.operations import WriteKind, WriteOperation
+from prospect_to_cash.hooks.operations import WriteKind
 from prospect_to_cash.sync import deadletter, runner
-from prospect_to_cash.sync.errors import DataError, MappingError, ServiceFailures, SyncError
-from prospect_to_cash.sync.runner import SyncHooks, run_task, run_template
-from tests.unit.sync import memory_service
-from tests.unit.sync.builders import USD, account, accounts_services, customers_staging, run_in_memory
-from tests.unit.sync.memory_service import MemoryService, MemoryTable
+from prospect_to_cash.sync.errors import DataError, SyncError
+from prospect_to_cash.sync.runner import SyncHooks
+from tests.unit.sync.builders import (
+    WINDOW,
+    account,
+    accounts_services,
+    customers_staging,
+    load_accounts,
+    product_services,
+    run_accounts,
+    run_in_memory,
+)
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from airflow.sdk import ObjectStoragePath
+    from typing_extensions import Unpack
 
-WINDOW = {"data_interval_start": "2024-01-01T00:00:00Z", "data_interval_end": "2024-01-02T00:00:00Z"}
+    from prospect_to_cash.sync.contracts import ExtractResult, SnapshotResult, SyncArgs
+    from tests.unit.sync.memory_service import MemoryService
+
 pytestmark = pytest.mark.usefixtures("unscoped_environment")  # one pair, no business-unit scoping
-
-
-def load_accounts(
-    sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, run_id: str, **kw: Any
-) -> dict:
-    """The load step alone (Airflow retrying the load task of the same run)."""
-    return runner.load(
-        "accounts",
-        "customers",
-        legal_entity="usmf",
-        run_id=run_id,
-        staging_root=root,
-        hooks=SyncHooks(sales, fno),
-        **kw,
-    )
-
-
-def run_accounts(
-    sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, run_id: str, **kw: Any
-) -> dict:
-    """A run whose rows are few and mostly awkward: no error threshold (test_pending has those)."""
-    kw.setdefault("max_rejected", "100%")
-    kw.setdefault("max_failed", "100%")
-    return run_in_memory("accounts", sales, fno, root, run_id, **WINDOW, **kw)
 
 
 def assert_xcom_safe(value: Any) -> None:
@@ -229,183 +212,6 @@ def test_row_values_reach_the_log_only_when_the_debug_setting_asks(
         assert "accounts/customers [usmf]: 1 write(s) refused; keys and reasons in " in text
 
 
-class TestCrashAndResume:
-    def rows(self) -> list[dict[str, Any]]:
-        return [account(f"ACC-{i}", f"Customer {i}") for i in range(1, 6)]
-
-    def test_killed_between_units_then_retried_finishes_without_duplicates(
-        self, staging_root: ObjectStoragePath
-    ) -> None:
-        sales, fno = accounts_services(self.rows(), fail_after_units=2, unit_size=2)
-        with pytest.raises(ConnectionError):
-            run_accounts(sales, fno, staging_root, "run-1", journal_every=2)
-        assert len(fno.tables["CustomersV3"].rows) == 4
-        fno.fail_after_units = None
-        sent_before = len(fno.writes)
-        # Airflow retries the load task of the same run: the journal skips what is done
-        result = load_accounts(sales, fno, staging_root, "run-1", journal_every=2)
-        assert len(fno.writes) - sent_before == 1
-        assert result["counts"]["created"] == 5
-        keys = [r["CustomerAccount"] for r in fno.tables["CustomersV3"].rows]
-        assert sorted(keys) == [f"ACC-{i}" for i in range(1, 6)]
-
-    def test_a_torn_journal_does_not_block_the_retry(self, staging_root: ObjectStoragePath) -> None:
-        sales, fno = accounts_services(self.rows(), fail_after_units=2, unit_size=2)
-        with pytest.raises(ConnectionError):
-            run_accounts(sales, fno, staging_root, "run-1", journal_every=2)
-        staging = customers_staging(staging_root)
-        journals = staging.list("plan", "journal-")
-        assert [p.name for p in journals] == ["journal-000000.parquet", "journal-000001.parquet"]
-        whole = journals[1].read_bytes()
-        journals[1].write_bytes(whole[: len(whole) // 2])  # cut in half, as a crash mid-write would
-        fno.fail_after_units = None
-        result = load_accounts(sales, fno, staging_root, "run-1", journal_every=2)
-        # ACC-3 and ACC-4 lost their journal: sent again, found existing by a read-back
-        assert (result["counts"]["created"], result["counts"]["failed"]) == (5, 0)
-        assert sorted(r["CustomerAccount"] for r in fno.tables["CustomersV3"].rows) == [
-            f"ACC-{i}" for i in range(1, 6)
-        ]
-        names = [p.name for p in staging.list("plan", "journal-")]
-        assert names == ["journal-000000.parquet", "journal-000002.parquet", "journal-000003.parquet"]
-        assert [p.name for p in staging.list("plan", ".")] == []  # no temporary file left
-
-    def test_fresh_run_after_a_crash_creates_only_what_is_missing(
-        self, staging_root: ObjectStoragePath
-    ) -> None:
-        sales, fno = accounts_services(self.rows(), fail_after_units=1, unit_size=2)
-        with pytest.raises(ConnectionError):
-            run_accounts(sales, fno, staging_root, "run-1", journal_every=2)
-        fno.fail_after_units = None
-        result = run_accounts(sales, fno, staging_root, "run-2", journal_every=2)
-        assert (result["counts"]["created"], result["counts"]["unchanged"]) == (3, 2)
-        assert len(fno.tables["CustomersV3"].rows) == 5
-
-    def test_fno_create_whose_answer_was_lost_is_resolved_by_reading_the_row(
-        self, staging_root: ObjectStoragePath
-    ) -> None:
-        sales, fno = accounts_services(self.rows(), lose_answer_of_unit=1, unit_size=2)
-        with pytest.raises(ConnectionError):
-            run_accounts(sales, fno, staging_root, "run-1", journal_every=2)
-        result = load_accounts(sales, fno, staging_root, "run-1", journal_every=2)
-        assert result["counts"]["created"] == 5
-        assert result["counts"]["failed"] == 0
-        assert len(fno.tables["CustomersV3"].rows) == 5
-        refused = [op for op in fno.writes if op.kind == WriteKind.CREATE]
-        assert len(refused) == 7  # 2 creates repeated, answered "already exists", then read back
-        assert any(f and "CustomerAccount eq 'ACC-1'" in f for s, f in fno.reads if s == "CustomersV3")
-
-    def test_fno_duplicate_answered_in_another_language_is_resolved_by_reading_the_key(
-        self, staging_root: ObjectStoragePath, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """A German environment: same 500 and empty code, no English word in the answer."""
-        german = ODataError(
-            500,
-            "",
-            "Ein Fehler ist aufgetreten.",
-            inner={"message": "Der Datensatz ist bereits vorhanden.", "type": "", "stacktrace": ""},
-        )
-        monkeypatch.setattr(memory_service._FNO_CHECK, "already_exists", lambda entity_set, row: german)
-        sales, fno = accounts_services(self.rows(), lose_answer_of_unit=1, unit_size=2)
-        with pytest.raises(ConnectionError):
-            run_accounts(sales, fno, staging_root, "run-1", journal_every=2)
-        fno.reads.clear()  # the snapshot's key reads are not read-backs
-        result = load_accounts(sales, fno, staging_root, "run-1", journal_every=2)
-        assert (result["counts"]["created"], result["counts"]["failed"]) == (5, 0)
-        assert sorted(r["CustomerAccount"] for r in fno.tables["CustomersV3"].rows) == [
-            f"ACC-{i}" for i in range(1, 6)
-        ]
-        read_back = sorted(f for s, f in fno.reads if s == "CustomersV3" and f and "CustomerAccount eq" in f)
-        assert [f.split("CustomerAccount eq ")[1] for f in read_back] == ["'ACC-1'", "'ACC-2'"]
-
-    def test_fno_500_on_a_create_whose_key_is_free_stays_failed(
-        self, staging_root: ObjectStoragePath, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """A 500 may be "already exists": the key is read back, finds nothing, the refusal stands."""
-        sales, fno = accounts_services(self.rows())
-        applied = fno._apply
-
-        def refuse_acc_3(operation: WriteOperation) -> Any:
-            if operation.kind == WriteKind.CREATE and operation.key["CustomerAccount"] == "ACC-3":
-                raise ODataError(500, "", "An error has occurred.", inner={"message": "Deadlock", "type": ""})
-            return applied(operation)
-
-        monkeypatch.setattr(fno, "_apply", refuse_acc_3)
-        # a 5xx may heal: the run writes everything else, then fails so Airflow retries it
-        with pytest.raises(ServiceFailures, match=r"accounts \[usmf\]: 1 write\(s\) failed at the service"):
-            run_accounts(sales, fno, staging_root, "run-1")
-        assert [f for s, f in fno.reads if s == "CustomersV3" and f and "'ACC-3'" in f] != []
-        dead = deadletter.read(customers_staging(staging_root))
-        failed = dead[dead["stage"] == "load"].to_dict("records")
-        assert [(f["ref"], f["status"], f["reason"]) for f in failed] == [
-            ("ACC-3", 500, "An error has occurred. — Deadlock")
-        ]
-        assert sorted(r["CustomerAccount"] for r in fno.tables["CustomersV3"].rows) == [
-            "ACC-1",
-            "ACC-2",
-            "ACC-4",
-            "ACC-5",
-        ]
-
-
-def product_services(**sales_options: Any) -> tuple[MemoryService, MemoryService]:
-    group, unit, price_list = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
-    fno = MemoryService(
-        "fno",
-        {
-            "SellableReleasedProducts": MemoryTable(
-                key=("dataAreaId", "ProductNumber"),
-                rows=[
-                    {
-                        "dataAreaId": "usmf",
-                        "ProductNumber": f"P-{i}",
-                        "ProductName": f"Product {i}",
-                        "ProductType": "Item",
-                        "SalesPrice": 10.0 + i,
-                        "CurrencyCode": "USD",
-                        "SalesUnitSymbol": "ea",
-                        "IsStockedProduct": "Yes",
-                    }
-                    for i in range(1, 4)
-                ],
-            )
-        },
-    )
-    sales = MemoryService(
-        "dataverse",
-        {
-            "products": MemoryTable(
-                key=("productid",),
-            ),
-            "productpricelevels": MemoryTable(
-                key=("productpricelevelid",),
-            ),
-            "transactioncurrencies": MemoryTable(
-                key=("transactioncurrencyid",),
-                rows=[{"transactioncurrencyid": USD, "isocurrencycode": "USD"}],
-            ),
-            "uomschedules": MemoryTable(
-                key=("uomscheduleid",), rows=[{"uomscheduleid": group, "name": "Default Unit"}]
-            ),
-            "uoms": MemoryTable(
-                key=("uomid",), rows=[{"uomid": unit, "name": "Each", "_uomscheduleid_value": group}]
-            ),
-            "pricelevels": MemoryTable(
-                key=("pricelevelid",),
-                rows=[
-                    {
-                        "pricelevelid": price_list,
-                        "name": "USD list",
-                        "_transactioncurrencyid_value": USD,
-                        "statecode": 0,
-                    }
-                ],
-            ),
-        },
-        **sales_options,
-    )
-    return sales, fno
-
-
 class TestProductsToDataverse:
     def run(
         self, sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, run_id: str, **kw: Any
@@ -460,128 +266,6 @@ class TestProductsToDataverse:
         assert len(sales.tables["products"].rows) == 3  # products themselves were loaded first
 
 
-def test_business_unit_scopes_dataverse_reads(
-    mappings_dir: Path, staging_root: ObjectStoragePath, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("P2C_ENVIRONMENT_FILE")
-    environment = yaml.safe_load((mappings_dir / "environment.yaml").read_text())
-    unit = str(uuid.uuid4())
-    environment["company_pairs"] = [{"legal_entity": "usmf", "business_unit": "Contoso US"}]
-    (mappings_dir / "environment.yaml").write_text(yaml.safe_dump(environment))
-    sales, fno = accounts_services(
-        [
-            account("ACC-1", "A", _owningbusinessunit_value=unit),
-            account("ACC-2", "B", _owningbusinessunit_value=str(uuid.uuid4())),
-        ]
-    )
-    sales.tables["businessunits"] = MemoryTable(
-        key=("businessunitid",), rows=[{"businessunitid": unit, "name": "Contoso US"}]
-    )
-    result = run_task(
-        "accounts",
-        "customers",
-        legal_entity="usmf",
-        run_id="bu",
-        staging_root=staging_root,
-        hooks=SyncHooks(sales, fno),
-        mappings_dir=mappings_dir,
-    )
-    assert result["counts"]["created"] == 1
-    assert [r["CustomerAccount"] for r in fno.tables["CustomersV3"].rows] == ["ACC-1"]
-
-
-def test_company_pairs_for_the_dag_fan_out(unscoped: Path) -> None:
-    from prospect_to_cash import sync
-
-    assert sync.company_pairs(environment_file=str(unscoped)) == [
-        {"legal_entity": "usmf", "business_unit": None, "business_unit_id": None, "owner": None}
-    ]
-    assert sync.run_template is run_template
-
-
-class TestCompanyPairs:
-    """``run_company_pairs``: every pair at once, on shared hooks, failures reported together."""
-
-    @pytest.fixture
-    def two_pairs(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-        path = tmp_path / "two-pairs.yaml"
-        pairs = [
-            {"legal_entity": "usmf", "business_unit": None},
-            {"legal_entity": "demf", "business_unit": None},
-        ]
-        path.write_text(yaml.safe_dump({"company_pairs": pairs}))
-        monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(path))
-        return path
-
-    def run(self, sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, **kw: Any) -> dict:
-        return runner.run_company_pairs(
-            "accounts",
-            run_id="pairs",
-            staging_root=root,
-            hooks=SyncHooks(sales, fno),
-            check_metadata=False,
-            **WINDOW,
-            **kw,
-        )
-
-    def test_every_pair_lands_and_counts_add_up(
-        self, two_pairs: Path, staging_root: ObjectStoragePath
-    ) -> None:
-        sales, fno = accounts_services([account(f"ACC-{i}", f"Customer {i}") for i in range(1, 6)])
-        result = self.run(sales, fno, staging_root)
-        assert set(result["companies"]) == {"usmf", "demf"}
-        assert result["counts"]["created"] == 10
-        assert all(summary["counts"]["created"] == 5 for summary in result["companies"].values())
-        by_company = sorted((r["dataAreaId"], r["CustomerAccount"]) for r in fno.tables["CustomersV3"].rows)
-        assert by_company == sorted((c, f"ACC-{i}") for c in ("demf", "usmf") for i in range(1, 6))
-        again = self.run(sales, fno, staging_root)
-        assert again["counts"]["created"] == 0
-        assert again["counts"]["unchanged"] == 10
-        assert again["failed"] == {}
-
-    def test_a_subset_of_pairs_in_any_case(self, two_pairs: Path, staging_root: ObjectStoragePath) -> None:
-        sales, fno = accounts_services([account("ACC-1", "Customer 1")])
-        result = self.run(sales, fno, staging_root, legal_entities=["DEMF"])
-        assert set(result["companies"]) == {"demf"}
-        assert [r["dataAreaId"] for r in fno.tables["CustomersV3"].rows] == ["demf"]
-
-    def test_an_unknown_legal_entity_is_refused_before_anything_runs(
-        self, two_pairs: Path, staging_root: ObjectStoragePath
-    ) -> None:
-        sales, fno = accounts_services([account("ACC-1", "Customer 1")])
-        with pytest.raises(MappingError, match=r"\['gbsi'\] have no company pair; configured: usmf, demf"):
-            self.run(sales, fno, staging_root, legal_entities=["usmf", "gbsi"])
-        assert fno.tables["CustomersV3"].rows == []
-
-    def test_a_failing_pair_does_not_stop_the_others(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, staging_root: ObjectStoragePath
-    ) -> None:
-        path = tmp_path / "one-bad-pair.yaml"
-        pairs = [
-            {"legal_entity": "usmf", "business_unit": None},
-            {"legal_entity": "demf", "business_unit": "Nowhere"},
-        ]
-        path.write_text(yaml.safe_dump({"company_pairs": pairs}))
-        monkeypatch.setenv("P2C_ENVIRONMENT_FILE", str(path))
-        sales, fno = accounts_services([account("ACC-1", "Customer 1")])
-        sales.tables["businessunits"] = MemoryTable(key=("businessunitid",), rows=[])
-        with pytest.raises(
-            SyncError, match=r"1 of 2 company pair\(s\) failed: demf \(SyncError: business unit 'Nowhere'"
-        ):
-            self.run(sales, fno, staging_root)
-        assert [(r["dataAreaId"], r["CustomerAccount"]) for r in fno.tables["CustomersV3"].rows] == [
-            ("usmf", "ACC-1")
-        ]
-        # Without raising, the result names what finished and what failed (the CLI's report).
-        report = self.run(sales, fno, staging_root, raise_on_failure=False)
-        assert set(report["companies"]) == {"usmf"}
-        assert report["companies"]["usmf"]["counts"]["unchanged"] == 1
-        assert report["failed"] == {
-            "demf": "SyncError: business unit 'Nowhere' of legal entity 'demf': found 0 rows, expected 1"
-        }
-        assert (report["counts"]["unchanged"], report["counts"]["failed"]) == (1, 0)
-
-
 class TestStreamingLoad:
     """The load hands the hook one lazy stream per phase and journals outcomes as they come."""
 
@@ -621,6 +305,21 @@ class TestStreamingLoad:
             load_accounts(sales, fno, staging_root, "run-1")
 
 
+def extract_and_snapshot_accounts(
+    sales: MemoryService, fno: MemoryService, root: ObjectStoragePath, **given: Unpack[SyncArgs]
+) -> tuple[ExtractResult, SnapshotResult]:
+    """The customers task's extract and snapshot steps alone, for usmf in ``run-1``."""
+    return runner.extract_and_snapshot(
+        "accounts",
+        "customers",
+        legal_entity="usmf",
+        run_id="run-1",
+        staging_root=root,
+        hooks=SyncHooks(sales, fno),
+        **given,
+    )
+
+
 def test_extract_and_snapshot_read_side_by_side(staging_root: ObjectStoragePath) -> None:
     """On a full refresh each service's first read waits until the other service has been
     read too: done one after the other, the first read would wait in vain."""
@@ -639,15 +338,7 @@ def test_extract_and_snapshot_read_side_by_side(staging_root: ObjectStoragePath)
             return _real(*args, **kw)
 
         service.iter_pages = iter_pages  # type: ignore[method-assign]
-    extracted, snapped = runner.extract_and_snapshot(
-        "accounts",
-        "customers",
-        legal_entity="usmf",
-        run_id="run-1",
-        staging_root=staging_root,
-        hooks=SyncHooks(sales, fno),
-        full_refresh=True,
-    )
+    extracted, snapped = extract_and_snapshot_accounts(sales, fno, staging_root, full_refresh=True)
     assert overlapped == [True, True], "extract and snapshot did not read at the same time"
     assert (extracted["read"], snapped["rows"]) == (1, 0)
 
@@ -658,16 +349,7 @@ def test_a_windowed_snapshot_reads_the_keys_its_extract_staged(staging_root: Obj
     fno.tables["CustomersV3"].rows.append(
         {"dataAreaId": "usmf", "CustomerAccount": "OTHER", "OrganizationName": "X"}
     )
-    extracted, snapped = runner.extract_and_snapshot(
-        "accounts",
-        "customers",
-        legal_entity="usmf",
-        run_id="run-1",
-        staging_root=staging_root,
-        hooks=SyncHooks(sales, fno),
-        data_interval_start=WINDOW["data_interval_start"],
-        data_interval_end=WINDOW["data_interval_end"],
-    )
+    extracted, snapped = extract_and_snapshot_accounts(sales, fno, staging_root, **WINDOW)
     assert (extracted["read"], snapped["rows"]) == (2, 0)
     customers = [f for s, f in fno.reads if s == "CustomersV3"]
     # one chunk for the snapshot (OTHER is never read); the invoice-account lookup reads
