@@ -6,6 +6,7 @@ two customers from F&O (snapshot and lookup), not the company's whole customer t
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +124,59 @@ def test_hooks_read_by_keys_in_chunks_exactly_the_rows_of_the_keys(
     assert sorted(got_fno["CustomerAccount"]) == wanted_fno[:7]
     assert sorted(got_sales["accountnumber"]) == wanted_sales[:7]
     assert (list(empty.columns), len(empty)) == (["accountnumber"], 0)
+
+
+def test_hooks_read_composite_keys_in_chunks_exactly_the_rows_of_the_keys(
+    running: RunningEmulators, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Order lines by (order, line): F&O's lines by number, Sales' by the order's GUID (a
+    bare GUID literal) and the sequence number; a pair that does not exist reads nothing."""
+    fno_oracle, sales_oracle = Oracle(running.endpoints, "fno"), Oracle(running.endpoints, "dataverse")
+    try:
+        fno_lines = fno_oracle.rows(
+            "CDSSalesOrderLines?cross-company=true&$select=SalesOrderNumber,LineCreationSequenceNumber"
+            "&$filter=dataAreaId eq 'usmf'"
+        )
+        sales_lines = sales_oracle.rows("salesorderdetails?$select=_salesorderid_value,sequencenumber")
+    finally:
+        fno_oracle.close()
+        sales_oracle.close()
+    fno_keys = sorted((r["SalesOrderNumber"], r["LineCreationSequenceNumber"]) for r in fno_lines)[:7]
+    sales_keys = sorted((r["_salesorderid_value"], r["sequencenumber"]) for r in sales_lines)[:7]
+    assert len(fno_keys) == len(sales_keys) == 7
+    running.reset_counters()
+    with (
+        FinanceOperationsHook(fno_conn_id=CONN["fno"]) as fno,
+        DataverseHook(dataverse_conn_id=CONN["dataverse"]) as dv,
+    ):
+        monkeypatch.setattr(fno, "keys_per_read", 3)  # 8 keys: 3 requests, side by side
+        monkeypatch.setattr(dv, "keys_per_read", 3)
+        got_fno = _frame(
+            fno.iter_pages_by_key_rows(
+                "CDSSalesOrderLines",
+                select=["SalesOrderNumber", "LineCreationSequenceNumber"],
+                columns=["SalesOrderNumber", "LineCreationSequenceNumber"],
+                rows=[*fno_keys, (fno_keys[0][0], 999)],
+                companies=["usmf"],
+            )
+        )
+        got_sales = _frame(
+            dv.iter_pages_by_key_rows(
+                "salesorderdetails",
+                select=["_salesorderid_value", "sequencenumber"],
+                columns=["_salesorderid_value", "sequencenumber"],
+                rows=[(uuid.UUID(order), line) for order, line in [*sales_keys, (sales_keys[0][0], 999)]],
+            )
+        )
+    assert (
+        sorted(zip(got_fno["SalesOrderNumber"], got_fno["LineCreationSequenceNumber"], strict=True))
+        == fno_keys
+    )
+    got = zip(got_sales["_salesorderid_value"], got_sales["sequencenumber"], strict=True)
+    assert sorted(got) == sales_keys
+    counters = running.counters()
+    assert counters["fno"]["requests"]["GET CDSSalesOrderLines"] == 3
+    assert counters["dataverse"]["requests"]["GET salesorderdetails"] == 3
 
 
 def _staged_rows(tmp_path: Path, run_id: str, name: str) -> Any:
