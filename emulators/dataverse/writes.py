@@ -16,6 +16,7 @@ from emulators.dataverse.keys import KeyPredicate, parse_key, resolve_row_key, s
 from emulators.dataverse.precision import round_kept
 from emulators.dataverse.reads import DataverseReads
 from emulators.dataverse.records import BIND_SUFFIX, CRM_TYPE_PREFIX, check_body, property_map, set_column
+from emulators.dataverse.states import settle_state
 from emulators.odata.batch import relative_to_root, resolve_reference
 from emulators.odata.errors import ODataError
 from emulators.schema.validate import to_storage
@@ -111,6 +112,7 @@ class DataverseWrites(DataverseReads):
                 )
             row[pk] = key.primary
         row[pk] = str(row.get(pk) or uuid.uuid4())
+        settle_state(table, row, None)  # before the defaults: a lone state gets its own status
         for column in table.fields:
             if column.name in row or column.read_only:
                 continue
@@ -273,6 +275,7 @@ class DataverseWrites(DataverseReads):
             return self._written(call, table, stored, created=True)
         body = check_body(table, body, self.catalog, for_create=False)
         changes = self._changes(call, table, body)
+        settle_state(table, changes, existing)
         pk = table.key[0]
         row_id = str(existing[pk])
         if changes.get(pk) not in (None, row_id):
@@ -399,6 +402,7 @@ class DataverseWrites(DataverseReads):
     ) -> str:
         body = check_body(table, record, self.catalog, for_create=False)
         changes = self._changes(call, table, body)
+        settle_state(table, changes, existing)
         pk = table.key[0]
         changes.pop(pk, None)
         changes.update(

@@ -13,6 +13,9 @@ write), so a mapping typo fails at unit level exactly as it would against the se
 * write bodies go through the emulators' payload checks (Dataverse ``check_body``, F&O's
   ``_check_payload``): unknown or misspelled properties, wrong types, read-only columns,
   missing required F&O fields.
+* Dataverse: a ``statuscode`` that is not one of the ``statecode``'s status reasons is
+  refused (0x80048408), a ``statecode`` alone gets its DefaultStatus
+  (``emulators.dataverse.states``).
 * Dataverse: create of an existing id → 412 "A record with matching key values already
   exists."; update of a missing id → 404; ``nav@odata.bind`` must name an existing row of
   the navigation's target set, and is read back as ``_<column>_value``.
@@ -35,6 +38,7 @@ import pandas as pd
 
 from emulators.dataverse import errors as dataverse_errors
 from emulators.dataverse.records import check_body, property_map
+from emulators.dataverse.states import settle_state
 from emulators.fno import errors as fno_errors
 from emulators.fno.entities import EntityView, build_views
 from emulators.fno.service import FnoService
@@ -458,6 +462,7 @@ class MemoryService:
             existing.update(changes)
             return WriteOutcome(ref, True, 204)
         changes = self._dataverse_changes(schema, body, for_create=operation.kind == WriteKind.CREATE)
+        settle_state(schema, changes, existing if operation.kind == WriteKind.UPDATE else None)
         if operation.kind == WriteKind.CREATE:
             if existing is not None:
                 raise dataverse_errors.record_exists()

@@ -229,6 +229,24 @@ def test_dataverse_update_of_a_missing_id_is_a_404() -> None:
     )
 
 
+def test_dataverse_status_reason_of_another_state_is_refused_and_a_lone_state_gets_its_default() -> None:
+    service = sales()
+    mismatch = {"statecode": 0, "statuscode": 2}  # Inactive (2) is the Inactive state's reason
+    update = WriteOperation(WriteKind.UPDATE, "accounts", {"accountid": ACCOUNT}, mismatch, ref="a")
+    assert refusal(write_one(service, update)) == (
+        False,
+        400,
+        "0x80048408",
+        "State code is invalid or state code is valid but status code is invalid for a specified state code.",
+    )
+    deactivate = WriteOperation(
+        WriteKind.UPDATE, "accounts", {"accountid": ACCOUNT}, {"statecode": 1}, ref="d"
+    )
+    assert refusal(write_one(service, deactivate)) == (True, 204, None, None)
+    row = service.tables["accounts"].rows[0]
+    assert (row["statecode"], row["statuscode"]) == (1, 2)
+
+
 def test_bind_must_name_an_existing_row_of_the_target_set() -> None:
     service = sales()
     bind = "transactioncurrencyid@odata.bind"
