@@ -29,11 +29,13 @@ from bench.mutations import MUTATIONS, Mutated, mutate
 from bench.seeding import seed_tables
 from prospect_to_cash.dags.run_books import RUN_BOOKS
 from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook
+from prospect_to_cash.sync.changes import DELTA_FILE
 from prospect_to_cash.sync.contracts import SyncHooks, Window
 from prospect_to_cash.sync.environment import ENVIRONMENT_FILE_VARIABLE, load_environment
 from prospect_to_cash.sync.mapping import load_template
 from prospect_to_cash.sync.pending import ledgers
 from prospect_to_cash.sync.runner import run_company_pairs
+from prospect_to_cash.sync.staging import TaskStaging
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -96,6 +98,11 @@ class TemplateResult(TypedDict):
     lower_bound_rows: int
     rows_read_per_changed_row: float
     full_refresh_rows_read_per_changed_row: float
+    #: rows the daily run's deltas returned besides the bench's changes: what other writers
+    #: (another template, a user) changed in the same Sales tables; None: no delta read
+    other_writers: int | None
+    #: rows read per changed source row, the other writers' changes included
+    rows_read_per_source_change: float | None
 
 
 def run_order(templates: Sequence[str]) -> list[str]:
@@ -184,6 +191,31 @@ def _pending(root: str, template: str, exported: Sequence[str] = ()) -> tuple[in
         if ledger.task in by_change:
             rereads += sum(1 for entry in entries if not entry.get("parked"))
     return total, rereads
+
+
+def other_writers(root: str, template: str, run_id: str, mutated: Sequence[Mutated]) -> int | None:
+    """Rows the run's Dataverse deltas returned that the bench did not change: other writers'
+    changes to the same source tables since the last run (the F&O-to-Sales orders load
+    writes Sales order lines). Change tracking refuses ``$filter``, so every reader of the
+    table gets them; the run reads them and skips them (another business unit, outside the
+    mapping's filter, or routed out). Counted once per source table (``returned`` of
+    ``source/delta.json``): the company pairs share a delta, and two tasks reading one table
+    (contacts) get the same rows. None when no task read a delta."""
+    changed: dict[str, int] = {}
+    for m in mutated:
+        changed[m["entity_set"]] = changed.get(m["entity_set"], 0) + m["changed"]
+    returned: dict[str, int] = {}
+    for task in load_template(template).tasks:
+        for company in COMPANIES:
+            staging = TaskStaging(ObjectStoragePath(root), template, run_id, company, task.name)
+            if staging.exists("source", DELTA_FILE, ".json"):
+                state = staging.read_json("source", DELTA_FILE)
+                if not state["whole"]:  # a whole read is the table, not changes
+                    table = state["entity_set"]
+                    returned[table] = max(returned.get(table, 0), int(state["returned"]))
+    if not returned:
+        return None
+    return sum(max(rows - changed.get(table, 0), 0) for table, rows in returned.items())
 
 
 def export_tasks(templates: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -297,6 +329,7 @@ def run(
         changed = sum(m["changed"] for m in mutated[name])
         deleted = sum(m["deleted"] for m in mutated[name])
         per = max(changed + deleted, 1)
+        others = other_writers(root, name, "daily", mutated[name])
         results[name] = TemplateResult(
             title=title(name),
             source_system=RUN_BOOKS[name].source_system,
@@ -313,5 +346,9 @@ def run(
             lower_bound_rows=changed + deleted,
             rows_read_per_changed_row=round(daily[name]["rows_read"] / per, 2),
             full_refresh_rows_read_per_changed_row=round(full[name]["rows_read"] / per, 2),
+            other_writers=others,
+            rows_read_per_source_change=(
+                None if others is None else round(daily[name]["rows_read"] / (per + others), 2)
+            ),
         )
     return {"seeded": seeded, "run_order": order, "templates": results}

@@ -36,11 +36,16 @@ _DAILY_INTRO = [
     "plus reference overhead; the column *own tables* counts only the rows read from the template's",
     "own sources and targets (the emulators count rows per entity set), the rest are references.",
     "Accounts reach it with references included. The others read, per changed row, the reference rows it",
-    "names on both sides (a changed order line: its product in Sales, its product and header in",
-    "F&O), and for documents every line of a changed order in F&O (the line snapshot is keyed by",
-    "order number, so an order of four lines with one changed reads four). The delta also carries",
-    "what other templates wrote to the same Sales table (F&O-to-Sales orders write order lines),",
-    "which the run reads and skips. All of it grows with the changes, not with the tables.",
+    "names on both sides (a changed order line: its product on both sides and its header in Sales,",
+    "which alone names its order number). Document lines are read in F&O by their whole key (order",
+    "number and line number: one row per changed line, not every line of the order), and a line",
+    "found there needs no F&O header read (its header is there); only new lines ask for theirs.",
+    "The delta also carries what other writers changed in the same Sales tables since the last run",
+    "(the F&O-to-Sales orders template writes Sales orders and lines): change tracking refuses",
+    "`$filter`, so no reader can avoid them; the run reads and skips them. The column *changed by",
+    "other writers* counts them (the rows the deltas returned besides the bench's changes, once per",
+    "table) and the next one divides the rows read by every changed source row, theirs included.",
+    "All of it grows with the changes, not with the tables.",
     "",
     "**F&O-sourced templates** (products, F&O-to-Sales orders, invoices) cannot get there through",
     "OData: F&O's standard entities have no change timestamp and no change tracking over OData, so",
@@ -100,18 +105,22 @@ def _daily_summary(run: dict[str, Any]) -> list[str]:
         f"{', '.join(run.get('run_order', []))}.",
         "",
         "| Template | Source | Changed | Deleted | Daily rows read | per changed row "
-        "| of them own tables, per changed row | of them pending re-reads | Full refresh rows read "
+        "| of them own tables, per changed row | Changed by other writers "
+        "| per changed source row, theirs included | of them pending re-reads | Full refresh rows read "
         "| per changed row | Daily requests | Daily wall s | Full refresh wall s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s in run["scenarios"].items():
         changed = s["changed"] + s["deleted"]
         daily, full = s["daily"], s["full_refresh"]
         own = _own_rows(s)
+        others = s.get("other_writers")  # the deltas' rows the bench did not change
         lines.append(
             f"| {name} | {'Sales' if s['source_system'] == 'dataverse' else 'F&O'} | {s['changed']:,} "
             f"| {s['deleted']:,} | {daily['rows_read']:,} | {_per(daily['rows_read'], changed)} "
             f"| {'n/a' if own is None else _per(own, changed)} "
+            f"| {'n/a' if others is None else f'{others:,}'} "
+            f"| {'n/a' if others is None else _per(daily['rows_read'], changed + others)} "
             f"| {s['pending_rereads']:,} | {full['rows_read']:,} | {_per(full['rows_read'], changed)} "
             f"| {daily['requests']:,} | {daily['seconds']:.1f} | {full['seconds']:.1f} |"
         )

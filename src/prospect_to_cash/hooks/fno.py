@@ -174,6 +174,33 @@ class FinanceOperationsHook(DynamicsBaseHook):
         package = download_package(self, execution_id)
         yield from package_frames(package, select, fill={"dataAreaId": legal_entity.lower()})
 
+    def iter_pages_by_key_rows(
+        self,
+        entity_set: str,
+        *,
+        select: Sequence[str],
+        columns: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+        filter: str | None = None,
+        companies: Sequence[str] | str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> Iterator[pd.DataFrame]:
+        """The rows whose ``columns`` equal one of ``rows`` (a composite key: an order
+        line by order number and line number), page by page: ``or`` chains of ``and``-ed
+        equalities, chunked like `iter_pages_by_keys`."""
+        yield from self._iter_key_chunks(
+            columns,
+            rows,
+            select,
+            lambda chunk: self.iter_pages(
+                entity_set,
+                select=select,
+                filter=and_filters(filter, chunk),
+                companies=companies,
+                page_size=page_size,
+            ),
+        )
+
     # ------------------------------------------------------------------ writes
 
     def _prepare(self, op: WriteOperation) -> PreparedWrite | WriteOutcome:
