@@ -27,7 +27,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -35,16 +35,21 @@ import pyarrow.parquet as pq
 from prospect_to_cash.hooks.dmf import STILL_RUNNING, ExportPolling, execution_status
 from prospect_to_cash.hooks.odata import and_filters
 from prospect_to_cash.sync.children import released_parent_filters
+from prospect_to_cash.sync.limits import service_metadata
 from prospect_to_cash.sync.pending import fingerprint, ledger_of
 from prospect_to_cash.sync.staging import TaskStateFile, atomic_write, text_table
-from prospect_to_cash.sync.values import natural_key
+from prospect_to_cash.sync.target_scope import key_rows
+from prospect_to_cash.sync.values import ConversionError, is_blank, natural_key, normalize, py
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
     from airflow.sdk import ObjectStoragePath
 
     from prospect_to_cash.hooks.fno import FinanceOperationsHook
     from prospect_to_cash.sync.context import SyncContext
     from prospect_to_cash.sync.contracts import Window
+    from prospect_to_cash.sync.target_scope import RowScope
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +168,56 @@ def _still_running(hook: FinanceOperationsHook, execution: str) -> bool:
         return True  # cannot tell: keep the id, the next attempt asks again
 
 
+#: The Edm types whose CSV text becomes an OData literal without guessing a format: text as
+#: it is, whole numbers (``LineCreationSequenceNumber``), GUIDs. Dates are left out: a data
+#: project's CSV writes them in its own format.
+_TYPED_KEYS: dict[str, str] = {
+    "Edm.String": "string",
+    "Edm.Int16": "int",
+    "Edm.Int32": "int",
+    "Edm.Int64": "int",
+    "Edm.Byte": "int",
+    "Edm.Guid": "guid",
+}
+
+
+def reread_scope(
+    columns: Sequence[str], types: Mapping[str, str], keys: Iterable[Sequence[str]]
+) -> RowScope | None:
+    """The OData read of ``keys`` (the source key's text, as the CSV and the pending ledger
+    give it): every key column whose ``$metadata`` type (``types``) the text converts to
+    for every key (`_TYPED_KEYS`), in `key_rows`'s order; the others are left out, a
+    superset the digests narrow (an invoice's date). None (read the filter whole) when no
+    column converts or above `SCOPED_READ_MAX_KEYS`."""
+    keys = [tuple(key) for key in keys]
+    typed: list[tuple[str, list[Any]]] = []
+    for i, column in enumerate(columns):
+        kind = _TYPED_KEYS.get(types.get(column, ""))
+        if kind is None:
+            continue
+        try:
+            values = [normalize(key[i], kind) if kind != "string" else str(key[i]) for key in keys]
+        except (ConversionError, ArithmeticError):
+            continue
+        if all(value is not None for value in values):
+            typed.append((column, [uuid.UUID(v) if kind == "guid" else v for v in values]))
+    if not typed:
+        return None
+    return key_rows(tuple(c for c, _ in typed), zip(*(v for _, v in typed), strict=True))
+
+
+def _texts(values: Iterable[Any]) -> list[str]:
+    return ["" if is_blank(py(v)) else str(py(v)) for v in values]
+
+
+def _key_types(ctx: SyncContext) -> dict[str, str]:
+    """The source entity's property types from F&O's ``$metadata`` (read once per hook);
+    empty when the hook cannot give it."""
+    metadata = service_metadata(ctx.hooks, "fno")
+    shape = metadata.entity_sets.get(ctx.task.source.entity_set) if metadata is not None else None
+    return dict(shape.properties) if shape is not None else {}
+
+
 def stage(ctx: SyncContext) -> tuple[str, int]:
     """Stage the export's rows as ``source/rows``, then the rows the export does not carry
     that the run still needs, read through OData: the pending ledger's (they did not
@@ -171,32 +226,41 @@ def stage(ctx: SyncContext) -> tuple[str, int]:
 
     A data project exports its entity for the company, not within the task's OData
     ``source.filter``: a filtered source's exported rows are read again through OData, with
-    the filter, so only rows within it are staged. Reads by key go by the first key column
-    (text in every shipped F&O entity: order and invoice numbers), a superset the digests
-    then narrow (`source_digests`); the CSV's text never has to become a typed literal."""
+    the filter, so only rows within it are staged. Reads by key go by the whole key
+    (`reread_scope`: the CSV's text typed by ``$metadata``), a changed order line reads
+    that line, not every line of its order; above `SCOPED_READ_MAX_KEYS` keys (a project's
+    first, full push) the filter is read whole, and the digests then narrow either."""
     task = ctx.task
     columns = list(task.source_columns)
     rows = export_rows(ctx)
-    pending = ledger_of(ctx).key_values(len(task.source.key), fingerprint(task))
-    firsts = [str(key[0]) for key in pending]
+    wanted = [tuple(key) for key in ledger_of(ctx).key_values(len(task.source.key), fingerprint(task))]
     seen: set[str] = set()
     if task.source.filter:
-        firsts += [str(v) for v in rows[task.source.key[0]].tolist()]
+        wanted += list(zip(*(_texts(rows[c].tolist()) for c in task.source.key), strict=True))
     hook = ctx.hooks.for_system("fno")
     scope = {"select": columns, "filter": task.source.filter, "companies": [ctx.pair.legal_entity]}
+    keys = reread_scope(task.source.key, _key_types(ctx), wanted) if wanted else None
     with ctx.staging.page_writer("source", "rows", columns) as writer:
 
         def stage_new(page: pd.DataFrame) -> None:
-            keys = _keys(page, task.source.key)
-            writer.write(page.loc[[k not in seen for k in keys]])
-            seen.update(keys)
+            found = _keys(page, task.source.key)
+            writer.write(page.loc[[k not in seen for k in found]])
+            seen.update(found)
 
         if not task.source.filter:
             stage_new(rows)
-        values = sorted(set(firsts))
-        if values:
+        if wanted and keys is None:
+            for page in hook.iter_pages(task.source.entity_set, **scope):
+                stage_new(page)
+        elif keys is not None and len(keys.columns) == 1:
+            values = [row[0] for row in keys.rows]
             for page in hook.iter_pages_by_keys(
-                task.source.entity_set, column=task.source.key[0], values=values, **scope
+                task.source.entity_set, column=keys.columns[0], values=values, **scope
+            ):
+                stage_new(page)
+        elif keys is not None:
+            for page in hook.iter_pages_by_key_rows(
+                task.source.entity_set, columns=list(keys.columns), rows=list(keys.rows), **scope
             ):
                 stage_new(page)
         for query in released_parent_filters(ctx):
@@ -204,6 +268,14 @@ def stage(ctx: SyncContext) -> tuple[str, int]:
                 task.source.entity_set, **{**scope, "filter": and_filters(task.source.filter, query)}
             ):
                 stage_new(page)
+    log.info(
+        "%s/%s [%s]: %d key(s) read again through OData: %s",
+        ctx.template.name,
+        task.name,
+        ctx.pair.legal_entity,
+        len(set(wanted)),
+        "by " + ", ".join(keys.columns) if keys is not None else ("whole" if wanted else "none"),
+    )
     return str(writer.path), writer.rows
 
 

@@ -316,7 +316,7 @@ def stage_target_facets(ctx: SyncContext) -> None:
     so the transform checks values against them without talking to a service (and every
     retry of it sees the same limits). Nothing is staged when the hook has no ``$metadata``
     (in-memory test services) or the set is missing (check_mapping names that first)."""
-    metadata = target_metadata(ctx.hooks, ctx.task.target_system)
+    metadata = service_metadata(ctx.hooks, ctx.task.target_system)
     shape = metadata.entity_sets.get(ctx.task.target.entity_set) if metadata is not None else None
     if shape is None:
         return
@@ -371,7 +371,7 @@ _CACHE: weakref.WeakKeyDictionary[Any, ServiceMetadata] = weakref.WeakKeyDiction
 _CACHE_LOCK = threading.Lock()
 
 
-def target_metadata(hooks: Any, system: str) -> ServiceMetadata | None:
+def service_metadata(hooks: Any, system: str) -> ServiceMetadata | None:
     """The parsed ``$metadata`` of ``system``, read once per hook (a task's hooks, or the
     hooks a whole run shares); None when the hook cannot give it (in-memory test services)."""
     from prospect_to_cash.sync.metadata_check import parse_csdl

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from prospect_to_cash.sync.values import ConversionError, is_blank, normalize, py
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     import pandas as pd
 
@@ -248,9 +248,7 @@ def row_scope(
 ) -> RowScope | None:
     """The target rows of this run's source rows by their whole key, where every key column
     can be derived for each row (`_row_values`) and the key has more than one column; rows
-    missing a part have no target row to compare with. The column with the fewest distinct
-    values comes first: the filters group the rows under its values, fewer groups, shorter
-    filters (``(LineCreationSequenceNumber eq 1 and (SalesOrderNumber eq 'A' or ...))``)."""
+    missing a part have no target row to compare with (`key_rows` orders the columns)."""
     task = ctx.task
     if len(task.natural_key) < 2:
         return None
@@ -261,13 +259,22 @@ def row_scope(
         if values is None or mapping is None:
             return None
         columns.append((mapping.snapshot_column, values))
-    rows = dict.fromkeys(
+    rows = [
         row for row in zip(*(values for _, values in columns), strict=True) if all(v is not None for v in row)
-    )
-    if len(rows) > SCOPED_READ_MAX_KEYS:
+    ]
+    return key_rows(tuple(name for name, _ in columns), rows)
+
+
+def key_rows(columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> RowScope | None:
+    """The distinct ``rows`` of ``columns`` as a `RowScope`, None above
+    `SCOPED_READ_MAX_KEYS`. The column with the fewest distinct values comes first: the
+    filters group the rows under its values, fewer groups, shorter filters
+    (``(LineCreationSequenceNumber eq 1 and (SalesOrderNumber eq 'A' or ...))``)."""
+    distinct = list(dict.fromkeys(rows))
+    if len(distinct) > SCOPED_READ_MAX_KEYS:
         return None
-    order = sorted(range(len(columns)), key=lambda i: len({_fold(row[i]) for row in rows}))
-    return RowScope(tuple(columns[i][0] for i in order), tuple(tuple(row[i] for i in order) for row in rows))
+    order = sorted(range(len(columns)), key=lambda i: len({_fold(row[i]) for row in distinct}))
+    return RowScope(tuple(columns[i] for i in order), tuple(tuple(row[i] for i in order) for row in distinct))
 
 
 def target_scope(
