@@ -349,7 +349,8 @@ def extract(
         pending,
         sharers,
         read_rows,
-        scope_references=bool(task.source.change_field) and not window.full_refresh,
+        # a change window or an export: the references only for the keys its rows carry
+        scope_references=(bool(task.source.change_field) or exported) and not window.full_refresh,
     )
     if source_digests.applies(ctx):
         rows = _keep_changed(ctx, window.full_refresh, partial=exported)
