@@ -137,6 +137,16 @@ class FieldMapping:
 
 
 @dataclass(frozen=True)
+class IncrementalExport:
+    """An F&O source read from a Data management export project with change tracking
+    (`sync.exports`): ``definition_group`` is the data project (one per company and task),
+    ``timeout_minutes`` how long a run waits for its execution."""
+
+    definition_group: str
+    timeout_minutes: int = 60
+
+
+@dataclass(frozen=True)
 class SourceSpec:
     entity_set: str
     key: tuple[str, ...]
@@ -147,6 +157,8 @@ class SourceSpec:
     #: The source record's own id (a Dataverse GUID column), read so that a dead letter
     #: or a pending entry names the record even when its business key is blank.
     primary_id: str | None = None
+    #: Scheduled runs read this export instead of the whole entity (None: off).
+    incremental_export: IncrementalExport | None = None
 
 
 @dataclass(frozen=True)
@@ -466,6 +478,23 @@ def _delete_policy(raw: str | dict[str, Any]) -> DeletePolicy:
     return DeletePolicy(raw.get("policy", "report"), tuple(raw.get("deactivate", {}).items()))
 
 
+def _incremental_export(
+    raw: dict[str, Any] | None, environment: Environment, problems: _Problems, where: str
+) -> IncrementalExport | None:
+    """The source's export project as this company's environment names it (None: off)."""
+    if not raw:
+        return None
+    group = _resolve_env_value(raw["definition_group"], environment, problems, f"{where}, incremental_export")
+    if group is None:
+        return None
+    if not isinstance(group, str) or not group.strip():
+        problems.add(
+            f"{where}, incremental_export", f"definition_group must be a data project name, got {group!r}"
+        )
+        return None
+    return IncrementalExport(group.strip(), int(raw.get("timeout_minutes", 60)))
+
+
 def _check_task(task: Task, problems: _Problems, where: str) -> None:
     targets = [f.target for f in task.fields]
     duplicates = sorted({t for t in targets if targets.count(t) > 1})
@@ -512,6 +541,10 @@ def _check_task(task: Task, problems: _Problems, where: str) -> None:
         if mapping.type == "bool" and task.target_system == "fno" and mapping.write:
             problems.add(field_where, "F&O has no booleans: write the NoYes enum (type: enum, 'Yes'/'No')")
         defined.add(mapping.target)
+    if task.source.incremental_export is not None and (
+        task.source_system != "fno" or task.source.change_field
+    ):
+        problems.add(where, "incremental_export is for F&O sources without a change_field")
     if task.on_source_delete.policy == "deactivate" and not task.on_source_delete.deactivate:
         problems.add(where, "on_source_delete: deactivate needs the 'deactivate' values of the target")
     if task.parent is not None:
@@ -595,6 +628,9 @@ def load_template(
                     "company_scope", "company" if source_system == "fno" else "none"
                 ),
                 select=tuple(source_raw.get("select", ())),
+                incremental_export=_incremental_export(
+                    source_raw.get("incremental_export"), environment, problems, where
+                ),
             ),
             target=TargetSpec(
                 entity_set=target_raw["entity_set"],

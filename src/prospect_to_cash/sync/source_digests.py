@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 FOLDER = "_digests"
 STAGED = "digests"
+#: ``source/digests-changed.parquet``: the digests of the rows an incremental export brought.
+STAGED_PARTIAL = "digests-changed"
 #: ``source/unseen.json``: ``{"rows": n}``, the rows read but left out as unchanged.
 UNSEEN = "unseen"
 
@@ -69,13 +71,23 @@ def _digests(frame: pd.DataFrame, columns: list[str], key: tuple[str, ...]) -> t
     return keys, digests
 
 
-def keep_changed(ctx: SyncContext, frame: pd.DataFrame, *, full_refresh: bool) -> pd.DataFrame:
+def keep_changed(
+    ctx: SyncContext, frame: pd.DataFrame, *, full_refresh: bool, partial: bool = False
+) -> pd.DataFrame:
     """Stage the digests of ``frame`` (a whole read) and return the rows a run must
     transform: all of them on a full refresh or without earlier digests, else the rows
-    new or changed since the last load, and those the pending ledger waits for."""
+    new or changed since the last load, and those the pending ledger waits for.
+
+    :param partial: ``frame`` holds only some rows (an incremental export, `sync.exports`):
+        its digests are staged apart (`STAGED_PARTIAL`) and merged into the stored ones by
+        `promote`; absence from it says nothing, so no delete is measured against it.
+    """
     columns = [c for c in ctx.task.source_columns if c in frame.columns]
     keys, digests = _digests(frame, columns, ctx.task.source.key)
-    ctx.staging.write_table("source", STAGED, pa.table({"key": keys, "digest": digests}))
+    staged, other = (STAGED_PARTIAL, STAGED) if partial else (STAGED, STAGED_PARTIAL)
+    if ctx.staging.exists("source", other):  # an earlier attempt of this run read the other way
+        ctx.staging.path("source", other).unlink()
+    ctx.staging.write_table("source", staged, pa.table({"key": keys, "digest": digests}))
     ctx.staging.write_json("source", UNSEEN, {"rows": 0})
     store = _store(ctx)
     if full_refresh or not store.exists():
@@ -104,6 +116,11 @@ def unseen_rows(ctx: SyncContext) -> int:
     return int(ctx.staging.read_json("source", UNSEEN)["rows"])
 
 
+def read_partially(ctx: SyncContext) -> bool:
+    """Whether this run's extract staged only some rows' digests (an incremental export)."""
+    return ctx.staging.exists("source", STAGED_PARTIAL)
+
+
 def keys_read(ctx: SyncContext) -> set[str] | None:
     """The (case-folded) source keys of every row this run's whole read returned, also
     those left out as unchanged: what absence from the source is measured against. None
@@ -116,10 +133,28 @@ def keys_read(ctx: SyncContext) -> set[str] | None:
 
 
 def promote(ctx: SyncContext) -> None:
-    """After a finished load: the digests this run staged become the ones to compare with."""
-    if not applies(ctx) or not ctx.staging.exists("source", STAGED):
+    """After a finished load: the digests this run staged become the ones to compare with
+    (an export's replace those of its keys only)."""
+    if not applies(ctx):
         return
-    with ctx.staging.path("source", STAGED).open("rb") as handle:
-        table = pq.read_table(handle)
+    if ctx.staging.exists("source", STAGED):
+        with ctx.staging.path("source", STAGED).open("rb") as handle:
+            table = pq.read_table(handle)
+    elif ctx.staging.exists("source", STAGED_PARTIAL):
+        with ctx.staging.path("source", STAGED_PARTIAL).open("rb") as handle:
+            changed = pq.read_table(handle)
+        merged: dict[str, str] = {}
+        if _store(ctx).exists():
+            with _store(ctx).open("rb") as handle:
+                earlier = pq.read_table(handle)
+            merged.update(
+                zip(earlier.column("key").to_pylist(), earlier.column("digest").to_pylist(), strict=True)
+            )
+        merged.update(
+            zip(changed.column("key").to_pylist(), changed.column("digest").to_pylist(), strict=True)
+        )
+        table = pa.table({"key": list(merged), "digest": list(merged.values())})
+    else:
+        return
     with atomic_write(_store(ctx)) as handle:
         pq.write_table(table, handle)

@@ -49,7 +49,7 @@ from emulators.schema.dataverse import CATALOG as DATAVERSE_CATALOG
 from emulators.schema.fno import CATALOG as FNO_CATALOG
 from prospect_to_cash.hooks._writes import json_body
 from prospect_to_cash.hooks.errors import DynamicsAPIError, parse_error
-from prospect_to_cash.hooks.odata import key_filters
+from prospect_to_cash.hooks.odata import key_filters, key_row_filters
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
 
 if TYPE_CHECKING:
@@ -355,6 +355,29 @@ class MemoryService:
         ``or`` chains here (this evaluator has no ``Microsoft.Dynamics.CRM.In``; the hook's
         ``In`` filters are tested against the emulator), F&O's the same as the hook's."""
         chunks = key_filters(column, values, use_in=False, budget=2000, most=self.keys_per_read)
+        if not chunks:
+            yield pd.DataFrame({c: pd.Series([], dtype=object) for c in select})
+            return
+        for chunk in chunks:
+            where = f"({filter}) and ({chunk})" if filter else chunk
+            yield from self.iter_pages(
+                entity_set, select=select, filter=where, companies=companies, page_size=page_size
+            )
+
+    def iter_pages_by_key_rows(
+        self,
+        entity_set: str,
+        *,
+        select: list[str],
+        columns: list[str],
+        rows: Iterable[tuple[Any, ...]],
+        filter: str | None = None,
+        companies: list[str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """The hooks' composite key read: the hook's own ``or`` chains of ``and``-ed
+        equalities, one ``iter_pages`` per chunk."""
+        chunks = key_row_filters(columns, rows, budget=2000, most=self.keys_per_read)
         if not chunks:
             yield pd.DataFrame({c: pd.Series([], dtype=object) for c in select})
             return
