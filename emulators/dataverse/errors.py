@@ -22,6 +22,9 @@ documented text from an inferred one:
   ``InvalidStateCodeStatusCode`` 0x80048408, a status reason that is not one of the state's.
 * ``use-change-tracking-synchronize-data-external-systems.md``: ``The "$filter" query
   parameter isn't supported when Change Tracking is enabled.`` (also $orderby, $expand, $top).
+* ``web-service-error-codes.md``: ``CannotUpdateBecauseItIsReadOnly`` 0x8004022e, "The object
+  cannot be updated because it is read-only.": what a write to a closed document (or to a line
+  of one) gets. The docs name no error for it; this is the closest documented one (inferred).
 * PowerApps-Samples (change tracking, metadata cache): ``Version stamp associated with the
   client has expired. Please perform a full sync.``, ErrorCodes.ExpiredVersionStamp 0x80044352.
 * Inferred (marked below): the codes of the last ones where no capture shows them, the
@@ -47,6 +50,7 @@ MESSAGE_NOT_SUPPORTED = "0x80040800"  # inferred: SdkEntityDoesNotSupportMessage
 SEGMENT_NOT_FOUND = "0x8006088a"
 QUERY_ERROR = "0x0"
 INVALID_STATE_STATUS = "0x80048408"
+READ_ONLY_RECORD = "0x8004022e"
 EXPIRED_VERSION_STAMP = "0x80044352"
 CHANGE_TRACKING_NOT_ENABLED = "0x80044353"  # inferred
 
@@ -206,6 +210,11 @@ def invalid_state_status() -> ODataError:
         INVALID_STATE_STATUS,
         "State code is invalid or state code is valid but status code is invalid for a specified state code.",
     )
+
+
+def read_only_record() -> ODataError:
+    """A write to a document in a read-only state, or to its lines (code chosen, status 400 inferred)."""
+    return ODataError(400, READ_ONLY_RECORD, "The object cannot be updated because it is read-only.")
 
 
 def required_missing(logical_name: str, column: str) -> ODataError:

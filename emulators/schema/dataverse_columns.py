@@ -292,6 +292,7 @@ def table(
     change_tracking: bool = True,
     description: str = "",
     owner_parent: str | None = None,
+    read_only_states: frozenset[int] = frozenset(),
 ) -> Table:
     """A table with its primary key, audit columns and (user-owned) owner columns added."""
     key = f"{logical_name}id"
@@ -315,4 +316,5 @@ def table(
         metadata_id=metadata_id(logical_name),
         description=description,
         owner_parent=owner_parent,
+        read_only_states=read_only_states,
     )

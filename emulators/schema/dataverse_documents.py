@@ -218,7 +218,16 @@ def _quote() -> Table:
         *state_and_status(QUOTE_STATES, QUOTE_STATUSES),
         *lookup_fields,
     ]
-    return table("quote", "quotes", "name", fields, lookups, ownership="UserOwned")
+    # "Shows whether the quote is draft, active, won, or closed. Only draft quotes can be edited."
+    return table(
+        "quote",
+        "quotes",
+        "name",
+        fields,
+        lookups,
+        ownership="UserOwned",
+        read_only_states=frozenset({1, 2, 3}),
+    )
 
 
 def _quotedetail() -> Table:
@@ -269,7 +278,17 @@ def _salesorder() -> Table:
         lookup_column("quoteid"),
     ]
     lookups = [*lookups, Lookup("quoteid", {"quoteid": "quotes"})]
-    return table("salesorder", "salesorders", "name", fields, lookups, ownership="UserOwned")
+    # "Shows whether the order is active, submitted, fulfilled, canceled, or invoiced. Only active
+    # orders can be edited."
+    return table(
+        "salesorder",
+        "salesorders",
+        "name",
+        fields,
+        lookups,
+        ownership="UserOwned",
+        read_only_states=frozenset({1, 2, 3, 4}),
+    )
 
 
 def _salesorderdetail() -> Table:
@@ -326,7 +345,17 @@ def _invoice() -> Table:
         lookup_column("salesorderid"),
     ]
     lookups = [*lookups, Lookup("salesorderid", {"salesorderid": "salesorders"})]
-    return table("invoice", "invoices", "name", fields, lookups, ownership="UserOwned")
+    # "Shows whether the invoice is active, paid, or canceled. Paid and canceled invoices are
+    # read-only and can't be edited unless they are reactivated."
+    return table(
+        "invoice",
+        "invoices",
+        "name",
+        fields,
+        lookups,
+        ownership="UserOwned",
+        read_only_states=frozenset({2, 3}),
+    )
 
 
 def _invoicedetail() -> Table:

@@ -139,6 +139,9 @@ class Table:
     description: str = ""
     #: Dataverse lines (parental ownership): the lookup to the parent whose owner the row takes.
     owner_parent: str | None = None
+    #: Dataverse documents: the states (``statecode``) in which the row is read-only ("Only
+    #: active orders can be edited"); its lines (``owner_parent``) are then read-only too.
+    read_only_states: frozenset[int] = frozenset()
 
     def field(self, name: str) -> Field | None:
         return self._fields_by_name.get(name)

@@ -29,6 +29,10 @@ from prospect_to_cash.sync.environment import (
 )
 from prospect_to_cash.sync.errors import MappingError
 from prospect_to_cash.sync.expressions import Expression, ExpressionError, lookup_path
+from prospect_to_cash.sync.read_only import ReadOnlyWhen, read_only_when
+from prospect_to_cash.sync.read_only import problems as read_only_problems
+from prospect_to_cash.sync.read_only import reference_columns as read_only_reference_columns
+from prospect_to_cash.sync.read_only import snapshot_columns as read_only_snapshot_columns
 from prospect_to_cash.sync.values import FIELD_TYPES
 
 if TYPE_CHECKING:
@@ -165,6 +169,8 @@ class TargetSpec:
     filter: str | None = None
     operations: tuple[str, ...] = ("create", "update")
     company_scope: str = "company"
+    #: states in which Sales keeps the row (or its header) read-only (`sync.read_only`)
+    read_only_when: ReadOnlyWhen | None = None
 
 
 @dataclass(frozen=True)
@@ -272,6 +278,7 @@ class Task:
         for mapping in self.fields:
             if mapping.write and (mapping.compared or mapping.second_pass):
                 wanted.append(mapping.snapshot_column)
+        wanted.extend(read_only_snapshot_columns(self))
         return tuple(dict.fromkeys(wanted))
 
     def reference_columns(self, name: str) -> tuple[str, ...]:
@@ -286,6 +293,7 @@ class Task:
                     wanted.extend(candidate.match)
                     wanted.append(candidate.returns)
                     wanted.extend(mapping.lookup.sort_by)
+        wanted.extend(read_only_reference_columns(self, name))
         return tuple(dict.fromkeys(wanted))
 
 
@@ -543,6 +551,8 @@ def _check_task(task: Task, problems: _Problems, where: str) -> None:
         for name in task.parent.match:
             if name not in defined:
                 problems.add(f"{where}, parent", f"match field {name!r} is not a field of this task")
+    for problem in read_only_problems(task):
+        problems.add(f"{where}, target", problem)
 
 
 def template_file(name_or_path: str | Path, mappings_dir: str | Path | None) -> tuple[Path, Path]:
@@ -631,6 +641,7 @@ def load_template(
                 company_scope=target_raw.get(
                     "company_scope", "company" if target_system == "fno" else "none"
                 ),
+                read_only_when=read_only_when(target_raw.get("read_only_when")),
             ),
             fields=tuple(fields),
             references=tuple(

@@ -47,6 +47,7 @@ from prospect_to_cash.sync.company_scope import company_row_id
 from prospect_to_cash.sync.errors import DataError, MappingError
 from prospect_to_cash.sync.limits import RECORD_CURRENCY, rows_by_places, text_limit, unknown_currency_warning
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Reference, Task
+from prospect_to_cash.sync.read_only import is_closed_reason
 from prospect_to_cash.sync.values import (
     ConversionError,
     deterministic_id,
@@ -461,7 +462,7 @@ class RowRules:
         return self._upstream_ok[task_name]
 
     def parent_states(self) -> KeyStates | None:
-        """Keys of the header task's rejected or failed rows (last word per key)."""
+        """Keys of the header task's rejected or failed rows (last word per key), not closed ones."""
         if not self._parent_loaded:
             self._parent_loaded = True
             parent = self.task.parent
@@ -472,7 +473,7 @@ class RowRules:
                 reasons: list[Any] = []
                 for batch in batches:
                     for ref, status, reason in zip(batch[REF], batch["status"], batch["reason"], strict=True):
-                        if not is_blank(ref) and status in BAD_STATUSES:
+                        if not is_blank(ref) and status in BAD_STATUSES and not is_closed_reason(reason):
                             keys.append(str(ref).casefold())
                             statuses.append(status)
                             reasons.append(reason)

@@ -3,7 +3,8 @@
 F&O's standard entities have no change timestamp, so a daily run reads them whole. What it
 need not do is transform, snapshot and diff every row again: each row read is reduced to a
 digest of the columns the task reads, and a windowed run keeps only the rows whose digest
-differs from the last successful load's (plus the rows the pending ledger waits for). The
+differs from the last successful load's (plus the rows the pending ledger waits for: not its
+parked ones, which wait for a change of their own row or of the mapping). The
 target then sees only changed rows, so its snapshot and lookups are scoped to them
 (`target_scope`).
 
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prospect_to_cash.sync.pending import ledger_of
+from prospect_to_cash.sync.pending import fingerprint, ledger_of
 from prospect_to_cash.sync.staging import TaskStateFile, atomic_write
 from prospect_to_cash.sync.values import is_blank, natural_key, py
 
@@ -94,9 +95,16 @@ def keep_changed(
     with store.open("rb") as handle:
         earlier = pq.read_table(handle)
     known = dict(zip(earlier.column("key").to_pylist(), earlier.column("digest").to_pylist(), strict=True))
-    waiting = {natural_key(list(k)) for k in ledger_of(ctx).key_values(len(ctx.task.source.key))}
+    # Parked entries (rejected for the row's own content, or a closed target) wait for a change
+    # of their row or of the mapping, like the key re-reads of a Sales source; duplicate keys
+    # are transformed whole, every row of the key (deltas=False).
+    ledger, width, current = ledger_of(ctx), len(ctx.task.source.key), fingerprint(ctx.task)
+    waiting = {natural_key(list(k)) for k in ledger.key_values(width, current, deltas=False)}
+    parked = {natural_key(values) for values, _ in ledger.parked_keys(width, current)} - waiting
     keep = [known.get(k) != d or k in waiting for k, d in zip(keys, digests, strict=True)]
-    ctx.staging.write_json("source", UNSEEN, {"rows": len(keep) - sum(keep)})
+    # left out: unchanged rows, counted as such; parked rows are counted as parked by the load
+    unseen = sum(1 for k, kept in zip(keys, keep, strict=True) if not kept and k not in parked)
+    ctx.staging.write_json("source", UNSEEN, {"rows": unseen})
     return frame.loc[keep].reset_index(drop=True)
 
 
