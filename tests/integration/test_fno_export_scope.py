@@ -50,6 +50,7 @@ PROJECTS = {
         "orders_invoiced": ("P2C-OrdersInvoiced-USMF", "ExternallyMaintainedCustomerSalesInvoiceHeaders"),
     },
 }
+LINE = "LineCreationSequenceNumber"
 LINES, HEADERS, INVOICES = (
     "CDSSalesOrderLines",
     "CDSSalesOrderHeaders",
@@ -156,7 +157,7 @@ def test_a_changed_order_line_is_read_again_alone(running: RunningEmulators, tmp
     key = {
         "dataAreaId": "usmf",
         "SalesOrderNumber": order,
-        "LineCreationSequenceNumber": line["LineCreationSequenceNumber"],
+        LINE: line[LINE],
     }
     _patch(running, entity_path(LINES, key), {"SalesPrice": line["SalesPrice"] + 1})
     _reads(running)
@@ -165,6 +166,10 @@ def test_a_changed_order_line_is_read_again_alone(running: RunningEmulators, tmp
     reads = _reads(running)
     assert reads.get(f"{LINES} (export)") == 1
     assert reads.get(LINES) == 1  # the changed line again, with the filter: not its order's 4
+    staged = TaskStaging(root, template, "daily-1", "usmf", "order_lines").read_frame("source", "rows")
+    assert [(str(o), str(n)) for o, n in zip(staged["SalesOrderNumber"], staged[LINE], strict=True)] == [
+        (order, str(key[LINE]))
+    ]
     assert (tasks["order_lines"]["counts"]["updated"], tasks["order_lines"]["counts"]["created"]) == (1, 0)
     assert reads.get(f"{HEADERS} (export)", 0) == 0
     assert reads.get(HEADERS, 0) == 0

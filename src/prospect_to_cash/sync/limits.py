@@ -373,7 +373,8 @@ _CACHE_LOCK = threading.Lock()
 
 def service_metadata(hooks: Any, system: str) -> ServiceMetadata | None:
     """The parsed ``$metadata`` of ``system``, read once per hook (a task's hooks, or the
-    hooks a whole run shares); None when the hook cannot give it (in-memory test services)."""
+    hooks a whole run shares): the target's facets here, an exported F&O source's key types
+    in `exports`; None when the hook cannot give it (in-memory test services)."""
     from prospect_to_cash.sync.metadata_check import parse_csdl
 
     hook = hooks.for_system(system)
