@@ -38,18 +38,31 @@ docs name none for this case).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from emulators.dataverse import errors
 
 if TYPE_CHECKING:
-    from emulators.schema.model import Table
-    from emulators.store import Store
+    from collections.abc import Sequence
+
+    from emulators.schema.model import Catalog, Table
 
 STATE, STATUS = "statecode", "statuscode"
 #: Columns a write may change on a closed row: SetState and Assign (``ownerid`` and the
 #: column that says which table the polymorphic owner is in).
 _ALLOWED_ON_CLOSED = frozenset({STATE, STATUS, "ownerid", "ownerid__set"})
+
+
+class StoredRows(Protocol):
+    """Where :func:`check_editable` reads a header's state: the emulator's ``Store``, or a
+    stand-in that keeps rows under the same (storage) column names."""
+
+    @property
+    def catalog(self) -> Catalog: ...
+
+    def get(self, entity_set: str, key: Any, columns: Sequence[str] | None = None) -> dict[str, Any] | None:
+        """The row with this primary key, or None."""
+        ...
 
 
 def settle_state(table: Table, changes: dict[str, Any], current: dict[str, Any] | None) -> None:
@@ -83,7 +96,7 @@ def settle_state(table: Table, changes: dict[str, Any], current: dict[str, Any] 
 
 
 def check_editable(
-    store: Store,
+    store: StoredRows,
     table: Table,
     *,
     current: dict[str, Any] | None,
@@ -114,3 +127,10 @@ def check_editable(
         parent = store.get(parent_set, parent_id, columns=[STATE])
         if parent is not None and parent.get(STATE) in parent_table.read_only_states:
             raise errors.read_only_record()
+
+
+def parent_ids(table: Table, *rows: dict[str, Any]) -> tuple[Any, ...]:
+    """The headers a line write touches: its current one and, when the write moves it, the new one."""
+    if table.owner_parent is None:
+        return ()
+    return tuple(row.get(table.owner_parent) for row in rows if table.owner_parent in row)

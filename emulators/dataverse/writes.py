@@ -16,7 +16,7 @@ from emulators.dataverse.keys import KeyPredicate, parse_key, resolve_row_key, s
 from emulators.dataverse.precision import round_kept
 from emulators.dataverse.reads import DataverseReads
 from emulators.dataverse.records import BIND_SUFFIX, CRM_TYPE_PREFIX, check_body, property_map, set_column
-from emulators.dataverse.states import check_editable, settle_state
+from emulators.dataverse.states import check_editable, parent_ids, settle_state
 from emulators.odata.batch import relative_to_root, resolve_reference
 from emulators.odata.errors import ODataError
 from emulators.schema.validate import to_storage
@@ -112,7 +112,7 @@ class DataverseWrites(DataverseReads):
                 )
             row[pk] = key.primary
         row[pk] = str(row.get(pk) or uuid.uuid4())
-        check_editable(self.store, table, current=None, changes=row, parent_ids=_parent_ids(table, row))
+        check_editable(self.store, table, current=None, changes=row, parent_ids=parent_ids(table, row))
         settle_state(table, row, None)  # before the defaults: a lone state gets its own status
         for column in table.fields:
             if column.name in row or column.read_only:
@@ -281,7 +281,7 @@ class DataverseWrites(DataverseReads):
             table,
             current=existing,
             changes=changes,
-            parent_ids=_parent_ids(table, existing, changes),
+            parent_ids=parent_ids(table, existing, changes),
         )
         settle_state(table, changes, existing)
         pk = table.key[0]
@@ -317,7 +317,7 @@ class DataverseWrites(DataverseReads):
         if if_match is not None and if_match.strip() not in ("*", f'W/"{existing.get("versionnumber")}"'):
             raise errors.version_mismatch()
         check_editable(
-            self.store, table, current=existing, changes=None, parent_ids=_parent_ids(table, existing)
+            self.store, table, current=existing, changes=None, parent_ids=parent_ids(table, existing)
         )
         try:
             with self.store.transaction():
@@ -418,7 +418,7 @@ class DataverseWrites(DataverseReads):
             table,
             current=existing,
             changes=changes,
-            parent_ids=_parent_ids(table, existing, changes),
+            parent_ids=parent_ids(table, existing, changes),
         )
         settle_state(table, changes, existing)
         pk = table.key[0]
@@ -460,10 +460,3 @@ class DataverseWrites(DataverseReads):
             stored = self._insert(table, self._new_row(call, table, record, key), bulk=True)
             return str(stored[pk])
         return self._apply_update(call, table, existing, {k: v for k, v in record.items() if k != pk})
-
-
-def _parent_ids(table: Table, *rows: dict[str, Any]) -> tuple[Any, ...]:
-    """The headers a line write touches: its current one and, when the write moves it, the new one."""
-    if table.owner_parent is None:
-        return ()
-    return tuple(row.get(table.owner_parent) for row in rows if table.owner_parent in row)
