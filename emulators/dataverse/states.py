@@ -101,13 +101,12 @@ def check_editable(
     *,
     current: dict[str, Any] | None,
     changes: dict[str, Any] | None,
-    parent_ids: tuple[Any, ...] = (),
 ) -> None:
     """Refuse a write to a closed document or to a line of one.
 
     ``current`` is the stored row of an update or delete (None for a create), ``changes``
-    the storage values written (None for a delete), ``parent_ids`` the header ids a line
-    write touches (its current and its new header).
+    the storage values written (None for a delete); a line write touches the header of
+    both (its current one and, when the write moves it, the new one).
     """
     if (
         current is not None
@@ -123,14 +122,14 @@ def check_editable(
     parent_table = store.catalog.tables[parent_set]
     if not parent_table.read_only_states:
         return
-    for parent_id in {p for p in parent_ids if p is not None}:
+    for parent_id in {p for p in _parent_ids(table, current, changes) if p is not None}:
         parent = store.get(parent_set, parent_id, columns=[STATE])
         if parent is not None and parent.get(STATE) in parent_table.read_only_states:
             raise errors.read_only_record()
 
 
-def parent_ids(table: Table, *rows: dict[str, Any]) -> tuple[Any, ...]:
+def _parent_ids(table: Table, *rows: dict[str, Any] | None) -> tuple[Any, ...]:
     """The headers a line write touches: its current one and, when the write moves it, the new one."""
     if table.owner_parent is None:
         return ()
-    return tuple(row.get(table.owner_parent) for row in rows if table.owner_parent in row)
+    return tuple(row.get(table.owner_parent) for row in rows if row is not None and table.owner_parent in row)

@@ -41,7 +41,7 @@ import pandas as pd
 
 from emulators.dataverse import errors as dataverse_errors
 from emulators.dataverse.records import check_body, property_map
-from emulators.dataverse.states import check_editable, parent_ids, settle_state
+from emulators.dataverse.states import check_editable, settle_state
 from emulators.fno import errors as fno_errors
 from emulators.fno.entities import EntityView, build_views
 from emulators.fno.service import FnoService
@@ -384,14 +384,7 @@ class MemoryService:
         ``or`` chains here (this evaluator has no ``Microsoft.Dynamics.CRM.In``; the hook's
         ``In`` filters are tested against the emulator), F&O's the same as the hook's."""
         chunks = key_filters(column, values, use_in=False, budget=2000, most=self.keys_per_read)
-        if not chunks:
-            yield pd.DataFrame({c: pd.Series([], dtype=object) for c in select})
-            return
-        for chunk in chunks:
-            where = f"({filter}) and ({chunk})" if filter else chunk
-            yield from self.iter_pages(
-                entity_set, select=select, filter=where, companies=companies, page_size=page_size
-            )
+        yield from self._iter_chunks(entity_set, select, chunks, filter, companies, page_size)
 
     def iter_pages_by_key_rows(
         self,
@@ -407,6 +400,18 @@ class MemoryService:
         """The hooks' composite key read: the hook's own ``or`` chains of ``and``-ed
         equalities, one ``iter_pages`` per chunk."""
         chunks = key_row_filters(columns, rows, budget=2000, most=self.keys_per_read)
+        yield from self._iter_chunks(entity_set, select, chunks, filter, companies, page_size)
+
+    def _iter_chunks(
+        self,
+        entity_set: str,
+        select: list[str],
+        chunks: list[str],
+        filter: str | None,
+        companies: list[str] | None,
+        page_size: int | None,
+    ) -> Iterator[pd.DataFrame]:
+        """One ``iter_pages`` per key chunk, each and-ed with ``filter`` (no chunk: one empty frame)."""
         if not chunks:
             yield pd.DataFrame({c: pd.Series([], dtype=object) for c in select})
             return
@@ -462,15 +467,11 @@ class MemoryService:
 
     def _check_editable(self, schema: Table, current: dict[str, Any] | None, changes: dict[str, Any]) -> None:
         """The emulator's read-only rule (closed documents and their lines), on storage names."""
-        stored_current = storage_names(schema, current) if current is not None else None
-        stored_changes = storage_names(schema, changes)
-        touched = [row for row in (stored_current, stored_changes) if row is not None]
         check_editable(
             _StoredRows(self.catalog, self.tables),
             schema,
-            current=stored_current,
-            changes=stored_changes,
-            parent_ids=parent_ids(schema, *touched),
+            current=storage_names(schema, current) if current is not None else None,
+            changes=storage_names(schema, changes),
         )
 
     def _fno_changes(self, entity_set: str, body: dict[str, Any], *, for_create: bool) -> dict[str, Any]:
