@@ -38,18 +38,31 @@ docs name none for this case).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from emulators.dataverse import errors
 
 if TYPE_CHECKING:
-    from emulators.schema.model import Table
-    from emulators.store import Store
+    from collections.abc import Sequence
+
+    from emulators.schema.model import Catalog, Table
 
 STATE, STATUS = "statecode", "statuscode"
 #: Columns a write may change on a closed row: SetState and Assign (``ownerid`` and the
 #: column that says which table the polymorphic owner is in).
 _ALLOWED_ON_CLOSED = frozenset({STATE, STATUS, "ownerid", "ownerid__set"})
+
+
+class StoredRows(Protocol):
+    """Where :func:`check_editable` reads a header's state: the emulator's ``Store``, or a
+    stand-in that keeps rows under the same (storage) column names."""
+
+    @property
+    def catalog(self) -> Catalog: ...
+
+    def get(self, entity_set: str, key: Any, columns: Sequence[str] | None = None) -> dict[str, Any] | None:
+        """The row with this primary key, or None."""
+        ...
 
 
 def settle_state(table: Table, changes: dict[str, Any], current: dict[str, Any] | None) -> None:
@@ -83,18 +96,17 @@ def settle_state(table: Table, changes: dict[str, Any], current: dict[str, Any] 
 
 
 def check_editable(
-    store: Store,
+    store: StoredRows,
     table: Table,
     *,
     current: dict[str, Any] | None,
     changes: dict[str, Any] | None,
-    parent_ids: tuple[Any, ...] = (),
 ) -> None:
     """Refuse a write to a closed document or to a line of one.
 
     ``current`` is the stored row of an update or delete (None for a create), ``changes``
-    the storage values written (None for a delete), ``parent_ids`` the header ids a line
-    write touches (its current and its new header).
+    the storage values written (None for a delete); a line write touches the header of
+    both (its current one and, when the write moves it, the new one).
     """
     if (
         current is not None
@@ -110,7 +122,14 @@ def check_editable(
     parent_table = store.catalog.tables[parent_set]
     if not parent_table.read_only_states:
         return
-    for parent_id in {p for p in parent_ids if p is not None}:
+    for parent_id in {p for p in _parent_ids(table, current, changes) if p is not None}:
         parent = store.get(parent_set, parent_id, columns=[STATE])
         if parent is not None and parent.get(STATE) in parent_table.read_only_states:
             raise errors.read_only_record()
+
+
+def _parent_ids(table: Table, *rows: dict[str, Any] | None) -> tuple[Any, ...]:
+    """The headers a line write touches: its current one and, when the write moves it, the new one."""
+    if table.owner_parent is None:
+        return ()
+    return tuple(row.get(table.owner_parent) for row in rows if row is not None and table.owner_parent in row)

@@ -95,6 +95,17 @@ class DataverseWrites(DataverseReads):
             changes[name] = to_storage(table, name, value, catalog=self.catalog)
         return changes
 
+    def _update_changes(
+        self, call: Call, table: Table, existing: dict[str, Any], body: Any
+    ) -> dict[str, Any]:
+        """The storage values an update of ``existing`` writes: body checked, the row (or its
+        header) editable, the state/status pair settled."""
+        body = check_body(table, body, self.catalog, for_create=False)
+        changes = self._changes(call, table, body)
+        check_editable(self.store, table, current=existing, changes=changes)
+        settle_state(table, changes, existing)
+        return changes
+
     def _now(self) -> str:
         return format_datetime(datetime.now(timezone.utc))
 
@@ -112,7 +123,7 @@ class DataverseWrites(DataverseReads):
                 )
             row[pk] = key.primary
         row[pk] = str(row.get(pk) or uuid.uuid4())
-        check_editable(self.store, table, current=None, changes=row, parent_ids=_parent_ids(table, row))
+        check_editable(self.store, table, current=None, changes=row)
         settle_state(table, row, None)  # before the defaults: a lone state gets its own status
         for column in table.fields:
             if column.name in row or column.read_only:
@@ -274,16 +285,7 @@ class DataverseWrites(DataverseReads):
             stored = self._insert(table, row)
             self.ctx.record_write(kind)
             return self._written(call, table, stored, created=True)
-        body = check_body(table, body, self.catalog, for_create=False)
-        changes = self._changes(call, table, body)
-        check_editable(
-            self.store,
-            table,
-            current=existing,
-            changes=changes,
-            parent_ids=_parent_ids(table, existing, changes),
-        )
-        settle_state(table, changes, existing)
+        changes = self._update_changes(call, table, existing, body)
         pk = table.key[0]
         row_id = str(existing[pk])
         if changes.get(pk) not in (None, row_id):
@@ -316,9 +318,7 @@ class DataverseWrites(DataverseReads):
         if_match = call.headers.get("If-Match")
         if if_match is not None and if_match.strip() not in ("*", f'W/"{existing.get("versionnumber")}"'):
             raise errors.version_mismatch()
-        check_editable(
-            self.store, table, current=existing, changes=None, parent_ids=_parent_ids(table, existing)
-        )
+        check_editable(self.store, table, current=existing, changes=None)
         try:
             with self.store.transaction():
                 self.store.delete(table.entity_set, existing[table.key[0]])
@@ -411,16 +411,7 @@ class DataverseWrites(DataverseReads):
     def _apply_update(
         self, call: Call, table: Table, existing: dict[str, Any], record: dict[str, Any]
     ) -> str:
-        body = check_body(table, record, self.catalog, for_create=False)
-        changes = self._changes(call, table, body)
-        check_editable(
-            self.store,
-            table,
-            current=existing,
-            changes=changes,
-            parent_ids=_parent_ids(table, existing, changes),
-        )
-        settle_state(table, changes, existing)
+        changes = self._update_changes(call, table, existing, record)
         pk = table.key[0]
         changes.pop(pk, None)
         changes.update(
@@ -460,10 +451,3 @@ class DataverseWrites(DataverseReads):
             stored = self._insert(table, self._new_row(call, table, record, key), bulk=True)
             return str(stored[pk])
         return self._apply_update(call, table, existing, {k: v for k, v in record.items() if k != pk})
-
-
-def _parent_ids(table: Table, *rows: dict[str, Any]) -> tuple[Any, ...]:
-    """The headers a line write touches: its current one and, when the write moves it, the new one."""
-    if table.owner_parent is None:
-        return ()
-    return tuple(row.get(table.owner_parent) for row in rows if table.owner_parent in row)

@@ -14,15 +14,12 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
 from tests.support.batch_requests import operation, parts, send
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-
-    from tests.support.emulators import EmulatorEndpoints
+    import httpx
 
 pytestmark = pytest.mark.integration
 
@@ -32,17 +29,6 @@ INVALID_STATE_STATUS = {
         "State code is invalid or state code is valid but status code is invalid for a specified state code."
     ),
 }
-
-
-@pytest.fixture
-def api(endpoints: EmulatorEndpoints, bearer_token: Callable[[str], str]) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=endpoints.dataverse_service_root,
-        verify=endpoints.ssl_context(),
-        headers={"Authorization": f"Bearer {bearer_token('dataverse')}", "Accept": "application/json"},
-        timeout=30,
-    ) as client:
-        yield client
 
 
 def refused(response: httpx.Response) -> None:

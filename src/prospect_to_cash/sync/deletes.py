@@ -1,6 +1,6 @@
 """Source deletes: what happens to a target row whose source row is gone.
 
-Each mapping task says it with ``on_source_delete`` (`mapping.DeletePolicy`): ``ignore``,
+Each mapping task says it with ``on_source_delete`` (`sides.DeletePolicy`): ``ignore``,
 ``report`` (the default: counted in the run's summary and listed in
 ``plan/deletes.parquet``), ``deactivate`` (the task's ``deactivate`` values are written to
 the target row: an F&O customer goes on hold for all transactions, ``OnHoldStatus: All``;

@@ -70,8 +70,9 @@ from prospect_to_cash.sync.columns import (
 )
 from prospect_to_cash.sync.company_scope import created_row_id
 from prospect_to_cash.sync.frame_inputs import FrameInputs, TransformInputs
+from prospect_to_cash.sync.key_index import KeyStates
 from prospect_to_cash.sync.read_only import ClosedTargets
-from prospect_to_cash.sync.rules import KeyStates, PlanInputs, RowRules
+from prospect_to_cash.sync.rules import PlanInputs, RowRules
 from prospect_to_cash.sync.staging import MemorySpill, Spill, chunk_rows
 from prospect_to_cash.sync.target_rows import snapshot_table, snapshot_values
 from prospect_to_cash.sync.values import (

@@ -9,7 +9,8 @@ import yaml
 
 from prospect_to_cash.sync.environment import load_environment
 from prospect_to_cash.sync.errors import MappingError
-from prospect_to_cash.sync.mapping import TEMPLATES, IncrementalExport, load_all, load_template
+from prospect_to_cash.sync.mapping import TEMPLATES, load_all, load_template
+from prospect_to_cash.sync.sides import IncrementalExport
 from tests.unit.sync.conftest import SHIPPED, write_template
 
 if TYPE_CHECKING:
