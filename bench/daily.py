@@ -14,12 +14,14 @@ so a rerun after engine changes updates the tables.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypedDict
 
+import yaml
 from airflow.sdk import ObjectStoragePath
 
 from bench import emulator
@@ -27,10 +29,13 @@ from bench.mutations import MUTATIONS, Mutated, mutate
 from bench.seeding import seed_tables
 from prospect_to_cash.dags.run_books import RUN_BOOKS
 from prospect_to_cash.hooks import DataverseHook, FinanceOperationsHook
+from prospect_to_cash.sync.changes import DELTA_FILE
 from prospect_to_cash.sync.contracts import SyncHooks, Window
+from prospect_to_cash.sync.environment import ENVIRONMENT_FILE_VARIABLE, load_environment
 from prospect_to_cash.sync.mapping import load_template
 from prospect_to_cash.sync.pending import ledgers
 from prospect_to_cash.sync.runner import run_company_pairs
+from prospect_to_cash.sync.staging import TaskStaging
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -93,6 +98,11 @@ class TemplateResult(TypedDict):
     lower_bound_rows: int
     rows_read_per_changed_row: float
     full_refresh_rows_read_per_changed_row: float
+    #: rows the daily run's deltas returned besides the bench's changes: what other writers
+    #: (another template, a user) changed in the same Sales tables; None: no delta read
+    other_writers: int | None
+    #: rows read per changed source row, the other writers' changes included
+    rows_read_per_source_change: float | None
 
 
 def run_order(templates: Sequence[str]) -> list[str]:
@@ -168,11 +178,12 @@ def own_tables(template: str) -> list[str]:
     return sorted(set(tables))
 
 
-def _pending(root: str, template: str) -> tuple[int, int]:
+def _pending(root: str, template: str, exported: Sequence[str] = ()) -> tuple[int, int]:
     """Entries in the template's pending ledgers, and how many of them a daily run re-reads
-    by key: those of tasks whose source is read by change (a whole read carries them), less
-    the parked ones (rejected for their own content: read again only when they change)."""
-    by_change = {t.name for t in load_template(template).tasks if t.source.change_field}
+    by key: those of tasks whose source is read by change (a whole read carries them; an
+    export, ``exported``, does not), less the parked ones (rejected for their own content:
+    read again only when they change)."""
+    by_change = {t.name for t in load_template(template).tasks if t.source.change_field} | set(exported)
     total = rereads = 0
     for ledger in ledgers(ObjectStoragePath(root), template):
         entries = ledger.read()
@@ -182,17 +193,86 @@ def _pending(root: str, template: str) -> tuple[int, int]:
     return total, rereads
 
 
-def run(templates: Sequence[str], scale: int, work: Path) -> dict[str, Any]:
+def other_writers(root: str, template: str, run_id: str, mutated: Sequence[Mutated]) -> int | None:
+    """Rows the run's Dataverse deltas returned that the bench did not change: other writers'
+    changes to the same source tables since the last run (the F&O-to-Sales orders load
+    writes Sales order lines). Change tracking refuses ``$filter``, so every reader of the
+    table gets them; the run reads them and skips them (another business unit, outside the
+    mapping's filter, or routed out). Counted once per source table (``returned`` of
+    ``source/delta.json``): the company pairs share a delta, and two tasks reading one table
+    (contacts) get the same rows. None when no task read a delta."""
+    changed: dict[str, int] = {}
+    for m in mutated:
+        changed[m["entity_set"]] = changed.get(m["entity_set"], 0) + m["changed"]
+    returned: dict[str, int] = {}
+    for task in load_template(template).tasks:
+        for company in COMPANIES:
+            staging = TaskStaging(ObjectStoragePath(root), template, run_id, company, task.name)
+            if staging.exists("source", DELTA_FILE, ".json"):
+                state = staging.read_json("source", DELTA_FILE)
+                if not state["whole"]:  # a whole read is the table, not changes
+                    table = state["entity_set"]
+                    returned[table] = max(returned.get(table, 0), int(state["returned"]))
+    if not returned:
+        return None
+    return sum(max(rows - changed.get(table, 0), 0) for table, rows in returned.items())
+
+
+def export_tasks(templates: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Template -> {task: source entity set} of the tasks whose mapping can read an F&O
+    incremental export (the environment's ``defaults.incremental_exports``)."""
+    known = load_environment().data.get("defaults", {}).get("incremental_exports", {})
+    return {
+        name: {task: load_template(name).task(task).source.entity_set for task in known[name]}
+        for name in templates
+        if name in known
+    }
+
+
+def _project(template: str, task: str, company: str) -> str:
+    return f"P2C-{template}-{task}-{company}".upper()
+
+
+def _export_setup(tasks: dict[str, dict[str, str]], work: Path) -> tuple[dict[str, Any], Path]:
+    """The emulator's data projects (one per template task and company, as a user sets them
+    up in F&O) and an environment override naming them in each company pair's defaults."""
+    projects = {
+        _project(name, task, company): entity_set
+        for name, by_task in tasks.items()
+        for task, entity_set in by_task.items()
+        for company in COMPANIES
+    }
+    pairs = copy.deepcopy(load_environment().data["company_pairs"])
+    for pair in pairs:
+        company = pair["legal_entity"].lower()
+        exports = {
+            name: {task: _project(name, task, company) for task in by_task} for name, by_task in tasks.items()
+        }
+        pair.setdefault("defaults", {})["incremental_exports"] = exports
+    override = work / "fno-incremental-export.yaml"
+    override.write_text(yaml.safe_dump({"company_pairs": pairs}))
+    return {"fno": {"dmf": {"projects": projects}}}, override
+
+
+def run(
+    templates: Sequence[str], scale: int, work: Path, *, fno_incremental_export: bool = False
+) -> dict[str, Any]:
     """Seed one world, load it, let a quiet day pass, change it, then measure each template's
     daily run against a full refresh; returns the seeding figures and a `TemplateResult` per
-    template asked."""
+    template asked. ``fno_incremental_export``: F&O-sourced tasks that can read a Data
+    management incremental export do (the quiet day is then each project's full push)."""
     order = run_order(templates)
     state = work / "state"
     state.mkdir(parents=True)
     streams = list(dict.fromkeys(s for name in order for s in STREAMS[name]))
     seeded = seed_tables(state, scale, streams)
     log.info("seeded %s in %.1f s", seeded["rows"], seeded["seconds"])
-    running = emulator.start(state, {})
+    exported = export_tasks(order) if fno_incremental_export else {}
+    config: dict[str, Any] = {}
+    if exported:
+        config, override = _export_setup(exported, work)
+        os.environ[ENVIRONMENT_FILE_VARIABLE] = str(override)
+    running = emulator.start(state, config)
     root = f"file://{work / 'staging'}"
     try:
         os.environ.update(running.connection_env(CONN_IDS))
@@ -228,7 +308,7 @@ def run(templates: Sequence[str], scale: int, work: Path) -> dict[str, Any]:
         mutated = {name: mutate(name, _hooks(), COMPANIES) for name in order if name in templates}
         end = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
         scheduled = Window.of(start, end, since_watermark=True)
-        pending = {name: _pending(root, name) for name in mutated}
+        pending = {name: _pending(root, name, list(exported.get(name, {}))) for name in mutated}
         daily = {
             name: _measured(running, f"{name} daily", lambda n=name: sync(n, "daily", scheduled))
             for name in order
@@ -249,6 +329,7 @@ def run(templates: Sequence[str], scale: int, work: Path) -> dict[str, Any]:
         changed = sum(m["changed"] for m in mutated[name])
         deleted = sum(m["deleted"] for m in mutated[name])
         per = max(changed + deleted, 1)
+        others = other_writers(root, name, "daily", mutated[name])
         results[name] = TemplateResult(
             title=title(name),
             source_system=RUN_BOOKS[name].source_system,
@@ -260,9 +341,14 @@ def run(templates: Sequence[str], scale: int, work: Path) -> dict[str, Any]:
             full_refresh=full[name],
             pending_at_start=pending[name][0],
             pending_rereads=pending[name][1],
-            own_tables=own_tables(name),
+            own_tables=own_tables(name)
+            + sorted({f"fno:{e} (export)" for e in exported.get(name, {}).values()}),
             lower_bound_rows=changed + deleted,
             rows_read_per_changed_row=round(daily[name]["rows_read"] / per, 2),
             full_refresh_rows_read_per_changed_row=round(full[name]["rows_read"] / per, 2),
+            other_writers=others,
+            rows_read_per_source_change=(
+                None if others is None else round(daily[name]["rows_read"] / (per + others), 2)
+            ),
         )
     return {"seeded": seeded, "run_order": order, "templates": results}

@@ -36,11 +36,16 @@ _DAILY_INTRO = [
     "plus reference overhead; the column *own tables* counts only the rows read from the template's",
     "own sources and targets (the emulators count rows per entity set), the rest are references.",
     "Accounts reach it with references included. The others read, per changed row, the reference rows it",
-    "names on both sides (a changed order line: its product in Sales, its product and header in",
-    "F&O), and for documents every line of a changed order in F&O (the line snapshot is keyed by",
-    "order number, so an order of four lines with one changed reads four). The delta also carries",
-    "what other templates wrote to the same Sales table (F&O-to-Sales orders write order lines),",
-    "which the run reads and skips. All of it grows with the changes, not with the tables.",
+    "names on both sides (a changed order line: its product on both sides and its header in Sales,",
+    "which alone names its order number). Document lines are read in F&O by their whole key (order",
+    "number and line number: one row per changed line, not every line of the order), and a line",
+    "found there needs no F&O header read (its header is there); only new lines ask for theirs.",
+    "The delta also carries what other writers changed in the same Sales tables since the last run",
+    "(the F&O-to-Sales orders template writes Sales orders and lines): change tracking refuses",
+    "`$filter`, so no reader can avoid them; the run reads and skips them. The column *changed by",
+    "other writers* counts them (the rows the deltas returned besides the bench's changes, once per",
+    "table) and the next one divides the rows read by every changed source row, theirs included.",
+    "All of it grows with the changes, not with the tables.",
     "",
     "**F&O-sourced templates** (products, F&O-to-Sales orders, invoices) cannot get there through",
     "OData: F&O's standard entities have no change timestamp and no change tracking over OData, so",
@@ -53,9 +58,15 @@ _DAILY_INTRO = [
     "theirs is the highest ratio. What the engine saves is the work after the read: each row is",
     "reduced to a digest of its mapped columns and only rows whose digest changed are transformed",
     "and looked up, so the Sales side is read only for the changed keys and the run writes only",
-    "the changes. Reaching O(changes) for them needs F&O's own incremental export (data management",
-    "incremental export with change tracking, business or data events, Synapse Link; see",
-    'docs/sync.md, "Daily runs read what changed").',
+    "the changes. Reaching O(changes) for them needs F&O's own incremental export: with",
+    "`--fno-incremental-export` every task of the three reads a Data management export with change",
+    "tracking, from a data project per task and company in the F&O emulator (the quiet day is each",
+    "project's first export, a full push); rows exported count as read when the package is",
+    "downloaded (`<entity set> (export)`). Filtered sources (F&O orders, the invoices' order-status",
+    "task) read their exported rows again through OData by their whole key (a changed line by order",
+    "number and line number, not every line of its order), and the invoices read only the F&O order",
+    "headers their changed invoices name (a source-side reference scoped by the staged rows, as for",
+    'change-tracked Sales sources). See docs/sync.md, "Incremental export from F&O".',
     "",
     "Active quotes and activated orders are read-only in Sales and posted invoices are final in",
     "F&O; the emulators accept the bench's edits of them, which stand for what a day brings there",
@@ -82,26 +93,35 @@ def _own_rows(s: dict[str, Any], run_name: str = "daily") -> int | None:
     return sum(rows for name, rows in by_set.items() if name in s["own_tables"])
 
 
+def _variant(run: dict[str, Any]) -> str:
+    """How the run read F&O sources, for its headings (`--fno-incremental-export`)."""
+    return ", F&O sources by incremental export" if run.get("fno_incremental_export") else ""
+
+
 def _daily_summary(run: dict[str, Any]) -> list[str]:
     lines = [
-        f"### All templates at {run['scale']:,} rows per large table",
+        f"### All templates at {run['scale']:,} rows per large table{_variant(run)}",
         "",
         f"`{run['command']}` ({run['started']} to {run['finished']}); run order "
         f"{', '.join(run.get('run_order', []))}.",
         "",
         "| Template | Source | Changed | Deleted | Daily rows read | per changed row "
-        "| of them own tables, per changed row | of them pending re-reads | Full refresh rows read "
+        "| of them own tables, per changed row | Changed by other writers "
+        "| per changed source row, theirs included | of them pending re-reads | Full refresh rows read "
         "| per changed row | Daily requests | Daily wall s | Full refresh wall s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s in run["scenarios"].items():
         changed = s["changed"] + s["deleted"]
         daily, full = s["daily"], s["full_refresh"]
         own = _own_rows(s)
+        others = s.get("other_writers")  # the deltas' rows the bench did not change
         lines.append(
             f"| {name} | {'Sales' if s['source_system'] == 'dataverse' else 'F&O'} | {s['changed']:,} "
             f"| {s['deleted']:,} | {daily['rows_read']:,} | {_per(daily['rows_read'], changed)} "
             f"| {'n/a' if own is None else _per(own, changed)} "
+            f"| {'n/a' if others is None else f'{others:,}'} "
+            f"| {'n/a' if others is None else _per(daily['rows_read'], changed + others)} "
             f"| {s['pending_rereads']:,} | {full['rows_read']:,} | {_per(full['rows_read'], changed)} "
             f"| {daily['requests']:,} | {daily['seconds']:.1f} | {full['seconds']:.1f} |"
         )
@@ -116,7 +136,7 @@ def _daily_template(run: dict[str, Any], s: dict[str, Any]) -> list[str]:
         for m in s["mutations"]
     )
     lines = [
-        f"### {s['title']}: {run['scale']:,} rows per large table",
+        f"### {s['title']}: {run['scale']:,} rows per large table{_variant(run)}",
         "",
         f"Changes: {changes}.",
         "",

@@ -159,6 +159,32 @@ class EntraConfig:
 FNO_MAX_PAGE_SIZE = 10_000
 
 
+#: How long an exported data package stays downloadable ("The file in Blob storage will
+#: remain there for seven days", Data management package REST API).
+DMF_PACKAGE_DAYS = 7
+
+
+@dataclass
+class DmfConfig:
+    """Data management export projects of the F&O emulator (`emulators.fno.dmf`).
+
+    `projects` maps a data project (definition group) to the entity set it exports; every
+    project is set up as a user would for an incremental export: change tracking on the
+    entity's primary table, default refresh type incremental. An execution stays
+    `Executing` for `execution_seconds`; the next `fail_next` executions end `Failed`.
+    """
+
+    projects: dict[str, str] = field(default_factory=dict)
+    execution_seconds: float = 0.3
+    fail_next: int = 0
+    package_expiry_seconds: int = DMF_PACKAGE_DAYS * 24 * 3600
+
+    def validate(self) -> None:
+        _non_negative(self.execution_seconds, "dmf.execution_seconds")
+        _non_negative(self.fail_next, "dmf.fail_next")
+        _positive(self.package_expiry_seconds, "dmf.package_expiry_seconds")
+
+
 @dataclass
 class FnoServiceConfig(ServiceConfig):
     """F&O settings: the shared ones plus company context and paging.
@@ -172,9 +198,11 @@ class FnoServiceConfig(ServiceConfig):
     client_companies: dict[str, str] = field(default_factory=dict)
     # Server-driven page size (`Prefer: odata.maxpagesize` may lower it, never raise it).
     page_size: int = FNO_MAX_PAGE_SIZE
+    dmf: DmfConfig = field(default_factory=DmfConfig)
 
     def validate(self) -> None:
         super().validate()
+        self.dmf.validate()
         for where, company in [("default_company", self.default_company)] + [
             (f"client_companies.{client}", company) for client, company in self.client_companies.items()
         ]:

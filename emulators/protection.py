@@ -311,6 +311,10 @@ class ServiceProtection:
         settings = self.config_store.service(self.service)
         self.counters.record_request(method, entity_set_of(path, self.root_path))
         send = self._counting(send)
+        public = getattr(self.app, "public_prefix", None)
+        if public and path.startswith(public):  # a signed URL (blob SAS) carries no bearer token
+            await self.app(scope, receive, send)
+            return
 
         try:
             claims = self.issuer.verify(_bearer(scope), self.resource)

@@ -18,8 +18,13 @@ documented text from an inferred one:
   of …`` (0x80044331), ``… is outside the valid range. Accepted Values: …`` (0x8004431a), ``The
   'CreateMultiple' method does not support entities of type …``, ODL's ``The property 'x'
   does not exist on type …`` inside the 0x80048d19 payload error.
+* ``web-service-error-codes.md`` (its ``data-service-error-codes.md`` table):
+  ``InvalidStateCodeStatusCode`` 0x80048408, a status reason that is not one of the state's.
 * ``use-change-tracking-synchronize-data-external-systems.md``: ``The "$filter" query
   parameter isn't supported when Change Tracking is enabled.`` (also $orderby, $expand, $top).
+* ``web-service-error-codes.md``: ``CannotUpdateBecauseItIsReadOnly`` 0x8004022e, "The object
+  cannot be updated because it is read-only.": what a write to a closed document (or to a line
+  of one) gets. The docs name no error for it; this is the closest documented one (inferred).
 * PowerApps-Samples (change tracking, metadata cache): ``Version stamp associated with the
   client has expired. Please perform a full sync.``, ErrorCodes.ExpiredVersionStamp 0x80044352.
 * Inferred (marked below): the codes of the last ones where no capture shows them, the
@@ -44,6 +49,8 @@ INVALID_ARGUMENT = "0x80040203"
 MESSAGE_NOT_SUPPORTED = "0x80040800"  # inferred: SdkEntityDoesNotSupportMessage
 SEGMENT_NOT_FOUND = "0x8006088a"
 QUERY_ERROR = "0x0"
+INVALID_STATE_STATUS = "0x80048408"
+READ_ONLY_RECORD = "0x8004022e"
 EXPIRED_VERSION_STAMP = "0x80044352"
 CHANGE_TRACKING_NOT_ENABLED = "0x80044353"  # inferred
 
@@ -194,6 +201,20 @@ def option_out_of_range(logical_name: str, column: str, value: object, accepted:
         f"A validation error occurred. The value {value} of '{column}' on record of type '{logical_name}' is "
         f"outside the valid range. Accepted Values: {','.join(str(v) for v in accepted)}",
     )
+
+
+def invalid_state_status() -> ODataError:
+    """A status reason that does not belong to the row's state (status 400 inferred)."""
+    return ODataError(
+        400,
+        INVALID_STATE_STATUS,
+        "State code is invalid or state code is valid but status code is invalid for a specified state code.",
+    )
+
+
+def read_only_record() -> ODataError:
+    """A write to a document in a read-only state, or to its lines (code chosen, status 400 inferred)."""
+    return ODataError(400, READ_ONLY_RECORD, "The object cannot be updated because it is read-only.")
 
 
 def required_missing(logical_name: str, column: str) -> ODataError:

@@ -291,8 +291,19 @@ def option_set(table: Table, column: FieldType) -> dict[str, Any]:
         "Name": f"{table.logical_name}_{column.name}",
         "IsGlobal": False,
         "OptionSetType": option_type,
-        "Options": [{"Value": value, "Label": label(text)} for value, text in options.items()],
+        "Options": [_option(column, value, text) for value, text in options.items()],
     }
+
+
+def _option(column: FieldType, value: int, text: str) -> dict[str, Any]:
+    """One option; a state's carries its DefaultStatus (StateOptionMetadata), a status
+    reason's the State it belongs to (StatusOptionMetadata)."""
+    option: dict[str, Any] = {"Value": value, "Label": label(text)}
+    if column.default_statuses is not None:
+        option["DefaultStatus"] = column.default_statuses[value]
+    if column.option_states is not None:
+        option["State"] = column.option_states[value]
+    return option
 
 
 def key_metadata(table: Table, key: AlternateKey) -> dict[str, Any]:

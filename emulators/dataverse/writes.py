@@ -16,6 +16,7 @@ from emulators.dataverse.keys import KeyPredicate, parse_key, resolve_row_key, s
 from emulators.dataverse.precision import round_kept
 from emulators.dataverse.reads import DataverseReads
 from emulators.dataverse.records import BIND_SUFFIX, CRM_TYPE_PREFIX, check_body, property_map, set_column
+from emulators.dataverse.states import check_editable, settle_state
 from emulators.odata.batch import relative_to_root, resolve_reference
 from emulators.odata.errors import ODataError
 from emulators.schema.validate import to_storage
@@ -94,6 +95,17 @@ class DataverseWrites(DataverseReads):
             changes[name] = to_storage(table, name, value, catalog=self.catalog)
         return changes
 
+    def _update_changes(
+        self, call: Call, table: Table, existing: dict[str, Any], body: Any
+    ) -> dict[str, Any]:
+        """The storage values an update of ``existing`` writes: body checked, the row (or its
+        header) editable, the state/status pair settled."""
+        body = check_body(table, body, self.catalog, for_create=False)
+        changes = self._changes(call, table, body)
+        check_editable(self.store, table, current=existing, changes=changes)
+        settle_state(table, changes, existing)
+        return changes
+
     def _now(self) -> str:
         return format_datetime(datetime.now(timezone.utc))
 
@@ -111,6 +123,8 @@ class DataverseWrites(DataverseReads):
                 )
             row[pk] = key.primary
         row[pk] = str(row.get(pk) or uuid.uuid4())
+        check_editable(self.store, table, current=None, changes=row)
+        settle_state(table, row, None)  # before the defaults: a lone state gets its own status
         for column in table.fields:
             if column.name in row or column.read_only:
                 continue
@@ -271,8 +285,7 @@ class DataverseWrites(DataverseReads):
             stored = self._insert(table, row)
             self.ctx.record_write(kind)
             return self._written(call, table, stored, created=True)
-        body = check_body(table, body, self.catalog, for_create=False)
-        changes = self._changes(call, table, body)
+        changes = self._update_changes(call, table, existing, body)
         pk = table.key[0]
         row_id = str(existing[pk])
         if changes.get(pk) not in (None, row_id):
@@ -305,6 +318,7 @@ class DataverseWrites(DataverseReads):
         if_match = call.headers.get("If-Match")
         if if_match is not None and if_match.strip() not in ("*", f'W/"{existing.get("versionnumber")}"'):
             raise errors.version_mismatch()
+        check_editable(self.store, table, current=existing, changes=None)
         try:
             with self.store.transaction():
                 self.store.delete(table.entity_set, existing[table.key[0]])
@@ -397,8 +411,7 @@ class DataverseWrites(DataverseReads):
     def _apply_update(
         self, call: Call, table: Table, existing: dict[str, Any], record: dict[str, Any]
     ) -> str:
-        body = check_body(table, record, self.catalog, for_create=False)
-        changes = self._changes(call, table, body)
+        changes = self._update_changes(call, table, existing, record)
         pk = table.key[0]
         changes.pop(pk, None)
         changes.update(

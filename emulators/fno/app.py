@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from emulators.fno.dmf import BLOB_PREFIX
 from emulators.fno.errors import RouteNotFound
 from emulators.fno.service import FnoService, Reply
 from emulators.odata.batch import Headers
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 class FnoApp:
     """ASGI entry point of the F&O emulator (`create_app(ctx)` returns one)."""
 
+    #: Paths served without a bearer token: data packages behind a signed URL (`dmf.py`).
+    public_prefix = BLOB_PREFIX
+
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self.service = FnoService(ctx)
@@ -42,7 +46,9 @@ class FnoApp:
             (name.decode("latin-1"), value.decode("utf-8", "replace"))
             for name, value in scope.get("headers", [])
         )
-        if path.startswith(self.root_path) or path + "/" == self.root_path:
+        if path.startswith(BLOB_PREFIX):
+            reply = self.service.dmf.blob(path, query)
+        elif path.startswith(self.root_path) or path + "/" == self.root_path:
             target = path[len(self.root_path) :] + (f"?{query}" if query else "")
             reply = await self.service.dispatch(scope["method"], target, headers, body)
         else:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, quote, unquote
 
 from emulators.fno import errors
+from emulators.fno.dmf import ACTION_NAMESPACE, ACTION_SET, DataManagement
 from emulators.fno.entities import EntityView, build_views, field_label
 from emulators.fno.integrity import PARTY_STORAGE, Integrity
 from emulators.fno.paths import UnroutableKey, key_literal, parse_key, parse_path
@@ -100,6 +101,7 @@ class FnoService:
         self.integrity = Integrity(self.store, self.views)
         self._metadata: str | None = None
         self._plans: dict[tuple[str, tuple[str, ...] | None], list[tuple[str, Callable[[Any], Any]]]] = {}
+        self.dmf = DataManagement(self)  # the package API's export actions (`emulators.fno.dmf`)
 
     # -- context ------------------------------------------------------------------------
 
@@ -140,6 +142,9 @@ class FnoService:
             if in_batch:
                 raise ODataError(400, "", "Nested batch requests are not supported.")
             return self._only(method, "POST") or await self.batch(headers, body)
+        action_prefix = f"{ACTION_SET}/{ACTION_NAMESPACE}"
+        if path.startswith(action_prefix):
+            return self._only(method, "POST") or self.dmf.action(path[len(action_prefix) :], body)
         try:
             resource = parse_path(path)
         except UnroutableKey:

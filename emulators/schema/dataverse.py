@@ -35,8 +35,7 @@ from emulators.schema.dataverse_columns import (
     money_with_base,
     party_address,
     picklist,
-    state,
-    status,
+    state_and_status,
     string,
     table,
 )
@@ -45,21 +44,16 @@ from emulators.schema.model import AlternateKey, Catalog, EdmType, Field, Lookup
 
 # --- choice sets -----------------------------------------------------------------------
 
-ACTIVE_INACTIVE_STATE = {0: "Active", 1: "Inactive"}
-ACTIVE_INACTIVE_STATUS = {1: "Active", 2: "Inactive"}
-
-#: Which status values belong to which state (the Web API refuses other combinations).
-STATE_STATUS: dict[str, dict[int, tuple[int, ...]]] = {
-    "account": {0: (1,), 1: (2,)},
-    "contact": {0: (1,), 1: (2,)},
-    "product": {0: (1,), 1: (2,), 2: (0,), 3: (3,)},
-    "pricelevel": {0: (100001,), 1: (100002,)},
-    "uomschedule": {0: (1,), 1: (2,)},
-    "transactioncurrency": {0: (1,), 1: (2,)},
-    "quote": {0: (1,), 1: (2, 3), 2: (4,), 3: (5, 6, 7)},
-    "salesorder": {0: (1, 2), 1: (3,), 2: (4,), 3: (100001, 100002), 4: (100003,)},
-    "invoice": {0: (1, 2, 4, 5, 6), 1: (3, 7), 2: (100001, 100002), 3: (100003,)},
-}
+# State and status reason pairs, ``value: (label, DefaultStatus)`` and ``value: (label,
+# State)``, as the "StateCode/StatusCode Choices/Options" tables of the entity reference
+# pages list them (powerapps-docs account, contact, transactioncurrency; customer-engagement
+# product, pricelevel, uomschedule; entities.md §2).
+ACTIVE_INACTIVE_STATES = {0: ("Active", 1), 1: ("Inactive", 2)}
+ACTIVE_INACTIVE_STATUSES = {1: ("Active", 0), 2: ("Inactive", 1)}
+PRODUCT_STATES = {0: ("Active", 1), 1: ("Retired", 2), 2: ("Draft", 0), 3: ("Under Revision", 3)}
+PRODUCT_STATUSES = {0: ("Draft", 2), 1: ("Active", 0), 2: ("Retired", 1), 3: ("Under Revision", 3)}
+PRICE_LIST_STATES = {0: ("Active", 100001), 1: ("Inactive", 100002)}
+PRICE_LIST_STATUSES = {100001: ("Active", 0), 100002: ("Inactive", 1)}
 
 
 def _account() -> Table:
@@ -98,8 +92,7 @@ def _account() -> Table:
         picklist("paymenttermscode", PAYMENT_TERMS),
         *party_address(1),
         *party_address(2),
-        state(ACTIVE_INACTIVE_STATE),
-        status({1: "Active", 2: "Inactive"}, 1),
+        *state_and_status(ACTIVE_INACTIVE_STATES, ACTIVE_INACTIVE_STATUSES),
         lookup_column("transactioncurrencyid"),
         lookup_column("primarycontactid"),
         lookup_column("parentaccountid"),
@@ -147,8 +140,7 @@ def _contact() -> Table:
         *party_address(1),
         *party_address(2),
         *party_address(3),
-        state(ACTIVE_INACTIVE_STATE),
-        status({1: "Active", 2: "Inactive"}, 1),
+        *state_and_status(ACTIVE_INACTIVE_STATES, ACTIVE_INACTIVE_STATUSES),
         # P2C solution columns; the plug-in numbers contacts CON-01000-BVRCPS.
         string("msdynce_contactnumber", 20, APP, auto_number="CON-{SEQNUM:5}-{RANDSTRING:6}"),
         boolean("msdynce_isactivecustomer", default=False),
@@ -194,8 +186,7 @@ def _product() -> Table:
         decimal("quantityonhand"),
         datetime_("validfromdate"),
         datetime_("validtodate"),
-        state({0: "Active", 1: "Retired", 2: "Draft", 3: "Under Revision"}),
-        status({0: "Draft", 1: "Active", 2: "Retired", 3: "Under Revision"}, 1),
+        *state_and_status(PRODUCT_STATES, PRODUCT_STATUSES),
         boolean("msdynce_ismaintainedexternally"),
         lookup_column("defaultuomid"),
         lookup_column("defaultuomscheduleid"),
@@ -222,8 +213,7 @@ def _pricelevel() -> Table:
         picklist("freighttermscode", {1: "Default Value"}),
         picklist("paymentmethodcode", {1: "Default Value"}),
         picklist("shippingmethodcode", {1: "Default Value"}),
-        state(ACTIVE_INACTIVE_STATE),
-        status({100001: "Active", 100002: "Inactive"}, 100001),
+        *state_and_status(PRICE_LIST_STATES, PRICE_LIST_STATUSES),
         lookup_column("transactioncurrencyid", APP),
     ]
     lookups = [Lookup("transactioncurrencyid", {"transactioncurrencyid": "transactioncurrencies"}, APP)]
@@ -294,8 +284,7 @@ def _uomschedule() -> Table:
         string("name", 200, SYSTEM),
         string("baseuomname", 100, SYSTEM),
         memo("description"),
-        state(ACTIVE_INACTIVE_STATE),
-        status(ACTIVE_INACTIVE_STATUS, 1),
+        *state_and_status(ACTIVE_INACTIVE_STATES, ACTIVE_INACTIVE_STATUSES),
     ]
     return table("uomschedule", "uomschedules", "name", fields, [], ownership="OrganizationOwned")
 
@@ -307,8 +296,7 @@ def _transactioncurrency() -> Table:
         string("currencysymbol", 10, SYSTEM),
         integer("currencyprecision", SYSTEM, default=2),
         decimal("exchangerate", SYSTEM, precision=10),
-        state(ACTIVE_INACTIVE_STATE),
-        status(ACTIVE_INACTIVE_STATUS, 1),
+        *state_and_status(ACTIVE_INACTIVE_STATES, ACTIVE_INACTIVE_STATUSES),
     ]
     return table(
         "transactioncurrency",

@@ -142,14 +142,44 @@ def picklist(
     )
 
 
-def state(options: dict[int, str], default: int = 0) -> Field:
-    return Field(
-        "statecode", EdmType.INT32, required=SYSTEM, attribute_type="State", options=options, default=default
-    )
+#: A state choice set, ``value: (label, DefaultStatus)``, and a status reason choice set,
+#: ``value: (label, State)``: the two option lists of a table's entity reference page.
+StateOptions = dict[int, tuple[str, int]]
+StatusOptions = dict[int, tuple[str, int]]
 
 
-def status(options: dict[int, str], default: int) -> Field:
-    return Field("statuscode", EdmType.INT32, attribute_type="Status", options=options, default=default)
+def labels(options: StateOptions | StatusOptions) -> dict[int, str]:
+    """The labels of a state or status choice set (e.g. for a line's read-only copy of the state)."""
+    return {value: label for value, (label, _) in options.items()}
+
+
+def state_and_status(states: StateOptions, statuses: StatusOptions, default_state: int = 0) -> list[Field]:
+    """``statecode`` and ``statuscode``, declared together so their pairing is one declaration:
+    the emulator refuses a status reason of another state, and fills a state's DefaultStatus
+    (`emulators.dataverse.states`). A create without either gets the default state and its
+    DefaultStatus."""
+    for value, (_, state) in statuses.items():
+        if state not in states:
+            raise ValueError(f"status {value} names the unknown state {state}")
+    return [
+        Field(
+            "statecode",
+            EdmType.INT32,
+            required=SYSTEM,
+            attribute_type="State",
+            options=labels(states),
+            default=default_state,
+            default_statuses={value: default for value, (_, default) in states.items()},
+        ),
+        Field(
+            "statuscode",
+            EdmType.INT32,
+            attribute_type="Status",
+            options=labels(statuses),
+            default=states[default_state][1],
+            option_states={value: state for value, (_, state) in statuses.items()},
+        ),
+    ]
 
 
 def primary_key(name: str) -> Field:
@@ -262,6 +292,7 @@ def table(
     change_tracking: bool = True,
     description: str = "",
     owner_parent: str | None = None,
+    read_only_states: frozenset[int] = frozenset(),
 ) -> Table:
     """A table with its primary key, audit columns and (user-owned) owner columns added."""
     key = f"{logical_name}id"
@@ -285,4 +316,5 @@ def table(
         metadata_id=metadata_id(logical_name),
         description=description,
         owner_parent=owner_parent,
+        read_only_states=read_only_states,
     )

@@ -18,13 +18,13 @@ from emulators.schema.dataverse_columns import (
     datetime_,
     decimal,
     integer,
+    labels,
     lookup_column,
     memo,
     money_with_base,
     picklist,
     sales_address,
-    state,
-    status,
+    state_and_status,
     string,
     table,
 )
@@ -66,38 +66,54 @@ PROCESSING_STATUS = {
     647390011: "Draft",
 }
 
-QUOTE_STATE = {0: "Draft", 1: "Active", 2: "Won", 3: "Closed"}
-QUOTE_STATUS = {
-    1: "In Progress",
-    2: "In Progress",
-    3: "Open",
-    4: "Won",
-    5: "Lost",
-    6: "Canceled",
-    7: "Revised",
+# State and status reason pairs from the customer-engagement entity reference pages
+# (quote.md, salesorder.md, invoice.md, "StateCode/StatusCode Choices/Options"):
+# ``value: (label, DefaultStatus)`` and ``value: (label, State)``.
+QUOTE_STATES = {0: ("Draft", 1), 1: ("Active", 2), 2: ("Won", 4), 3: ("Closed", 7)}
+QUOTE_STATUSES = {
+    1: ("In Progress", 0),
+    2: ("In Progress", 1),
+    3: ("Open", 1),
+    4: ("Won", 2),
+    5: ("Lost", 3),
+    6: ("Canceled", 3),
+    7: ("Revised", 3),
 }
-ORDER_STATE = {0: "Active", 1: "Submitted", 2: "Canceled", 3: "Fulfilled", 4: "Invoiced"}
-ORDER_STATUS = {
-    1: "New",
-    2: "Pending",
-    3: "In Progress",
-    4: "No Money",
-    100001: "Complete",
-    100002: "Partial",
-    100003: "Invoiced",
+ORDER_STATES = {
+    0: ("Active", 1),
+    1: ("Submitted", 3),
+    2: ("Canceled", 4),
+    3: ("Fulfilled", 100001),
+    4: ("Invoiced", 100003),
 }
-INVOICE_STATE = {0: "Active", 1: "Closed (deprecated)", 2: "Paid", 3: "Canceled"}
-INVOICE_STATUS = {
-    1: "New",
-    2: "Partially Shipped",
-    4: "Billed",
-    5: "Booked (applies to services)",
-    6: "Installed (applies to services)",
-    3: "Canceled (deprecated)",
-    7: "Paid in Full (deprecated)",
-    100001: "Complete",
-    100002: "Partial",
-    100003: "Canceled",
+ORDER_STATUSES = {
+    1: ("New", 0),
+    2: ("Pending", 0),
+    3: ("In Progress", 1),
+    4: ("No Money", 2),
+    100001: ("Complete", 3),
+    100002: ("Partial", 3),
+    100003: ("Invoiced", 4),
+}
+# invoice.md gives the deprecated Closed state DefaultStatus 100003 although that status
+# reason belongs to Canceled; kept as published.
+INVOICE_STATES = {
+    0: ("Active", 1),
+    1: ("Closed (deprecated)", 100003),
+    2: ("Paid", 100001),
+    3: ("Canceled", 100003),
+}
+INVOICE_STATUSES = {
+    1: ("New", 0),
+    2: ("Partially Shipped", 0),
+    4: ("Billed", 0),
+    5: ("Booked (applies to services)", 0),
+    6: ("Installed (applies to services)", 0),
+    3: ("Canceled (deprecated)", 1),
+    7: ("Paid in Full (deprecated)", 1),
+    100001: ("Complete", 2),
+    100002: ("Partial", 2),
+    100003: ("Canceled", 3),
 }
 
 
@@ -199,11 +215,19 @@ def _quote() -> Table:
         datetime_("closedon"),
         datetime_("requestdeliveryby"),
         *_sales_header_common(),
-        state(QUOTE_STATE),
-        status(QUOTE_STATUS, 1),
+        *state_and_status(QUOTE_STATES, QUOTE_STATUSES),
         *lookup_fields,
     ]
-    return table("quote", "quotes", "name", fields, lookups, ownership="UserOwned")
+    # "Shows whether the quote is draft, active, won, or closed. Only draft quotes can be edited."
+    return table(
+        "quote",
+        "quotes",
+        "name",
+        fields,
+        lookups,
+        ownership="UserOwned",
+        read_only_states=frozenset({1, 2, 3}),
+    )
 
 
 def _quotedetail() -> Table:
@@ -211,7 +235,13 @@ def _quotedetail() -> Table:
     fields = [
         string("quotedetailname", 100),
         *_line_common(),
-        Field("quotestatecode", EdmType.INT32, attribute_type="State", options=QUOTE_STATE, read_only=True),
+        Field(
+            "quotestatecode",
+            EdmType.INT32,
+            attribute_type="State",
+            options=labels(QUOTE_STATES),
+            read_only=True,
+        ),
         boolean("msdynce_quotehasexternalmaintainedproductsonly"),
         integer("msdynce_quoterevisionnumber"),
         *lookup_fields,
@@ -241,15 +271,24 @@ def _salesorder() -> Table:
         memo("submitstatusdescription"),
         *_sales_header_common(),
         picklist("prioritycode", {1: "Default Value"}, default=1),
-        state(ORDER_STATE),
-        status(ORDER_STATUS, 1),
+        *state_and_status(ORDER_STATES, ORDER_STATUSES),
         picklist("msdynce_processingstatus", PROCESSING_STATUS),
         *money_with_base("msdynce_misctax"),
         *lookup_fields,
         lookup_column("quoteid"),
     ]
     lookups = [*lookups, Lookup("quoteid", {"quoteid": "quotes"})]
-    return table("salesorder", "salesorders", "name", fields, lookups, ownership="UserOwned")
+    # "Shows whether the order is active, submitted, fulfilled, canceled, or invoiced. Only active
+    # orders can be edited."
+    return table(
+        "salesorder",
+        "salesorders",
+        "name",
+        fields,
+        lookups,
+        ownership="UserOwned",
+        read_only_states=frozenset({1, 2, 3, 4}),
+    )
 
 
 def _salesorderdetail() -> Table:
@@ -263,7 +302,11 @@ def _salesorderdetail() -> Table:
         boolean("iscopied", default=False),
         boolean("salesorderispricelocked", read_only=True),
         Field(
-            "salesorderstatecode", EdmType.INT32, attribute_type="State", options=ORDER_STATE, read_only=True
+            "salesorderstatecode",
+            EdmType.INT32,
+            attribute_type="State",
+            options=labels(ORDER_STATES),
+            read_only=True,
         ),
         picklist("ordercreationmethod", {776160000: "Unknown", 776160001: "Win Quote"}),
         boolean("msdynce_ismisctax"),
@@ -295,15 +338,24 @@ def _invoice() -> Table:
         datetime_("datedelivered"),
         datetime_("duedate"),
         *_sales_header_common(),
-        state(INVOICE_STATE),
-        status(INVOICE_STATUS, 1),
+        *state_and_status(INVOICE_STATES, INVOICE_STATUSES),
         date_only("msdynce_invoicedate"),
         *money_with_base("msdynce_misctax"),
         *lookup_fields,
         lookup_column("salesorderid"),
     ]
     lookups = [*lookups, Lookup("salesorderid", {"salesorderid": "salesorders"})]
-    return table("invoice", "invoices", "name", fields, lookups, ownership="UserOwned")
+    # "Shows whether the invoice is active, paid, or canceled. Paid and canceled invoices are
+    # read-only and can't be edited unless they are reactivated."
+    return table(
+        "invoice",
+        "invoices",
+        "name",
+        fields,
+        lookups,
+        ownership="UserOwned",
+        read_only_states=frozenset({2, 3}),
+    )
 
 
 def _invoicedetail() -> Table:
@@ -318,7 +370,11 @@ def _invoicedetail() -> Table:
         string("shippingtrackingnumber", 100),
         boolean("invoiceispricelocked", read_only=True),
         Field(
-            "invoicestatecode", EdmType.INT32, attribute_type="State", options=INVOICE_STATE, read_only=True
+            "invoicestatecode",
+            EdmType.INT32,
+            attribute_type="State",
+            options=labels(INVOICE_STATES),
+            read_only=True,
         ),
         date_only("msdynce_invoicedate"),
         string("msdynce_invoicenumber", 100),

@@ -49,6 +49,9 @@ class Field:
     the field (Dataverse `statecode`, F&O zero decimals); `auto_number` is a Dataverse
     `AutoNumberFormat` (e.g. `QUO-{SEQNUM:5}-{RANDSTRING:6}`) the service uses to fill
     an omitted number column. Either makes a required field optional in requests.
+    `option_states` (a Dataverse Status column) names the state each status reason belongs
+    to (``StatusOptionMetadata.State``); `default_statuses` (a State column) the status a
+    state gets when a write sets only the state (``StateOptionMetadata.DefaultStatus``).
     """
 
     name: str
@@ -67,6 +70,8 @@ class Field:
     description: str = ""
     default: object = None
     auto_number: str | None = None
+    option_states: dict[int, int] | None = None
+    default_statuses: dict[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,9 @@ class Table:
     description: str = ""
     #: Dataverse lines (parental ownership): the lookup to the parent whose owner the row takes.
     owner_parent: str | None = None
+    #: Dataverse documents: the states (``statecode``) in which the row is read-only ("Only
+    #: active orders can be edited"); its lines (``owner_parent``) are then read-only too.
+    read_only_states: frozenset[int] = frozenset()
 
     def field(self, name: str) -> Field | None:
         return self._fields_by_name.get(name)

@@ -4,12 +4,17 @@ test_bench_daily_smoke.py."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from bench import daily
 from bench.mutations import MUTATIONS, Mutation, _key_value, _plan
 from prospect_to_cash.hooks.operations import WriteKind
 from prospect_to_cash.sync.mapping import load_template
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SEVEN = [
     "accounts",
@@ -72,3 +77,30 @@ def test_the_plan_changes_every_100th_row_and_deletes_every_1000th_once() -> Non
 def test_a_datetime_key_goes_into_the_url_as_a_datetime() -> None:
     moment = _key_value("2026-11-03T00:00:00Z")
     assert (moment.isoformat(), _key_value("SO-1"), _key_value(7)) == ("2026-11-03T00:00:00+00:00", "SO-1", 7)
+
+
+def test_the_incremental_export_world_names_a_data_project_per_task_and_company(tmp_path: Path) -> None:
+    """`--fno-incremental-export`: the F&O emulator gets one data project per F&O-sourced task
+    and company, and an environment override names each in its company pair's defaults."""
+    tasks = daily.export_tasks(["accounts", "products"])
+    assert tasks == {
+        "products": {"products": "SellableReleasedProducts", "price_list_items": "SellableReleasedProducts"}
+    }
+    config, override = daily._export_setup(tasks, tmp_path)
+    assert config == {
+        "fno": {
+            "dmf": {
+                "projects": {
+                    "P2C-PRODUCTS-PRODUCTS-USMF": "SellableReleasedProducts",
+                    "P2C-PRODUCTS-PRODUCTS-DEMF": "SellableReleasedProducts",
+                    "P2C-PRODUCTS-PRICE_LIST_ITEMS-USMF": "SellableReleasedProducts",
+                    "P2C-PRODUCTS-PRICE_LIST_ITEMS-DEMF": "SellableReleasedProducts",
+                }
+            }
+        }
+    }
+    demf = load_template("products", environment_file=override, legal_entity="demf")
+    assert demf.task("price_list_items").source.incremental_export is not None
+    assert demf.task("price_list_items").source.incremental_export.definition_group == (
+        "P2C-PRODUCTS-PRICE_LIST_ITEMS-DEMF"
+    )

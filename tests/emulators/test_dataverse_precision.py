@@ -98,3 +98,64 @@ def test_other_currency_columns_keep_their_currencys_places(api: httpx.Client) -
         assert api.get(f"accounts({account_id})/creditlimit").json()["value"] == 1000.13
     finally:
         api.delete(f"accounts({account_id})")
+
+
+def test_a_record_currency_with_no_decimals_rounds_its_currency_columns_only(api: httpx.Client) -> None:
+    """JPY keeps 0 places (``currencyprecision``): an order in yen keeps whole yen in its
+    totals (``PrecisionSource`` 2), while an order in dollars keeps cents; a line's price
+    per unit follows the organization's pricing precision (2) whatever its currency, and an
+    update that leaves the currency out is rounded by the currency the record holds."""
+    yen = api.post(
+        "transactioncurrencies",
+        json={
+            "isocurrencycode": "JPY",
+            "currencyname": "Yen",
+            "currencysymbol": "\u00a5",
+            "exchangerate": 150.0,
+            "currencyprecision": 0,
+        },
+        headers={"Prefer": "return=representation"},
+    )
+    assert yen.status_code == 201, yen.text
+    yen_id = yen.json()["transactioncurrencyid"]
+    (usd,) = api.get(
+        "transactioncurrencies",
+        params={"$select": "transactioncurrencyid", "$filter": "isocurrencycode eq 'USD'"},
+    ).json()["value"]
+    (account,) = api.get("accounts", params={"$select": "accountid", "$top": "1"}).json()["value"]
+    orders = {"JPY": str(uuid.uuid4()), "USD": str(uuid.uuid4())}
+    line_id = str(uuid.uuid4())
+    try:
+        for code, currency_id in (("JPY", yen_id), ("USD", usd["transactioncurrencyid"])):
+            body = {
+                "salesorderid": orders[code],
+                "name": f"Precision {code}",
+                "totalamount": 1234.567,
+                "customerid_account@odata.bind": f"/accounts({account['accountid']})",
+                "transactioncurrencyid@odata.bind": f"/transactioncurrencies({currency_id})",
+            }
+            assert api.post("salesorders", json=body).status_code == 204
+        assert api.get(f"salesorders({orders['JPY']})/totalamount").json()["value"] == 1235
+        assert api.get(f"salesorders({orders['USD']})/totalamount").json()["value"] == 1234.57
+        line = {
+            "salesorderdetailid": line_id,
+            "salesorderid@odata.bind": f"/salesorders({orders['JPY']})",
+            "productdescription": "Write-in",
+            "isproductoverridden": True,
+            "quantity": 1,
+            "priceperunit": 1234.567,
+            "extendedamount": 1234.567,
+            "transactioncurrencyid@odata.bind": f"/transactioncurrencies({yen_id})",
+        }
+        assert api.post("salesorderdetails", json=line).status_code == 204
+        kept = api.get(
+            f"salesorderdetails({line_id})", params={"$select": "priceperunit,extendedamount"}
+        ).json()
+        assert (kept["priceperunit"], kept["extendedamount"]) == (1234.57, 1235)
+        assert api.patch(f"salesorders({orders['JPY']})", json={"totalamount": 99.5}).status_code == 204
+        assert api.get(f"salesorders({orders['JPY']})/totalamount").json()["value"] == 100
+    finally:
+        api.delete(f"salesorderdetails({line_id})")
+        for order_id in orders.values():
+            api.delete(f"salesorders({order_id})")
+        api.delete(f"transactioncurrencies({yen_id})")

@@ -6,6 +6,7 @@ two customers from F&O (snapshot and lookup), not the company's whole customer t
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +124,59 @@ def test_hooks_read_by_keys_in_chunks_exactly_the_rows_of_the_keys(
     assert sorted(got_fno["CustomerAccount"]) == wanted_fno[:7]
     assert sorted(got_sales["accountnumber"]) == wanted_sales[:7]
     assert (list(empty.columns), len(empty)) == (["accountnumber"], 0)
+
+
+def test_hooks_read_composite_keys_in_chunks_exactly_the_rows_of_the_keys(
+    running: RunningEmulators, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Order lines by (order, line): F&O's lines by number, Sales' by the order's GUID (a
+    bare GUID literal) and the sequence number; a pair that does not exist reads nothing."""
+    fno_oracle, sales_oracle = Oracle(running.endpoints, "fno"), Oracle(running.endpoints, "dataverse")
+    try:
+        fno_lines = fno_oracle.rows(
+            "CDSSalesOrderLines?cross-company=true&$select=SalesOrderNumber,LineCreationSequenceNumber"
+            "&$filter=dataAreaId eq 'usmf'"
+        )
+        sales_lines = sales_oracle.rows("salesorderdetails?$select=_salesorderid_value,sequencenumber")
+    finally:
+        fno_oracle.close()
+        sales_oracle.close()
+    fno_keys = sorted((r["SalesOrderNumber"], r["LineCreationSequenceNumber"]) for r in fno_lines)[:7]
+    sales_keys = sorted((r["_salesorderid_value"], r["sequencenumber"]) for r in sales_lines)[:7]
+    assert len(fno_keys) == len(sales_keys) == 7
+    running.reset_counters()
+    with (
+        FinanceOperationsHook(fno_conn_id=CONN["fno"]) as fno,
+        DataverseHook(dataverse_conn_id=CONN["dataverse"]) as dv,
+    ):
+        monkeypatch.setattr(fno, "keys_per_read", 3)  # 8 keys: 3 requests, side by side
+        monkeypatch.setattr(dv, "keys_per_read", 3)
+        got_fno = _frame(
+            fno.iter_pages_by_key_rows(
+                "CDSSalesOrderLines",
+                select=["SalesOrderNumber", "LineCreationSequenceNumber"],
+                columns=["SalesOrderNumber", "LineCreationSequenceNumber"],
+                rows=[*fno_keys, (fno_keys[0][0], 999)],
+                companies=["usmf"],
+            )
+        )
+        got_sales = _frame(
+            dv.iter_pages_by_key_rows(
+                "salesorderdetails",
+                select=["_salesorderid_value", "sequencenumber"],
+                columns=["_salesorderid_value", "sequencenumber"],
+                rows=[(uuid.UUID(order), line) for order, line in [*sales_keys, (sales_keys[0][0], 999)]],
+            )
+        )
+    assert (
+        sorted(zip(got_fno["SalesOrderNumber"], got_fno["LineCreationSequenceNumber"], strict=True))
+        == fno_keys
+    )
+    got = zip(got_sales["_salesorderid_value"], got_sales["sequencenumber"], strict=True)
+    assert sorted(got) == sales_keys
+    counters = running.counters()
+    assert counters["fno"]["requests"]["GET CDSSalesOrderLines"] == 3
+    assert counters["dataverse"]["requests"]["GET salesorderdetails"] == 3
 
 
 def _staged_rows(tmp_path: Path, run_id: str, name: str) -> Any:
@@ -285,3 +339,87 @@ def test_a_daily_orders_run_reads_only_the_customers_of_the_changed_orders(
     assert len(whole) > 10  # the full refresh read the company's customers
     # the daily run read one customer: the changed order's (an account's number)
     assert [a["accountnumber"] for a in account] == list(customers("daily")["CustomerAccount"])
+
+
+def _patch_line(sales: Oracle, detail_id: str, description: str) -> None:
+    response = sales.client.patch(
+        f"{sales.root}salesorderdetails({detail_id})",
+        json={"description": description},
+        headers={"Content-Type": "application/json", "If-Match": "*"},
+    )
+    assert response.status_code == 204, response.text
+
+
+def _details(sales: Oracle, number: str) -> list[dict[str, Any]]:
+    (order,) = sales.rows(f"salesorders?$select=salesorderid&$filter=ordernumber eq '{number}'")
+    return sales.rows(
+        "salesorderdetails?$select=salesorderdetailid,sequencenumber"
+        f"&$filter=_salesorderid_value eq {order['salesorderid']}&$orderby=sequencenumber"
+    )
+
+
+def _delete_fno_order(fno: Oracle, number: str, lines: list[int]) -> None:
+    """Delete an order in F&O, its lines first (what deleting a sales order there does)."""
+    for line in lines:
+        key = f"dataAreaId='usmf',SalesOrderNumber='{number}',LineCreationSequenceNumber={line}"
+        response = fno.client.delete(f"{fno.root}CDSSalesOrderLines({key})?cross-company=true")
+        assert response.status_code == 204, response.text
+    key = f"dataAreaId='usmf',SalesOrderNumber='{number}'"
+    response = fno.client.delete(f"{fno.root}CDSSalesOrderHeaders({key})?cross-company=true")
+    assert response.status_code == 204, response.text
+
+
+def test_a_daily_orders_run_reads_the_changed_order_line_only(
+    running: RunningEmulators, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One line of a four-line order changes in Sales: the daily run reads that one F&O line
+    (by order number and line number, not every line of the order), and no F&O header for
+    it (the line found in F&O proves its header is there). A changed line of an order
+    someone deleted in F&O finds no line, so its header is read: absent, the line is held
+    back as on any run, not created."""
+    _usmf_only(tmp_path, monkeypatch)
+    root = ObjectStoragePath(f"file://{tmp_path / 'staging'}")
+    for template in ("accounts", "contacts", "products", "sales_orders_sales_to_fno"):
+        _sync(template, root, "initial", Window(full_refresh=True), max_rejected="100%", max_failed="100%")
+    fno, sales = Oracle(running.endpoints, "fno"), Oracle(running.endpoints, "dataverse")
+    try:
+        lines = fno.rows(
+            "CDSSalesOrderLines?cross-company=true&$select=SalesOrderNumber,LineCreationSequenceNumber"
+            "&$filter=dataAreaId eq 'usmf'"
+        )
+        per_order: dict[str, list[int]] = {}
+        for line in lines:
+            per_order.setdefault(line["SalesOrderNumber"], []).append(line["LineCreationSequenceNumber"])
+        number, gone = sorted(n for n, numbers in per_order.items() if len(numbers) == 4)[:2]
+        details, gone_details = _details(sales, number), _details(sales, gone)
+        assert [d["sequencenumber"] for d in details] == sorted(per_order[number])
+        _delete_fno_order(fno, gone, per_order[gone])
+        start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=1)
+        changed = details[2]
+        _patch_line(sales, changed["salesorderdetailid"], "changed for the line-keyed read")
+        _patch_line(sales, gone_details[0]["salesorderdetailid"], "changed after F&O deleted the order")
+    finally:
+        sales.close()
+        fno.close()
+    with running.admin("fno") as admin:
+        admin.reset_counters()
+        window = Window.of(start, start + timedelta(hours=1))
+        daily = _sync(
+            "sales_orders_sales_to_fno", root, "daily", window, max_rejected="100%", max_failed="100%"
+        )
+        read = admin.counters()["rows_read_by_set"]
+
+    counts = daily["tasks"]["order_lines"]["counts"]
+    assert (counts["read"], counts["updated"], counts["created"], counts["rejected"]) == (2, 1, 0, 1)
+    assert read.get("CDSSalesOrderLines", 0) == 1  # the changed line, not the order's four
+    assert read.get("CDSSalesOrderHeaders", 0) == 0  # one proven by its line, one asked for: absent
+    staging = TaskStaging(root, "sales_orders_sales_to_fno", "daily", "usmf", "order_lines")
+    target = staging.read_frame("target", "rows")
+    assert list(zip(target["SalesOrderNumber"], target["LineCreationSequenceNumber"], strict=True)) == [
+        (number, str(changed["sequencenumber"]))
+    ]
+    assert list(staging.read_frame("target", "ref-tgt_headers")["SalesOrderNumber"]) == [number]
+    (reason,) = staging.read_frame("deadletter", "rejected")["reason"]
+    assert reason.startswith(
+        f"dangling lookup SalesOrderNumber: no CDSSalesOrderHeaders with SalesOrderNumber='{gone}'"
+    )

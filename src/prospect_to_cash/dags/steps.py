@@ -109,6 +109,8 @@ def check_mapping(spec: TemplateSpec) -> dict[str, Any]:
                 "update the DAG file together with the mapping file"
             )
         require_owners(template)
+        for pair in template.environment.company_pairs if template.environment else ():
+            load_template(spec.template, legal_entity=pair.legal_entity)  # each pair's env values too
         hooks = SyncHooks(dataverse_conn_id=spec.dataverse_conn_id, fno_conn_id=spec.fno_conn_id)
         check_template(template, hooks, raise_on_problems=True)
     log.info("%s matches both services' $metadata (%d task(s))", template.path, len(names))

@@ -14,7 +14,7 @@ from prospect_to_cash.hooks._connection import DynamicsConnectionConfig, config_
 from prospect_to_cash.hooks._http import AdaptiveLimiter, ODataSession, RetryPolicy
 from prospect_to_cash.hooks._writes import WriteEngine
 from prospect_to_cash.hooks.errors import DynamicsAPIError, DynamicsError, parse_error
-from prospect_to_cash.hooks.odata import key_filters, page_to_frame
+from prospect_to_cash.hooks.odata import key_filters, key_row_filters, page_to_frame
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -199,18 +199,30 @@ class DynamicsBaseHook(BaseHook):
     #: Key-scoped requests in flight at once; the limiter still caps the whole hook.
     key_read_parallelism: ClassVar[int] = 4
 
+    def _key_chunks(self, column: str | Sequence[str], values: Iterable[Any]) -> list[str]:
+        """The filters of a key read under this service's URL budget: ``values`` of one
+        ``column``, or rows of values of several ``columns`` (a composite key)."""
+        if isinstance(column, str):
+            return key_filters(
+                column,
+                values,
+                use_in=self.key_filter_in,
+                budget=self.key_filter_budget,
+                most=self.keys_per_read,
+            )
+        return key_row_filters(column, values, budget=self.key_filter_budget, most=self.keys_per_read)
+
     def _iter_key_chunks(
         self,
-        column: str,
+        column: str | Sequence[str],
         values: Iterable[Any],
         select: Sequence[str],
         read: Callable[[str], Iterator[pd.DataFrame]],
     ) -> Iterator[pd.DataFrame]:
-        """Read the rows whose ``column`` is one of ``values``: one filter per chunk of keys
-        (under the URL limit), chunks side by side, each chunk's pages yielded together."""
-        chunks = key_filters(
-            column, values, use_in=self.key_filter_in, budget=self.key_filter_budget, most=self.keys_per_read
-        )
+        """Read the rows whose ``column`` is one of ``values`` (or whose ``column`` list
+        equals one of the rows in ``values``): one filter per chunk of keys (under the URL
+        limit), chunks side by side, each chunk's pages yielded together."""
+        chunks = self._key_chunks(column, values)
         if not chunks:
             yield page_to_frame([], select)
             return

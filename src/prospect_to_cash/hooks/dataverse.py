@@ -157,6 +157,28 @@ class DataverseHook(DynamicsBaseHook):
             ),
         )
 
+    def iter_pages_by_key_rows(
+        self,
+        entity_set: str,
+        *,
+        select: Sequence[str],
+        columns: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+        filter: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> Iterator[pd.DataFrame]:
+        """The rows whose ``columns`` equal one of ``rows`` (a composite key: an order line
+        by its order's id and its sequence number), page by page: ``In`` takes one column,
+        so ``or`` chains of ``and``-ed equalities, chunked like `iter_pages_by_keys`."""
+        yield from self._iter_key_chunks(
+            columns,
+            rows,
+            select,
+            lambda chunk: self.iter_pages(
+                entity_set, select=select, filter=and_filters(filter, chunk), page_size=page_size
+            ),
+        )
+
     def read_changes(
         self,
         entity_set: str,

@@ -22,6 +22,14 @@ from typing import TYPE_CHECKING, Any
 from prospect_to_cash.hooks._writes import PreparedWrite, failure, json_body
 from prospect_to_cash.hooks.base import DynamicsBaseHook
 from prospect_to_cash.hooks.batch import BatchRequest
+from prospect_to_cash.hooks.dmf import (
+    ExportPolling,
+    download_package,
+    execution_status,
+    package_frames,
+    start_export,
+    wait_for_export,
+)
 from prospect_to_cash.hooks.errors import InvalidKeyError
 from prospect_to_cash.hooks.odata import and_filters, any_equals, entity_path, query_string, select_option
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
@@ -134,6 +142,55 @@ class FinanceOperationsHook(DynamicsBaseHook):
         yield from self._iter_key_chunks(
             column,
             values,
+            select,
+            lambda chunk: self.iter_pages(
+                entity_set,
+                select=select,
+                filter=and_filters(filter, chunk),
+                companies=companies,
+                page_size=page_size,
+            ),
+        )
+
+    def iter_export(
+        self,
+        definition_group: str,
+        *,
+        legal_entity: str,
+        execution_id: str,
+        select: Sequence[str],
+        polling: ExportPolling | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """Run the Data management export project ``definition_group`` for ``legal_entity``
+        and yield its rows (``select`` columns, text) in chunks: start it under
+        ``execution_id`` unless F&O already knows that execution (a retried task resumes it),
+        poll until it ends, download the package and read its data file (`hooks.dmf`).
+
+        :raises DataExportError: the execution failed, was canceled or outlasted ``polling``.
+        """
+        if execution_status(self, execution_id) == "Unknown":
+            start_export(self, definition_group, legal_entity=legal_entity, execution_id=execution_id)
+        wait_for_export(self, execution_id, polling or ExportPolling())
+        package = download_package(self, execution_id)
+        yield from package_frames(package, select, fill={"dataAreaId": legal_entity.lower()})
+
+    def iter_pages_by_key_rows(
+        self,
+        entity_set: str,
+        *,
+        select: Sequence[str],
+        columns: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+        filter: str | None = None,
+        companies: Sequence[str] | str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> Iterator[pd.DataFrame]:
+        """The rows whose ``columns`` equal one of ``rows`` (a composite key: an order
+        line by order number and line number), page by page: ``or`` chains of ``and``-ed
+        equalities, chunked like `iter_pages_by_keys`."""
+        yield from self._iter_key_chunks(
+            columns,
+            rows,
             select,
             lambda chunk: self.iter_pages(
                 entity_set,

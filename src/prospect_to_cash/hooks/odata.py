@@ -231,6 +231,58 @@ def key_filters(column: str, values: Iterable[Any], *, use_in: bool, budget: int
     return [chunk[0] if len(chunk) == 1 else "(" + " or ".join(chunk) + ")" for chunk in chunks]
 
 
+def _key_row_chunk(columns: Sequence[str], groups: list[tuple[tuple[str, ...], list[str]]]) -> str:
+    """``(A eq 'x' and B eq 3) or (A eq 'y' and (B eq 1 or B eq 2))`` for literal groups."""
+    *leading, last = columns
+    terms = []
+    for prefix, lasts in groups:
+        tail = [f"{last} eq {literal}" for literal in lasts]
+        ored = tail[0] if len(tail) == 1 else "(" + " or ".join(tail) + ")"
+        equal = [f"{c} eq {v}" for c, v in zip(leading, prefix, strict=True)]
+        terms.append("(" + " and ".join([*equal, ored]) + ")")
+    return terms[0] if len(terms) == 1 else "(" + " or ".join(terms) + ")"
+
+
+def key_row_filters(
+    columns: Sequence[str], rows: Iterable[Sequence[Any]], *, budget: int, most: int
+) -> list[str]:
+    """Filters that together select the rows whose ``columns`` equal one of ``rows`` (a
+    composite key, such as an order line's order number and line number), each one at most
+    ``most`` rows and ``budget`` characters once URL-encoded.
+
+    Equalities are and-ed per row and or-ed across rows, the only way F&O knows (Dataverse's
+    ``In`` takes one column); rows sharing their leading values are grouped under them
+    (``(A eq 'x' and (B eq 1 or B eq 3))``). Distinct rows only, in first-seen order; a row
+    longer than the budget on its own is still sent alone (the service then decides).
+    """
+    if most < 1 or budget < 1 or len(columns) < 2:
+        raise ValueError("key_row_filters needs two columns or more, most >= 1 and budget >= 1")
+    literal_rows: dict[tuple[str, ...], None] = {}
+    for row in rows:
+        if len(row) != len(columns):
+            raise ValueError(f"a key row has {len(row)} values for {len(columns)} columns")
+        literal_rows[tuple(format_literal(v) for v in row)] = None
+    grouped: dict[tuple[str, ...], list[str]] = {}
+    for literals in literal_rows:
+        grouped.setdefault(literals[:-1], []).append(literals[-1])
+    chunks: list[list[tuple[tuple[str, ...], list[str]]]] = []
+    count = 0
+    for prefix, lasts in grouped.items():
+        for literal in lasts:
+            if chunks and count < most:
+                chunk = chunks[-1]
+                if chunk[-1][0] == prefix:  # the same leading values: one more last value
+                    tried = [*chunk[:-1], (prefix, [*chunk[-1][1], literal])]
+                else:
+                    tried = [*chunk, (prefix, [literal])]
+                if len(quote(_key_row_chunk(columns, tried), safe=_QUERY_SAFE)) <= budget:
+                    chunks[-1], count = tried, count + 1
+                    continue
+            chunks.append([(prefix, [literal])])
+            count = 1
+    return [_key_row_chunk(columns, chunk) for chunk in chunks]
+
+
 def and_filters(*filters: str | None) -> str | None:
     """Combine filter expressions with ``and``, parenthesising each; None when all are blank."""
     present = [f.strip() for f in filters if f and f.strip()]

@@ -19,7 +19,8 @@ from prospect_to_cash.sync.values import deterministic_id
 
 if TYPE_CHECKING:
     from prospect_to_cash.sync.context import SyncContext
-    from prospect_to_cash.sync.mapping import Lookup, Reference, Task, Template
+    from prospect_to_cash.sync.mapping import Lookup, Task, Template
+    from prospect_to_cash.sync.sides import Reference
 
 #: Target scopes read within the pair's business unit (Dataverse targets only).
 BUSINESS_UNIT_SCOPES = frozenset({"owner", "business_unit"})

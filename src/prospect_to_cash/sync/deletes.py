@@ -1,6 +1,6 @@
 """Source deletes: what happens to a target row whose source row is gone.
 
-Each mapping task says it with ``on_source_delete`` (`mapping.DeletePolicy`): ``ignore``,
+Each mapping task says it with ``on_source_delete`` (`sides.DeletePolicy`): ``ignore``,
 ``report`` (the default: counted in the run's summary and listed in
 ``plan/deletes.parquet``), ``deactivate`` (the task's ``deactivate`` values are written to
 the target row: an F&O customer goes on hold for all transactions, ``OnHoldStatus: All``;
@@ -125,8 +125,8 @@ def _read_whole(ctx: SyncContext) -> bool:
     """Whether this run's extract read the source whole (its absence means a delete)."""
     if ctx.staging.exists("source", "delta", ".json"):
         return bool(ctx.staging.read_json("source", "delta")["whole"])
-    if not ctx.staging.exists("source", "window", ".json"):
-        return False
+    if not ctx.staging.exists("source", "window", ".json") or source_digests.read_partially(ctx):
+        return False  # an F&O incremental export carries no deletes (sync/exports.py)
     window = ctx.staging.read_json("source", "window")
     return bool(window["full_refresh"] or not ctx.task.source.change_field)
 

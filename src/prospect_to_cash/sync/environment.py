@@ -16,13 +16,17 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import yaml
 
 from prospect_to_cash.sync.contracts import CompanyPair
 from prospect_to_cash.sync.errors import MappingError
+from prospect_to_cash.sync.expressions import ExpressionError, lookup_path
+
+if TYPE_CHECKING:
+    from prospect_to_cash.sync.errors import MappingProblems
 
 #: Environment variable naming an override file layered on ``environment.yaml``.
 ENVIRONMENT_FILE_VARIABLE = "P2C_ENVIRONMENT_FILE"
@@ -141,6 +145,18 @@ class Environment:
 
     def has_value_map(self, name: str) -> bool:
         return name in self.data.get("value_maps", {})
+
+
+def resolve_env_value(value: Any, environment: Environment, problems: MappingProblems, where: str) -> Any:
+    """A mapping value written ``{env: a.b.c}`` as this environment sets it, when the
+    mapping compiles (an unknown path is a problem of the file); any other value as it is."""
+    if isinstance(value, dict) and set(value) == {"env"}:
+        try:
+            return lookup_path(environment.data, str(value["env"]))
+        except ExpressionError as exc:
+            problems.add(where, str(exc))
+            return None
+    return value
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -29,3 +29,19 @@ class ServiceFailures(SyncError):
     """Writes failed in ways the service may heal by itself (5xx, timeouts, throttling
     beyond the wait budget, ambiguous writes). Everything else was written; the task
     fails so that Airflow retries it (the pending ledger makes the retry re-read them)."""
+
+
+class MappingProblems:
+    """Collect every problem of one mapping file, then raise them together as one
+    `MappingError`: a user fixes the whole file in one go, not a message at a time."""
+
+    def __init__(self, file_name: str) -> None:
+        self.file_name = file_name
+        self.items: list[str] = []
+
+    def add(self, where: str, message: str) -> None:
+        self.items.append(f"{self.file_name}: {where}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise MappingError("\n".join(self.items))

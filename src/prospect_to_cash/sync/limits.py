@@ -16,10 +16,12 @@ time columns from 1753-01-01 to 9999-12-31.
 
 Decimal places are not refused but kept: Dataverse rounds a currency or decimal value to the
 column's effective precision (``MoneyAttributeMetadata.PrecisionSource``: the column's own
-``Precision``, the organization's ``pricingdecimalprecision`` or the currency's
+``Precision``, the organization's ``pricingdecimalprecision`` or the record currency's
 ``currencyprecision``), which ``$metadata`` does not state. The snapshot reads it from
-``EntityDefinitions`` (:func:`dataverse_decimals`) and the transform rounds to it, so a value
-is sent as Sales will keep it and the next run finds it unchanged.
+``EntityDefinitions`` (:func:`dataverse_decimals`) and the currencies' places
+(:func:`dataverse_currencies`), and the transform rounds each row to it (a column that follows
+the record currency by the row's own ``transactioncurrencyid``), so a value is sent as Sales
+will keep it and the next run finds it unchanged.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ import weakref
 from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timezone
 from decimal import Decimal
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from prospect_to_cash.hooks.errors import DynamicsError
-from prospect_to_cash.sync.values import DEFAULT_SCALE, to_decimal
+from prospect_to_cash.sync.values import DEFAULT_SCALE, is_blank, to_decimal
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Sequence
 
     from prospect_to_cash.sync.context import SyncContext
     from prospect_to_cash.sync.mapping import FieldMapping, Task
@@ -78,6 +81,39 @@ class Facets:
     precision: int | None = None
     scale: int | None = None
     decimals: int | None = None  # places Dataverse keeps (EntityDefinitions), not a CSDL facet
+    by_currency: bool = False  # a Dataverse currency column whose places are its record currency's
+
+
+#: The column a Dataverse record holds its currency in: "all money properties in a record share
+#: the same transaction currency" (Dataverse, "Transaction Currency (currency) table").
+RECORD_CURRENCY = "transactioncurrencyid"
+
+
+@dataclass(frozen=True)
+class CurrencyPlaces:
+    """The decimal places each Sales currency keeps (``transactioncurrencies.currencyprecision``),
+    for the columns whose ``PrecisionSource`` is the record currency: a row is rounded to its
+    own currency's places, so Sales keeps exactly what is sent (a yen amount whole, a dollar
+    amount in cents) and the next run finds it unchanged.
+
+    :param places: ``(transactioncurrencyid, currencyprecision)`` of every currency, active or
+        not (a row may still carry a deactivated one); ids lowercase.
+    :param fallback: the largest ``currencyprecision`` of the active currencies, for a row whose
+        currency is not known (not mapped, or not among them): no place its currency keeps is lost.
+    """
+
+    places: tuple[tuple[str, int], ...]
+    fallback: int
+
+    @cached_property
+    def _by_id(self) -> dict[str, int]:
+        return dict(self.places)
+
+    def of(self, currency: Any) -> int | None:
+        """The places of the currency whose id is ``currency`` (None: not known)."""
+        if not isinstance(currency, str) or not currency:
+            return None
+        return self._by_id.get(currency.lower())
 
 
 @dataclass(frozen=True)
@@ -196,8 +232,12 @@ def field_limits(shape: EntityShape, system: str, name: str) -> FieldLimits | No
     )
 
 
-def with_target_limits(task: Task, facets: dict[str, Facets]) -> Task:
-    """``task`` with every written field carrying its target limits (``FieldMapping.limits``)."""
+def with_target_limits(
+    task: Task, facets: dict[str, Facets], currencies: CurrencyPlaces | None = None
+) -> Task:
+    """``task`` with every written field carrying its target limits (``FieldMapping.limits``),
+    and the currency columns whose places are the record currency's the ``currencies``
+    (``FieldMapping.currency_places``: the transform rounds each row by its own currency)."""
     from prospect_to_cash.sync.metadata_check import EntityShape  # it imports Facets from here
 
     shape = EntityShape(entity_set=task.target.entity_set, facets=facets)
@@ -206,6 +246,7 @@ def with_target_limits(task: Task, facets: dict[str, Facets]) -> Task:
             mapping,
             limits=field_limits(shape, task.target_system, mapping.target),
             scale=_kept_scale(mapping, facets.get(mapping.target)),
+            currency_places=_currency_places(mapping, facets.get(mapping.target), currencies),
         )
         if mapping.write and not mapping.is_bind
         else mapping
@@ -221,8 +262,53 @@ def _kept_scale(mapping: FieldMapping, facets: Facets | None) -> int | None:
     return facets.decimals
 
 
+def _currency_places(
+    mapping: FieldMapping, facets: Facets | None, currencies: CurrencyPlaces | None
+) -> CurrencyPlaces | None:
+    """Per-row places for a decimal field whose target column follows the record currency,
+    unless the mapping names its own ``scale``."""
+    if mapping.type != "decimal" or mapping.scale is not None or facets is None or not facets.by_currency:
+        return None
+    return currencies
+
+
+def rows_by_places(
+    mapping: FieldMapping, record: Sequence[Any] | None, values: Sequence[Any]
+) -> tuple[dict[int, list[int]], int]:
+    """For a column that follows the record currency (``mapping.currency_places``): the rows
+    whose currency (``record``, the rows' ``transactioncurrencyid``) keeps other places than
+    ``mapping.scale``, grouped by those places, and how many rows with a value have no known
+    currency (they keep ``mapping.scale``, the most an active currency keeps)."""
+    places = mapping.currency_places
+    groups: dict[int, list[int]] = {}
+    unknown = 0
+    for row, value in enumerate(values):
+        kept = places.of(record[row]) if places is not None and record is not None else None
+        if kept is None:
+            unknown += not is_blank(value)
+        elif kept != mapping.scale:
+            groups.setdefault(kept, []).append(row)
+    return groups, unknown
+
+
+def unknown_currency_warning(entity_set: str, mapping: FieldMapping) -> None:
+    """Said once per task: Sales rounds such a row by its currency, which may differ."""
+    log.warning(
+        "%s: a row with a value in %s has no known currency (%s not mapped or not among the Sales "
+        "currencies); such values are rounded to %s places, the most an active currency keeps, "
+        "and Sales may round them further",
+        entity_set,
+        mapping.target,
+        RECORD_CURRENCY,
+        mapping.scale,
+    )
+
+
 #: ``target/facets.json``: the target entity set's property facets, staged by the snapshot.
 FACETS = "facets"
+#: ``target/currency_places.json``: the Sales currencies' places, staged beside the facets when
+#: a mapped column follows the record currency.
+CURRENCY_PLACES = "currency_places"
 
 
 def stage_target_facets(ctx: SyncContext) -> None:
@@ -230,7 +316,7 @@ def stage_target_facets(ctx: SyncContext) -> None:
     so the transform checks values against them without talking to a service (and every
     retry of it sees the same limits). Nothing is staged when the hook has no ``$metadata``
     (in-memory test services) or the set is missing (check_mapping names that first)."""
-    metadata = target_metadata(ctx.hooks, ctx.task.target_system)
+    metadata = service_metadata(ctx.hooks, ctx.task.target_system)
     shape = metadata.entity_sets.get(ctx.task.target.entity_set) if metadata is not None else None
     if shape is None:
         return
@@ -241,14 +327,27 @@ def stage_target_facets(ctx: SyncContext) -> None:
             for f in ctx.task.fields
             if f.write and not f.is_bind and f.type == "decimal" and f.scale is None and f.target in facets
         ]
-        kept = dataverse_decimals(ctx.hooks.for_system("dataverse"), ctx.task.target.entity_set, wanted)
-        facets.update({name: replace(facets[name], decimals=places) for name, places in kept.items()})
+        hook = ctx.hooks.for_system("dataverse")
+        kept = dataverse_decimals(hook, ctx.task.target.entity_set, wanted)
+        by_currency = dataverse_currency_columns(hook, ctx.task.target.entity_set, wanted)
+        facets.update(
+            {
+                name: replace(facets[name], decimals=places, by_currency=name in by_currency)
+                for name, places in kept.items()
+            }
+        )
         if kept:  # a value with more places is rounded to these before it is compared or sent
             log.info(
                 "%s keeps %s decimal place(s) (EntityDefinitions); values are rounded to them",
                 ctx.task.target.entity_set,
-                ", ".join(f"{name}: {places}" for name, places in sorted(kept.items())),
+                ", ".join(
+                    f"{name}: {'its currency' if name in by_currency else places}"
+                    for name, places in sorted(kept.items())
+                ),
             )
+        currencies = dataverse_currencies(hook) if by_currency else None
+        if currencies is not None:
+            ctx.staging.write_json("target", CURRENCY_PLACES, asdict(currencies))
     ctx.staging.write_json("target", FACETS, {name: asdict(f) for name, f in facets.items()})
 
 
@@ -257,7 +356,13 @@ def staged_target_limits(ctx: SyncContext) -> Task:
     if not ctx.staging.exists("target", FACETS, ".json"):
         return ctx.task
     staged = ctx.staging.read_json("target", FACETS)
-    return with_target_limits(ctx.task, {name: Facets(**value) for name, value in staged.items()})
+    currencies = None
+    if ctx.staging.exists("target", CURRENCY_PLACES, ".json"):
+        found = ctx.staging.read_json("target", CURRENCY_PLACES)
+        places = tuple((str(currency), int(n)) for currency, n in found["places"])
+        currencies = CurrencyPlaces(places=places, fallback=int(found["fallback"]))
+    facets = {name: Facets(**value) for name, value in staged.items()}
+    return with_target_limits(ctx.task, facets, currencies)
 
 
 log = logging.getLogger(__name__)
@@ -266,9 +371,10 @@ _CACHE: weakref.WeakKeyDictionary[Any, ServiceMetadata] = weakref.WeakKeyDiction
 _CACHE_LOCK = threading.Lock()
 
 
-def target_metadata(hooks: Any, system: str) -> ServiceMetadata | None:
+def service_metadata(hooks: Any, system: str) -> ServiceMetadata | None:
     """The parsed ``$metadata`` of ``system``, read once per hook (a task's hooks, or the
-    hooks a whole run shares); None when the hook cannot give it (in-memory test services)."""
+    hooks a whole run shares): the target's facets here, an exported F&O source's key types
+    in `exports`; None when the hook cannot give it (in-memory test services)."""
     from prospect_to_cash.sync.metadata_check import parse_csdl
 
     hook = hooks.for_system(system)
@@ -291,18 +397,42 @@ def target_metadata(hooks: Any, system: str) -> ServiceMetadata | None:
 PRECISION_OF_COLUMN, PRECISION_OF_PRICING, PRECISION_OF_CURRENCY = 0, 1, 2
 
 _METADATA_CAST = "Microsoft.Dynamics.CRM"
-_DECIMALS: weakref.WeakKeyDictionary[Any, dict[str, dict[str, int]]] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class _TableDecimals:
+    """What one table's columns keep: places per column (a currency-following column: the
+    largest of the active currencies) and which columns follow the record currency."""
+
+    places: dict[str, int]
+    by_currency: frozenset[str] = frozenset()
+
+
+_DECIMALS: weakref.WeakKeyDictionary[Any, dict[str, _TableDecimals]] = weakref.WeakKeyDictionary()
+_CURRENCIES: weakref.WeakKeyDictionary[Any, CurrencyPlaces] = weakref.WeakKeyDictionary()
 
 
 def dataverse_decimals(hook: Any, entity_set: str, columns: Collection[str]) -> dict[str, int]:
     """The decimal places Dataverse keeps for each of ``columns`` of ``entity_set`` (money and
-    decimal columns; others are left out), read once per table per hook.
+    decimal columns; others are left out), read once per table per hook. A column that follows
+    the record currency gets the largest places of the active currencies (the fallback of a
+    row whose currency is not known; :func:`dataverse_currency_columns` names such columns).
 
     Empty when the hook cannot tell (no ``EntityDefinitions``, a refused read): the fields then
     keep the default of :data:`~prospect_to_cash.sync.values.DEFAULT_SCALE`, and the log says so.
     """
+    known = _table_decimals_cached(hook, entity_set, columns)
+    return {name: known.places[name] for name in columns if name in known.places}
+
+
+def dataverse_currency_columns(hook: Any, entity_set: str, columns: Collection[str]) -> frozenset[str]:
+    """Those of ``columns`` whose places are the record currency's (``PrecisionSource`` 2)."""
+    return frozenset(_table_decimals_cached(hook, entity_set, columns).by_currency & set(columns))
+
+
+def _table_decimals_cached(hook: Any, entity_set: str, columns: Collection[str]) -> _TableDecimals:
     if not columns or not hasattr(hook, "session"):
-        return {}
+        return _TableDecimals({})
     with _CACHE_LOCK:
         known = _DECIMALS.setdefault(hook, {}).get(entity_set)
     if known is None:
@@ -316,17 +446,17 @@ def dataverse_decimals(hook: Any, entity_set: str, columns: Collection[str]) -> 
                 type(exc).__name__,
                 DEFAULT_SCALE["dataverse"],
             )
-            known = {}
+            known = _TableDecimals({})
         with _CACHE_LOCK:
             _DECIMALS[hook][entity_set] = known
-    return {name: known[name] for name in columns if name in known}
+    return known
 
 
 def _rows(hook: Any, url: str) -> list[dict[str, Any]]:
     return [row for page in hook.session.get_json_pages(url) for row in page["value"]]
 
 
-def _table_decimals(hook: Any, entity_set: str) -> dict[str, int]:
+def _table_decimals(hook: Any, entity_set: str) -> _TableDecimals:
     """Every money and decimal column of the table behind ``entity_set`` with its places."""
     logical = hook.entity_logical_name(entity_set)
     if logical is None:
@@ -337,17 +467,22 @@ def _table_decimals(hook: Any, entity_set: str) -> dict[str, int]:
         for row in _rows(hook, f"{base}.DecimalAttributeMetadata?$select=LogicalName,Precision")
     }
     money = _rows(hook, f"{base}.MoneyAttributeMetadata?$select=LogicalName,Precision,PrecisionSource")
-    sources = {row.get("PrecisionSource", PRECISION_OF_PRICING) for row in money}
-    pricing = _pricing_precision(hook) if PRECISION_OF_PRICING in sources else None
-    currency = _currency_precision(hook) if PRECISION_OF_CURRENCY in sources else None
+    # an unset PrecisionSource means 2 (MoneyAttributeMetadata.PrecisionSource remarks)
+    sources = {
+        row["LogicalName"]: PRECISION_OF_CURRENCY
+        if row.get("PrecisionSource") is None
+        else int(row["PrecisionSource"])
+        for row in money
+    }
+    pricing = _pricing_precision(hook) if PRECISION_OF_PRICING in sources.values() else None
+    currency = dataverse_currencies(hook).fallback if PRECISION_OF_CURRENCY in sources.values() else None
     for row in money:
-        # an unset PrecisionSource means 2 (MoneyAttributeMetadata.PrecisionSource remarks)
-        source = row.get("PrecisionSource")
-        source = PRECISION_OF_CURRENCY if source is None else int(source)
+        source = sources[row["LogicalName"]]
         places[row["LogicalName"]] = {PRECISION_OF_PRICING: pricing, PRECISION_OF_CURRENCY: currency}.get(
             source, int(row["Precision"])
         )
-    return {name: value for name, value in places.items() if value is not None}
+    by_currency = frozenset(name for name, source in sources.items() if source == PRECISION_OF_CURRENCY)
+    return _TableDecimals({name: value for name, value in places.items() if value is not None}, by_currency)
 
 
 def _pricing_precision(hook: Any) -> int:
@@ -356,14 +491,27 @@ def _pricing_precision(hook: Any) -> int:
     return int(rows[0]["pricingdecimalprecision"])
 
 
-def _currency_precision(hook: Any) -> int:
-    """The places of a column whose precision is the record's currency's: the largest
-    ``currencyprecision`` of the active currencies, so that no row loses a place its own
-    currency keeps (one value per field; a currency with fewer places is rounded by Sales)."""
-    rows = _rows(hook, "transactioncurrencies?$select=currencyprecision&$filter=statecode eq 0")
-    places = {int(row["currencyprecision"]) for row in rows}
-    if len(places) > 1:
+def dataverse_currencies(hook: Any) -> CurrencyPlaces:
+    """Every Sales currency with the places it keeps (``currencyprecision``, 0 to 10), read once
+    per hook: a small reference table. Deactivated ones are kept (a row may still carry one);
+    the fallback is the largest of the active ones."""
+    with _CACHE_LOCK:
+        found = _CURRENCIES.get(hook)
+    if found is not None:
+        return found
+    rows = _rows(hook, "transactioncurrencies?$select=transactioncurrencyid,currencyprecision,statecode")
+    places = tuple(
+        sorted((str(r["transactioncurrencyid"]).lower(), int(r["currencyprecision"])) for r in rows)
+    )
+    active = {int(r["currencyprecision"]) for r in rows if r.get("statecode", 0) == 0}
+    found = CurrencyPlaces(places=places, fallback=max(active or {p for _, p in places}))
+    if len({p for _, p in places}) > 1:
         log.info(
-            "Active currencies keep %s decimal places; currency columns use %d", sorted(places), max(places)
+            "Sales currencies keep %s decimal places; currency columns are rounded per row by the "
+            "record's currency (%d places when it is not known)",
+            sorted({p for _, p in places}),
+            found.fallback,
         )
-    return max(places)
+    with _CACHE_LOCK:
+        _CURRENCIES[hook] = found
+    return found

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prospect_to_cash.hooks.operations import INTERRUPTED, WriteKind, WriteOperation, WriteOutcome
-from prospect_to_cash.sync import deadletter, source_digests
+from prospect_to_cash.sync import deadletter, exports, source_digests
 from prospect_to_cash.sync.changes import commit_token
 from prospect_to_cash.sync.children import record_released
 from prospect_to_cash.sync.columns import (
@@ -515,6 +515,7 @@ def load(
     if staging.exists("source", "window", ".json"):  # what the extract read moves the mark
         watermark_of(ctx).advance(staging.read_json("source", "window"), ctx.run_id)
     source_digests.promote(ctx)  # the next windowed run compares its whole read with this one
+    exports.loaded(ctx)  # the F&O export rows this load took are kept no longer
     commit_token(ctx)  # the change-tracking token of what the extract read, if it read so
     deleted, paths["deletes"] = apply_source_deletes(ctx, outcome, limit=options.max_source_deletes)
     counts.update(deleted)

@@ -26,15 +26,31 @@ from prospect_to_cash.sync.environment import (
     ValueMap,
     default_mappings_dir,
     load_environment,
+    resolve_env_value,
 )
-from prospect_to_cash.sync.errors import MappingError
+from prospect_to_cash.sync.errors import MappingError, MappingProblems
 from prospect_to_cash.sync.expressions import Expression, ExpressionError, lookup_path
+from prospect_to_cash.sync.read_only import problems as read_only_problems
+from prospect_to_cash.sync.read_only import reference_columns as read_only_reference_columns
+from prospect_to_cash.sync.read_only import snapshot_columns as read_only_snapshot_columns
+from prospect_to_cash.sync.sides import (
+    DeletePolicy,
+    ParentSpec,
+    Reference,
+    SourceSpec,
+    TargetSpec,
+    parse_delete_policy,
+    parse_parent,
+    parse_reference,
+    parse_source,
+    parse_target,
+)
 from prospect_to_cash.sync.values import FIELD_TYPES
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from prospect_to_cash.sync.limits import FieldLimits
+    from prospect_to_cash.sync.limits import CurrencyPlaces, FieldLimits
 
 #: The seven templates, in run order (later ones need the rows earlier ones deliver).
 TEMPLATES = (
@@ -112,6 +128,8 @@ class FieldMapping:
     bind: Bind | None = None
     note: str = ""
     limits: FieldLimits | None = None  # what the target's $metadata accepts (sync.limits)
+    #: places per row by the record's currency, for a column that follows it (sync.limits)
+    currency_places: CurrencyPlaces | None = None
 
     @property
     def is_bind(self) -> bool:
@@ -131,62 +149,6 @@ class FieldMapping:
 
 
 @dataclass(frozen=True)
-class SourceSpec:
-    entity_set: str
-    key: tuple[str, ...]
-    filter: str | None = None
-    change_field: str | None = None
-    company_scope: str = "company"
-    select: tuple[str, ...] = ()
-    #: The source record's own id (a Dataverse GUID column), read so that a dead letter
-    #: or a pending entry names the record even when its business key is blank.
-    primary_id: str | None = None
-
-
-@dataclass(frozen=True)
-class TargetSpec:
-    entity_set: str
-    key: tuple[str, ...]
-    primary_id: str | None = None
-    filter: str | None = None
-    operations: tuple[str, ...] = ("create", "update")
-    company_scope: str = "company"
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A table staged beside the snapshot so lookups can join against it."""
-
-    name: str
-    side: str
-    entity_set: str
-    select: tuple[str, ...] = ()
-    filter: str | None = None
-    key: tuple[str, ...] = ()
-    #: ``business_unit``: a Dataverse table read only within the company pair's business
-    #: unit (rows F&O -> Sales templates created per company, e.g. orders by number).
-    company_scope: str = "none"
-
-
-@dataclass(frozen=True)
-class ParentSpec:
-    """Lines name their header task and the fields that form the header's natural key."""
-
-    task: str
-    match: tuple[str, ...]
-    label: str = "header"
-
-
-@dataclass(frozen=True)
-class DeletePolicy:
-    """What a source delete does to the task's target row (`prospect_to_cash.sync.deletes`):
-    ``ignore``, ``report`` (default), ``deactivate`` (write ``deactivate``'s values) or ``delete``."""
-
-    policy: str = "report"
-    deactivate: tuple[tuple[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
 class Task:
     name: str
     source: SourceSpec
@@ -198,7 +160,7 @@ class Task:
     description: str = ""
     source_system: str = "dataverse"
     target_system: str = "fno"
-    on_source_delete: DeletePolicy = DeletePolicy()
+    on_source_delete: DeletePolicy = field(default_factory=DeletePolicy)
 
     def field(self, target: str) -> FieldMapping | None:
         return self._fields_by_target.get(target)
@@ -258,6 +220,7 @@ class Task:
         for mapping in self.fields:
             if mapping.write and (mapping.compared or mapping.second_pass):
                 wanted.append(mapping.snapshot_column)
+        wanted.extend(read_only_snapshot_columns(self))
         return tuple(dict.fromkeys(wanted))
 
     def reference_columns(self, name: str) -> tuple[str, ...]:
@@ -272,6 +235,7 @@ class Task:
                     wanted.extend(candidate.match)
                     wanted.append(candidate.returns)
                     wanted.extend(mapping.lookup.sort_by)
+        wanted.extend(read_only_reference_columns(self, name))
         return tuple(dict.fromkeys(wanted))
 
 
@@ -328,32 +292,7 @@ def _where(document: dict[str, Any], path: Iterable[Any]) -> str:
     return ", ".join(parts) if parts else "(top level)"
 
 
-class _Problems:
-    """Collect every problem of one file, then raise them together."""
-
-    def __init__(self, file_name: str) -> None:
-        self.file_name = file_name
-        self.items: list[str] = []
-
-    def add(self, where: str, message: str) -> None:
-        self.items.append(f"{self.file_name}: {where}: {message}")
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise MappingError("\n".join(self.items))
-
-
-def _resolve_env_value(value: Any, environment: Environment, problems: _Problems, where: str) -> Any:
-    if isinstance(value, dict) and set(value) == {"env"}:
-        try:
-            return lookup_path(environment.data, str(value["env"]))
-        except ExpressionError as exc:
-            problems.add(where, str(exc))
-            return None
-    return value
-
-
-def _compile(text: str, environment: Environment, problems: _Problems, where: str) -> Expression | None:
+def _compile(text: str, environment: Environment, problems: MappingProblems, where: str) -> Expression | None:
     try:
         return Expression(text, environment=environment.data)
     except ExpressionError as exc:
@@ -362,7 +301,7 @@ def _compile(text: str, environment: Environment, problems: _Problems, where: st
 
 
 def _build_lookup(
-    spec: dict[str, Any], environment: Environment, problems: _Problems, where: str
+    spec: dict[str, Any], environment: Environment, problems: MappingProblems, where: str
 ) -> Lookup | None:
     raw_candidates = spec.get("any_of")
     if raw_candidates is None:
@@ -396,7 +335,7 @@ def _build_lookup(
 
 
 def _build_field(
-    spec: dict[str, Any], environment: Environment, problems: _Problems, where: str
+    spec: dict[str, Any], environment: Environment, problems: MappingProblems, where: str
 ) -> FieldMapping | None:
     kinds = [k for k in VALUE_KINDS if k in spec]
     if len(kinds) != 1:
@@ -432,12 +371,12 @@ def _build_field(
         target=spec["target"],
         kind=kind,
         source=spec.get("source"),
-        constant=_resolve_env_value(constant, environment, problems, where),
+        constant=resolve_env_value(constant, environment, problems, where),
         env_path=spec.get("env"),
         expr=expr,
         lookup=lookup,
         value_map=value_map,
-        default=_resolve_env_value(spec.get("default"), environment, problems, where),
+        default=resolve_env_value(spec.get("default"), environment, problems, where),
         type=field_type,
         scale=spec.get("scale"),
         max_length=spec.get("max_length"),
@@ -450,13 +389,7 @@ def _build_field(
     )
 
 
-def _delete_policy(raw: str | dict[str, Any]) -> DeletePolicy:
-    if isinstance(raw, str):
-        return DeletePolicy(raw)
-    return DeletePolicy(raw.get("policy", "report"), tuple(raw.get("deactivate", {}).items()))
-
-
-def _check_task(task: Task, problems: _Problems, where: str) -> None:
+def _check_task(task: Task, problems: MappingProblems, where: str) -> None:
     targets = [f.target for f in task.fields]
     duplicates = sorted({t for t in targets if targets.count(t) > 1})
     if duplicates:
@@ -502,12 +435,18 @@ def _check_task(task: Task, problems: _Problems, where: str) -> None:
         if mapping.type == "bool" and task.target_system == "fno" and mapping.write:
             problems.add(field_where, "F&O has no booleans: write the NoYes enum (type: enum, 'Yes'/'No')")
         defined.add(mapping.target)
+    if task.source.incremental_export is not None and (
+        task.source_system != "fno" or task.source.change_field
+    ):
+        problems.add(where, "incremental_export is for F&O sources without a change_field")
     if task.on_source_delete.policy == "deactivate" and not task.on_source_delete.deactivate:
         problems.add(where, "on_source_delete: deactivate needs the 'deactivate' values of the target")
     if task.parent is not None:
         for name in task.parent.match:
             if name not in defined:
                 problems.add(f"{where}, parent", f"match field {name!r} is not a field of this task")
+    for problem in read_only_problems(task):
+        problems.add(f"{where}, target", problem)
 
 
 def template_file(name_or_path: str | Path, mappings_dir: str | Path | None) -> tuple[Path, Path]:
@@ -545,7 +484,7 @@ def load_template(
         environment = load_environment(directory, environment_file)
     if legal_entity is not None and (environment.legal_entity or "").casefold() != legal_entity.casefold():
         environment = environment.for_company(legal_entity)
-    problems = _Problems(path.name)
+    problems = MappingProblems(path.name)
     try:
         document = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -568,56 +507,19 @@ def load_template(
             built = _build_field(raw_field, environment, problems, f"{where}, field {raw_field['target']!r}")
             if built is not None:
                 fields.append(built)
-        source_raw, target_raw = raw["source"], raw["target"]
         route = _compile(raw["route"], environment, problems, f"{where}, route") if raw.get("route") else None
         task = Task(
             name=raw["name"],
             description=raw.get("description", ""),
-            source=SourceSpec(
-                entity_set=source_raw["entity_set"],
-                key=tuple(source_raw["key"]),
-                filter=source_raw.get("filter"),
-                change_field=source_raw.get("change_field"),
-                primary_id=source_raw.get("primary_id"),
-                company_scope=source_raw.get(
-                    "company_scope", "company" if source_system == "fno" else "none"
-                ),
-                select=tuple(source_raw.get("select", ())),
-            ),
-            target=TargetSpec(
-                entity_set=target_raw["entity_set"],
-                key=tuple(target_raw["key"]),
-                primary_id=target_raw.get("primary_id"),
-                filter=target_raw.get("filter"),
-                operations=tuple(target_raw.get("operations", ("create", "update"))),
-                company_scope=target_raw.get(
-                    "company_scope", "company" if target_system == "fno" else "none"
-                ),
-            ),
+            source=parse_source(raw["source"], source_system, environment, problems, where),
+            target=parse_target(raw["target"], target_system),
             fields=tuple(fields),
-            references=tuple(
-                Reference(
-                    name=r["name"],
-                    side=r["side"],
-                    entity_set=r["entity_set"],
-                    select=tuple(r.get("select", ())),
-                    filter=r.get("filter"),
-                    key=tuple(r.get("key", ())),
-                    company_scope=r.get("company_scope", "none"),
-                )
-                for r in raw.get("references", ())
-            ),
+            references=tuple(parse_reference(r) for r in raw.get("references", ())),
             route=route,
-            parent=ParentSpec(
-                task=raw["parent"]["task"],
-                match=tuple(raw["parent"]["match"]),
-                label=raw["parent"].get("label", "header"),
-            )
-            if raw.get("parent")
-            else None,
+            parent=parse_parent(raw.get("parent")),
             source_system=source_system,
             target_system=target_system,
-            on_source_delete=_delete_policy(raw.get("on_source_delete", "report")),
+            on_source_delete=parse_delete_policy(raw.get("on_source_delete", "report")),
         )
         _check_task(task, problems, where)
         earlier = {t.name for t in tasks}

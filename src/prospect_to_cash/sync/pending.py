@@ -14,7 +14,8 @@ run's outcome in (rejected or failed: added, ``attempts`` + 1; landed: removed).
 
 **Parked rows.** A row rejected because of the row itself (`self_rejected`: a duplicate
 source key, a value-map miss, a required or key field empty, a value too long) cannot land
-until its source row or the mapping changes, so re-reading it every run only costs. Its
+until its source row or the mapping changes, so re-reading it every run only costs; so does
+a write to a document Sales keeps read-only (`read_only`: final while it stays closed). Its
 entry is *parked* with the compiled task's `fingerprint` (mapping and environment, value
 maps included): the extract re-reads it only when the fingerprint changed. Its own change
 comes back anyway (in the delta or the window, by its id); a duplicate key comes back when
@@ -40,6 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from prospect_to_cash.sync.columns import BAD_STATUSES, OK_STATUSES, REF, SOURCE_KEY
+from prospect_to_cash.sync.read_only import CLOSED_REASON
 from prospect_to_cash.sync.staging import TaskStateFile, atomic_write
 from prospect_to_cash.sync.values import is_blank
 
@@ -78,6 +80,7 @@ SELF_REASONS = (
     re.compile(r"^required field \S+ is empty$"),
     re.compile(r"^(source|target) key \S+ is empty$"),
     re.compile(r"^\S+ is \d+ characters, at most \d+ allowed$"),
+    CLOSED_REASON,  # a closed document in Sales: final while it stays closed (`read_only`)
 )
 DUPLICATE = "duplicate source key "
 

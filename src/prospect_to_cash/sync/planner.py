@@ -70,7 +70,9 @@ from prospect_to_cash.sync.columns import (
 )
 from prospect_to_cash.sync.company_scope import created_row_id
 from prospect_to_cash.sync.frame_inputs import FrameInputs, TransformInputs
-from prospect_to_cash.sync.rules import KeyStates, PlanInputs, RowRules
+from prospect_to_cash.sync.key_index import KeyStates
+from prospect_to_cash.sync.read_only import ClosedTargets
+from prospect_to_cash.sync.rules import PlanInputs, RowRules
 from prospect_to_cash.sync.staging import MemorySpill, Spill, chunk_rows
 from prospect_to_cash.sync.target_rows import snapshot_table, snapshot_values
 from prospect_to_cash.sync.values import (
@@ -240,6 +242,8 @@ class _Planner:
         self.rows = rows
         self.buckets = max(1, math.ceil(max(inputs.source_rows(), inputs.snapshot_rows()) / rows))
         self.transformer = RowRules(task, inputs, rows)
+        #: writes to rows Sales keeps read-only (a closed order, or a line of one) are refused
+        self.closed = ClosedTargets(task, inputs.reference) if task.target.read_only_when else None
         self.schemas = plan_schemas(task)
         #: the desired values a decision compares (target duplicates, diff, second pass)
         self.decided = [
@@ -410,9 +414,18 @@ class _Planner:
             row = valid[position]
             code[row], reject_phase[row] = _REJECT, 1
             reason[row] = f"target has {matches} rows with key {refs[row]!r}"
+        closed: dict[int, str] = {}
+        if self.closed is not None:
+            writes = [(valid[p], None) for p in result.creates]
+            writes += [(valid[u.desired_row], u.snapshot_row) for u in result.updates]
+            closed = self.closed.refused(writes, mapped, snapshot)
+            for row, why in closed.items():
+                code[row], reject_phase[row], reason[row] = _REJECT, 1, why
         second_rows: list[tuple[int, int, int | None, int]] = []  # row, desired position, snapshot row, phase
         for position in result.creates:
             row = valid[position]
+            if row in closed:
+                continue
             if "create" not in task.target.operations:
                 code[row], reject_phase[row] = _REJECT, 2
                 reason[row] = f"{task.target.entity_set} row {refs[row]!r} not found (this task only updates)"
@@ -423,6 +436,8 @@ class _Planner:
             second_rows.append((row, position, None, 0))
         for update in result.updates:
             row = valid[update.desired_row]
+            if row in closed:
+                continue
             if "update" not in task.target.operations:
                 self.skipped += 1
                 continue

@@ -13,8 +13,10 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from prospect_to_cash.hooks.odata import and_filters, format_literal, is_guid
-from prospect_to_cash.sync import source_digests
+from prospect_to_cash.sync import exports, source_digests
 from prospect_to_cash.sync.changes import (
     DELETED_FILE,
     DELTA_FILE,
@@ -33,18 +35,25 @@ from prospect_to_cash.sync.key_rules import KeySharers, key_filters
 from prospect_to_cash.sync.limits import stage_target_facets
 from prospect_to_cash.sync.pending import fingerprint, ledger_of
 from prospect_to_cash.sync.staging import text_table
-from prospect_to_cash.sync.target_scope import KeyScope, reference_scope, target_scope, windowed
-from prospect_to_cash.sync.values import py
+from prospect_to_cash.sync.target_scope import (
+    KeyScope,
+    RowScope,
+    implied_references,
+    reference_scope,
+    row_scope,
+    target_scope,
+    windowed,
+)
+from prospect_to_cash.sync.values import is_blank, py
 from prospect_to_cash.sync.watermarks import ReadWindow, now_utc, watermark_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    import pandas as pd
     from typing_extensions import Unpack
 
     from prospect_to_cash.sync.contracts import ExtractResult, SnapshotResult
-    from prospect_to_cash.sync.mapping import Template
+    from prospect_to_cash.sync.mapping import Reference, Template
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +76,37 @@ def read_pages(
     return hook.iter_pages(entity_set, **kwargs)
 
 
+def _bare_guids(system: str, values: Sequence[Any]) -> list[Any]:
+    """Dataverse lookup and id columns compare with bare GUIDs, not quoted text."""
+    if system == "dataverse" and values and all(is_guid(v) for v in values):
+        return [uuid.UUID(v) for v in values]
+    return list(values)
+
+
 def read_keyed_pages(
-    ctx: SyncContext, system: str, entity_set: str, select: Sequence[str], filter: str | None, keys: KeyScope
+    ctx: SyncContext,
+    system: str,
+    entity_set: str,
+    select: Sequence[str],
+    filter: str | None,
+    keys: KeyScope | RowScope,
 ) -> Iterator[pd.DataFrame]:
-    """The rows of ``filter`` whose ``keys.column`` is one of its values (chunked by the hook)."""
+    """The rows of ``filter`` whose ``keys.column`` is one of its values, or whose
+    ``keys.columns`` equal one of its rows (chunked by the hook)."""
     hook = ctx.hooks.for_system(system)
     page_size = ctx.options.page_size
-    kwargs: dict[str, Any] = {"select": list(select), "filter": filter, "column": keys.column}
+    kwargs: dict[str, Any] = {"select": list(select), "filter": filter}
     if page_size:
         kwargs["page_size"] = page_size
     if system == "fno":
         kwargs["companies"] = [ctx.pair.legal_entity]
-    values: Sequence[Any] = keys.values
-    if system == "dataverse" and values and all(is_guid(v) for v in values):
-        values = [uuid.UUID(v) for v in values]  # lookup and id columns compare with bare GUIDs
-    return hook.iter_pages_by_keys(entity_set, values=values, **kwargs)
+    if isinstance(keys, RowScope):
+        parts = [_bare_guids(system, [row[i] for row in keys.rows]) for i in range(len(keys.columns))]
+        rows = list(zip(*parts, strict=True)) if keys.rows else []
+        return hook.iter_pages_by_key_rows(entity_set, columns=list(keys.columns), rows=rows, **kwargs)
+    return hook.iter_pages_by_keys(
+        entity_set, column=keys.column, values=_bare_guids(system, keys.values), **kwargs
+    )
 
 
 def _stream(
@@ -94,7 +119,7 @@ def _stream(
     filter: str | None,
     more: Sequence[str] = (),
     sharers: KeySharers | None = None,
-    keys: KeyScope | None = None,
+    keys: KeyScope | RowScope | None = None,
 ) -> tuple[str, int]:
     """Stage the rows of ``filter``, then those of each of ``more`` (each disjoint from
     ``filter``; a row two of ``more`` bring, a pending line of a released header, is
@@ -236,10 +261,11 @@ def _read_step(
         return (main if isinstance(main, tuple) else main.result()), staged
 
 
-def _keep_changed(ctx: SyncContext, full_refresh: bool) -> int:
-    """A whole read keeps only its new and changed rows (`source_digests`); returns them."""
+def _keep_changed(ctx: SyncContext, full_refresh: bool, *, partial: bool = False) -> int:
+    """A whole read (or an export's changed rows: ``partial``) keeps only its new and
+    changed rows (`source_digests`); returns them."""
     read = ctx.staging.read_frame("source", "rows")
-    kept = source_digests.keep_changed(ctx, read, full_refresh=full_refresh)
+    kept = source_digests.keep_changed(ctx, read, full_refresh=full_refresh, partial=partial)
     if len(kept) != len(read):
         ctx.staging.write_table("source", "rows", text_table(kept))
         log.info(
@@ -313,6 +339,9 @@ def extract(
         query = None
     else:
         query, pending, sharers = _source_filter(ctx, window)
+    exported = exports.applies(ctx, window)
+    if exported:  # F&O's incremental export instead of the whole entity (sync/exports.py)
+        read_rows, pending = (lambda: exports.stage(ctx)), []
     (path, rows), references = _read_step(
         ctx,
         "source",
@@ -320,10 +349,11 @@ def extract(
         pending,
         sharers,
         read_rows,
-        scope_references=bool(task.source.change_field) and not window.full_refresh,
+        # a change window or an export: the references only for the keys its rows carry
+        scope_references=(bool(task.source.change_field) or exported) and not window.full_refresh,
     )
     if source_digests.applies(ctx):
-        rows = _keep_changed(ctx, window.full_refresh)
+        rows = _keep_changed(ctx, window.full_refresh, partial=exported)
     log.info(
         "%s/%s [%s]: extracted %d rows from %s (%d read(s) of pending keys besides the changes)",
         ctx.template.name,
@@ -347,33 +377,20 @@ def extract(
 def _scoped_snapshot(ctx: SyncContext, business_unit: str | None) -> tuple[tuple[str, int], dict[str, Any]]:
     """A windowed run's snapshot: the target-side references first (those its lookups can
     scope by the staged source rows: only their keys), then the target rows of the run's
-    keys (`target_scope`), each read whole where no key scope applies."""
+    keys (`target_scope`), each read whole where no key scope applies. Where the rows can
+    be read by their whole key without them, the references that only check a parent
+    exists (`implied_references`) come after the rows, for the parents no row names."""
     task = ctx.task
     source = ctx.staging.read_frame("source", "rows")
     system = task.target_system
     references = [reference for reference in task.references if reference.side == "target"]
     scopes = {reference.name: reference_scope(ctx, reference, source) for reference in references}
-    staged: dict[str, Any] = {}
-    with ThreadPoolExecutor(max_workers=READ_PARALLELISM, thread_name_prefix="p2c-target") as pool:
-        futures = {
-            reference.name: pool.submit(
-                _stream,
-                ctx,
-                "target",
-                f"ref-{reference.name}",
-                system,
-                reference.entity_set,
-                _reference_columns(ctx, reference.name),
-                reference_filter(reference, business_unit),
-                keys=scopes[reference.name],
-            )
-            for reference in references
-        }
-        staged = {name: dict(zip(("path", "rows"), f.result(), strict=True)) for name, f in futures.items()}
+    deferred = implied_references(ctx) if row_scope(ctx, source, {}) is not None else {}
+    staged = _read_references(ctx, [r for r in references if r.name not in deferred], scopes, business_unit)
     found = {
         name: ctx.staging.read_frame("target", f"ref-{name}")
         for name, scope in scopes.items()
-        if scope is not None
+        if scope is not None and name not in deferred
     }
     keys = target_scope(ctx, source, found)
     rows = _stream(
@@ -386,15 +403,93 @@ def _scoped_snapshot(ctx: SyncContext, business_unit: str | None) -> tuple[tuple
         target_filter(task, business_unit),
         keys=keys,
     )
+    for name, key in deferred.items():
+        staged[name] = _read_implied(ctx, name, key, scopes[name], business_unit)
     log.info(
         "%s/%s [%s]: snapshot by keys: rows %s, references %s",
         ctx.template.name,
         task.name,
         ctx.pair.legal_entity,
-        f"{len(keys.values)} key(s) of {keys.column}" if keys else "whole",
+        _scope_text(keys),
         {name: len(scope.values) if scope else "whole" for name, scope in scopes.items()},
     )
     return rows, staged
+
+
+def _scope_text(keys: KeyScope | RowScope | None) -> str:
+    if isinstance(keys, RowScope):
+        return f"{len(keys.rows)} key(s) of {', '.join(keys.columns)}"
+    return f"{len(keys.values)} key(s) of {keys.column}" if keys else "whole"
+
+
+def _read_references(
+    ctx: SyncContext,
+    references: Sequence[Reference],
+    scopes: dict[str, KeyScope | None],
+    business_unit: str | None,
+) -> dict[str, Any]:
+    """Stage target-side references side by side, each by its key scope (or whole)."""
+    if not references:
+        return {}
+    with ThreadPoolExecutor(max_workers=READ_PARALLELISM, thread_name_prefix="p2c-target") as pool:
+        futures = {
+            reference.name: pool.submit(
+                _stream,
+                ctx,
+                "target",
+                f"ref-{reference.name}",
+                ctx.task.target_system,
+                reference.entity_set,
+                _reference_columns(ctx, reference.name),
+                reference_filter(reference, business_unit),
+                keys=scopes[reference.name],
+            )
+            for reference in references
+        }
+        return {name: dict(zip(("path", "rows"), f.result(), strict=True)) for name, f in futures.items()}
+
+
+def _read_implied(
+    ctx: SyncContext, name: str, key: str, scope: KeyScope | None, business_unit: str | None
+) -> dict[str, Any]:
+    """Stage a reference that only checks a parent exists (`implied_references`): the
+    parents the staged target rows name are there (a line lives in its header), so only
+    the others are read; the named ones are staged as found, from the rows."""
+    task = ctx.task
+    reference = task.reference(name)
+    (column,) = _reference_columns(ctx, name)
+    mapping = task.field(key)
+    assert mapping is not None
+    named = ctx.staging.read_frame("target", "rows")[mapping.snapshot_column].tolist()
+    proven = {str(py(v)).casefold(): str(py(v)) for v in named if not is_blank(py(v))}
+    if scope is not None:
+        scope = KeyScope(scope.column, tuple(v for v in scope.values if v.casefold() not in proven))
+    _stream(
+        ctx,
+        "target",
+        f"ref-{name}",
+        task.target_system,
+        reference.entity_set,
+        [column],
+        reference_filter(reference, business_unit),
+        keys=scope,
+    )
+    read = ctx.staging.read_frame("target", f"ref-{name}")
+    have = {str(py(v)).casefold() for v in read[column].tolist()}
+    extra = [value for folded, value in proven.items() if folded not in have]
+    if extra:
+        both = pd.concat([read, pd.DataFrame({column: extra})], ignore_index=True)
+        ctx.staging.write_table("target", f"ref-{name}", text_table(both))
+    log.info(
+        "%s/%s [%s]: %s: %d named by the target rows (not read), %d read",
+        ctx.template.name,
+        task.name,
+        ctx.pair.legal_entity,
+        name,
+        len(extra),
+        len(read),
+    )
+    return {"path": str(ctx.staging.path("target", f"ref-{name}")), "rows": len(read) + len(extra)}
 
 
 def snapshot(

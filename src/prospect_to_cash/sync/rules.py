@@ -19,11 +19,10 @@ Duplicate keys across chunks and the diff against the target are the planner's
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from prospect_to_cash.sync.columns import (
     ARROW_TYPES,
@@ -45,14 +44,15 @@ from prospect_to_cash.sync.columns import (
 )
 from prospect_to_cash.sync.company_scope import company_row_id
 from prospect_to_cash.sync.errors import DataError, MappingError
-from prospect_to_cash.sync.limits import text_limit
-from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Reference, Task
+from prospect_to_cash.sync.key_index import KeySet, KeyStates, ReferenceIndex, lookup_queries
+from prospect_to_cash.sync.limits import RECORD_CURRENCY, rows_by_places, text_limit, unknown_currency_warning
+from prospect_to_cash.sync.mapping import COMPANY_FIELD, FieldMapping, Task
+from prospect_to_cash.sync.read_only import is_closed_reason
 from prospect_to_cash.sync.values import (
     ConversionError,
     deterministic_id,
     is_blank,
     map_values,
-    memo_key,
     natural_key,
     normalize,
     py,
@@ -61,6 +61,8 @@ from prospect_to_cash.sync.values import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+
+    from prospect_to_cash.sync.sides import Reference
 
 
 class PlanInputs(Protocol):
@@ -92,124 +94,6 @@ class PlanInputs(Protocol):
         """The outcome of an earlier task of the run (``__ref``, ``status``, ``reason``
         as lists, at most ``rows`` per batch), or None when there is none."""
         ...
-
-
-# -- lookups ----------------------------------------------------------------------------------
-
-
-def _fold_array(keys: list[str | None]) -> pa.Array:
-    return pa.array(keys, type=pa.string())
-
-
-class _ReferenceIndex:
-    """A reference table indexed by the folded text of its match columns.
-
-    Kept as Arrow arrays (unique folded keys, first position, count), not a dict of
-    Python strings: a reference may be a whole target table (products for price list
-    items) and has to stay small beside the chunk being mapped.
-    """
-
-    def __init__(self, table: pa.Table, match: Sequence[str], sort_by: Sequence[str], rows: int) -> None:
-        missing = [c for c in [*match, *sort_by] if c not in table.column_names]
-        if missing:
-            raise MappingError(f"reference frame lacks columns {missing}")
-        if sort_by and table.num_rows:
-            # a stable sort with nulls last, as pandas' sort_values(kind="stable") did
-            order = pc.sort_indices(table, sort_keys=[(c, "ascending", "at_end") for c in sort_by])
-            table = table.take(order)
-        self.table = table
-        key_parts: list[pa.Array] = []
-        position_parts: list[pa.Array] = []
-        for start in range(0, table.num_rows, rows):
-            piece = table.slice(start, rows)
-            columns = [piece.column(c).to_pylist() for c in match]
-            keys: list[str] = []
-            positions: list[int] = []
-            for offset, parts in enumerate(zip(*columns, strict=True)):
-                if any(is_blank(p) for p in parts):
-                    continue
-                keys.append(natural_key(parts).casefold())
-                positions.append(start + offset)
-            key_parts.append(pa.array(keys, type=pa.string()))
-            position_parts.append(pa.array(positions, type=pa.int64()))
-        keyed = pa.table(
-            {
-                "key": pa.chunked_array(key_parts, type=pa.string()),
-                "position": pa.chunked_array(position_parts, type=pa.int64()),
-            }
-        )
-        grouped = keyed.group_by("key", use_threads=False).aggregate(
-            [("position", "min"), ("position", "count")]
-        )
-        self.keys = grouped.column("key").combine_chunks()
-        self.first = grouped.column("position_min").to_numpy()
-        self.count = grouped.column("position_count").to_numpy()
-
-    def find(self, queries: list[str | None]) -> tuple[list[int | None], list[int]]:
-        """Per folded key: the position of its first row (None: no row) and how many rows."""
-        hits = pc.index_in(_fold_array(queries), value_set=self.keys).to_pylist()
-        first = [None if h is None else int(self.first[h]) for h in hits]
-        counts = [0 if h is None else int(self.count[h]) for h in hits]
-        return first, counts
-
-    def values(self, column: str, positions: list[int | None]) -> list[Any]:
-        return self.table.column(column).take(pa.array(positions, type=pa.int64())).to_pylist()
-
-
-class KeySet:
-    """A set of folded keys as one Arrow array (upstream outcomes, a task's own keys)."""
-
-    def __init__(self, parts: Sequence[pa.Array] = ()) -> None:
-        if parts:
-            self.values = pc.unique(pa.chunked_array(list(parts), type=pa.string()).combine_chunks())
-        else:
-            self.values = pa.array([], type=pa.string())
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def contains(self, queries: list[str | None]) -> list[bool]:
-        if not len(self.values):
-            return [False] * len(queries)
-        return pc.is_in(_fold_array(queries), value_set=self.values).to_pylist()
-
-
-class KeyStates:
-    """Last status and reason per folded key of the rows of a header task that went bad."""
-
-    def __init__(self, keys: list[str], statuses: list[Any], reasons: list[Any]) -> None:
-        table = pa.table(
-            {
-                "key": pa.array(keys, type=pa.string()),
-                "position": pa.array(range(len(keys)), type=pa.int64()),
-            }
-        )
-        last = table.group_by("key", use_threads=False).aggregate([("position", "max")])
-        self.keys = last.column("key").combine_chunks()
-        positions = last.column("position_max").to_pylist()
-        self.states = [(statuses[p], reasons[p]) for p in positions]
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def find(self, queries: list[str | None]) -> list[tuple[Any, Any] | None]:
-        hits = pc.index_in(_fold_array(queries), value_set=self.keys).to_pylist()
-        return [None if h is None else self.states[h] for h in hits]
-
-
-def _lookup_query(parts: Sequence[Any]) -> str | None:
-    return None if all(is_blank(p) for p in parts) else natural_key(parts).casefold()
-
-
-def _lookup_queries(values: Sequence[Any], *, single: bool) -> list[str | None]:
-    """The folded key a lookup searches for, per row (None: every match value blank),
-    once per distinct value: lookups mostly match on codes (currency, unit, group)."""
-    if single:
-        return map_values(values, lambda value: _lookup_query((value,)))
-    return map_values(
-        [tuple(memo_key(p) for p in parts) for parts in values],
-        lambda key: _lookup_query([p if p.__class__ is str else p[1] for p in key]),
-    )
 
 
 @dataclass
@@ -283,13 +167,14 @@ class RowRules:
         self.fatal: set[str] = set()
         self.own_keys: KeySet | None = None
         self._tables: dict[str, pa.Table | None] = {}
-        self._indexes: dict[tuple[str, tuple[str, ...], tuple[str, ...]], _ReferenceIndex] = {}
+        self._indexes: dict[tuple[str, tuple[str, ...], tuple[str, ...]], ReferenceIndex] = {}
         self._upstream_ok: dict[str, KeySet] = {}
         self._parent_states: KeyStates | None = None
         self._parent_loaded = False
         #: decimal values rounded to the target's places, per target field, over kept rows
         self.rounded: dict[str, int] = {}
         self._chunk_rounded: dict[str, list[int]] = {}
+        self._unknown_currency_logged = False
 
     # value of one field -------------------------------------------------------------------
     def evaluate(self, mapping: FieldMapping, namespace: dict[str, list[Any]], length: int) -> _Evaluation:
@@ -321,7 +206,7 @@ class RowRules:
 
     def _index(
         self, mapping: FieldMapping, reference: str, match: Sequence[str], returns: str
-    ) -> _ReferenceIndex:
+    ) -> ReferenceIndex:
         assert mapping.lookup is not None
         table = self._reference_table(reference)
         if table is None:
@@ -331,7 +216,7 @@ class RowRules:
         key = (reference, tuple(match), tuple(mapping.lookup.sort_by))
         index = self._indexes.get(key)
         if index is None:
-            index = _ReferenceIndex(table, match, mapping.lookup.sort_by, self.rows)
+            index = ReferenceIndex(table, match, mapping.lookup.sort_by, self.rows)
             self._indexes[key] = index
         if returns not in index.table.column_names:
             raise MappingError(
@@ -360,7 +245,7 @@ class RowRules:
                 errors.update(expr_errors)
             reference = self.task.reference(candidate.reference)
             rows_parts = list(zip(*inputs, strict=True)) if inputs else [()] * length
-            queries = _lookup_queries(inputs[0] if len(inputs) == 1 else rows_parts, single=len(inputs) == 1)
+            queries = lookup_queries(inputs[0] if len(inputs) == 1 else rows_parts, single=len(inputs) == 1)
             first, counts = index.find(queries)
             found = index.values(candidate.returns, first)
             planned = [
@@ -460,7 +345,7 @@ class RowRules:
         return self._upstream_ok[task_name]
 
     def parent_states(self) -> KeyStates | None:
-        """Keys of the header task's rejected or failed rows (last word per key)."""
+        """Keys of the header task's rejected or failed rows (last word per key), not closed ones."""
         if not self._parent_loaded:
             self._parent_loaded = True
             parent = self.task.parent
@@ -471,7 +356,7 @@ class RowRules:
                 reasons: list[Any] = []
                 for batch in batches:
                     for ref, status, reason in zip(batch[REF], batch["status"], batch["reason"], strict=True):
-                        if not is_blank(ref) and status in BAD_STATUSES:
+                        if not is_blank(ref) and status in BAD_STATUSES and not is_closed_reason(reason):
                             keys.append(str(ref).casefold())
                             statuses.append(status)
                             reasons.append(reason)
@@ -495,11 +380,14 @@ class RowRules:
         if not first_pass_only:
             ordered += [f for f in task.fields if f.second_pass]
             self._chunk_rounded = {}
+        by_currency: list[tuple[FieldMapping, list[Any]]] = []
         for mapping in ordered:
             evaluation = self.evaluate(mapping, namespace, length)
             for row, message in evaluation.errors.items():
                 reasons[row].append(message)
             system = task.target_system if mapping.write else None
+            if mapping.currency_places is not None and mapping.write:
+                by_currency.append((mapping, evaluation.values))
             final: list[Any] = []
             for row, (value, problems) in enumerate(
                 map_values(evaluation.values, _finisher(mapping, system))
@@ -519,7 +407,31 @@ class RowRules:
                 desired[mapping.target] = final
             if evaluation.binds is not None:
                 binds[mapping.target] = evaluation.binds
+        for mapping, before in by_currency:  # once every row's currency is known
+            final = self._round_by_currency(mapping, before, namespace)
+            namespace[mapping.target] = desired[mapping.target] = final
+            if mapping.target in self._chunk_rounded and not first_pass_only:
+                self._chunk_rounded[mapping.target] = rounded_positions(before, final)
         return desired, binds
+
+    def _round_by_currency(
+        self, mapping: FieldMapping, before: list[Any], namespace: dict[str, list[Any]]
+    ) -> list[Any]:
+        """A column that follows the record currency, each row rounded from its value before
+        rounding to its own currency's places (`prospect_to_cash.sync.limits.rows_by_places`);
+        the field's problems were found on the first rounding and do not depend on places."""
+        currency = self.task.field(RECORD_CURRENCY)
+        record = namespace.get(RECORD_CURRENCY) if currency is not None and currency.write else None
+        final = list(namespace[mapping.target])
+        groups, unknown = rows_by_places(mapping, record, before)
+        for kept, rows in groups.items():
+            finish = _finisher(replace(mapping, scale=kept), self.task.target_system)
+            for row, (value, _) in zip(rows, map_values([before[r] for r in rows], finish), strict=True):
+                final[row] = value
+        if unknown and not self._unknown_currency_logged:
+            self._unknown_currency_logged = True
+            unknown_currency_warning(self.task.target.entity_set, mapping)
+        return final
 
     def needs_own_keys(self) -> bool:
         return any(

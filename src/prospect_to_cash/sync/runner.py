@@ -79,6 +79,8 @@ log = logging.getLogger(__name__)
 
 def _places(ctx: SyncContext, name: str) -> str:
     mapping = ctx.task.field(name)
+    if mapping is not None and mapping.currency_places is not None:
+        return "its record currency's"
     return str(mapping.scale) if mapping is not None and mapping.scale is not None else "default"
 
 

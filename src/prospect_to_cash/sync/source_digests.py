@@ -3,7 +3,8 @@
 F&O's standard entities have no change timestamp, so a daily run reads them whole. What it
 need not do is transform, snapshot and diff every row again: each row read is reduced to a
 digest of the columns the task reads, and a windowed run keeps only the rows whose digest
-differs from the last successful load's (plus the rows the pending ledger waits for). The
+differs from the last successful load's (plus the rows the pending ledger waits for: not its
+parked ones, which wait for a change of their own row or of the mapping). The
 target then sees only changed rows, so its snapshot and lookups are scoped to them
 (`target_scope`).
 
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from prospect_to_cash.sync.pending import ledger_of
+from prospect_to_cash.sync.pending import fingerprint, ledger_of
 from prospect_to_cash.sync.staging import TaskStateFile, atomic_write
 from prospect_to_cash.sync.values import is_blank, natural_key, py
 
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 
 FOLDER = "_digests"
 STAGED = "digests"
+#: ``source/digests-changed.parquet``: the digests of the rows an incremental export brought.
+STAGED_PARTIAL = "digests-changed"
 #: ``source/unseen.json``: ``{"rows": n}``, the rows read but left out as unchanged.
 UNSEEN = "unseen"
 
@@ -68,13 +71,23 @@ def _digests(frame: pd.DataFrame, columns: list[str], key: tuple[str, ...]) -> t
     return keys, digests
 
 
-def keep_changed(ctx: SyncContext, frame: pd.DataFrame, *, full_refresh: bool) -> pd.DataFrame:
+def keep_changed(
+    ctx: SyncContext, frame: pd.DataFrame, *, full_refresh: bool, partial: bool = False
+) -> pd.DataFrame:
     """Stage the digests of ``frame`` (a whole read) and return the rows a run must
     transform: all of them on a full refresh or without earlier digests, else the rows
-    new or changed since the last load, and those the pending ledger waits for."""
+    new or changed since the last load, and those the pending ledger waits for.
+
+    :param partial: ``frame`` holds only some rows (an incremental export, `sync.exports`):
+        its digests are staged apart (`STAGED_PARTIAL`) and merged into the stored ones by
+        `promote`; absence from it says nothing, so no delete is measured against it.
+    """
     columns = [c for c in ctx.task.source_columns if c in frame.columns]
     keys, digests = _digests(frame, columns, ctx.task.source.key)
-    ctx.staging.write_table("source", STAGED, pa.table({"key": keys, "digest": digests}))
+    staged, other = (STAGED_PARTIAL, STAGED) if partial else (STAGED, STAGED_PARTIAL)
+    if ctx.staging.exists("source", other):  # an earlier attempt of this run read the other way
+        ctx.staging.path("source", other).unlink()
+    ctx.staging.write_table("source", staged, pa.table({"key": keys, "digest": digests}))
     ctx.staging.write_json("source", UNSEEN, {"rows": 0})
     store = _store(ctx)
     if full_refresh or not store.exists():
@@ -82,9 +95,16 @@ def keep_changed(ctx: SyncContext, frame: pd.DataFrame, *, full_refresh: bool) -
     with store.open("rb") as handle:
         earlier = pq.read_table(handle)
     known = dict(zip(earlier.column("key").to_pylist(), earlier.column("digest").to_pylist(), strict=True))
-    waiting = {natural_key(list(k)) for k in ledger_of(ctx).key_values(len(ctx.task.source.key))}
+    # Parked entries (rejected for the row's own content, or a closed target) wait for a change
+    # of their row or of the mapping, like the key re-reads of a Sales source; duplicate keys
+    # are transformed whole, every row of the key (deltas=False).
+    ledger, width, current = ledger_of(ctx), len(ctx.task.source.key), fingerprint(ctx.task)
+    waiting = {natural_key(list(k)) for k in ledger.key_values(width, current, deltas=False)}
+    parked = {natural_key(values) for values, _ in ledger.parked_keys(width, current)} - waiting
     keep = [known.get(k) != d or k in waiting for k, d in zip(keys, digests, strict=True)]
-    ctx.staging.write_json("source", UNSEEN, {"rows": len(keep) - sum(keep)})
+    # left out: unchanged rows, counted as such; parked rows are counted as parked by the load
+    unseen = sum(1 for k, kept in zip(keys, keep, strict=True) if not kept and k not in parked)
+    ctx.staging.write_json("source", UNSEEN, {"rows": unseen})
     return frame.loc[keep].reset_index(drop=True)
 
 
@@ -94,6 +114,11 @@ def unseen_rows(ctx: SyncContext) -> int:
     if not ctx.staging.exists("source", UNSEEN, ".json"):
         return 0
     return int(ctx.staging.read_json("source", UNSEEN)["rows"])
+
+
+def read_partially(ctx: SyncContext) -> bool:
+    """Whether this run's extract staged only some rows' digests (an incremental export)."""
+    return ctx.staging.exists("source", STAGED_PARTIAL)
 
 
 def keys_read(ctx: SyncContext) -> set[str] | None:
@@ -108,10 +133,28 @@ def keys_read(ctx: SyncContext) -> set[str] | None:
 
 
 def promote(ctx: SyncContext) -> None:
-    """After a finished load: the digests this run staged become the ones to compare with."""
-    if not applies(ctx) or not ctx.staging.exists("source", STAGED):
+    """After a finished load: the digests this run staged become the ones to compare with
+    (an export's replace those of its keys only)."""
+    if not applies(ctx):
         return
-    with ctx.staging.path("source", STAGED).open("rb") as handle:
-        table = pq.read_table(handle)
+    if ctx.staging.exists("source", STAGED):
+        with ctx.staging.path("source", STAGED).open("rb") as handle:
+            table = pq.read_table(handle)
+    elif ctx.staging.exists("source", STAGED_PARTIAL):
+        with ctx.staging.path("source", STAGED_PARTIAL).open("rb") as handle:
+            changed = pq.read_table(handle)
+        merged: dict[str, str] = {}
+        if _store(ctx).exists():
+            with _store(ctx).open("rb") as handle:
+                earlier = pq.read_table(handle)
+            merged.update(
+                zip(earlier.column("key").to_pylist(), earlier.column("digest").to_pylist(), strict=True)
+            )
+        merged.update(
+            zip(changed.column("key").to_pylist(), changed.column("digest").to_pylist(), strict=True)
+        )
+        table = pa.table({"key": list(merged), "digest": list(merged.values())})
+    else:
+        return
     with atomic_write(_store(ctx)) as handle:
         pq.write_table(table, handle)

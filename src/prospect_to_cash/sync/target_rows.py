@@ -22,6 +22,8 @@ from prospect_to_cash.sync.columns import (
 )
 from prospect_to_cash.sync.errors import MappingError
 from prospect_to_cash.sync.mapping import COMPANY_FIELD, Task
+from prospect_to_cash.sync.read_only import STATE_COLUMN, state_value
+from prospect_to_cash.sync.read_only import snapshot_columns as read_only_snapshot_columns
 from prospect_to_cash.sync.staging import text_table
 from prospect_to_cash.sync.values import (
     is_blank,
@@ -92,6 +94,9 @@ def snapshot_table(task: Task, raw: pa.Table, legal_entity: str) -> pa.Table:
         arrays[RAW_PREFIX + mapping.target] = pa.array(
             [None if r not in bad else str(values[r]) for r in rows], type=pa.string()
         )
+    for column in read_only_snapshot_columns(task):  # a header's own state, as read
+        states = raw.column(column).to_pylist() if column in raw.column_names else [None] * raw.num_rows
+        arrays[STATE_COLUMN] = pa.array([state_value(states[r]) for r in rows], type=pa.int64())
     return pa.table(arrays)
 
 

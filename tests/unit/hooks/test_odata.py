@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from decimal import Decimal
 from urllib.parse import unquote
@@ -20,6 +21,7 @@ from prospect_to_cash.hooks.odata import (
     entity_id_from_url,
     entity_path,
     format_literal,
+    key_row_filters,
     key_segment,
     page_to_frame,
     query_string,
@@ -164,6 +166,48 @@ class TestQuery:
         assert and_filters(" a eq 1 ", None) == "a eq 1"
         assert and_filters("a eq 1") == "a eq 1"
         assert and_filters("a eq 1 or b eq 2", "c eq 3") == "(a eq 1 or b eq 2) and (c eq 3)"
+
+
+class TestKeyRowFilters:
+    """Composite keys (an order line: order number and line number) in F&O ``or`` chains."""
+
+    COLUMNS = ("SalesOrderNumber", "LineCreationSequenceNumber")
+
+    def test_rows_are_and_ed_and_grouped_under_their_leading_values(self) -> None:
+        rows = [("SO-1", 3), ("SO-2", 1), ("SO-1", 4), ("SO-1", 3)]
+        assert key_row_filters(("Order", "Line"), rows, budget=2000, most=50) == [
+            "((Order eq 'SO-1' and (Line eq 3 or Line eq 4)) or (Order eq 'SO-2' and Line eq 1))"
+        ]
+        assert key_row_filters(self.COLUMNS, [("O'Neil", 1)], budget=2000, most=50) == [
+            "(SalesOrderNumber eq 'O''Neil' and LineCreationSequenceNumber eq 1)"
+        ]
+        assert key_row_filters(self.COLUMNS, [], budget=2000, most=50) == []
+
+    def test_chunks_stay_under_the_budget_and_the_count(self) -> None:
+        rows = [(f"SO-{n:06d}", line) for n in range(60) for line in (1, 2)]
+        chunks = key_row_filters(self.COLUMNS, rows, budget=2000, most=50)
+        encoded = [len(query_string([("$filter", chunk)])) - len("$filter=") for chunk in chunks]
+        # 29 lines fit under 2,000 encoded characters, the 30th would not (41 more at least)
+        assert encoded == [1959, 1959, 1959, 1959, 262]
+        # every row exactly once, in first-seen order
+        found = [
+            (number, int(line))
+            for chunk in chunks
+            for number, lines in re.findall(r"SalesOrderNumber eq '([^']+)' and \(?([^)]*)", chunk)
+            for line in re.findall(r"LineCreationSequenceNumber eq (\d+)", lines)
+        ]
+        assert found == rows
+        assert key_row_filters(("Order", "Line"), rows[:5], budget=2000, most=2) == [
+            "(Order eq 'SO-000000' and (Line eq 1 or Line eq 2))",
+            "(Order eq 'SO-000001' and (Line eq 1 or Line eq 2))",
+            "(Order eq 'SO-000002' and Line eq 1)",
+        ]
+
+    def test_a_row_must_name_every_column(self) -> None:
+        with pytest.raises(ValueError, match="2 columns"):
+            key_row_filters(self.COLUMNS, [("SO-1",)], budget=2000, most=50)
+        with pytest.raises(ValueError, match="two columns"):
+            key_row_filters(("SalesOrderNumber",), [("SO-1",)], budget=2000, most=50)
 
 
 class TestLinks:

@@ -52,6 +52,7 @@ def plan_for(
     references: dict[str, Sequence[dict[str, Any]]] | None = None,
     upstream: dict[str, pd.DataFrame] | None = None,
     legal_entity: str = "usmf",
+    chunk_rows: int | None = None,
 ) -> Plan:
     references = references or {}
     staged_refs = {
@@ -66,6 +67,7 @@ def plan_for(
             legal_entity=legal_entity,
             upstream=upstream or {},
         ),
+        chunk_rows=chunk_rows,
     )
 
 

@@ -13,6 +13,12 @@ write), so a mapping typo fails at unit level exactly as it would against the se
 * write bodies go through the emulators' payload checks (Dataverse ``check_body``, F&O's
   ``_check_payload``): unknown or misspelled properties, wrong types, read-only columns,
   missing required F&O fields.
+* Dataverse: a ``statuscode`` that is not one of the ``statecode``'s status reasons is
+  refused (0x80048408), a ``statecode`` alone gets its DefaultStatus
+  (``emulators.dataverse.states``).
+* Dataverse: a closed document (an order in states 1-4, an invoice in 2-3, a quote in 1-3)
+  refuses every write but SetState and Assign, and so do the lines under it
+  (CannotUpdateBecauseItIsReadOnly 0x8004022e, ``emulators.dataverse.states.check_editable``).
 * Dataverse: create of an existing id → 412 "A record with matching key values already
   exists."; update of a missing id → 404; ``nav@odata.bind`` must name an existing row of
   the navigation's target set, and is read back as ``_<column>_value``.
@@ -35,6 +41,7 @@ import pandas as pd
 
 from emulators.dataverse import errors as dataverse_errors
 from emulators.dataverse.records import check_body, property_map
+from emulators.dataverse.states import check_editable, settle_state
 from emulators.fno import errors as fno_errors
 from emulators.fno.entities import EntityView, build_views
 from emulators.fno.service import FnoService
@@ -45,11 +52,11 @@ from emulators.schema.dataverse import CATALOG as DATAVERSE_CATALOG
 from emulators.schema.fno import CATALOG as FNO_CATALOG
 from prospect_to_cash.hooks._writes import json_body
 from prospect_to_cash.hooks.errors import DynamicsAPIError, parse_error
-from prospect_to_cash.hooks.odata import key_filters
+from prospect_to_cash.hooks.odata import key_filters, key_row_filters
 from prospect_to_cash.hooks.operations import WriteKind, WriteOperation, WriteOutcome
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from emulators.schema.model import Catalog, Table
 
@@ -88,6 +95,32 @@ class _FnoChecks(FnoService):
 
 
 _FNO_CHECK = _FnoChecks()
+
+
+def storage_names(schema: Table, row: dict[str, Any]) -> dict[str, Any]:
+    """A wire-form Dataverse row under the emulator's storage names (``_x_value`` -> ``x``
+    for the table's lookups), as the emulator's state rules read rows."""
+    lookups = {f"_{lookup.column}_value": lookup.column for lookup in schema.lookups}
+    return {lookups.get(name, name): value for name, value in row.items()}
+
+
+@dataclass
+class _StoredRows:
+    """The memory tables as `emulators.dataverse.states.StoredRows`: rows by primary key,
+    under storage names."""
+
+    catalog: Catalog
+    tables: dict[str, MemoryTable]
+
+    def get(self, entity_set: str, key: Any, columns: Sequence[str] | None = None) -> dict[str, Any] | None:
+        schema = self.catalog.tables[entity_set]
+        table = self.tables.get(entity_set)
+        wanted = str(key).lower()
+        for row in table.rows if table is not None else ():
+            if str(row.get(schema.key[0], "")).lower() == wanted:
+                stored = storage_names(schema, row)
+                return stored if columns is None else {c: stored.get(c) for c in columns}
+        return None
 
 
 def service_error(system: str, error: ODataError) -> tuple[int, str | None, str]:
@@ -351,6 +384,34 @@ class MemoryService:
         ``or`` chains here (this evaluator has no ``Microsoft.Dynamics.CRM.In``; the hook's
         ``In`` filters are tested against the emulator), F&O's the same as the hook's."""
         chunks = key_filters(column, values, use_in=False, budget=2000, most=self.keys_per_read)
+        yield from self._iter_chunks(entity_set, select, chunks, filter, companies, page_size)
+
+    def iter_pages_by_key_rows(
+        self,
+        entity_set: str,
+        *,
+        select: list[str],
+        columns: list[str],
+        rows: Iterable[tuple[Any, ...]],
+        filter: str | None = None,
+        companies: list[str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """The hooks' composite key read: the hook's own ``or`` chains of ``and``-ed
+        equalities, one ``iter_pages`` per chunk."""
+        chunks = key_row_filters(columns, rows, budget=2000, most=self.keys_per_read)
+        yield from self._iter_chunks(entity_set, select, chunks, filter, companies, page_size)
+
+    def _iter_chunks(
+        self,
+        entity_set: str,
+        select: list[str],
+        chunks: list[str],
+        filter: str | None,
+        companies: list[str] | None,
+        page_size: int | None,
+    ) -> Iterator[pd.DataFrame]:
+        """One ``iter_pages`` per key chunk, each and-ed with ``filter`` (no chunk: one empty frame)."""
         if not chunks:
             yield pd.DataFrame({c: pd.Series([], dtype=object) for c in select})
             return
@@ -394,13 +455,24 @@ class MemoryService:
                 changes[f"_{column}_value"] = target_id
             elif "@" not in name:
                 changes[name] = value
+        return changes
+
+    def _own(self, schema: Table, changes: dict[str, Any]) -> None:
         owner = changes.get("_ownerid_value")
         if owner and schema.field("owningbusinessunit") is not None:
             # the row lands in its owner's business unit, as in the emulator's ``_ownership``
             users = self.tables.get("systemusers")
             user = self._find(users, {"systemuserid": owner}) if users is not None else None
             changes["_owningbusinessunit_value"] = user.get("_businessunitid_value") if user else None
-        return changes
+
+    def _check_editable(self, schema: Table, current: dict[str, Any] | None, changes: dict[str, Any]) -> None:
+        """The emulator's read-only rule (closed documents and their lines), on storage names."""
+        check_editable(
+            _StoredRows(self.catalog, self.tables),
+            schema,
+            current=storage_names(schema, current) if current is not None else None,
+            changes=storage_names(schema, changes),
+        )
 
     def _fno_changes(self, entity_set: str, body: dict[str, Any], *, for_create: bool) -> dict[str, Any]:
         lines = _FNO_CHECK.infolog(entity_set, body, for_create=for_create)
@@ -435,6 +507,10 @@ class MemoryService:
             existing.update(changes)
             return WriteOutcome(ref, True, 204)
         changes = self._dataverse_changes(schema, body, for_create=operation.kind == WriteKind.CREATE)
+        current = existing if operation.kind == WriteKind.UPDATE else None
+        self._check_editable(schema, current, changes)
+        settle_state(schema, changes, current)
+        self._own(schema, changes)
         if operation.kind == WriteKind.CREATE:
             if existing is not None:
                 raise dataverse_errors.record_exists()

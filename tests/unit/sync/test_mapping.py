@@ -10,6 +10,7 @@ import yaml
 from prospect_to_cash.sync.environment import load_environment
 from prospect_to_cash.sync.errors import MappingError
 from prospect_to_cash.sync.mapping import TEMPLATES, load_all, load_template
+from prospect_to_cash.sync.sides import IncrementalExport
 from tests.unit.sync.conftest import SHIPPED, write_template
 
 if TYPE_CHECKING:
@@ -180,3 +181,47 @@ def test_company_pair_overrides_defaults_for_its_company() -> None:
     assert (usmf.field("WarehouseId").constant, usmf.field("LanguageId").constant) == ("13", "en-us")
     assert (demf.field("WarehouseId").constant, demf.field("LanguageId").constant) == ("11", "de")
     assert demf.field("CustomerGroupId").constant == "10"  # shared default still applies
+
+
+def test_incremental_export_is_off_by_default_and_named_per_company(tmp_path: Path) -> None:
+    """products.yaml reads SellableReleasedProducts from an export project only where the
+    company pair names one (environment defaults.incremental_exports)."""
+    for task in load_template("products", mappings_dir=SHIPPED, legal_entity="usmf").tasks:
+        assert task.source.incremental_export is None
+    override = tmp_path / "exports.yaml"
+    pairs = [
+        {
+            "legal_entity": "usmf",
+            "business_unit": "Contoso US",
+            "defaults": {"incremental_exports": {"products": {"products": "P2C-Products-USMF"}}},
+        },
+        {"legal_entity": "demf", "business_unit": "Contoso Europe"},
+    ]
+    override.write_text(yaml.safe_dump({"company_pairs": pairs}))
+    usmf = load_template("products", mappings_dir=SHIPPED, environment_file=override, legal_entity="usmf")
+    demf = load_template("products", mappings_dir=SHIPPED, environment_file=override, legal_entity="demf")
+    assert usmf.task("products").source.incremental_export == IncrementalExport("P2C-Products-USMF", 60)
+    assert usmf.task("price_list_items").source.incremental_export is None  # its own project, none named
+    assert demf.task("products").source.incremental_export is None
+
+
+def test_incremental_export_is_refused_where_it_cannot_apply(mappings_dir: Path) -> None:
+    export = {"definition_group": "P2C-Accounts"}
+    dataverse = minimal(
+        source={"entity_set": "accounts", "key": ["accountnumber"], "incremental_export": export}
+    )
+    assert "incremental_export is for F&O sources without a change_field" in error_for(
+        mappings_dir, dataverse
+    )
+    blank = minimal(
+        source={
+            "entity_set": "accounts",
+            "key": ["accountnumber"],
+            "incremental_export": {"definition_group": " "},
+        }
+    )
+    assert "definition_group must be a data project name, got ' '" in error_for(mappings_dir, blank)
+    typo = minimal(
+        source={"entity_set": "accounts", "key": ["accountnumber"], "incremental_export": {"group": "x"}}
+    )
+    assert "'definition_group' is a required property" in error_for(mappings_dir, typo)

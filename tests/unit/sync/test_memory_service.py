@@ -229,6 +229,105 @@ def test_dataverse_update_of_a_missing_id_is_a_404() -> None:
     )
 
 
+def test_dataverse_status_reason_of_another_state_is_refused_and_a_lone_state_gets_its_default() -> None:
+    service = sales()
+    mismatch = {"statecode": 0, "statuscode": 2}  # Inactive (2) is the Inactive state's reason
+    update = WriteOperation(WriteKind.UPDATE, "accounts", {"accountid": ACCOUNT}, mismatch, ref="a")
+    assert refusal(write_one(service, update)) == (
+        False,
+        400,
+        "0x80048408",
+        "State code is invalid or state code is valid but status code is invalid for a specified state code.",
+    )
+    deactivate = WriteOperation(
+        WriteKind.UPDATE, "accounts", {"accountid": ACCOUNT}, {"statecode": 1}, ref="d"
+    )
+    assert refusal(write_one(service, deactivate)) == (True, 204, None, None)
+    row = service.tables["accounts"].rows[0]
+    assert (row["statecode"], row["statuscode"]) == (1, 2)
+
+
+INVOICED, ACTIVE = str(uuid.UUID(int=41)), str(uuid.UUID(int=42))
+LINE, USER, UNIT = str(uuid.UUID(int=43)), str(uuid.UUID(int=44)), str(uuid.UUID(int=45))
+READ_ONLY = (False, 400, "0x8004022e", "The object cannot be updated because it is read-only.")
+
+
+def orders() -> MemoryService:
+    """An invoiced order (state 4, read-only) with a line, an active order, and a user to assign."""
+    return MemoryService(
+        "dataverse",
+        {
+            "salesorders": MemoryTable(
+                key=("salesorderid",),
+                rows=[
+                    {"salesorderid": INVOICED, "name": "Invoiced", "statecode": 4, "statuscode": 100003},
+                    {"salesorderid": ACTIVE, "name": "Active", "statecode": 0, "statuscode": 1},
+                ],
+            ),
+            "salesorderdetails": MemoryTable(
+                key=("salesorderdetailid",),
+                rows=[{"salesorderdetailid": LINE, "_salesorderid_value": INVOICED, "quantity": 1}],
+            ),
+            "systemusers": MemoryTable(
+                key=("systemuserid",), rows=[{"systemuserid": USER, "_businessunitid_value": UNIT}]
+            ),
+        },
+    )
+
+
+def update(entity_set: str, key: dict[str, Any], body: dict[str, Any]) -> WriteOperation:
+    return WriteOperation(WriteKind.UPDATE, entity_set, key, body, ref="w")
+
+
+def test_a_closed_order_and_its_lines_refuse_writes_but_set_state_and_assign() -> None:
+    service = orders()
+    invoiced, active = {"salesorderid": INVOICED}, {"salesorderid": ACTIVE}
+    assert refusal(write_one(service, update("salesorders", invoiced, {"name": "Edited"}))) == READ_ONLY
+    # a state change may not carry other columns onto a closed row
+    sneaked = {"statecode": 0, "statuscode": 1, "name": "Edited"}
+    assert refusal(write_one(service, update("salesorders", invoiced, sneaked))) == READ_ONLY
+    line = {"salesorderdetailid": LINE}
+    assert refusal(write_one(service, update("salesorderdetails", line, {"quantity": 2}))) == READ_ONLY
+    new_line = WriteOperation(
+        WriteKind.CREATE,
+        "salesorderdetails",
+        {"salesorderdetailid": str(uuid.UUID(int=46))},
+        {"salesorderid@odata.bind": f"/salesorders({INVOICED})", "quantity": 1},
+        ref="c",
+    )
+    assert refusal(write_one(service, new_line)) == READ_ONLY
+    # nor may a line move from an active order onto the closed one
+    moved = {"salesorderid@odata.bind": f"/salesorders({INVOICED})"}
+    service.tables["salesorderdetails"].rows[0]["_salesorderid_value"] = ACTIVE
+    assert refusal(write_one(service, update("salesorderdetails", line, moved))) == READ_ONLY
+    service.tables["salesorderdetails"].rows[0]["_salesorderid_value"] = INVOICED
+    assert service.tables["salesorderdetails"].rows == [
+        {"salesorderdetailid": LINE, "_salesorderid_value": INVOICED, "quantity": 1}
+    ]
+
+    assign = {"ownerid@odata.bind": f"/systemusers({USER})"}
+    assert refusal(write_one(service, update("salesorders", invoiced, assign))) == (True, 204, None, None)
+    set_state = {"statecode": 3, "statuscode": 100002}
+    assert refusal(write_one(service, update("salesorders", invoiced, set_state))) == (True, 204, None, None)
+    assert refusal(write_one(service, update("salesorders", active, {"name": "Edited"}))) == (
+        True,
+        204,
+        None,
+        None,
+    )
+    assert service.tables["salesorders"].rows == [
+        {
+            "salesorderid": INVOICED,
+            "name": "Invoiced",
+            "statecode": 3,
+            "statuscode": 100002,
+            "_ownerid_value": USER,
+            "_owningbusinessunit_value": UNIT,
+        },
+        {"salesorderid": ACTIVE, "name": "Edited", "statecode": 0, "statuscode": 1},
+    ]
+
+
 def test_bind_must_name_an_existing_row_of_the_target_set() -> None:
     service = sales()
     bind = "transactioncurrencyid@odata.bind"
