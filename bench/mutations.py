@@ -7,10 +7,15 @@ always lands on a row the template reads; the field is one the mapping carries, 
 change reaches the target. Every 100th row is changed and every 1000th (another one) is
 deleted, in the order the service returns them.
 
-Where the real services lock a row the bench edits (active quotes and activated Sales
-orders are read-only in Sales; posted F&O invoices are final), the edit stands for what a
-day really brings there (a revised quote, a new order or invoice): the cost of a daily run
-depends on how many rows changed and how the source is read, not on why they changed.
+Sales keeps an active quote and its lines read-only (the Dataverse emulator refuses the
+edit as the service does, ``CannotUpdateBecauseItIsReadOnly``), so the bench edits a quote
+the way a salesperson revises one: the quote goes back to Draft (a state-only write, which
+Sales allows), is edited, and is activated again in its old status reason. The quote
+header therefore changes too when only its lines were edited; the daily run's delta
+returns it, and the report counts it among the rows changed besides the bench's own.
+Posted F&O invoices are final in F&O, which the F&O emulator does not model; the edit of
+an invoice header stands for what a day brings there (a new invoice): the cost of a daily
+run depends on how many rows changed and how the source is read, not on why they changed.
 """
 
 from __future__ import annotations
@@ -24,12 +29,29 @@ from prospect_to_cash.hooks.operations import WriteKind, WriteOperation
 from prospect_to_cash.sync.mapping import load_template
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from prospect_to_cash.sync.contracts import SyncHooks
 
 #: Every 100th source row changes, every 1000th (another one) is deleted.
 CHANGE_EVERY, DELETE_EVERY = 100, 1000
+
+
+@dataclass(frozen=True)
+class Reopen:
+    """A Dataverse document Sales keeps read-only while active: the rows' headers go to
+    ``draft`` before the edit and back to ``active_state`` (their status reason kept) after.
+
+    :param entity_set: the header table (``quotes``) and ``header_id`` its GUID column.
+    :param parent_column: the line's lookup of its header (``_quoteid_value``); None when the
+        mutated rows are the headers themselves.
+    """
+
+    entity_set: str
+    header_id: str
+    parent_column: str | None
+    draft: tuple[int, int]
+    active_state: int
 
 
 @dataclass(frozen=True)
@@ -49,6 +71,7 @@ class Mutation:
     field: str
     value: str | None
     deletes: bool = True
+    reopen: Reopen | None = None
 
 
 #: Per template, its changes: headers and lines for documents (deletes on lines only).
@@ -59,8 +82,19 @@ MUTATIONS: dict[str, tuple[Mutation, ...]] = {
     "contacts": (Mutation("contact_persons", "description", "changed by bench daily"),),
     "products": (Mutation("products", "ProductDescription", "changed by bench daily"),),
     "sales_quotations": (
-        Mutation("quote_headers", "description", "changed by bench daily", deletes=False),
-        Mutation("quote_lines", "description", "changed by bench daily"),
+        Mutation(
+            "quote_headers",
+            "description",
+            "changed by bench daily",
+            deletes=False,
+            reopen=Reopen("quotes", "quoteid", None, draft=(0, 1), active_state=1),
+        ),
+        Mutation(
+            "quote_lines",
+            "description",
+            "changed by bench daily",
+            reopen=Reopen("quotes", "quoteid", "_quoteid_value", draft=(0, 1), active_state=1),
+        ),
     ),
     "sales_orders_sales_to_fno": (
         Mutation("order_headers", "description", "changed by bench daily", deletes=False),
@@ -136,12 +170,17 @@ def mutate(template: str, hooks: SyncHooks, companies: Sequence[str]) -> list[Mu
             extra: dict[str, Any] = {"companies": list(companies)}
         else:  # Dataverse writes name a row by its GUID
             key, extra = (source.primary_id or source.key[0],), {}
-        select = [*key, *([mutation.field] if mutation.value is None else [])]
+        reopen = mutation.reopen
+        parent = [reopen.parent_column] if reopen is not None and reopen.parent_column else []
+        select = [*key, *([mutation.field] if mutation.value is None else []), *parent]
         rows: list[dict[str, Any]] = []
         for page in hook.iter_pages(source.entity_set, select=select, filter=source.filter, **extra):
             rows.extend(page.to_dict("records"))
         operations = _plan(rows, key, mutation, source.entity_set)
-        outcomes = list(hook.write(operations))
+        if reopen is None:
+            outcomes = list(hook.write(operations))
+        else:
+            outcomes = _write_reopened(hook, reopen, rows, key[0], operations)
         ok = {outcome.ref for outcome in outcomes if outcome.ok}
         refusals = sorted(f"{o.status} {o.error_code}: {o.message}" for o in outcomes if not o.ok)
         done.append(
@@ -157,3 +196,37 @@ def mutate(template: str, hooks: SyncHooks, companies: Sequence[str]) -> list[Mu
             )
         )
     return done
+
+
+def _write_reopened(
+    hook: Any, reopen: Reopen, rows: list[dict[str, Any]], key: str, operations: list[WriteOperation]
+) -> list[Any]:
+    """``operations`` between taking their headers back to Draft and activating them again
+    in their old status reason; the outcomes of ``operations`` only (a header Sales refuses
+    to reopen or activate fails the bench: its rows would stay read-only or in Draft)."""
+    touched = {str(operation.key[key]) for operation in operations}
+    column = reopen.parent_column or key
+    headers = sorted({str(row[column]) for row in rows if str(row[key]) in touched})
+    header_key = reopen.header_id
+    statuses: dict[str, int] = {}
+    for page in hook.iter_pages_by_keys(
+        reopen.entity_set, column=header_key, values=headers, select=[header_key, "statuscode"]
+    ):
+        statuses.update((str(r[header_key]), int(r["statuscode"])) for r in page.to_dict("records"))
+
+    def set_state(step: str, changes: Callable[[str], dict[str, int]]) -> None:
+        writes = [
+            WriteOperation(WriteKind.UPDATE, reopen.entity_set, {header_key: h}, changes(h), f"{step} {h}")
+            for h in headers
+        ]
+        refused = [o for o in hook.write(writes) if not o.ok]
+        if refused:
+            raise RuntimeError(
+                f"{reopen.entity_set}: {step} refused: {refused[0].status} {refused[0].message}"
+            )
+
+    draft_state, draft_status = reopen.draft
+    set_state("draft", lambda _h: {"statecode": draft_state, "statuscode": draft_status})
+    outcomes = list(hook.write(operations))
+    set_state("activate", lambda h: {"statecode": reopen.active_state, "statuscode": statuses[h]})
+    return outcomes
