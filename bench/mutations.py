@@ -10,7 +10,8 @@ deleted, in the order the service returns them.
 Sales keeps an active quote and its lines read-only (the Dataverse emulator refuses the
 edit as the service does, ``CannotUpdateBecauseItIsReadOnly``), so the bench edits a quote
 the way a salesperson revises one: the quote goes back to Draft (a state-only write, which
-Sales allows), is edited, and is activated again in its old status reason. The quote
+Sales allows), is edited, and returns to the state and status reason it had (active, or won
+for a line the lines task still reads). The quote
 header therefore changes too when only its lines were edited; the daily run's delta
 returns it, and the report counts it among the rows changed besides the bench's own.
 Posted F&O invoices are final in F&O, which the F&O emulator does not model; the edit of
@@ -39,8 +40,9 @@ CHANGE_EVERY, DELETE_EVERY = 100, 1000
 
 @dataclass(frozen=True)
 class Reopen:
-    """A Dataverse document Sales keeps read-only while active: the rows' headers go to
-    ``draft`` before the edit and back to ``active_state`` (their status reason kept) after.
+    """A Dataverse document Sales keeps read-only unless Draft: the headers of the rows to
+    edit that are not in ``draft`` go there before the edit and back to the state and status
+    reason they had after it (an active quote, or a won one whose lines a task still reads).
 
     :param entity_set: the header table (``quotes``) and ``header_id`` its GUID column.
     :param parent_column: the line's lookup of its header (``_quoteid_value``); None when the
@@ -51,7 +53,6 @@ class Reopen:
     header_id: str
     parent_column: str | None
     draft: tuple[int, int]
-    active_state: int
 
 
 @dataclass(frozen=True)
@@ -87,13 +88,13 @@ MUTATIONS: dict[str, tuple[Mutation, ...]] = {
             "description",
             "changed by bench daily",
             deletes=False,
-            reopen=Reopen("quotes", "quoteid", None, draft=(0, 1), active_state=1),
+            reopen=Reopen("quotes", "quoteid", None, draft=(0, 1)),
         ),
         Mutation(
             "quote_lines",
             "description",
             "changed by bench daily",
-            reopen=Reopen("quotes", "quoteid", "_quoteid_value", draft=(0, 1), active_state=1),
+            reopen=Reopen("quotes", "quoteid", "_quoteid_value", draft=(0, 1)),
         ),
     ),
     "sales_orders_sales_to_fno": (
@@ -201,18 +202,21 @@ def mutate(template: str, hooks: SyncHooks, companies: Sequence[str]) -> list[Mu
 def _write_reopened(
     hook: Any, reopen: Reopen, rows: list[dict[str, Any]], key: str, operations: list[WriteOperation]
 ) -> list[Any]:
-    """``operations`` between taking their headers back to Draft and activating them again
-    in their old status reason; the outcomes of ``operations`` only (a header Sales refuses
-    to reopen or activate fails the bench: its rows would stay read-only or in Draft)."""
+    """``operations`` between taking their headers back to Draft and returning them to the
+    state and status reason they had; the outcomes of ``operations`` only (a header Sales
+    refuses to reopen or restore fails the bench: its rows would stay read-only or Draft)."""
     touched = {str(operation.key[key]) for operation in operations}
     column = reopen.parent_column or key
     headers = sorted({str(row[column]) for row in rows if str(row[key]) in touched})
     header_key = reopen.header_id
-    statuses: dict[str, int] = {}
+    states: dict[str, tuple[int, int]] = {}
     for page in hook.iter_pages_by_keys(
-        reopen.entity_set, column=header_key, values=headers, select=[header_key, "statuscode"]
+        reopen.entity_set, column=header_key, values=headers, select=[header_key, "statecode", "statuscode"]
     ):
-        statuses.update((str(r[header_key]), int(r["statuscode"])) for r in page.to_dict("records"))
+        for r in page.to_dict("records"):
+            states[str(r[header_key])] = (int(r["statecode"]), int(r["statuscode"]))
+    draft_state, draft_status = reopen.draft
+    headers = [h for h in headers if h in states and states[h][0] != draft_state]
 
     def set_state(step: str, changes: Callable[[str], dict[str, int]]) -> None:
         writes = [
@@ -225,8 +229,7 @@ def _write_reopened(
                 f"{reopen.entity_set}: {step} refused: {refused[0].status} {refused[0].message}"
             )
 
-    draft_state, draft_status = reopen.draft
     set_state("draft", lambda _h: {"statecode": draft_state, "statuscode": draft_status})
     outcomes = list(hook.write(operations))
-    set_state("activate", lambda h: {"statecode": reopen.active_state, "statuscode": statuses[h]})
+    set_state("restore", lambda h: {"statecode": states[h][0], "statuscode": states[h][1]})
     return outcomes
