@@ -68,10 +68,13 @@ _DAILY_INTRO = [
     "headers their changed invoices name (a source-side reference scoped by the staged rows, as for",
     'change-tracked Sales sources). See docs/sync.md, "Incremental export from F&O".',
     "",
-    "Active quotes and activated orders are read-only in Sales and posted invoices are final in",
-    "F&O; the emulators accept the bench's edits of them, which stand for what a day brings there",
-    "(revised quotes, new orders and invoices): what a daily run reads depends on how many rows",
-    "changed and how the source is read, not on why they changed.",
+    "Sales keeps a quote read-only unless it is a Draft, and the Dataverse emulator refuses such",
+    "edits as Sales does, so the bench edits a quote as a salesperson revises one: back to Draft,",
+    "edited, then returned to the state and status reason it had; its header changes too, which",
+    "the tables count among the rows other writers changed. Posted invoices are final in F&O,",
+    "which the F&O emulator does not model: the bench's edit of an invoice header stands for what",
+    "a day brings there (a new invoice). What a daily run reads depends on how many rows changed",
+    "and how the source is read, not on why they changed.",
     "",
 ]
 
