@@ -172,9 +172,9 @@ def test_daily_products_runs_read_the_incremental_export(
     assert (quiet["updated"], quiet["created"]) == (0, 0)
 
 
-def test_a_failed_export_fails_the_task_and_the_retry_lands_the_change(
-    running: RunningEmulators, tmp_path: Path
-) -> None:
+def _loaded_with_a_quiet_day(running: RunningEmulators, tmp_path: Path) -> tuple[ObjectStoragePath, str]:
+    """Staging after the initial load and one quiet daily run (the projects' full push), and
+    the first product number, the one the test changes."""
     root = ObjectStoragePath(f"file://{tmp_path / 'staging'}")
     _sync(root, "initial", Window(full_refresh=True))
     _sync(root, "daily-0", _daily())
@@ -183,7 +183,13 @@ def test_a_failed_export_fails_the_task_and_the_retry_lands_the_change(
         (product,) = fno.rows("SellableReleasedProducts?$select=ProductNumber&$top=1&$orderby=ProductNumber")
     finally:
         fno.close()
-    number = product["ProductNumber"]
+    return root, product["ProductNumber"]
+
+
+def test_a_failed_export_fails_the_task_and_the_retry_lands_the_change(
+    running: RunningEmulators, tmp_path: Path
+) -> None:
+    root, number = _loaded_with_a_quiet_day(running, tmp_path)
     _change(running, [number], "Failed once")
     with running.admin("fno") as admin:
         admin.patch_config({"dmf": {"fail_next": 1}})
@@ -208,15 +214,7 @@ def test_rows_exported_by_a_run_that_died_before_its_load_land_with_the_next_run
 ) -> None:
     """F&O moves the project's baseline when the export succeeds: a run that dies after
     its extract must not lose those rows. They are kept until a load finishes with them."""
-    root = ObjectStoragePath(f"file://{tmp_path / 'staging'}")
-    _sync(root, "initial", Window(full_refresh=True))
-    _sync(root, "daily-0", _daily())
-    fno = Oracle(running.endpoints, "fno")
-    try:
-        (product,) = fno.rows("SellableReleasedProducts?$select=ProductNumber&$top=1&$orderby=ProductNumber")
-    finally:
-        fno.close()
-    number = product["ProductNumber"]
+    root, number = _loaded_with_a_quiet_day(running, tmp_path)
     _change(running, [number], "Exported before a crash")
     _reads(running)
     hooks = SyncHooks(
